@@ -1,0 +1,1 @@
+"""Wire types of the studyvisit API: msgspec Structs, depending on nothing but msgspec."""

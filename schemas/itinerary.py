@@ -1,0 +1,69 @@
+"""Groups, visits and the itinerary built from them."""
+
+from typing import Literal
+
+import msgspec
+
+from schemas.common import Latitude, Longitude, ShortText, Slug, Stamp, Translations
+
+VisitStatus = Literal["scheduled", "changed", "cancelled"]
+VisitKind = Literal["visit", "plenary", "registration", "break", "meal", "transfer", "other"]
+TransportMode = Literal["walk", "minibus", "public_transport", "bike", "none"]
+
+
+class Group(msgspec.Struct, kw_only=True):
+    """A group of participants who travel together."""
+
+    id: Slug
+    name: ShortText
+    version: int = 1
+
+
+class Visit(msgspec.Struct, kw_only=True):
+    """One itinerary item: a visit to a site, or a session at a venue."""
+
+    id: Slug
+    title: ShortText
+    starts_at: Stamp
+    ends_at: Stamp
+    group_ids: list[Slug] = []
+    site_id: Slug | None = None
+    venue: ShortText = ""
+    kind: VisitKind = "visit"
+    meeting_point: ShortText = ""
+    transport: TransportMode = "none"
+    notes: Translations = {}
+    status: VisitStatus = "scheduled"
+    number: int = 0
+    version: int = 1
+    updated_at: Stamp | None = None
+
+
+class Leg(msgspec.Struct, kw_only=True):
+    """How far the previous item's place is, on foot."""
+
+    from_visit_id: str
+    distance_m: float
+    walking_minutes: int
+    gap_minutes: int
+    warning: str | None = None
+
+
+class ItineraryItem(msgspec.Struct, kw_only=True):
+    """A visit as placed in an itinerary, with the walk from the item before it."""
+
+    visit: Visit
+    site_name: str | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    leg: Leg | None = None
+
+
+class Itinerary(msgspec.Struct, kw_only=True):
+    """The ordered items of one group, or of everything the caller may see."""
+
+    event_id: str
+    group_id: str | None
+    timezone: str
+    items: list[ItineraryItem]
+    warnings: list[str] = []

@@ -1,0 +1,63 @@
+"""The Litestar application."""
+
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
+from server.errors import EXCEPTION_HANDLERS
+from server.representation import RepresentationCache
+from server.routes.common import provide_cache, provide_db
+from server.routes.events import EventController, MeController
+from server.routes.health import health
+from server.routes.itinerary import ItineraryController
+from server.routes.sites import SiteController
+from server.settings import Settings
+from server.storage.db import Database, migrate
+
+ROUTES = [health, MeController, EventController, SiteController, ItineraryController]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the application; the database is opened and migrated at start-up."""
+    settings = settings or Settings.from_env()
+    db = Database(settings.db_path)
+
+    def on_startup() -> None:
+        migrate(db)
+
+    def on_shutdown() -> None:
+        db.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        dependencies={"db": Provide(provide_db, sync_to_thread=False), "cache": Provide(provide_cache, sync_to_thread=False)},
+        middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="studyvisit",
+            version="1.0.0",
+            description="Itinerary, sites and offline-first sync for study-visit participants, hosts and organizers.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http", scheme="bearer", description="The token given when the account was created"
+                    )
+                }
+            ),
+        ),
+        state=State({"db": db, "cache": RepresentationCache(), "settings": settings}),
+        debug=False,
+        logging_config=None,
+    )
+
+

@@ -1,0 +1,178 @@
+"""Domain errors and the one handler that turns every error into an RFC 9457 problem document."""
+
+import logging
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+
+from schemas.problems import Problem
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "urn:studyvisit:problem:"
+log = logging.getLogger("studyvisit")
+
+
+class DomainError(Exception):
+    """An error a client can act on. Subclasses fix the status, the problem type and the title."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    def problem(self, instance: str | None = None) -> Problem:
+        """This error as a problem document."""
+        return Problem(
+            type=PROBLEM_BASE + self.slug,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            **self.extensions,
+        )
+
+
+class BadRequestError(DomainError):
+    """A query value or body that cannot be used."""
+
+
+class InvalidQueryError(DomainError):
+    slug = "invalid-query"
+    title = "Invalid query parameter"
+
+
+class UnauthorizedError(DomainError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or invalid bearer token"
+
+
+class ForbiddenError(DomainError):
+    status = 403
+    slug = "forbidden"
+    title = "Your role may not do this"
+
+
+class NotFoundError(DomainError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class GoneError(DomainError):
+    status = 410
+    slug = "cursor-expired"
+    title = "Cursor expired: pull again from an empty cursor"
+
+
+class StaleVersionError(DomainError):
+    status = 412
+    slug = "stale-version"
+    title = "The record changed since you read it"
+
+
+class PreconditionRequiredError(DomainError):
+    status = 428
+    slug = "precondition-required"
+    title = "If-Match is required"
+
+
+class PayloadTooLargeError(DomainError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request too large"
+
+
+class UnsupportedProtocolError(DomainError):
+    slug = "unsupported-protocol"
+    title = "Unsupported sync protocol version"
+
+
+class UnsupportedMediaTypeError(DomainError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+_LITESTAR: dict[int, tuple[str, str]] = {
+    400: ("invalid-request", "Invalid request"),
+    401: ("unauthorized", "Missing or invalid bearer token"),
+    403: ("forbidden", "Your role may not do this"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
+}
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+    """Serve a problem document."""
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    """Map a domain error to its problem document."""
+    return problem_response(exc.problem(request.url.path))
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Map Litestar's own errors (routing, validation, auth) to the same problem shape."""
+    status = exc.status_code
+    slug, title = _LITESTAR.get(status, ("http-error", "HTTP error"))
+    errors: list[str] | None = None
+    detail = exc.detail
+    if isinstance(exc, ValidationException):
+        slug, title = "validation-error", "The request did not validate"
+        errors = [_describe(e) for e in (exc.extra or [])] if isinstance(exc.extra, list) else None
+    if isinstance(exc, NotAuthorizedException):
+        slug, title = _LITESTAR[401]
+    if isinstance(exc, PermissionDeniedException):
+        slug, title = _LITESTAR[403]
+    headers = {"WWW-Authenticate": 'Bearer realm="studyvisit"'} if status == 401 else None
+    problem = Problem(
+        type=PROBLEM_BASE + slug, title=title, status=status, detail=detail, instance=request.url.path, errors=errors
+    )
+    if exc.headers:
+        headers = {**(headers or {}), **exc.headers}
+    return problem_response(problem, headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A bug or an outage: log it with its trace, tell the client nothing of its insides."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    problem = Problem(
+        type=PROBLEM_BASE + "internal-error",
+        title="Internal server error",
+        status=500,
+        detail="The server failed to handle this request; nothing was changed. Retrying is safe.",
+        instance=request.url.path,
+    )
+    return problem_response(problem)
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, dict):
+        key = error.get("key")
+        message = error.get("message", "")
+        return f"{key}: {message}" if key else str(message)
+    return str(error)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: handle_domain_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+

@@ -1,0 +1,92 @@
+"""What every route shares: the documented errors, the database dependency, cached representations."""
+
+from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+
+from schemas.accounts import Account
+from schemas.places import Event
+from schemas.problems import Problem
+from server.errors import NotFoundError
+from server.representation import Representation, RepresentationCache, encode_json, represent, serve
+from server.storage.catalog import get_event
+from server.storage.changes import content_version
+from server.storage.db import Database
+
+SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """An error response in OpenAPI: a problem document."""
+    return ResponseSpec(data_container=Problem, description=description, media_type="application/problem+json")
+
+
+AUTH_ERRORS: dict[int, ResponseSpec] = {
+    401: problem_spec("Missing or invalid bearer token"),
+    403: problem_spec("The caller's role may not do this"),
+    404: problem_spec("No such resource in the caller's event"),
+}
+READ_ERRORS: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("A query value is invalid")}
+
+# A GET in the API: authenticated, documented errors, run in a worker thread because it reads SQLite.
+api_get = partial(get, security=SECURITY, responses=READ_ERRORS, sync_to_thread=True)
+
+
+def provide_db(state: State) -> Database:
+    """The application's database."""
+    db: Database = state.db
+    return db
+
+
+def provide_cache(state: State) -> RepresentationCache:
+    """The application's representation cache."""
+    cache: RepresentationCache = state.cache
+    return cache
+
+
+def require_event(db: Database, event_id: str) -> Event:
+    """The event, or 404."""
+    event = get_event(db.conn, event_id)
+    if event is None:
+        raise NotFoundError(f"No event '{event_id}'.")
+    return event
+
+
+def scope_key(account: Account) -> tuple[Hashable, ...]:
+    """What about the caller changes a response: role, group and hosted sites."""
+    return (account.role, account.group_id, tuple(account.site_ids))
+
+
+def serve_cached(
+    request: Request[Any, Any, Any],
+    db: Database,
+    cache: RepresentationCache,
+    event_id: str,
+    key: tuple[Hashable, ...],
+    build: Callable[[], Any],
+    media_type: str = "application/json",
+) -> Response[Any]:
+    """Serve what ``build`` returns, encoded and compressed once per event content version.
+
+    ``build`` returns a Struct or builtin value for JSON, or bytes for other media types.
+    """
+    version = content_version(db.conn, event_id)
+    if version is None:
+        raise NotFoundError(f"No event '{event_id}'.")
+
+    def make() -> Representation:
+        value = build()
+        body = value if isinstance(value, bytes) else encode_json(value)
+        return represent(body, media_type)
+
+    rep = cache.get_or_build((event_id, version, request.url.path, *key), make)
+    return serve(request, rep)
+
+
+def serve_fresh(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
+    """Serve a value that is not worth caching, with the same ETag and gzip handling."""
+    return serve(request, represent(encode_json(value), "application/json"))

@@ -1,0 +1,11 @@
+"""Liveness: answers without a token."""
+
+from litestar import get
+
+from server.storage.db import Database
+
+
+@get("/health", summary="Liveness and database reachability", tags=["health"], sync_to_thread=True)
+def health(db: Database) -> dict[str, str]:
+    db.query("SELECT 1")
+    return {"status": "ok"}

@@ -1,0 +1,117 @@
+"""Visits and itineraries, as JSON, as an iCalendar feed and as a frab schedule."""
+
+from typing import Any
+
+from litestar import Controller, Request, Response
+from litestar.params import Parameter
+
+from schemas.accounts import Account
+from schemas.itinerary import Itinerary, Visit
+from server.auth import same_event
+from server.errors import InvalidQueryError, NotFoundError
+from server.representation import RepresentationCache
+from server.routes.common import api_get, require_event, scope_key, serve_cached
+from server.services.calendar import itinerary_ics
+from server.services.frab import schedule_xml
+from server.services.itinerary import build_itinerary
+from server.storage.catalog import get_group, get_visit, list_sites, list_visits
+from server.storage.db import Database
+
+GROUP = Parameter(
+    str | None,
+    query="group",
+    default=None,
+    description="A group id. Without it: a participant's own group, a host's sites, or everything for an organizer",
+)
+
+
+def itinerary_for(db: Database, account: Account, event_id: str, group: str | None) -> Itinerary:
+    """The itinerary the caller asked for (see GROUP)."""
+    conn = db.conn
+    event = require_event(db, event_id)
+    if group is not None:
+        if get_group(conn, event_id, group) is None:
+            raise InvalidQueryError(f"group: there is no group '{group}' in this event.")
+        visits, group_id = list_visits(conn, event_id, group_id=group), group
+    elif account.role == "participant" and account.group_id is not None:
+        visits, group_id = list_visits(conn, event_id, group_id=account.group_id), account.group_id
+    elif account.role == "host":
+        visits, group_id = list_visits(conn, event_id, site_ids=account.site_ids), None
+    else:
+        visits, group_id = list_visits(conn, event_id), None
+    sites = {s.id: s for s in list_sites(conn, event_id)}
+    # Walking legs only make sense along one group's path.
+    return build_itinerary(event, visits, sites, group_id, with_legs=group_id is not None)
+
+
+class ItineraryController(Controller):
+    """The programme of the caller's event."""
+
+    path = "/api/v1/events/{event_id:str}"
+    guards = [same_event]
+    tags = ["itinerary"]
+
+    @api_get("/visits/{visit_id:str}", summary="One visit")
+    def get_visit(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        visit_id: str,
+    ) -> Response[Visit]:
+        def build() -> Visit:
+            visit = get_visit(db.conn, event_id, visit_id)
+            if visit is None:
+                raise NotFoundError(f"No visit '{visit_id}' in this event.")
+            return visit
+
+        return serve_cached(request, db, cache, event_id, ("visit", visit_id), build)
+
+    @api_get("/itinerary", summary="Ordered itinerary with walking estimates between places")
+    def itinerary(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        group: str | None = GROUP,
+    ) -> Response[Itinerary]:
+        account = request.user
+        return serve_cached(
+            request,
+            db,
+            cache,
+            event_id,
+            ("itinerary", group, *scope_key(account)),
+            lambda: itinerary_for(db, account, event_id, group),
+        )
+
+    @api_get("/itinerary.ics", summary="The itinerary as an RFC 5545 calendar", media_type="text/calendar")
+    def itinerary_calendar(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        group: str | None = GROUP,
+    ) -> Response[str]:
+        account = request.user
+
+        def build() -> bytes:
+            itinerary = itinerary_for(db, account, event_id, group)
+            return itinerary_ics(require_event(db, event_id), itinerary)
+
+        key = ("ics", group, *scope_key(account))
+        return serve_cached(request, db, cache, event_id, key, build, media_type="text/calendar; charset=utf-8")
+
+    @api_get("/schedule.xml", summary="The programme as frab schedule XML", media_type="application/xml")
+    def schedule(
+        self, request: Request[Account, Any, Any], db: Database, cache: RepresentationCache, event_id: str
+    ) -> Response[str]:
+        def build() -> bytes:
+            event = require_event(db, event_id)
+            sites = {s.id: s for s in list_sites(db.conn, event_id)}
+            return schedule_xml(event, list_visits(db.conn, event_id), sites)
+
+        return serve_cached(request, db, cache, event_id, ("frab",), build, media_type="application/xml")

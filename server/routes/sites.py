@@ -1,0 +1,98 @@
+"""Sites: descriptions in the caller's language, distances, and a map layer."""
+
+from typing import Any
+
+from litestar import Controller, Request, Response
+from litestar.params import Parameter
+
+from schemas.accounts import Account
+from schemas.places import SiteView
+from server.auth import same_event
+from server.errors import NotFoundError
+from server.geo import parse_point
+from server.representation import RepresentationCache
+from server.routes.common import api_get, serve_cached
+from server.services.sites import feature_collection, parse_language, site_view, site_views
+from server.storage.catalog import get_site, list_sites
+from server.storage.db import Database
+
+LANG = Parameter(
+    str | None,
+    query="lang",
+    default=None,
+    description="BCP 47 language tag; falls back to English when the site has no text in it",
+)
+
+
+class SiteController(Controller):
+    """Sites of the caller's event."""
+
+    path = "/api/v1/events/{event_id:str}"
+    guards = [same_event]
+    tags = ["sites"]
+
+    @api_get("/sites", summary="Sites, optionally filtered by theme or sorted by distance")
+    def list_sites(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        lang: str | None = LANG,
+        theme: str | None = Parameter(default=None, description="Keep sites with this theme (case-insensitive)"),
+        near: str | None = Parameter(default=None, description="LAT,LON: sort by geodesic distance, adding distance_m"),
+    ) -> Response[list[SiteView]]:
+        language = parse_language(lang)
+        point = parse_point(near) if near is not None else None
+        return serve_cached(
+            request,
+            db,
+            cache,
+            event_id,
+            ("list", language, theme, point),
+            lambda: site_views(list_sites(db.conn, event_id), language, theme, point),
+        )
+
+    @api_get(
+        "/sites.geojson",
+        summary="Sites as an RFC 7946 GeoJSON FeatureCollection",
+        media_type="application/geo+json",
+    )
+    def sites_geojson(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        lang: str | None = LANG,
+    ) -> Response[dict[str, Any]]:
+        language = parse_language(lang)
+        return serve_cached(
+            request,
+            db,
+            cache,
+            event_id,
+            ("geojson", language),
+            lambda: feature_collection(site_views(list_sites(db.conn, event_id), language, None, None)),
+            media_type="application/geo+json",
+        )
+
+    @api_get("/sites/{site_id:str}", summary="One site")
+    def get_site(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        cache: RepresentationCache,
+        event_id: str,
+        site_id: str,
+        lang: str | None = LANG,
+    ) -> Response[SiteView]:
+        language = parse_language(lang)
+
+        def build() -> SiteView:
+            site = get_site(db.conn, event_id, site_id)
+            if site is None:
+                raise NotFoundError(f"No site '{site_id}' in this event.")
+            return site_view(site, language)
+
+        return serve_cached(request, db, cache, event_id, ("site", site_id, language), build)

@@ -1,0 +1,1 @@
+"""Logic that spans resources: views, itineraries, exports."""

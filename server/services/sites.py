@@ -1,0 +1,87 @@
+"""Sites as the read API serves them: one language, optional distance, GeoJSON."""
+
+import re
+from typing import Any
+
+from schemas.places import Site, SiteView
+from server.errors import InvalidQueryError
+from server.geo import distance_m
+
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+FALLBACK_LANGUAGE = "en"
+
+
+def parse_language(value: str | None) -> str | None:
+    """Validate a ``lang`` query value as a BCP 47 tag; None when absent."""
+    if value is None or value == "":
+        return None
+    if len(value) > 35 or not _LANGUAGE_TAG.match(value):
+        raise InvalidQueryError(f"lang must be a BCP 47 language tag such as 'fr' or 'pt-BR', got {value!r}.")
+    return value
+
+
+def choose_language(requested: str | None, available: list[str]) -> str | None:
+    """The best available language: the exact tag, then its primary language, then English, then any."""
+    if not available:
+        return None
+    by_lower = {tag.lower(): tag for tag in available}
+    if requested:
+        wanted = requested.lower()
+        if wanted in by_lower:
+            return by_lower[wanted]
+        primary = wanted.split("-")[0]
+        if primary in by_lower:
+            return by_lower[primary]
+        for tag in available:
+            if tag.lower().split("-")[0] == primary:
+                return tag
+    return by_lower.get(FALLBACK_LANGUAGE, sorted(available)[0])
+
+
+def site_view(site: Site, lang: str | None, near: tuple[float, float] | None = None) -> SiteView:
+    """A site with its description in the chosen language."""
+    fields = {f: getattr(site, f) for f in SiteView.__struct_fields__ if f in site.__struct_fields__ and f != "description"}
+    chosen = choose_language(lang, list(site.description))
+    return SiteView(
+        **fields,
+        description=site.description.get(chosen, "") if chosen else "",
+        description_lang=chosen or "",
+        languages=sorted(site.description),
+        distance_m=round(distance_m(near, (site.lat, site.lon)), 1) if near else None,
+    )
+
+
+def site_views(sites: list[Site], lang: str | None, theme: str | None, near: tuple[float, float] | None) -> list[SiteView]:
+    """Sites filtered by theme (case-insensitive, whole theme) and sorted by distance when ``near`` is given."""
+    if theme:
+        wanted = theme.casefold()
+        sites = [s for s in sites if any(t.casefold() == wanted for t in s.themes)]
+    views = [site_view(s, lang, near) for s in sites]
+    if near:
+        views.sort(key=lambda v: (v.distance_m or 0.0, v.id))
+    return views
+
+
+def feature_collection(views: list[SiteView]) -> dict[str, Any]:
+    """An RFC 7946 FeatureCollection: positions are [longitude, latitude], WGS84."""
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": v.id,
+                "geometry": {"type": "Point", "coordinates": [v.lon, v.lat]},
+                "properties": {
+                    "name": v.name,
+                    "kind": v.kind,
+                    "address": v.address,
+                    "description": v.description,
+                    "description_lang": v.description_lang,
+                    "themes": v.themes,
+                    "coord_source": v.coord_source,
+                    "website": v.website,
+                },
+            }
+            for v in views
+        ],
+    }

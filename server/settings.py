@@ -1,0 +1,29 @@
+"""Run-time settings, read from the command line or the environment."""
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    """Everything a deployment can tune."""
+
+    db_path: Path = Path("data/studyvisit.db")
+    # Sync limits, checked before any work is done (413 past them).
+    max_push_bytes: int = 1024 * 1024
+    max_push_mutations: int = 1000
+    pull_default_limit: int = 500
+    pull_max_limit: int = 5000
+    metrics_enabled: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults, then ``STUDYVISIT_*`` environment variables, then explicit overrides."""
+        values: dict[str, object] = {}
+        for field in cls.__struct_fields__:
+            env = os.environ.get("STUDYVISIT_" + field.upper())
+            if env is not None:
+                values[field] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False)

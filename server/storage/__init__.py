@@ -1,0 +1,1 @@
+"""Storage: the only code that touches SQL. Functions take a connection first and return Structs."""

@@ -1,0 +1,88 @@
+"""Accounts and their bearer tokens."""
+
+import hashlib
+import secrets
+import sqlite3
+
+from schemas.accounts import Account, NewAccount
+from server.storage.db import utcnow
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token. Tokens carry 256 random bits, so a plain hash cannot be brute-forced."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh bearer token."""
+    return "sv_" + secrets.token_urlsafe(32)
+
+
+def create_account(conn: sqlite3.Connection, account: Account, token: str | None = None) -> NewAccount:
+    """Store an account and return it with its token; the token is never readable again."""
+    token = token or new_token()
+    conn.execute(
+        "INSERT INTO accounts (id, event_id, name, role, group_id, language, country, organization, token_hash,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            account.id,
+            account.event_id,
+            account.name,
+            account.role,
+            account.group_id,
+            account.language,
+            account.country,
+            account.organization,
+            hash_token(token),
+            utcnow(),
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO account_sites (account_id, event_id, site_id) VALUES (?, ?, ?)",
+        [(account.id, account.event_id, site_id) for site_id in account.site_ids],
+    )
+    return NewAccount(**{f: getattr(account, f) for f in account.__struct_fields__}, token=token)
+
+
+def _account(conn: sqlite3.Connection, row: sqlite3.Row) -> Account:
+    site_ids = [r[0] for r in conn.execute("SELECT site_id FROM account_sites WHERE account_id = ? ORDER BY site_id", (row["id"],))]
+    return Account(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        event_id=row["event_id"],
+        group_id=row["group_id"],
+        site_ids=site_ids,
+        language=row["language"],
+        country=row["country"],
+        organization=row["organization"],
+    )
+
+
+def account_by_token(conn: sqlite3.Connection, token: str) -> Account | None:
+    """The account a bearer token belongs to, or None.
+
+    The lookup is by hash, so comparing does not leak the token through timing: an attacker
+    controls the input of SHA-256, not the bytes compared.
+    """
+    row = conn.execute("SELECT * FROM accounts WHERE token_hash = ?", (hash_token(token),)).fetchone()
+    return None if row is None else _account(conn, row)
+
+
+def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+    """One account, or None."""
+    row = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return None if row is None else _account(conn, row)
+
+
+def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
+    """Every account of an event."""
+    rows = conn.execute("SELECT * FROM accounts WHERE event_id = ? ORDER BY id", (event_id,)).fetchall()
+    return [_account(conn, row) for row in rows]
+
+
+def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
+    """Give an account a new token, invalidating the old one; returns the new token."""
+    token = new_token()
+    conn.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
+    return token

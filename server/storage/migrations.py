@@ -1,0 +1,210 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+A migration is never edited once released: add a new one instead. Each runs in the same
+transaction as the row that records it, so a crash leaves either both or neither.
+"""
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "events, sites, itinerary, accounts",
+        """
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            starts_on TEXT NOT NULL,
+            ends_on TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            venue TEXT NOT NULL DEFAULT '',
+            venue_site_id TEXT,
+            version INTEGER NOT NULL DEFAULT 1,
+            updated_at TEXT,
+            -- Bumped by every change to what the read API serves; part of every cache key.
+            content_version INTEGER NOT NULL DEFAULT 1,
+            -- Pull cursors below this sequence number may have missed purged tombstones (410).
+            purged_seq INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE sites (
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '{}',
+            official_name TEXT,
+            legal_form TEXT,
+            address TEXT NOT NULL DEFAULT '',
+            postcode TEXT NOT NULL DEFAULT '',
+            city TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT 'IT',
+            district TEXT NOT NULL DEFAULT '',
+            lat REAL NOT NULL,
+            lon REAL NOT NULL,
+            coord_source TEXT NOT NULL DEFAULT 'estimated',
+            coord_note TEXT NOT NULL DEFAULT '',
+            themes TEXT NOT NULL DEFAULT '[]',
+            accessibility TEXT NOT NULL DEFAULT '',
+            contact TEXT NOT NULL DEFAULT '',
+            website TEXT NOT NULL DEFAULT '',
+            opening_hours TEXT NOT NULL DEFAULT '[]',
+            opening_hours_note TEXT NOT NULL DEFAULT '',
+            meeting_point TEXT NOT NULL DEFAULT '',
+            sources TEXT NOT NULL DEFAULT '[]',
+            version INTEGER NOT NULL DEFAULT 1,
+            updated_at TEXT,
+            PRIMARY KEY (event_id, id)
+        );
+        CREATE TABLE groups (
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (event_id, id)
+        );
+        CREATE TABLE visits (
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'visit',
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            -- UTC copy of starts_at: RFC 3339 strings with offsets do not sort as instants.
+            starts_utc TEXT NOT NULL,
+            group_ids TEXT NOT NULL DEFAULT '[]',
+            site_id TEXT,
+            venue TEXT NOT NULL DEFAULT '',
+            meeting_point TEXT NOT NULL DEFAULT '',
+            transport TEXT NOT NULL DEFAULT 'none',
+            notes TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'scheduled',
+            feedback_closed INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 1,
+            updated_at TEXT,
+            PRIMARY KEY (event_id, id),
+            UNIQUE (event_id, number),
+            FOREIGN KEY (event_id, site_id) REFERENCES sites(event_id, id)
+        );
+        CREATE INDEX visits_by_start ON visits(event_id, starts_utc);
+        CREATE TABLE questions (
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            texts TEXT NOT NULL DEFAULT '{}',
+            choices TEXT NOT NULL DEFAULT '[]',
+            position INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (event_id, id)
+        );
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('participant', 'host', 'organizer')),
+            group_id TEXT,
+            language TEXT NOT NULL DEFAULT 'en',
+            country TEXT,
+            organization TEXT NOT NULL DEFAULT '',
+            -- SHA-256 of the bearer token; the token itself is never stored.
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            FOREIGN KEY (event_id, group_id) REFERENCES groups(event_id, id)
+        );
+        CREATE TABLE account_sites (
+            account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL,
+            site_id TEXT NOT NULL,
+            PRIMARY KEY (account_id, site_id),
+            FOREIGN KEY (event_id, site_id) REFERENCES sites(event_id, id)
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "sync: notes, feedback, clients, change feed, history",
+        """
+        CREATE TABLE notes (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            author_id TEXT NOT NULL REFERENCES accounts(id),
+            visit_id TEXT,
+            site_id TEXT,
+            body TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            lat REAL,
+            lon REAL,
+            captured_at TEXT,
+            share_with_organizers INTEGER NOT NULL DEFAULT 0,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 1,
+            conflicts TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX notes_by_author ON notes(author_id);
+        CREATE INDEX notes_shared ON notes(event_id, share_with_organizers);
+        CREATE TABLE feedback (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+            author_id TEXT NOT NULL REFERENCES accounts(id),
+            visit_id TEXT NOT NULL,
+            site_id TEXT,
+            rating INTEGER,
+            answers TEXT NOT NULL DEFAULT '{}',
+            comment TEXT NOT NULL DEFAULT '',
+            version INTEGER NOT NULL DEFAULT 1,
+            conflicts TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL,
+            UNIQUE (author_id, visit_id)
+        );
+        CREATE INDEX feedback_by_visit ON feedback(event_id, visit_id);
+        -- A second device's feedback for the same visit merges into the first; its id stays usable.
+        CREATE TABLE feedback_aliases (
+            alias_id TEXT PRIMARY KEY,
+            feedback_id TEXT NOT NULL REFERENCES feedback(id)
+        );
+        CREATE TABLE sync_clients (
+            account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            client_id TEXT NOT NULL,
+            last_mutation_id INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (account_id, client_id)
+        );
+        -- The pull feed: one row per (record, audience), replaced on every change so that a pull
+        -- sees only the latest state of each record. AUTOINCREMENT keeps seq strictly growing
+        -- even after the newest row is replaced, and SQLite's single writer makes seq order
+        -- commit order, so a cursor never skips a committed change.
+        CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            audience TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX changes_key ON changes(event_id, entity, entity_id, audience);
+        CREATE INDEX changes_feed ON changes(event_id, audience, seq);
+        -- Who changed what, with old and new values: conflict detection and the audit trail.
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            account_id TEXT,
+            client_id TEXT,
+            at TEXT NOT NULL,
+            changes TEXT NOT NULL,
+            flagged TEXT,
+            reverted_by INTEGER
+        );
+        CREATE INDEX history_by_record ON history(event_id, entity, entity_id, version);
+        """,
+    ),
+]
