@@ -219,3 +219,7 @@ def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool)
                 raise click.ClickException(f"{csv_path}:{line}: {exc.message}") from None
             created.append(_add(db, account))
     print_accounts(created, as_json)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,8 +18,6 @@ from server.storage.catalog import get_group, get_visit, list_sites, list_visits
 from server.storage.db import Database
 
 GROUP = Parameter(
-    str | None,
-    query="group",
     default=None,
     description="A group id. Without it: a participant's own group, a host's sites, or everything for an organizer",
 )

@@ -17,8 +17,6 @@ from server.storage.catalog import get_site, list_sites
 from server.storage.db import Database
 
 LANG = Parameter(
-    str | None,
-    query="lang",
     default=None,
     description="BCP 47 language tag; falls back to English when the site has no text in it",
 )

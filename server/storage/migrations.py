@@ -58,6 +58,8 @@ MIGRATIONS: list[Migration] = [
             opening_hours_note TEXT NOT NULL DEFAULT '',
             meeting_point TEXT NOT NULL DEFAULT '',
             sources TEXT NOT NULL DEFAULT '[]',
+            -- Losing concurrent edits, kept until a host or organizer resolves them.
+            conflicts TEXT NOT NULL DEFAULT '[]',
             version INTEGER NOT NULL DEFAULT 1,
             updated_at TEXT,
             PRIMARY KEY (event_id, id)

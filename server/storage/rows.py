@@ -9,7 +9,7 @@ T = TypeVar("T")
 
 # Columns that hold JSON, per table.
 JSON_COLUMNS: dict[str, frozenset[str]] = {
-    "sites": frozenset({"description", "themes", "opening_hours", "sources"}),
+    "sites": frozenset({"description", "themes", "opening_hours", "sources", "conflicts"}),
     "visits": frozenset({"group_ids", "notes"}),
     "questions": frozenset({"texts", "choices"}),
     "notes": frozenset({"tags", "conflicts"}),

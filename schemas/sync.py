@@ -1,0 +1,214 @@
+"""Wire types of sync protocol v1: push, pull, and the arguments of each mutation type.
+
+Clients in the field lag behind the server, so every field added after v1 gets a default and
+unknown fields are ignored. Mutation type names are explicit strings, never class names.
+"""
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from schemas.common import Latitude, Longitude, ShortText, Slug, Stamp, Translations, Uuid
+from schemas.places import CoordSource, OpeningHours
+from schemas.problems import Problem
+
+PROTOCOL_VERSION = 1
+SUPPORTED_PROTOCOLS = (1,)
+
+MutationId = Annotated[int, Meta(ge=1, le=2**53 - 1)]
+Version = Annotated[int, Meta(ge=0, le=2**53 - 1)]
+NoteBody = Annotated[str, Meta(max_length=20_000)]
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+Rating = Annotated[int, Meta(ge=1, le=5)]
+Answer = Annotated[str, Meta(max_length=5_000)] | Rating
+
+MutationStatus = Literal["applied", "duplicate", "rejected", "conflict", "out_of_order"]
+EntityKind = Literal["event", "site", "visit", "group", "question", "note", "feedback"]
+
+
+class Mutation(msgspec.Struct, kw_only=True):
+    """One offline change. ``args`` are checked per type when the mutation is processed."""
+
+    id: MutationId
+    type: Annotated[str, Meta(max_length=64)]
+    args: dict[str, Any]
+    client_time: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class PushRequest(msgspec.Struct, kw_only=True):
+    """A batch of mutations from one client install, in id order."""
+
+    client_id: Uuid
+    protocol: int
+    mutations: list[Mutation]
+
+
+class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What became of one mutation."""
+
+    id: int
+    status: MutationStatus
+    error: Problem | None = None
+    # The record's version after this mutation, and its id where it differs from the one sent
+    # (a second device's feedback merged into the first one's record).
+    version: int | None = None
+    entity_id: str | None = None
+    conflicts: list[str] | None = None
+
+
+class PushResponse(msgspec.Struct, kw_only=True):
+    """The server's answer to a push."""
+
+    last_mutation_id: int
+    results: list[MutationResult]
+
+
+class Conflict(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A losing concurrent value, kept on the record until its owner resolves it."""
+
+    field: str
+    value: Any
+    client_id: str | None = None
+    account_id: str | None = None
+    mutation_id: int | None = None
+    base_version: int = 0
+    version: int = 0
+    at: str = ""
+    reason: str = "concurrent_edit"
+
+
+class Change(msgspec.Struct, kw_only=True):
+    """The latest state of one record, or its deletion."""
+
+    entity: EntityKind
+    id: str
+    op: Literal["put", "delete"]
+    version: int
+    data: dict[str, Any] | None
+
+
+class EntitySummary(msgspec.Struct, kw_only=True):
+    """How many records of a kind the caller may see, and a checksum of their ids and versions."""
+
+    count: int
+    checksum: str
+
+
+class PullResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One page of changes since a cursor."""
+
+    changes: list[Change]
+    cursor: str
+    has_more: bool
+    last_mutation_id: int = 0
+    # Only on the last page (has_more false): the caller's whole visible state, summarised.
+    summary: dict[str, EntitySummary] | None = None
+
+
+# --- mutation arguments -------------------------------------------------------------------
+
+
+class NotePutArgs(msgspec.Struct, kw_only=True):
+    """``note.put``: create or edit a note."""
+
+    id: Uuid
+    visit_id: Slug | None = None
+    site_id: Slug | None = None
+    body: NoteBody = ""
+    tags: Annotated[list[Tag], Meta(max_length=32)] = []
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    captured_at: Stamp | None = None
+    share_with_organizers: bool = False
+    base_version: Version = 0
+    resolve_conflicts: bool = False
+
+
+class NoteDeleteArgs(msgspec.Struct, kw_only=True):
+    """``note.delete``: delete a note (kept as a tombstone)."""
+
+    id: Uuid
+    base_version: Version = 0
+
+
+class FeedbackPutArgs(msgspec.Struct, kw_only=True):
+    """``feedback.put``: one participant's feedback on one visit."""
+
+    id: Uuid
+    visit_id: Slug
+    rating: Rating | None = None
+    answers: Annotated[dict[Slug, Answer], Meta(max_length=64)] = {}
+    comment: Annotated[str, Meta(max_length=10_000)] = ""
+    base_version: Version = 0
+    resolve_conflicts: bool = False
+
+
+class SiteFieldsPatch(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fields of a site that ``site.patch`` may change; absent means unchanged."""
+
+    description: Translations | UnsetType = UNSET
+    accessibility: ShortText | UnsetType = UNSET
+    contact: ShortText | UnsetType = UNSET
+    website: ShortText | UnsetType = UNSET
+    opening_hours: list[OpeningHours] | UnsetType = UNSET
+    opening_hours_note: ShortText | UnsetType = UNSET
+    meeting_point: ShortText | UnsetType = UNSET
+    address: ShortText | UnsetType = UNSET
+    postcode: ShortText | UnsetType = UNSET
+    city: ShortText | UnsetType = UNSET
+    district: ShortText | UnsetType = UNSET
+    lat: Latitude | UnsetType = UNSET
+    lon: Longitude | UnsetType = UNSET
+    coord_source: CoordSource | UnsetType = UNSET
+    coord_note: ShortText | UnsetType = UNSET
+    # Organizers only.
+    name: ShortText | UnsetType = UNSET
+    official_name: ShortText | UnsetType = UNSET
+    kind: str | UnsetType = UNSET
+    legal_form: ShortText | UnsetType = UNSET
+    themes: list[ShortText] | UnsetType = UNSET
+
+
+class SitePatchArgs(msgspec.Struct, kw_only=True):
+    """``site.patch``: change some fields of a site."""
+
+    site_id: Slug
+    base_version: Version
+    fields: SiteFieldsPatch
+    resolve_conflicts: bool = False
+
+
+class Note(msgspec.Struct, kw_only=True):
+    """A note as pulled by the devices that may see it."""
+
+    id: str
+    author_id: str
+    visit_id: str | None = None
+    site_id: str | None = None
+    body: str = ""
+    tags: list[str] = []
+    lat: float | None = None
+    lon: float | None = None
+    captured_at: str | None = None
+    share_with_organizers: bool = False
+    version: int = 1
+    conflicts: list[Conflict] = []
+    updated_at: str = ""
+
+
+class Feedback(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Feedback as pulled: hosts see it without its author."""
+
+    id: str
+    visit_id: str
+    site_id: str | None = None
+    author_id: str | None = None
+    rating: int | None = None
+    answers: dict[str, Any] = {}
+    comment: str = ""
+    version: int = 1
+    conflicts: list[Conflict] = []
+    updated_at: str = ""
+
+

@@ -1,0 +1,404 @@
+"""Applying one sync mutation inside the push transaction: permissions, merging, history, change feed."""
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from schemas.accounts import Account
+from schemas.sync import (
+    Conflict,
+    FeedbackPutArgs,
+    MutationResult,
+    NoteDeleteArgs,
+    NotePutArgs,
+    SitePatchArgs,
+)
+from server.geo import distance_m
+from server.storage.catalog import list_questions
+from server.storage.changes import record_change
+from server.storage.db import utcnow
+from server.storage.records import (
+    add_history,
+    changed_since,
+    insert_record,
+    load_record,
+    record_value,
+    update_record,
+)
+from sync.rules import HOST_SITE_FIELDS, ORGANIZER_SITE_FIELDS, flatten_translations, merge_fields
+
+NOTE_FIELDS: dict[str, Any] = {
+    "visit_id": None,
+    "site_id": None,
+    "body": "",
+    "tags": [],
+    "lat": None,
+    "lon": None,
+    "captured_at": None,
+    "share_with_organizers": False,
+}
+FEEDBACK_DEFAULTS: dict[str, Any] = {"rating": None, "comment": ""}
+# A host moving a site further than this is asked to be checked by an organizer.
+REVIEW_DISTANCE_M = 500.0
+
+
+class MutationRejectedError(Exception):
+    """The mutation is valid wire data but may not be applied: rejected, its id used up."""
+
+    def __init__(self, slug: str, detail: str, status: int = 422) -> None:
+        super().__init__(detail)
+        self.slug = slug
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is pushing, from which install, in which event."""
+
+    conn: sqlite3.Connection
+    account: Account
+    client_id: str | None
+    mutation_id: int | None
+
+    @property
+    def event_id(self) -> str:
+        return self.account.event_id
+
+    def conflict(
+        self, name: str, value: Any, base_version: int, version: int, reason: str = "concurrent_edit"
+    ) -> Conflict:
+        return Conflict(
+            field=name,
+            value=value,
+            client_id=self.client_id,
+            account_id=self.account.id,
+            mutation_id=self.mutation_id,
+            base_version=base_version,
+            version=version,
+            at=utcnow(),
+            reason=reason,
+        )
+
+
+Status = Literal["applied", "conflict"]
+
+
+def _result(
+    ctx: Context, status: Status, version: int, entity_id: str | None = None, conflicts: list[str] | None = None
+) -> MutationResult:
+    return MutationResult(
+        id=ctx.mutation_id or 0, status=status, version=version, entity_id=entity_id, conflicts=conflicts or None
+    )
+
+
+def _kept_conflicts(existing: list[Any], resolve: bool, base_version: int) -> list[Any]:
+    # Resolving clears only the conflicts the owner had seen: those recorded at or before their base.
+    if not resolve:
+        return list(existing)
+    return [c for c in existing if c.get("version", 0) > base_version]
+
+
+def _check_place(ctx: Context, visit_id: str | None, site_id: str | None) -> None:
+    if visit_id is None and site_id is None:
+        raise MutationRejectedError("invalid-mutation", "A note needs a visit_id or a site_id.")
+    if visit_id is not None and load_record(ctx.conn, ctx.event_id, "visit", visit_id) is None:
+        raise MutationRejectedError("unknown-visit", f"No visit '{visit_id}' in this event.")
+    if site_id is not None and load_record(ctx.conn, ctx.event_id, "site", site_id) is None:
+        raise MutationRejectedError("unknown-site", f"No site '{site_id}' in this event.")
+
+
+def _note_audiences(author_id: str, *shared: bool) -> list[str]:
+    # Organizers are told whenever the note is or was shared, so unsharing reaches them as a delete.
+    return [f"acct:{author_id}", *(["org"] if any(shared) else [])]
+
+
+def _own_note(ctx: Context, note_id: str) -> dict[str, Any] | None:
+    note = load_record(ctx.conn, ctx.event_id, "note", note_id)
+    if note is not None and note["author_id"] != ctx.account.id:
+        # Someone else's note does not exist for this caller.
+        raise MutationRejectedError("not-found", f"No note '{note_id}' of yours.", 404)
+    return note
+
+
+def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
+    """Create or edit one of the caller's notes."""
+    if (args.lat is None) != (args.lon is None):
+        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
+    values = {name: getattr(args, name) for name in NOTE_FIELDS}
+    values["captured_at"] = args.captured_at.isoformat() if args.captured_at else None
+    note = _own_note(ctx, args.id)
+    now = utcnow()
+    if note is None:
+        _check_place(ctx, args.visit_id, args.site_id)
+        insert_record(
+            ctx.conn,
+            "note",
+            {
+                **values,
+                "id": args.id,
+                "event_id": ctx.event_id,
+                "author_id": ctx.account.id,
+                "version": 1,
+                "conflicts": [],
+                "updated_at": now,
+            },
+        )
+        record_change(
+            ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, args.share_with_organizers)
+        )
+        return _result(ctx, "applied", 1)
+    if args.base_version > note["version"]:
+        raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the note.")
+    if note["deleted"]:
+        # The delete stands; what was typed is kept on the tombstone for its author.
+        lost = [
+            ctx.conflict(k, v, args.base_version, note["version"] + 1, "edited_after_delete")
+            for k, v in values.items()
+            if v != NOTE_FIELDS[k]
+        ]
+        version = note["version"] + 1
+        update_record(
+            ctx.conn,
+            ctx.event_id,
+            "note",
+            args.id,
+            {"conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)], "version": version, "updated_at": now},
+        )
+        record_change(ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id))
+        return _result(ctx, "conflict", version, conflicts=[c.field for c in lost])
+    if values["visit_id"] != note["visit_id"] or values["site_id"] != note["site_id"]:
+        _check_place(ctx, values["visit_id"], values["site_id"])
+    current = {k: note[k] for k in NOTE_FIELDS}
+    current["share_with_organizers"] = bool(current["share_with_organizers"])
+    merge = merge_fields(
+        current, values, changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS)
+    )
+    return _write_merge(
+        ctx,
+        "note",
+        note,
+        current,
+        merge.apply,
+        merge.conflicts,
+        args.base_version,
+        args.resolve_conflicts,
+        audiences=_note_audiences(
+            ctx.account.id,
+            bool(note["share_with_organizers"]),
+            bool(merge.apply.get("share_with_organizers", note["share_with_organizers"])),
+        ),
+    )
+
+
+def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
+    """Delete one of the caller's notes; edits it did not see are kept as conflicts on the tombstone."""
+    note = _own_note(ctx, args.id)
+    if note is None:
+        raise MutationRejectedError("not-found", f"No note '{args.id}' of yours.", 404)
+    if note["deleted"]:
+        return _result(ctx, "applied", note["version"])
+    version = note["version"] + 1
+    unseen = (
+        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS) if args.base_version else {}
+    )
+    lost = [ctx.conflict(k, record_value(note, k), args.base_version, version, "edited_before_delete") for k in unseen]
+    update_record(
+        ctx.conn,
+        ctx.event_id,
+        "note",
+        args.id,
+        {
+            "deleted": 1,
+            "version": version,
+            "updated_at": utcnow(),
+            "body": "",
+            "tags": [],
+            "lat": None,
+            "lon": None,
+            "conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)],
+        },
+    )
+    record_change(
+        ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
+    )
+    return _result(ctx, "applied", version, conflicts=[c.field for c in lost])
+
+
+def _check_answers(ctx: Context, answers: dict[str, Any]) -> None:
+    questions = {q.id: q for q in list_questions(ctx.conn, ctx.event_id)}
+    for qid, answer in answers.items():
+        question = questions.get(qid)
+        if question is None:
+            raise MutationRejectedError("invalid-answer", f"No question '{qid}' in this event.")
+        ok = {
+            "rating": isinstance(answer, int) and 1 <= answer <= 5,
+            "choice": isinstance(answer, str) and answer in {c.id for c in question.choices},
+            "text": isinstance(answer, str),
+        }[question.kind]
+        if not ok:
+            raise MutationRejectedError(
+                "invalid-answer", f"Answer {answer!r} does not fit {question.kind} question '{qid}'."
+            )
+
+
+def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
+    """One participant's feedback on a visit of their group; a second device's feedback merges into the first."""
+    account = ctx.account
+    if account.role != "participant":
+        raise MutationRejectedError("forbidden", "Only participants give feedback on visits.", 403)
+    visit = load_record(ctx.conn, ctx.event_id, "visit", args.visit_id)
+    if visit is None:
+        raise MutationRejectedError("unknown-visit", f"No visit '{args.visit_id}' in this event.")
+    if account.group_id is None or account.group_id not in visit["group_ids"]:
+        raise MutationRejectedError("forbidden", f"Visit '{args.visit_id}' is not in your group's programme.", 403)
+    if visit["feedback_closed"]:
+        raise MutationRejectedError("feedback-closed", f"Feedback on '{args.visit_id}' was closed by the organizers.")
+    _check_answers(ctx, args.answers)
+    alias = ctx.conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (args.id,)).fetchone()
+    feedback_id = alias[0] if alias else args.id
+    feedback = load_record(ctx.conn, ctx.event_id, "feedback", feedback_id)
+    if feedback is not None and feedback["author_id"] != account.id:
+        raise MutationRejectedError("not-found", f"No feedback '{args.id}' of yours.", 404)
+    if feedback is not None and feedback["visit_id"] != args.visit_id:
+        raise MutationRejectedError("invalid-mutation", "Feedback cannot move to another visit.")
+    if feedback is None:
+        row = ctx.conn.execute(
+            "SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (account.id, args.visit_id)
+        ).fetchone()
+        if row is not None:
+            # Two devices of one person both answered offline: same record, merged by the usual rules.
+            ctx.conn.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (args.id, row[0]))
+            feedback = load_record(ctx.conn, ctx.event_id, "feedback", row[0])
+    audiences = [f"acct:{account.id}", "org", *([f"site:{visit['site_id']}"] if visit["site_id"] else [])]
+    values = flatten_translations({"rating": args.rating, "comment": args.comment, "answers": args.answers}, "answers")
+    if feedback is None:
+        insert_record(
+            ctx.conn,
+            "feedback",
+            {
+                "id": args.id,
+                "event_id": ctx.event_id,
+                "author_id": account.id,
+                "visit_id": args.visit_id,
+                "site_id": visit["site_id"],
+                "rating": args.rating,
+                "answers": args.answers,
+                "comment": args.comment,
+                "version": 1,
+                "conflicts": [],
+                "updated_at": utcnow(),
+            },
+        )
+        record_change(ctx.conn, ctx.event_id, "feedback", args.id, audiences)
+        return _result(ctx, "applied", 1)
+    if args.base_version > feedback["version"]:
+        raise MutationRejectedError(
+            "invalid-base-version", f"base_version {args.base_version} is newer than the feedback."
+        )
+    current = flatten_translations({k: feedback[k] for k in ("rating", "comment", "answers")}, "answers")
+    defaults = {**FEEDBACK_DEFAULTS, **{k: None for k in current if k.startswith("answers.")}}
+    changed = changed_since(ctx.conn, ctx.event_id, "feedback", feedback, args.base_version, defaults)
+    merge = merge_fields(current, values, changed)
+    result = _write_merge(
+        ctx,
+        "feedback",
+        feedback,
+        current,
+        merge.apply,
+        merge.conflicts,
+        args.base_version,
+        args.resolve_conflicts,
+        audiences=audiences,
+    )
+    result.entity_id = feedback["id"] if feedback["id"] != args.id else None
+    return result
+
+
+def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
+    """Change some fields of a site: hosts their own site's descriptive fields, organizers any field."""
+    account = ctx.account
+    site = load_record(ctx.conn, ctx.event_id, "site", args.site_id)
+    if site is None:
+        raise MutationRejectedError("unknown-site", f"No site '{args.site_id}' in this event.", 404)
+    fields = msgspec.to_builtins(args.fields)
+    if account.role == "participant" or (account.role == "host" and args.site_id not in account.site_ids):
+        raise MutationRejectedError("forbidden", f"You may not edit site '{args.site_id}'.", 403)
+    allowed = HOST_SITE_FIELDS if account.role == "host" else ORGANIZER_SITE_FIELDS
+    if forbidden := sorted(set(fields) - allowed):
+        raise MutationRejectedError("forbidden", f"Organizers own these fields: {', '.join(forbidden)}.", 403)
+    if args.base_version > site["version"]:
+        raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the site.")
+    incoming = flatten_translations(fields)
+    current = {k: record_value(site, k) for k in incoming}
+    changed = changed_since(ctx.conn, ctx.event_id, "site", site, args.base_version, {})
+    merge = merge_fields(current, incoming, changed, touched=frozenset(incoming))
+    moved = None
+    if "lat" in merge.apply or "lon" in merge.apply:
+        to = (merge.apply.get("lat", site["lat"]), merge.apply.get("lon", site["lon"]))
+        if (metres := distance_m((site["lat"], site["lon"]), to)) > REVIEW_DISTANCE_M:
+            moved = f"coordinates moved {metres:.0f} m: an organizer should check them"
+    return _write_merge(
+        ctx,
+        "site",
+        site,
+        current,
+        merge.apply,
+        merge.conflicts,
+        args.base_version,
+        args.resolve_conflicts,
+        audiences=["all"],
+        flagged=moved,
+    )
+
+
+def _write_merge(
+    ctx: Context,
+    entity: str,
+    record: dict[str, Any],
+    current: dict[str, Any],
+    apply: dict[str, Any],
+    conflicts: dict[str, Any],
+    base_version: int,
+    resolve: bool,
+    *,
+    audiences: list[str],
+    flagged: str | None = None,
+) -> MutationResult:
+    kept = _kept_conflicts(record["conflicts"], resolve, base_version)
+    version = record["version"] + 1
+    new_conflicts = [msgspec.to_builtins(ctx.conflict(k, v, base_version, version)) for k, v in conflicts.items()]
+    if not apply and not new_conflicts and kept == record["conflicts"]:
+        return _result(ctx, "applied", record["version"])
+    columns: dict[str, Any] = {"version": version, "updated_at": utcnow(), "conflicts": [*kept, *new_conflicts]}
+    for name, value in apply.items():
+        if "." in name:
+            outer, inner = name.split(".", 1)
+            columns.setdefault(outer, dict(record[outer]))[inner] = value
+        else:
+            columns[name] = value
+    update_record(ctx.conn, ctx.event_id, entity, record["id"], columns)
+    if apply:
+        add_history(
+            ctx.conn,
+            ctx.event_id,
+            entity,
+            record["id"],
+            version,
+            {k: (current.get(k), v) for k, v in apply.items()},
+            account_id=ctx.account.id,
+            client_id=ctx.client_id,
+            flagged=flagged,
+        )
+    record_change(ctx.conn, ctx.event_id, entity, record["id"], audiences)
+    return _result(ctx, "conflict" if new_conflicts else "applied", version, conflicts=sorted(conflicts))
+
+
+APPLIERS: dict[str, Any] = {
+    "note.put": note_put,
+    "note.delete": note_delete,
+    "feedback.put": feedback_put,
+    "site.patch": site_patch,
+}

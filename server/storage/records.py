@@ -1,0 +1,144 @@
+"""Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from server.storage.db import utcnow
+from server.storage.rows import JSON_COLUMNS, encode_json, row_dict
+
+# Table and key columns of each entity kind of the pull feed.
+TABLES: dict[str, str] = {
+    "event": "events",
+    "site": "sites",
+    "visit": "visits",
+    "group": "groups",
+    "question": "questions",
+    "note": "notes",
+    "feedback": "feedback",
+}
+
+
+def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Rows of one entity kind by id, as dicts with JSON decoded."""
+    table = TABLES[entity]
+    ids = list(ids)
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        if table == "events":
+            sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
+        else:
+            sql, params = f"SELECT * FROM {table} WHERE event_id = ? AND id IN ({marks})", [event_id, *chunk]
+        for row in conn.execute(sql, params):
+            found[row["id"]] = row_dict(table, row)
+    return found
+
+
+def load_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
+    """One row as a dict, or None."""
+    return load_records(conn, event_id, entity, [record_id]).get(record_id)
+
+
+def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
+    """Insert a new row."""
+    table = TABLES[entity]
+    json_cols = JSON_COLUMNS[table]
+    cols = list(values)
+    conn.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        [encode_json(values[c]) if c in json_cols else values[c] for c in cols],
+    )
+
+
+def update_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
+    """Update some columns of a row."""
+    table = TABLES[entity]
+    json_cols = JSON_COLUMNS[table]
+    sets = ", ".join(f"{c} = ?" for c in values)
+    params = [encode_json(v) if c in json_cols else v for c, v in values.items()]
+    conn.execute(f"UPDATE {table} SET {sets} WHERE event_id = ? AND id = ?", [*params, event_id, record_id])
+
+
+def add_history(
+    conn: sqlite3.Connection,
+    event_id: str,
+    entity: str,
+    entity_id: str,
+    version: int,
+    changes: Mapping[str, tuple[Any, Any]],
+    *,
+    account_id: str | None,
+    client_id: str | None = None,
+    flagged: str | None = None,
+) -> int:
+    """Record who changed which fields of a record, from what to what; returns the entry's id."""
+    cur = conn.execute(
+        "INSERT INTO history (event_id, entity, entity_id, version, account_id, client_id, at, changes, flagged)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, entity, entity_id, version, account_id, client_id, utcnow(), encode_json(dict(changes)), flagged),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def changed_since(
+    conn: sqlite3.Connection,
+    event_id: str,
+    entity: str,
+    record: Mapping[str, Any],
+    base_version: int,
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Fields changed after ``base_version``, each with its value at that base.
+
+    Base 0 means "before the record existed": every field that differs from its default at
+    creation, or changed since, counts as changed, with the default as its base value.
+    """
+    if base_version >= record["version"]:
+        return {}
+    rows = conn.execute(
+        "SELECT changes FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? AND version > ?"
+        " ORDER BY version",
+        (event_id, entity, record["id"], base_version),
+    ).fetchall()
+    first_old: dict[str, Any] = {}
+    for (changes,) in rows:
+        for name, (old, _new) in msgspec.json.decode(changes).items():
+            first_old.setdefault(name, old)
+    if base_version > 0:
+        return first_old
+    changed: dict[str, Any] = {}
+    for name, default in defaults.items():
+        at_creation = first_old.get(name, record_value(record, name))
+        if name in first_old or at_creation != default:
+            changed[name] = default
+    return changed
+
+
+def record_value(record: Mapping[str, Any], name: str) -> Any:
+    """A field's value, where ``a.b`` names key b of the mapping in field a."""
+    if "." in name:
+        outer, inner = name.split(".", 1)
+        return (record.get(outer) or {}).get(inner)
+    return record.get(name)
+
+
+def last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str) -> int:
+    """The last mutation id processed for this client of this account (0 for a new client)."""
+    row = conn.execute(
+        "SELECT last_mutation_id FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str, value: int) -> None:
+    """Remember how far this client's mutations have been processed."""
+    conn.execute(
+        "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (account_id, client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id,"
+        " updated_at = excluded.updated_at",
+        (account_id, client_id, value, utcnow()),
+    )

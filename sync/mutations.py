@@ -1,0 +1,57 @@
+"""Mutation types by their stable wire names, and the checks every mutation passes before it runs."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from schemas.sync import FeedbackPutArgs, Mutation, NoteDeleteArgs, NotePutArgs, SitePatchArgs
+
+MUTATION_TYPES: dict[str, type[msgspec.Struct]] = {
+    "note.put": NotePutArgs,
+    "note.delete": NoteDeleteArgs,
+    "feedback.put": FeedbackPutArgs,
+    "site.patch": SitePatchArgs,
+}
+# Phones' clocks drift and cross time zones; a day of slack, no more: a client_time years
+# ahead is a broken clock or a forged request, and would corrupt "last edited" displays.
+MAX_CLOCK_AHEAD = timedelta(days=1)
+EARLIEST_CLIENT_TIME = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+
+
+class InvalidMutationError(ValueError):
+    """A mutation that can never be applied: the server rejects it and moves on."""
+
+    def __init__(self, slug: str, detail: str) -> None:
+        super().__init__(detail)
+        self.slug = slug
+        self.detail = detail
+
+
+def decode_args(mutation: Mutation, now: datetime) -> Any:
+    """Check a mutation's type, client time and arguments; returns its typed arguments."""
+    args_type = MUTATION_TYPES.get(mutation.type)
+    if args_type is None:
+        known = ", ".join(sorted(MUTATION_TYPES))
+        raise InvalidMutationError("unknown-mutation-type", f"Unknown mutation type {mutation.type!r}; known: {known}.")
+    if mutation.client_time is not None:
+        check_client_time(mutation.client_time, now)
+    try:
+        return msgspec.convert(mutation.args, args_type)
+    except msgspec.ValidationError as exc:
+        raise InvalidMutationError("invalid-mutation", f"{mutation.type}: {exc}") from None
+
+
+def check_client_time(text: str, now: datetime) -> datetime:
+    """A device timestamp: RFC 3339 with an offset, not far in the future, not before 2000."""
+    try:
+        stamp = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is not an RFC 3339 timestamp.") from None
+    if stamp.tzinfo is None:
+        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} has no UTC offset.")
+    if stamp > now + MAX_CLOCK_AHEAD:
+        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is in the future; check the device clock.")
+    if stamp < EARLIEST_CLIENT_TIME:
+        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is before 2000; check the device clock.")
+    return stamp

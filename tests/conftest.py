@@ -1,0 +1,121 @@
+"""Shared fixtures: a fresh database file per test, the app in-process, and a real server on a free port."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from schemas.accounts import NewAccount
+from server.app import create_app
+from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.settings import Settings
+from server.storage.db import Database, migrate
+
+EVENT_ID = "turin-sse-2025"
+
+
+class Seeded:
+    """A database holding the Turin demo event, with every account's token."""
+
+    def __init__(self, path: Path, accounts: list[NewAccount]) -> None:
+        self.path = path
+        self.accounts = {a.id: a for a in accounts}
+
+    def first(self, role: str, *, site: str | None = None, group: str | None = None) -> NewAccount:
+        """The first account with this role (and hosted site or group)."""
+        return next(
+            a
+            for a in self.accounts.values()
+            if a.role == role and (site is None or site in a.site_ids) and (group is None or a.group_id == group)
+        )
+
+    def token(self, role: str, **kwargs: str) -> str:
+        return self.first(role, **kwargs).token
+
+    def headers(self, role: str, **kwargs: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, **kwargs)}"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "studyvisit.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[Database]:
+    """A fresh, migrated database file."""
+    database = Database(db_path)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def seeded(db: Database, db_path: Path) -> Seeded:
+    """The fresh database with the Turin demo event loaded."""
+    return Seeded(db_path, load_fixture(db, read_fixture(DEMO_FIXTURE)))
+
+
+def make_app(path: Path, **settings: object) -> Litestar:
+    return create_app(Settings.from_env(db_path=path, **settings))
+
+
+@pytest.fixture
+def client(seeded: Seeded) -> Iterator[TestClient[Litestar]]:
+    """The app in-process, over the seeded database."""
+    with TestClient(app=make_app(seeded.path)) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """``studyvisit serve`` in a child process, on a free local port."""
+
+    def __init__(self, db_path: Path, workers: int = 1) -> None:
+        self.db_path = db_path
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "LiveServer":
+        cmd = [sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path), "--port", str(self.port)]
+        cmd += ["--workers", str(self.workers)]
+        self.process = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start within 30 s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def live_server(seeded: Seeded) -> Iterator[LiveServer]:
+    """A real server (uvicorn, one worker) over the seeded database."""
+    server = LiveServer(seeded.path).start()
+    yield server
+    server.stop()
