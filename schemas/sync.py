@@ -197,7 +197,7 @@ class Note(msgspec.Struct, kw_only=True):
     updated_at: str = ""
 
 
-class Feedback(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Feedback(msgspec.Struct, kw_only=True):
     """Feedback as pulled: hosts see it without its author."""
 
     id: str
@@ -210,5 +210,3 @@ class Feedback(msgspec.Struct, kw_only=True, omit_defaults=True):
     version: int = 1
     conflicts: list[Conflict] = []
     updated_at: str = ""
-
-

@@ -1,6 +1,5 @@
 """The Litestar application."""
 
-
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -17,10 +16,11 @@ from server.routes.events import EventController, MeController
 from server.routes.health import health
 from server.routes.itinerary import ItineraryController
 from server.routes.sites import SiteController
+from server.routes.sync import SyncController
 from server.settings import Settings
 from server.storage.db import Database, migrate
 
-ROUTES = [health, MeController, EventController, SiteController, ItineraryController]
+ROUTES = [health, MeController, EventController, SiteController, ItineraryController, SyncController]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -38,7 +38,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=ROUTES,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        dependencies={"db": Provide(provide_db, sync_to_thread=False), "cache": Provide(provide_cache, sync_to_thread=False)},
+        dependencies={
+            "db": Provide(provide_db, sync_to_thread=False),
+            "cache": Provide(provide_cache, sync_to_thread=False),
+        },
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
@@ -59,5 +62,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
         logging_config=None,
     )
-
-

@@ -116,8 +116,10 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
     db.close()
     print_accounts(demo_accounts, as_json)
     if not as_json:
-        click.echo(f"\nTry: curl -H 'Authorization: Bearer {demo_accounts[2].token}' "
-                   f"http://{host}:{port}/api/v1/events/{fixture.event.id}/itinerary")
+        click.echo(
+            f"\nTry: curl -H 'Authorization: Bearer {demo_accounts[2].token}' "
+            f"http://{host}:{port}/api/v1/events/{fixture.event.id}/itinerary"
+        )
     if not no_serve:
         run_server(db_path, host, port, workers)
 
@@ -185,7 +187,9 @@ def _new_account(**fields: Any) -> Account:
 @click.option("--organization", default="")
 @db_option
 @json_option
-def accounts_add(db_path: Path, as_json: bool, account_id: str | None, site_ids: tuple[str, ...], **fields: Any) -> None:
+def accounts_add(
+    db_path: Path, as_json: bool, account_id: str | None, site_ids: tuple[str, ...], **fields: Any
+) -> None:
     """Create an account and print its token (shown only now)."""
     account = _new_account(id=account_id, site_ids=list(site_ids), **fields)
     print_accounts([_add(open_db(db_path), account)], as_json)

@@ -86,7 +86,9 @@ def _matches(if_none_match: str, etags: tuple[str, ...]) -> bool:
     return any(f'"{etag}"' in candidates for etag in etags)
 
 
-def serve(request: Request[Any, Any, Any], rep: Representation, cache_control: str = "private, no-cache") -> Response[bytes]:
+def serve(
+    request: Request[Any, Any, Any], rep: Representation, cache_control: str = "private, no-cache"
+) -> Response[bytes]:
     """Answer a GET with this representation: 304 when the client has it, gzip when it asks for it.
 
     The gzip form is a different representation, so it gets its own strong ETag (RFC 9110 §8.8.3);
@@ -106,4 +108,6 @@ def serve(request: Request[Any, Any, Any], rep: Representation, cache_control: s
     return Response(content=rep.body, status_code=200, headers=headers, media_type=rep.media_type)
 
 
-ETAG_HEADER = ResponseHeader(name="ETag", description="Strong validator of this representation", documentation_only=True)
+ETAG_HEADER = ResponseHeader(
+    name="ETag", description="Strong validator of this representation", documentation_only=True
+)

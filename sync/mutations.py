@@ -47,11 +47,17 @@ def check_client_time(text: str, now: datetime) -> datetime:
     try:
         stamp = msgspec.convert(text, datetime)
     except msgspec.ValidationError:
-        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is not an RFC 3339 timestamp.") from None
+        raise InvalidMutationError(
+            "invalid-client-time", f"client_time {text!r} is not an RFC 3339 timestamp."
+        ) from None
     if stamp.tzinfo is None:
         raise InvalidMutationError("invalid-client-time", f"client_time {text!r} has no UTC offset.")
     if stamp > now + MAX_CLOCK_AHEAD:
-        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is in the future; check the device clock.")
+        raise InvalidMutationError(
+            "invalid-client-time", f"client_time {text!r} is in the future; check the device clock."
+        )
     if stamp < EARLIEST_CLIENT_TIME:
-        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} is before 2000; check the device clock.")
+        raise InvalidMutationError(
+            "invalid-client-time", f"client_time {text!r} is before 2000; check the device clock."
+        )
     return stamp

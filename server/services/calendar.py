@@ -5,7 +5,6 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
-from icalendar.enums import STATUS
 
 from schemas.itinerary import Itinerary, ItineraryItem, Visit
 from schemas.places import Event
@@ -37,16 +36,16 @@ def itinerary_ics(event: Event, itinerary: Itinerary) -> bytes:
     """
     zone = ZoneInfo(event.timezone)
     name = event.title if itinerary.group_id is None else f"{event.title} ({itinerary.group_id})"
-    scope = itinerary.group_id or "all"
-    cal = Calendar.new(
-        prodid=PRODID,
-        version="2.0",
-        calscale="GREGORIAN",
-        method="PUBLISH",
-        name=name,
-        # Calendar.new would otherwise pick a random uuid4, which breaks content-based ETags.
-        uid=f"itinerary-{scope}@{event.id}.studyvisit",
-    )
+    # Built with Component.add, which icalendar 6.1 (the oldest version allowed) already has; Calendar.new would
+    # also pick a random UID, which breaks content-based ETags.
+    cal = Calendar()
+    cal.add("PRODID", PRODID)
+    cal.add("VERSION", "2.0")
+    cal.add("CALSCALE", "GREGORIAN")
+    cal.add("METHOD", "PUBLISH")
+    # RFC 7986 NAME, and the X-WR- properties that most clients still read instead.
+    cal.add("NAME", name)
+    cal.add("X-WR-CALNAME", name)
     cal.add("X-WR-TIMEZONE", event.timezone)
     cal.add_component(_timezone(event, itinerary))
     for item in itinerary.items:
@@ -69,23 +68,26 @@ def _calendar_event(event: Event, item: ItineraryItem, zone: ZoneInfo) -> Calend
     visit = item.visit
     starts = visit.starts_at.astimezone(zone)
     ends = visit.ends_at.astimezone(zone)
-    ical_event = CalendarEvent.new(
-        # One UID per visit and event, so an update replaces the entry instead of adding a second one.
-        uid=f"{visit.id}@{event.id}.studyvisit",
-        stamp=_stamp(event, visit),
-        last_modified=visit.updated_at,
-        start=starts,
-        # RFC 5545 §3.6.1: DTEND must be later than DTSTART; without it the event ends when it starts.
-        end=ends if ends > starts else None,
-        summary=visit.title,
-        description=visit_details(visit),
-        location=_location(event, item) or None,
-        # RFC 5545 §3.8.7.4: SEQUENCE must grow on every change; versions start at 1, sequences at 0.
-        sequence=max(visit.version - 1, 0),
-        status=STATUS.CANCELLED if visit.status == "cancelled" else STATUS.CONFIRMED,
-    )
+    ical_event = CalendarEvent()
+    # One UID per visit and event, so an update replaces the entry instead of adding a second one.
+    ical_event.add("UID", f"{visit.id}@{event.id}.studyvisit")
+    ical_event.add("DTSTAMP", _stamp(event, visit))
+    if visit.updated_at is not None:
+        ical_event.add("LAST-MODIFIED", visit.updated_at.astimezone(UTC))
+    ical_event.add("DTSTART", starts)
+    # RFC 5545 §3.6.1: DTEND must be later than DTSTART; without it the event ends when it starts.
+    if ends > starts:
+        ical_event.add("DTEND", ends)
+    ical_event.add("SUMMARY", visit.title)
+    ical_event.add("DESCRIPTION", visit_details(visit))
+    location = _location(event, item)
+    if location:
+        ical_event.add("LOCATION", location)
     if item.lat is not None and item.lon is not None:
         ical_event.add("GEO", (item.lat, item.lon))
+    # RFC 5545 §3.8.7.4: SEQUENCE must grow on every change; versions start at 1, sequences at 0.
+    ical_event.add("SEQUENCE", max(visit.version - 1, 0))
+    ical_event.add("STATUS", "CANCELLED" if visit.status == "cancelled" else "CONFIRMED")
     return ical_event
 
 

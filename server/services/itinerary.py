@@ -34,7 +34,11 @@ def build_itinerary(
                     )
                     warnings.append(warning)
                 leg = Leg(
-                    from_visit_id=prev_visit.id, distance_m=metres, walking_minutes=minutes, gap_minutes=gap, warning=warning
+                    from_visit_id=prev_visit.id,
+                    distance_m=metres,
+                    walking_minutes=minutes,
+                    gap_minutes=gap,
+                    warning=warning,
                 )
         items.append(
             ItineraryItem(

@@ -40,7 +40,9 @@ def choose_language(requested: str | None, available: list[str]) -> str | None:
 
 def site_view(site: Site, lang: str | None, near: tuple[float, float] | None = None) -> SiteView:
     """A site with its description in the chosen language."""
-    fields = {f: getattr(site, f) for f in SiteView.__struct_fields__ if f in site.__struct_fields__ and f != "description"}
+    fields = {
+        f: getattr(site, f) for f in SiteView.__struct_fields__ if f in site.__struct_fields__ and f != "description"
+    }
     chosen = choose_language(lang, list(site.description))
     return SiteView(
         **fields,
@@ -51,7 +53,9 @@ def site_view(site: Site, lang: str | None, near: tuple[float, float] | None = N
     )
 
 
-def site_views(sites: list[Site], lang: str | None, theme: str | None, near: tuple[float, float] | None) -> list[SiteView]:
+def site_views(
+    sites: list[Site], lang: str | None, theme: str | None, near: tuple[float, float] | None
+) -> list[SiteView]:
     """Sites filtered by theme (case-insensitive, whole theme) and sorted by distance when ``near`` is given."""
     if theme:
         wanted = theme.casefold()

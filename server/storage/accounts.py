@@ -45,7 +45,10 @@ def create_account(conn: sqlite3.Connection, account: Account, token: str | None
 
 
 def _account(conn: sqlite3.Connection, row: sqlite3.Row) -> Account:
-    site_ids = [r[0] for r in conn.execute("SELECT site_id FROM account_sites WHERE account_id = ? ORDER BY site_id", (row["id"],))]
+    site_ids = [
+        r[0]
+        for r in conn.execute("SELECT site_id FROM account_sites WHERE account_id = ? ORDER BY site_id", (row["id"],))
+    ]
     return Account(
         id=row["id"],
         name=row["name"],

@@ -6,7 +6,9 @@ from collections.abc import Iterable
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
 
 
-def record_change(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str, audiences: Iterable[str]) -> None:
+def record_change(
+    conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str, audiences: Iterable[str]
+) -> None:
     """Tell each audience that a record changed; replaces older rows for the same record and audience."""
     conn.executemany(
         "INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)",

@@ -126,9 +126,7 @@ def migration_status(db: Database) -> list[dict[str, Any]]:
     applied: dict[int, str] = {}
     if db.utils["schema_migrations"].exists():
         applied = {row[0]: row[1] for row in db.query("SELECT version, applied_at FROM schema_migrations")}
-    return [
-        {"version": m.version, "name": m.name, "applied_at": applied.get(m.version)} for m in MIGRATIONS
-    ]
+    return [{"version": m.version, "name": m.name, "applied_at": applied.get(m.version)} for m in MIGRATIONS]
 
 
 def _statements(sql: str) -> list[str]:

@@ -54,7 +54,9 @@ def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, An
     )
 
 
-def update_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
+def update_record(
+    conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]
+) -> None:
     """Update some columns of a row."""
     table = TABLES[entity]
     json_cols = JSON_COLUMNS[table]

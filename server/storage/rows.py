@@ -30,7 +30,7 @@ def encode_json(value: Any) -> str:
 def row_dict(table: str, row: sqlite3.Row) -> dict[str, Any]:
     """A row as a dict, with its JSON columns decoded."""
     json_cols = JSON_COLUMNS[table]
-    return {k: (_json_decode(row[k]) if k in json_cols and row[k] is not None else row[k]) for k in row.keys()}
+    return {k: (_json_decode(row[k]) if k in json_cols and row[k] is not None else row[k]) for k in row.keys()}  # noqa: SIM118 (Row iterates values)
 
 
 def to_struct(table: str, row: sqlite3.Row, type_: type[T]) -> T:

@@ -1,0 +1,133 @@
+"""Sync protocol v1: push offline mutations, pull changes. JSON by default, MessagePack on request."""
+
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from schemas.accounts import Account
+from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
+from server.auth import same_event
+from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
+from server.representation import represent, serve
+from server.routes.common import READ_ERRORS, SECURITY, problem_spec
+from server.services.pull import pull
+from server.services.push import push
+from server.settings import Settings
+from server.storage.db import Database
+
+MSGPACK = "application/msgpack"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+SYNC_ERRORS = {
+    **READ_ERRORS,
+    400: problem_spec("Malformed body, invalid cursor, or an unsupported protocol version"),
+    410: problem_spec("The cursor is older than purged deletions: pull again from an empty cursor"),
+    413: problem_spec("More bytes or mutations than the server accepts in one push"),
+    415: problem_spec("Body neither JSON nor MessagePack"),
+}
+
+
+class _Envelope(msgspec.Struct):
+    protocol: Any = None
+
+
+def _check_protocol(protocol: Any) -> None:
+    if protocol not in SUPPORTED_PROTOCOLS or isinstance(protocol, bool):
+        speaks = ", ".join(map(str, SUPPORTED_PROTOCOLS))
+        raise UnsupportedProtocolError(
+            f"This server speaks sync protocol {speaks}; the request asked for {protocol!r}.",
+            supported=list(SUPPORTED_PROTOCOLS),
+        )
+
+
+async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"A push may carry at most {limit} bytes; this one declares {declared}.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"A push may carry at most {limit} bytes; split the batch.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(body: bytes, content_type: str) -> PushRequest:
+    media = content_type.split(";")[0].strip().lower()
+    if media in ("", "application/json"):
+        decode: Any = msgspec.json.decode
+    elif media in (MSGPACK, "application/x-msgpack", "application/vnd.msgpack"):
+        decode = msgspec.msgpack.decode
+    else:
+        raise UnsupportedMediaTypeError(f"Send application/json or {MSGPACK}, not {media!r}.")
+    try:
+        _check_protocol(decode(body, type=_Envelope).protocol)
+        return decode(body, type=PushRequest)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"The push body does not match the protocol: {exc}.") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequestError(f"The push body is not valid {media or 'JSON'}: {exc}.") from None
+
+
+def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
+    if MSGPACK in request.headers.get("accept", ""):
+        return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK), "no-store")
+    return serve(request, represent(msgspec.json.encode(value), "application/json"), "no-store")
+
+
+class SyncController(Controller):
+    """Push and pull for offline field apps."""
+
+    path = "/api/v1/events/{event_id:str}/sync"
+    guards = [same_event]
+    tags = ["sync"]
+
+    @post(
+        "/push",
+        summary="Upload offline mutations; each is processed exactly once",
+        security=SECURITY,
+        responses=SYNC_ERRORS,
+        status_code=200,
+        request_max_body_size=None,
+    )
+    async def push_mutations(
+        self, request: Request[Account, Any, Any], state: State, event_id: str
+    ) -> Response[PushResponse]:
+        settings: Settings = state.settings
+        body = await _read_body(request, settings.max_push_bytes)
+        batch = _decode(body, request.headers.get("content-type", ""))
+        if len(batch.mutations) > settings.max_push_mutations:
+            raise PayloadTooLargeError(
+                f"A push may carry at most {settings.max_push_mutations} mutations; this one has {len(batch.mutations)}."
+            )
+        db: Database = state.db
+        result = await anyio.to_thread.run_sync(push, db, request.user, batch)
+        return _respond(request, result)
+
+    @get(
+        "/pull",
+        summary="Changes since a cursor, paginated",
+        security=SECURITY,
+        responses=SYNC_ERRORS,
+        sync_to_thread=True,
+    )
+    def pull_changes(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        state: State,
+        event_id: str,
+        cursor: str | None = Parameter(default=None, max_length=200, description="Opaque cursor from the last pull"),
+        limit: int | None = Parameter(default=None, ge=1, description="Page size; the server caps it"),
+        client_id: str | None = Parameter(default=None, pattern=UUID_PATTERN, description="This install's id"),
+        protocol: int = Parameter(default=1, description="Sync protocol version"),
+    ) -> Response[PullResponse]:
+        _check_protocol(protocol)
+        settings: Settings = state.settings
+        page = min(limit or settings.pull_default_limit, settings.pull_max_limit)
+        return _respond(request, pull(db, request.user, cursor, page, client_id))

@@ -1,0 +1,124 @@
+"""Serving a pull: the latest state of every record the caller may see that changed since a cursor."""
+
+import sqlite3
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from schemas.accounts import Account
+from schemas.feedback import Question
+from schemas.itinerary import Group, Visit
+from schemas.places import Event, Site
+from schemas.sync import Change, EntitySummary, Feedback, Note, PullResponse
+from server.errors import BadRequestError, GoneError
+from server.storage.db import Database
+from server.storage.records import last_mutation_id, load_records
+from server.storage.sync_feed import feed_page, purged_seq, visible_versions
+from sync.checksum import checksum
+from sync.cursor import CursorError, decode_cursor, encode_cursor
+from sync.rules import audiences, feedback_visible, note_visible
+
+# Event-wide entities, served as their read-API Structs.
+_SHAPES: dict[str, type[msgspec.Struct]] = {
+    "event": Event,
+    "site": Site,
+    "visit": Visit,
+    "group": Group,
+    "question": Question,
+}
+ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
+
+
+def pull(db: Database, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
+    """One page of changes after ``cursor``, in one consistent snapshot of the database."""
+    try:
+        after = decode_cursor(cursor)
+    except CursorError as exc:
+        raise BadRequestError(f"{exc}; pull again without a cursor.") from None
+    event_id = account.event_id
+    with db.read() as conn:
+        if after and after < purged_seq(conn, event_id):
+            raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
+        rows = feed_page(conn, event_id, audiences(account.id, account.role, account.site_ids), after, limit + 1)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        changes = _changes(conn, account, rows, full=after == 0)
+        summary = None if has_more else summarise(conn, account)
+        last_id = last_mutation_id(conn, account.id, client_id) if client_id else 0
+    return PullResponse(
+        changes=changes,
+        cursor=encode_cursor(rows[-1][0] if rows else after),
+        has_more=has_more,
+        last_mutation_id=last_id,
+        summary=summary,
+    )
+
+
+def _changes(
+    conn: sqlite3.Connection, account: Account, rows: list[tuple[int, str, str]], *, full: bool
+) -> list[Change]:
+    by_entity: dict[str, list[str]] = defaultdict(list)
+    order: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for _, entity, entity_id in rows:
+        if (entity, entity_id) not in seen:
+            seen.add((entity, entity_id))
+            order.append((entity, entity_id))
+            by_entity[entity].append(entity_id)
+    records = {entity: load_records(conn, account.event_id, entity, ids) for entity, ids in by_entity.items()}
+    changes: list[Change] = []
+    for entity, entity_id in order:
+        change = shape(account, entity, entity_id, records[entity].get(entity_id))
+        # A first pull starts from nothing, so it has nothing to delete.
+        if change.op == "put" or not full or change.data is not None:
+            changes.append(change)
+    return changes
+
+
+def shape(account: Account, entity: str, entity_id: str, record: dict[str, Any] | None) -> Change:
+    """What the caller gets for one record: its visible state, or a delete that carries none of it."""
+    if record is None:
+        return Change(entity=entity, id=entity_id, op="delete", version=0, data=None)  # type: ignore[arg-type]
+    version = int(record["version"])
+    gone = Change(entity=entity, id=entity_id, op="delete", version=version, data=None)  # type: ignore[arg-type]
+    if entity == "note":
+        if not note_visible(record, account.id, account.role):
+            return gone
+        if record["deleted"]:
+            mine = record["author_id"] == account.id and record["conflicts"]
+            return Change(
+                entity="note",
+                id=entity_id,
+                op="delete",
+                version=version,
+                data={"conflicts": record["conflicts"]} if mine else None,
+            )
+        data = msgspec.to_builtins(
+            msgspec.convert({**record, "share_with_organizers": bool(record["share_with_organizers"])}, Note)
+        )
+        if record["author_id"] != account.id:
+            data["conflicts"] = []
+        return Change(entity="note", id=entity_id, op="put", version=version, data=data)
+    if entity == "feedback":
+        if not feedback_visible(record, account.id, account.role, frozenset(account.site_ids)):
+            return gone
+        feedback = msgspec.convert(record, Feedback)
+        if account.role == "host" and record["author_id"] != account.id:
+            feedback.author_id = None  # hosts see what was said, not who said it
+        if record["author_id"] != account.id:
+            feedback.conflicts = []
+        return Change(entity="feedback", id=entity_id, op="put", version=version, data=msgspec.to_builtins(feedback))
+    data = msgspec.to_builtins(msgspec.convert(record, _SHAPES[entity], strict=False))
+    if entity == "site":
+        may_resolve = account.role == "organizer" or (account.role == "host" and entity_id in account.site_ids)
+        data["conflicts"] = record["conflicts"] if may_resolve else []
+    return Change(entity=entity, id=entity_id, op="put", version=version, data=data)  # type: ignore[arg-type]
+
+
+def summarise(conn: sqlite3.Connection, account: Account) -> dict[str, EntitySummary]:
+    """Per entity kind, how many records the caller may see and their checksum."""
+    return {
+        entity: EntitySummary(count=len(pairs), checksum=checksum(pairs))
+        for entity, pairs in visible_versions(conn, account).items()
+    }

@@ -1,0 +1,63 @@
+"""The queries behind pulls: pages of the change feed, and the caller's whole visible state."""
+
+import sqlite3
+
+from schemas.accounts import Account
+
+
+def purged_seq(conn: sqlite3.Connection, event_id: str) -> int:
+    """Cursors below this may have missed tombstones that were purged since."""
+    row = conn.execute("SELECT purged_seq FROM events WHERE id = ?", (event_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def feed_page(
+    conn: sqlite3.Connection, event_id: str, audiences: list[str], after: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """(seq, entity, entity_id) of changes for these audiences after ``after``, oldest first."""
+    marks = ", ".join("?" for _ in audiences)
+    rows = conn.execute(
+        f"SELECT seq, entity, entity_id FROM changes WHERE event_id = ? AND audience IN ({marks}) AND seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (event_id, *audiences, after, limit),
+    )
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+def visible_versions(conn: sqlite3.Connection, account: Account) -> dict[str, list[tuple[str, int]]]:
+    """(id, version) of every live record the account may see, per entity kind."""
+    event_id = account.event_id
+
+    def pairs(sql: str, *params: object) -> list[tuple[str, int]]:
+        return [(str(r[0]), int(r[1])) for r in conn.execute(sql, params)]
+
+    result = {
+        "event": pairs("SELECT id, version FROM events WHERE id = ?", event_id),
+        **{
+            entity: pairs(f"SELECT id, version FROM {table} WHERE event_id = ?", event_id)
+            for entity, table in (
+                ("site", "sites"),
+                ("visit", "visits"),
+                ("group", "groups"),
+                ("question", "questions"),
+            )
+        },
+    }
+    if account.role == "organizer":
+        result["note"] = pairs(
+            "SELECT id, version FROM notes WHERE event_id = ? AND deleted = 0 AND (author_id = ? OR share_with_organizers)",
+            event_id,
+            account.id,
+        )
+        result["feedback"] = pairs("SELECT id, version FROM feedback WHERE event_id = ?", event_id)
+    else:
+        result["note"] = pairs("SELECT id, version FROM notes WHERE author_id = ? AND deleted = 0", account.id)
+        sites = account.site_ids if account.role == "host" else []
+        marks = ", ".join("?" for _ in sites) or "NULL"
+        result["feedback"] = pairs(
+            f"SELECT id, version FROM feedback WHERE event_id = ? AND (author_id = ? OR site_id IN ({marks}))",
+            event_id,
+            account.id,
+            *sites,
+        )
+    return result
