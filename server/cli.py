@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.accounts import create_account, get_account, rotate_token
 from server.storage.catalog import get_event
 from server.storage.db import Database, migrate, migration_status
+from server.storage.purge import purge_tombstones
 
 DEFAULT_DB = Path("data/studyvisit.db")
 db_option = click.option(
@@ -150,6 +152,18 @@ def db_status(db_path: Path) -> None:
     for m in migration_status(database):
         state = f"applied {m['applied_at']}" if m["applied_at"] else "pending"
         click.echo(f"{m['version']:>4}  {m['name']:<55} {state}")
+
+
+@db.command("purge-tombstones")
+@click.option("--older-than-days", type=click.IntRange(min=1), default=30, show_default=True)
+@db_option
+def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
+    """Forget deleted notes older than N days; clients with older cursors then resync (410)."""
+    cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat().replace("+00:00", "Z")
+    database = open_db(db_path)
+    with database.write() as conn:
+        count = purge_tombstones(conn, cutoff)
+    click.echo(f"purged {count} tombstone(s) older than {cutoff}")
 
 
 @main.group()

@@ -101,7 +101,7 @@ class ItineraryController(Controller):
             return itinerary_ics(require_event(db, event_id), itinerary)
 
         key = ("ics", group, *scope_key(account))
-        return serve_cached(request, db, cache, event_id, key, build, media_type="text/calendar; charset=utf-8")
+        return serve_cached(request, db, cache, event_id, key, build, media_type="text/calendar")
 
     @api_get("/schedule.xml", summary="The programme as frab schedule XML", media_type="application/xml")
     def schedule(
