@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from schemas.common import Latitude, Longitude, ShortText, Slug, Stamp, Translations, Uuid
+from schemas.common import LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
+from schemas.itinerary import TransportMode, VisitKind, VisitStatus
 from schemas.places import CoordSource, OpeningHours
 from schemas.problems import Problem
 
@@ -147,7 +148,8 @@ class FeedbackPutArgs(msgspec.Struct, kw_only=True):
 class SiteFieldsPatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The fields of a site that ``site.patch`` may change; absent means unchanged."""
 
-    description: Translations | UnsetType = UNSET
+    # A language mapped to null removes that language's text.
+    description: dict[LanguageTag, LongText | None] | UnsetType = UNSET
     accessibility: ShortText | UnsetType = UNSET
     contact: ShortText | UnsetType = UNSET
     website: ShortText | UnsetType = UNSET
@@ -177,6 +179,48 @@ class SitePatchArgs(msgspec.Struct, kw_only=True):
     base_version: Version
     fields: SiteFieldsPatch
     resolve_conflicts: bool = False
+
+
+class VisitFields(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fields of a visit that organizers change; absent means unchanged."""
+
+    title: ShortText | UnsetType = UNSET
+    starts_at: Stamp | UnsetType = UNSET
+    ends_at: Stamp | UnsetType = UNSET
+    group_ids: list[Slug] | UnsetType = UNSET
+    site_id: Slug | UnsetType | None = UNSET
+    venue: ShortText | UnsetType = UNSET
+    kind: VisitKind | UnsetType = UNSET
+    meeting_point: ShortText | UnsetType = UNSET
+    transport: TransportMode | UnsetType = UNSET
+    notes: dict[LanguageTag, LongText | None] | UnsetType = UNSET
+    status: VisitStatus | UnsetType = UNSET
+
+
+class VisitPutArgs(msgspec.Struct, kw_only=True):
+    """``visit.put``: create a visit, or replace one (organizers)."""
+
+    id: Slug
+    title: ShortText
+    starts_at: Stamp
+    ends_at: Stamp
+    group_ids: list[Slug] = []
+    site_id: Slug | None = None
+    venue: ShortText = ""
+    kind: VisitKind = "visit"
+    meeting_point: ShortText = ""
+    transport: TransportMode = "none"
+    notes: dict[LanguageTag, LongText] = {}
+    status: VisitStatus = "scheduled"
+    base_version: Version = 0
+
+
+class VisitPatchArgs(msgspec.Struct, kw_only=True):
+    """``visit.patch``: change some fields of a visit (organizers)."""
+
+    visit_id: Slug
+    base_version: Version
+    fields: VisitFields
 
 
 class Note(msgspec.Struct, kw_only=True):

@@ -11,6 +11,8 @@ from schemas.problems import Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "urn:studyvisit:problem:"
+# RFC 9110 §15.5.2: a 401 must say, in WWW-Authenticate, which scheme would be accepted.
+BEARER_CHALLENGE = 'Bearer realm="studyvisit"'
 log = logging.getLogger("studyvisit")
 
 
@@ -124,7 +126,8 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     """Map a domain error to its problem document."""
-    return problem_response(exc.problem(request.url.path))
+    headers = {"WWW-Authenticate": BEARER_CHALLENGE} if exc.status == 401 else None
+    return problem_response(exc.problem(request.url.path), headers)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -140,7 +143,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         slug, title = _LITESTAR[401]
     if isinstance(exc, PermissionDeniedException):
         slug, title = _LITESTAR[403]
-    headers = {"WWW-Authenticate": 'Bearer realm="studyvisit"'} if status == 401 else None
+    headers = {"WWW-Authenticate": BEARER_CHALLENGE} if status == 401 else None
     problem = Problem(
         type=PROBLEM_BASE + slug, title=title, status=status, detail=detail, instance=request.url.path, errors=errors
     )

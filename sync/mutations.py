@@ -5,13 +5,23 @@ from typing import Any
 
 import msgspec
 
-from schemas.sync import FeedbackPutArgs, Mutation, NoteDeleteArgs, NotePutArgs, SitePatchArgs
+from schemas.sync import (
+    FeedbackPutArgs,
+    Mutation,
+    NoteDeleteArgs,
+    NotePutArgs,
+    SitePatchArgs,
+    VisitPatchArgs,
+    VisitPutArgs,
+)
 
 MUTATION_TYPES: dict[str, type[msgspec.Struct]] = {
     "note.put": NotePutArgs,
     "note.delete": NoteDeleteArgs,
     "feedback.put": FeedbackPutArgs,
     "site.patch": SitePatchArgs,
+    "visit.put": VisitPutArgs,
+    "visit.patch": VisitPatchArgs,
 }
 # Phones' clocks drift and cross time zones; a day of slack, no more: a client_time years
 # ahead is a broken clock or a forged request, and would corrupt "last edited" displays.

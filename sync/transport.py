@@ -8,7 +8,8 @@ Errors the field client raises::
     ├── RequestRejectedError    a 4xx problem document the client cannot work around
     │   └── AuthenticationError 401 or 403: the token is wrong, revoked, or lacks the right
     ├── ProtocolError           an answer that breaks sync protocol v1
-    └── NotLoggedInError        no server, token or account stored yet
+    ├── NotLoggedInError        no server, token or account stored yet
+    └── AccountMismatchError    the token is another account's while this one's changes are queued
 """
 
 import random
@@ -59,6 +60,10 @@ class ProtocolError(SyncError):
 
 class NotLoggedInError(SyncError):
     """No server URL, token or account is stored: log in first."""
+
+
+class AccountMismatchError(SyncError):
+    """The token belongs to another account than the one whose changes are still queued here."""
 
 
 def problem_of(response: httpx.Response) -> Problem:

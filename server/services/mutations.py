@@ -15,6 +15,7 @@ from schemas.sync import (
     NotePutArgs,
     SitePatchArgs,
 )
+from server.errors import DomainError
 from server.geo import distance_m
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
@@ -44,14 +45,15 @@ FEEDBACK_DEFAULTS: dict[str, Any] = {"rating": None, "comment": ""}
 REVIEW_DISTANCE_M = 500.0
 
 
-class MutationRejectedError(Exception):
-    """The mutation is valid wire data but may not be applied: rejected, its id used up."""
+class MutationRejectedError(DomainError):
+    """A valid mutation that may not be applied. Through sync it is ``rejected`` (its id used up);
+    through REST it is the problem document of its status."""
 
     def __init__(self, slug: str, detail: str, status: int = 422) -> None:
         super().__init__(detail)
-        self.slug = slug
-        self.detail = detail
-        self.status = status
+        self.slug = slug  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+        self.title = "Not allowed" if status == 403 else "Not found" if status == 404 else "Change refused"  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     merge = merge_fields(
         current, values, changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS)
     )
-    return _write_merge(
+    return write_merge(
         ctx,
         "note",
         note,
@@ -302,7 +304,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
     defaults = {**FEEDBACK_DEFAULTS, **{k: None for k in current if k.startswith("answers.")}}
     changed = changed_since(ctx.conn, ctx.event_id, "feedback", feedback, args.base_version, defaults)
     merge = merge_fields(current, values, changed)
-    result = _write_merge(
+    result = write_merge(
         ctx,
         "feedback",
         feedback,
@@ -340,7 +342,7 @@ def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
         to = (merge.apply.get("lat", site["lat"]), merge.apply.get("lon", site["lon"]))
         if (metres := distance_m((site["lat"], site["lon"]), to)) > REVIEW_DISTANCE_M:
             moved = f"coordinates moved {metres:.0f} m: an organizer should check them"
-    return _write_merge(
+    return write_merge(
         ctx,
         "site",
         site,
@@ -354,7 +356,7 @@ def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
     )
 
 
-def _write_merge(
+def write_merge(
     ctx: Context,
     entity: str,
     record: dict[str, Any],
@@ -366,17 +368,24 @@ def _write_merge(
     *,
     audiences: list[str],
     flagged: str | None = None,
+    extra_columns: dict[str, Any] | None = None,
 ) -> MutationResult:
+    """Write a merge's outcome: new values, kept and new conflicts, history, the change feed."""
     kept = _kept_conflicts(record["conflicts"], resolve, base_version)
     version = record["version"] + 1
     new_conflicts = [msgspec.to_builtins(ctx.conflict(k, v, base_version, version)) for k, v in conflicts.items()]
     if not apply and not new_conflicts and kept == record["conflicts"]:
         return _result(ctx, "applied", record["version"])
     columns: dict[str, Any] = {"version": version, "updated_at": utcnow(), "conflicts": [*kept, *new_conflicts]}
+    columns.update(extra_columns or {})
     for name, value in apply.items():
         if "." in name:
             outer, inner = name.split(".", 1)
-            columns.setdefault(outer, dict(record[outer]))[inner] = value
+            mapping = columns.setdefault(outer, dict(record[outer]))
+            if value is None:
+                mapping.pop(inner, None)  # a merge patch's null removes the entry
+            else:
+                mapping[inner] = value
         else:
             columns[name] = value
     update_record(ctx.conn, ctx.event_id, entity, record["id"], columns)
@@ -394,11 +403,3 @@ def _write_merge(
         )
     record_change(ctx.conn, ctx.event_id, entity, record["id"], audiences)
     return _result(ctx, "conflict" if new_conflicts else "applied", version, conflicts=sorted(conflicts))
-
-
-APPLIERS: dict[str, Any] = {
-    "note.put": note_put,
-    "note.delete": note_delete,
-    "feedback.put": feedback_put,
-    "site.patch": site_patch,
-}

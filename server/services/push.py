@@ -6,7 +6,8 @@ from schemas.accounts import Account
 from schemas.problems import Problem
 from schemas.sync import MutationResult, PushRequest, PushResponse
 from server.errors import PROBLEM_BASE
-from server.services.mutations import APPLIERS, Context, MutationRejectedError
+from server.services.appliers import APPLIERS
+from server.services.mutations import Context, MutationRejectedError
 from server.storage.db import Database
 from server.storage.records import last_mutation_id, set_last_mutation_id
 from sync.mutations import InvalidMutationError, decode_args

@@ -89,6 +89,7 @@ MIGRATIONS: list[Migration] = [
             notes TEXT NOT NULL DEFAULT '{}',
             status TEXT NOT NULL DEFAULT 'scheduled',
             feedback_closed INTEGER NOT NULL DEFAULT 0,
+            conflicts TEXT NOT NULL DEFAULT '[]',
             version INTEGER NOT NULL DEFAULT 1,
             updated_at TEXT,
             PRIMARY KEY (event_id, id),

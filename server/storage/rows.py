@@ -10,7 +10,7 @@ T = TypeVar("T")
 # Columns that hold JSON, per table.
 JSON_COLUMNS: dict[str, frozenset[str]] = {
     "sites": frozenset({"description", "themes", "opening_hours", "sources", "conflicts"}),
-    "visits": frozenset({"group_ids", "notes"}),
+    "visits": frozenset({"group_ids", "notes", "conflicts"}),
     "questions": frozenset({"texts", "choices"}),
     "notes": frozenset({"tags", "conflicts"}),
     "feedback": frozenset({"answers", "conflicts"}),

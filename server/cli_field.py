@@ -1,0 +1,245 @@
+"""``studyvisit field``: the offline field client from a terminal.
+
+Everything but ``login`` and ``sync`` reads and writes the local replica only, so it works
+without a network. Tests (or embedders) may pass ``obj={"http": httpx.Client(...)}`` to click
+to route requests through their own client.
+"""
+
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import msgspec
+
+from sync.client import (
+    AttentionItem,
+    FieldClient,
+    NotLoggedInError,
+    OfflineError,
+    RecordNotFoundError,
+    SyncError,
+    SyncReport,
+)
+
+DEFAULT_DIR = "~/.studyvisit-field"
+REPLICA_FILE = "replica.db"
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("STUDYVISIT_FIELD_DIR") or DEFAULT_DIR).expanduser()
+
+
+def data_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--data DIR`` option every field command takes."""
+    return click.option(
+        "--data",
+        "data",
+        metavar="DIR",
+        help=f"Where the replica lives (default: $STUDYVISIT_FIELD_DIR or {DEFAULT_DIR})",
+    )(f)
+
+
+def _utf8_output() -> None:
+    """Site and participant names are in many scripts: never let a narrow locale refuse to print them."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.encoding.replace("-", "").lower() != "utf8":
+            stream.reconfigure(encoding="utf-8")
+
+
+def _http() -> httpx.Client | None:
+    obj = click.get_current_context().obj
+    if isinstance(obj, dict) and isinstance(obj.get("http"), httpx.Client):
+        http: httpx.Client = obj["http"]
+        return http
+    return None
+
+
+@contextmanager
+def opened(data: str | None) -> Iterator[FieldClient]:
+    """The field client over the stored replica, with errors turned into one-line messages."""
+    path = _data_dir(data) / REPLICA_FILE
+    try:
+        client = FieldClient.resume(path, http=_http())
+    except NotLoggedInError:
+        raise click.ClickException("not logged in: run `studyvisit field login --url URL --token TOKEN`") from None
+    try:
+        yield client
+    except OfflineError as exc:
+        pending = client.status().pending
+        raise click.ClickException(
+            f"offline, try again later ({pending} change(s) kept on this device): {exc}"
+        ) from exc
+    except (SyncError, RecordNotFoundError, msgspec.ValidationError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        client.close()
+
+
+@click.group()
+def field() -> None:
+    """Offline field client: itinerary, sites, notes and feedback without a network; sync when online."""
+    _utf8_output()
+
+
+@field.command()
+@click.option("--url", required=True, help="The server, e.g. https://studyvisit.example.org")
+@click.option("--token", required=True, envvar="STUDYVISIT_FIELD_TOKEN", help="Your bearer token")
+@data_option
+def login(url: str, token: str, data: str | None) -> None:
+    """Check the token with the server and store it with the server URL."""
+    path = _data_dir(data) / REPLICA_FILE
+    with FieldClient(url, token, path, http=_http()) as client:
+        try:
+            account = client.login()
+        except SyncError as exc:
+            raise click.ClickException(str(exc)) from exc
+    group = f", group {account.group_id}" if account.group_id else ""
+    click.echo(f"Logged in as {account.name} ({account.role}{group}) for event {account.event_id}.")
+    click.echo("Run `studyvisit field sync` to download the event.")
+
+
+@field.command()
+@click.option("--group", help="Another group's itinerary (default: yours)")
+@data_option
+def itinerary(group: str | None, data: str | None) -> None:
+    """Your group's visits, by day."""
+    with opened(data) as client:
+        sites = {s.id: s.name for s in client.sites()}
+        visits = client.itinerary(group)
+    if not visits:
+        click.echo("No visits on this device yet: run `studyvisit field sync` when online.")
+    day = ""
+    for visit in visits:
+        if visit.starts_at.strftime("%a %d %b %Y") != day:
+            day = visit.starts_at.strftime("%a %d %b %Y")
+            click.echo(day)
+        place = sites.get(visit.site_id or "", visit.venue)
+        where = f" · {place}" if place else ""
+        status = f"  [{visit.status}]" if visit.status != "scheduled" else ""
+        times = f"{visit.starts_at:%H:%M}–{visit.ends_at:%H:%M}"
+        click.echo(f"  {times}  {visit.title}{where}{status}  ({visit.id})")
+
+
+@field.command()
+@data_option
+def sites(data: str | None) -> None:
+    """The event's sites."""
+    with opened(data) as client:
+        found = client.sites()
+    for site in found:
+        address = ", ".join(p for p in (site.address, site.city) if p)
+        click.echo(f"{site.name} ({site.id})" + (f"\n    {address}" if address else ""))
+
+
+@field.command()
+@click.argument("text")
+@click.option("--visit", help="The visit the note is about")
+@click.option("--site", help="The site the note is about")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable)")
+@click.option("--share", is_flag=True, help="Share the note with the organizers")
+@data_option
+def note(text: str, visit: str | None, site: str | None, tags: tuple[str, ...], share: bool, data: str | None) -> None:
+    """Write a note on this device; the next sync sends it."""
+    with opened(data) as client:
+        note_id = client.add_note(text, visit_id=visit, site_id=site, tags=tags, share_with_organizers=share)
+    click.echo(f"Note {note_id} saved on this device.")
+
+
+@field.command()
+@data_option
+def notes(data: str | None) -> None:
+    """Your notes, unsynced ones marked with *."""
+    with opened(data) as client:
+        found = client.notes()
+    for n in found:
+        about = " ".join(x for x in (n.visit_id, n.site_id) if x)
+        tags = " ".join(f"#{t}" for t in n.tags)
+        mark = "*" if n.pending else " "
+        click.echo(f"{mark} {n.captured_at or ''} {about} {tags}".rstrip() + f"\n    {n.body}")
+
+
+@field.command()
+@click.argument("visit")
+@click.option("--rating", type=click.IntRange(1, 5), required=True)
+@click.option("--comment", default="")
+@data_option
+def feedback(visit: str, rating: int, comment: str, data: str | None) -> None:
+    """Rate a visit (1-5), replacing your earlier feedback on it."""
+    with opened(data) as client:
+        feedback_id = client.put_feedback(visit, rating=rating, comment=comment)
+    click.echo(f"Feedback {feedback_id} on {visit} saved on this device.")
+
+
+@field.command()
+@data_option
+def sync(data: str | None) -> None:
+    """Send your changes and download the latest event data."""
+    with opened(data) as client:
+        report = client.sync()
+    click.echo(describe_report(report))
+
+
+@field.command()
+@data_option
+def status(data: str | None) -> None:
+    """Unsynced changes, last sync, and what needs your attention."""
+    with opened(data) as client:
+        state = client.status()
+    account = state.account
+    click.echo(f"Server:      {state.base_url}")
+    if account is not None:
+        click.echo(f"Account:     {account.name} ({account.role}) for event {account.event_id}")
+    click.echo(
+        f"Unsynced:    {state.pending} change(s)"
+        + (f", {state.unconfirmed} awaiting download" * bool(state.unconfirmed))
+    )
+    click.echo(f"Last sync:   {state.last_sync or 'never'}")
+    click.echo(f"Attention:   {len(state.attention)} item(s)")
+    for item in state.attention:
+        click.echo(f"  #{item.id} {describe_attention(item)}")
+
+
+@field.command()
+@click.argument("item_id", type=int)
+@data_option
+def dismiss(item_id: int, data: str | None) -> None:
+    """Hide an attention item shown by `status`."""
+    with opened(data) as client:
+        client.dismiss(item_id)
+    click.echo(f"Dismissed #{item_id}.")
+
+
+def describe_report(report: SyncReport) -> str:
+    """One sync in a few human lines."""
+    lines = [
+        f"Sent {report.pushed} change(s): {report.applied} applied, {report.duplicate} already there, "
+        f"{report.rejected} rejected, {report.conflict} in conflict.",
+        f"Received {report.pulled} update(s) in {report.pages} page(s)"
+        + (" (full download)." if report.full_pull else "."),
+        "Data verified against the server." if report.verified else "Data could not be verified against the server.",
+    ]
+    if report.attention:
+        lines.append(f"{report.attention} item(s) need your attention: see `studyvisit field status`.")
+    return "\n".join(lines)
+
+
+def describe_attention(item: AttentionItem) -> str:
+    """One attention item in a line."""
+    what = f"{item.entity} {item.entity_id}" if item.entity else (item.mutation_type or "change")
+    detail = item.detail
+    if item.kind == "rejected":
+        error = detail.get("error") or {}
+        reason = error.get("detail") or error.get("title") or "no reason given"
+        return f"rejected {item.mutation_type} of {what}: {reason}"
+    if item.mutation_id is not None:
+        fields = ", ".join(detail.get("conflicts") or []) or "some fields"
+        return f"conflict on {what}: your {fields} lost to a concurrent edit (kept on the record)"
+    values = "; ".join(f"{c.get('field')}={c.get('value')!r}" for c in detail.get("conflicts", []))
+    gone = " (deleted)" if detail.get("op") == "delete" else ""
+    return f"conflict on {what}{gone}: values that lost: {values}"

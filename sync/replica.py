@@ -1,0 +1,413 @@
+"""The field client's local SQLite store: server-confirmed records, the outbox, and what needs attention.
+
+Replicache-style: ``records`` holds only state the server sent; the client overlays the outbox
+when it reads. Every write here is one transaction, committed (WAL, ``synchronous=FULL``)
+before the method returns, so a process killed at any point leaves a state the next sync
+can finish from.
+"""
+
+import sqlite3
+import uuid
+from collections.abc import Generator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from schemas.sync import EntitySummary, MutationResult, PullResponse
+from sync.checksum import checksum
+
+SCHEMA_VERSION = 1
+AttentionKind = Literal["rejected", "conflict"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Mutations not yet known to be in the replica. acked = 1: the server processed it (push
+-- answered); it stays, overlaid on reads, until a pull's last_mutation_id covers it, so a
+-- note never blinks out between push and pull.
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    args TEXT NOT NULL,
+    client_time TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    acked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS records (
+    entity TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (entity, id)
+) WITHOUT ROWID;
+-- A full pull lands here first and replaces records in one transaction at its last page.
+CREATE TABLE IF NOT EXISTS staging (
+    entity TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (entity, id)
+) WITHOUT ROWID;
+-- key: "mutation:<id>" for push results, "record:<entity>:<id>" for conflicts pulled on a record.
+CREATE TABLE IF NOT EXISTS attention (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('rejected', 'conflict')),
+    mutation_id INTEGER,
+    mutation_type TEXT,
+    entity TEXT,
+    entity_id TEXT,
+    detail TEXT NOT NULL,
+    dismissed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+def utcnow() -> str:
+    """The current time as RFC 3339 in UTC."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class OutboxEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """A queued mutation."""
+
+    id: int
+    type: str
+    args: dict[str, Any]
+    client_time: str
+    created_at: str
+    acked: bool = False
+
+
+class StoredRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A record as the server last sent it."""
+
+    entity: str
+    id: str
+    version: int
+    data: dict[str, Any]
+
+
+class AttentionItem(msgspec.Struct, kw_only=True, frozen=True):
+    """Something the user should look at: a rejected mutation, or a conflict kept on a record."""
+
+    id: int
+    kind: AttentionKind
+    mutation_id: int | None
+    mutation_type: str | None
+    entity: str | None
+    entity_id: str | None
+    detail: dict[str, Any]
+    dismissed: bool
+    created_at: str
+
+
+class PushTally(msgspec.Struct, kw_only=True):
+    """How many mutations of a push ended in each status."""
+
+    applied: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    conflict: int = 0
+    out_of_order: int = 0
+
+
+# Which entity and id a mutation touches, for attention items.
+_TARGET = {"note.put": ("note", "id"), "note.delete": ("note", "id"), "feedback.put": ("feedback", "id")}
+
+
+def _target(mutation_type: str, args: dict[str, Any]) -> tuple[str | None, str | None]:
+    if mutation_type == "site.patch":
+        return "site", args.get("site_id")
+    entity, key = _TARGET.get(mutation_type, (None, ""))
+    return entity, args.get(key) if entity else None
+
+
+class Replica:
+    """One device's SQLite file: meta, outbox, records, staging and attention tables."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), never implicit.
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a note the user saved survives power loss, not only a crash of the app.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} was written by a newer client (schema {version})")
+            # Not executescript: it would COMMIT the transaction this runs in.
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('client_id', ?)", (str(uuid.uuid4()),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_mutation_id', '1')")
+
+    def close(self) -> None:
+        """Close the file."""
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Generator[sqlite3.Connection, None, None]:
+        """A write transaction: all or nothing, durable when the block ends."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- meta -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        """A meta value."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, **values: str | None) -> None:
+        """Set (or, with None, remove) meta values in one transaction."""
+        with self.write() as conn:
+            for key, value in values.items():
+                _put_meta(conn, key, value)
+
+    @property
+    def client_id(self) -> str:
+        """This install's id, generated once."""
+        value = self.get("client_id")
+        assert value is not None
+        return value
+
+    def reset_for_account(self) -> None:
+        """Start over for another account: new client id, mutation ids from 1, nothing pulled or queued."""
+        with self.write() as conn:
+            for table in ("outbox", "records", "staging", "attention"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("DELETE FROM meta WHERE key IN ('cursor', 'full_pull_cursor', 'last_sync', 'account')")
+            # The server counts mutation ids per (account, client): a new pair starts at 1.
+            _put_meta(conn, "client_id", str(uuid.uuid4()))
+            _put_meta(conn, "next_mutation_id", "1")
+
+    # --- outbox ---------------------------------------------------------------------------
+
+    def enqueue(self, mutation_type: str, args: dict[str, Any], client_time: str) -> int:
+        """Queue a mutation under the next mutation id; return that id."""
+        with self.write() as conn:
+            next_id = int(conn.execute("SELECT value FROM meta WHERE key = 'next_mutation_id'").fetchone()[0])
+            conn.execute(
+                "INSERT INTO outbox (id, type, args, client_time, created_at) VALUES (?, ?, ?, ?, ?)",
+                (next_id, mutation_type, msgspec.json.encode(args).decode(), client_time, utcnow()),
+            )
+            _put_meta(conn, "next_mutation_id", str(next_id + 1))
+        return next_id
+
+    def outbox(self, *, acked: bool | None = None, limit: int = -1) -> list[OutboxEntry]:
+        """Queued mutations in id order: all, only those to send (acked=False), or only acknowledged ones."""
+        where = "" if acked is None else f"WHERE acked = {int(acked)}"
+        rows = self.conn.execute(
+            f"SELECT id, type, args, client_time, created_at, acked FROM outbox {where} ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [
+            OutboxEntry(
+                id=r[0], type=r[1], args=msgspec.json.decode(r[2]), client_time=r[3], created_at=r[4], acked=bool(r[5])
+            )
+            for r in rows
+        ]
+
+    def count_outbox(self, *, acked: bool) -> int:
+        """How many queued mutations are (not) acknowledged by the server."""
+        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE acked = ?", (int(acked),)).fetchone()[0])
+
+    def acknowledge(self, last_mutation_id: int, results: list[MutationResult]) -> PushTally:
+        """Record a push response: processed mutations are acked, rejections and conflicts go to attention.
+
+        Rejected mutations leave the outbox at once (their effect must not be overlaid); the
+        others stay until a pull shows their effect. Mutations above ``last_mutation_id`` were
+        not processed and are marked to be sent again, whatever an earlier push said.
+        """
+        tally = PushTally()
+        with self.write() as conn:
+            for result in results:
+                setattr(tally, result.status, getattr(tally, result.status) + 1)
+                if result.status not in ("rejected", "conflict") or result.id > last_mutation_id:
+                    continue
+                row = conn.execute("SELECT type, args FROM outbox WHERE id = ?", (result.id,)).fetchone()
+                if row is None:
+                    continue
+                mutation_type, args = row[0], msgspec.json.decode(row[1])
+                entity, entity_id = _target(mutation_type, args)
+                detail = {"status": result.status, "type": mutation_type, "args": args}
+                detail |= msgspec.to_builtins(result, builtin_types=None)
+                _upsert_attention(
+                    conn,
+                    f"mutation:{result.id}",
+                    result.status,
+                    detail,
+                    mutation_id=result.id,
+                    mutation_type=mutation_type,
+                    entity=entity,
+                    entity_id=entity_id,
+                )
+                if result.status == "rejected":
+                    conn.execute("DELETE FROM outbox WHERE id = ?", (result.id,))
+            conn.execute("UPDATE outbox SET acked = 1 WHERE id <= ?", (last_mutation_id,))
+            conn.execute("UPDATE outbox SET acked = 0 WHERE id > ?", (last_mutation_id,))
+        return tally
+
+    # --- records --------------------------------------------------------------------------
+
+    def record(self, entity: str, record_id: str) -> StoredRecord | None:
+        """One server-confirmed record."""
+        row = self.conn.execute(
+            "SELECT entity, id, version, data FROM records WHERE entity = ? AND id = ?", (entity, record_id)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def records(self, entity: str) -> list[StoredRecord]:
+        """Every server-confirmed record of a kind, by id."""
+        rows = self.conn.execute(
+            "SELECT entity, id, version, data FROM records WHERE entity = ? ORDER BY id", (entity,)
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def summary(self) -> dict[str, EntitySummary]:
+        """Count and checksum of the records of each kind, to compare with a pull's summary."""
+        pairs: dict[str, list[tuple[str, int]]] = {}
+        for entity, record_id, version in self.conn.execute("SELECT entity, id, version FROM records"):
+            pairs.setdefault(entity, []).append((record_id, version))
+        return {entity: EntitySummary(count=len(p), checksum=checksum(p)) for entity, p in pairs.items()}
+
+    # --- pulling --------------------------------------------------------------------------
+
+    def pull_position(self) -> tuple[bool, str | None]:
+        """Whether a full pull is under way, and the cursor to pull from (None: never pulled)."""
+        staged = self.get("full_pull_cursor")
+        if staged is not None:
+            return True, staged
+        return False, self.get("cursor")
+
+    def begin_full_pull(self) -> None:
+        """Drop the cursor and start (or restart) a full pull into an empty staging table.
+
+        The records stay readable until the full pull's last page replaces them, so a crash
+        half-way leaves the device with its old replica rather than a partial one.
+        """
+        with self.write() as conn:
+            conn.execute("DELETE FROM staging")
+            _put_meta(conn, "cursor", None)
+            _put_meta(conn, "full_pull_cursor", "")
+
+    def apply_page(self, page: PullResponse, *, full: bool) -> None:
+        """Apply one pull page and save its cursor in one transaction.
+
+        A full pull writes to staging and, on its last page, replaces the records with it. The
+        last page's ``last_mutation_id`` says which mutations the pulled state includes: those
+        leave the outbox, since their effect is now in the records.
+        """
+        table = "staging" if full else "records"
+        with self.write() as conn:
+            for change in page.changes:
+                data = change.data or {}
+                if change.op == "put":
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {table} (entity, id, version, data) VALUES (?, ?, ?, ?)",
+                        (change.entity, change.id, change.version, msgspec.json.encode(data).decode()),
+                    )
+                else:
+                    conn.execute(f"DELETE FROM {table} WHERE entity = ? AND id = ?", (change.entity, change.id))
+                _note_conflicts(conn, change.entity, change.id, change.op, data.get("conflicts") or [])
+            if full and not page.has_more:
+                conn.execute("DELETE FROM records")
+                conn.execute("INSERT INTO records SELECT * FROM staging")
+                conn.execute("DELETE FROM staging")
+                _put_meta(conn, "full_pull_cursor", None)
+                # Conflicts of records the full pull no longer returned have nobody left to resolve them.
+                conn.execute(
+                    "DELETE FROM attention WHERE key LIKE 'record:%' AND json_extract(detail, '$.op') = 'put' "
+                    "AND NOT EXISTS (SELECT 1 FROM records r WHERE r.entity = attention.entity "
+                    "AND r.id = attention.entity_id)"
+                )
+            _put_meta(conn, "full_pull_cursor" if full and page.has_more else "cursor", page.cursor)
+            if not page.has_more:
+                conn.execute("DELETE FROM outbox WHERE id <= ?", (page.last_mutation_id,))
+                # The server has not seen these (restored from a backup?): send them again.
+                conn.execute("UPDATE outbox SET acked = 0 WHERE id > ?", (page.last_mutation_id,))
+                _put_meta(conn, "last_sync", utcnow())
+
+    # --- attention ------------------------------------------------------------------------
+
+    def attention(self, *, include_dismissed: bool = False) -> list[AttentionItem]:
+        """Items needing the user's attention, oldest first."""
+        where = "" if include_dismissed else "WHERE dismissed = 0"
+        rows = self.conn.execute(
+            "SELECT id, kind, mutation_id, mutation_type, entity, entity_id, detail, dismissed, created_at "
+            f"FROM attention {where} ORDER BY id"
+        ).fetchall()
+        return [
+            AttentionItem(
+                id=r[0],
+                kind=r[1],
+                mutation_id=r[2],
+                mutation_type=r[3],
+                entity=r[4],
+                entity_id=r[5],
+                detail=msgspec.json.decode(r[6]),
+                dismissed=bool(r[7]),
+                created_at=r[8],
+            )
+            for r in rows
+        ]
+
+    def dismiss(self, item_id: int) -> bool:
+        """Hide an attention item; False if there is none with this id."""
+        with self.write() as conn:
+            return conn.execute("UPDATE attention SET dismissed = 1 WHERE id = ?", (item_id,)).rowcount > 0
+
+
+def _put_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _record(row: tuple[Any, ...]) -> StoredRecord:
+    return StoredRecord(entity=row[0], id=row[1], version=row[2], data=msgspec.json.decode(row[3]))
+
+
+def _upsert_attention(
+    conn: sqlite3.Connection,
+    key: str,
+    kind: str,
+    detail: dict[str, Any],
+    *,
+    mutation_id: int | None = None,
+    mutation_type: str | None = None,
+    entity: str | None = None,
+    entity_id: str | None = None,
+) -> None:
+    # A dismissed item stays dismissed while it says the same thing; new content shows it again.
+    conn.execute(
+        "INSERT INTO attention (key, kind, mutation_id, mutation_type, entity, entity_id, detail, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, "
+        "detail = excluded.detail, dismissed = CASE WHEN attention.detail = excluded.detail "
+        "THEN attention.dismissed ELSE 0 END",
+        (key, kind, mutation_id, mutation_type, entity, entity_id, msgspec.json.encode(detail).decode(), utcnow()),
+    )
+
+
+def _note_conflicts(conn: sqlite3.Connection, entity: str, record_id: str, op: str, conflicts: list[Any]) -> None:
+    """Keep a pulled record's conflicts (or a deleted note's, sent to its owner) in attention."""
+    key = f"record:{entity}:{record_id}"
+    if conflicts:
+        detail = {"op": op, "conflicts": conflicts}
+        _upsert_attention(conn, key, "conflict", detail, entity=entity, entity_id=record_id)
+    else:
+        conn.execute("DELETE FROM attention WHERE key = ?", (key,))
