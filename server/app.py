@@ -12,6 +12,7 @@ from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.representation import RepresentationCache
 from server.routes.common import provide_cache, provide_db
+from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
 from server.routes.health import health
 from server.routes.itinerary import ItineraryController
@@ -20,7 +21,15 @@ from server.routes.sync import SyncController
 from server.settings import Settings
 from server.storage.db import Database, migrate
 
-ROUTES = [health, MeController, EventController, SiteController, ItineraryController, SyncController]
+ROUTES = [
+    health,
+    MeController,
+    EventController,
+    SiteController,
+    ItineraryController,
+    SyncController,
+    EditingController,
+]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

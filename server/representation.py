@@ -31,11 +31,28 @@ class Representation(msgspec.Struct, frozen=True):
     gzipped: bytes | None
 
 
-def represent(body: bytes, media_type: str) -> Representation:
-    """Hash and (when large enough) compress a body once."""
+def represent(body: bytes, media_type: str, version: int | None = None) -> Representation:
+    """Hash and (when large enough) compress a body once.
+
+    The ETag of a versioned record starts with its version (``v3-...``), so that ``If-Match``
+    names the version an edit was based on, whatever language or encoding the editor read.
+    """
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+    if version is not None:
+        digest = f"v{version}-{digest}"
     gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if len(body) > GZIP_MIN_BYTES else None
     return Representation(body=body, media_type=media_type, etag=digest, gzipped=gzipped)
+
+
+def version_from_etag(header: str) -> set[int]:
+    """The record versions named by an ``If-Match`` header's versioned ETags."""
+    versions: set[int] = set()
+    for tag in header.split(","):
+        tag = tag.strip().removeprefix("W/").strip('"')
+        head = tag.split("-", 1)[0]
+        if head.startswith("v") and head[1:].isdigit():
+            versions.add(int(head[1:]))
+    return versions
 
 
 def encode_json(value: Any) -> bytes:

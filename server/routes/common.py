@@ -69,10 +69,13 @@ def serve_cached(
     key: tuple[Hashable, ...],
     build: Callable[[], Any],
     media_type: str = "application/json",
+    *,
+    versioned: bool = False,
 ) -> Response[Any]:
     """Serve what ``build`` returns, encoded and compressed once per event content version.
 
-    ``build`` returns a Struct or builtin value for JSON, or bytes for other media types.
+    ``build`` returns a Struct or builtin value for JSON, or bytes for other media types;
+    ``versioned`` puts the record's version in the ETag, for ``If-Match`` on edits.
     """
     version = content_version(db.conn, event_id)
     if version is None:
@@ -81,7 +84,7 @@ def serve_cached(
     def make() -> Representation:
         value = build()
         body = value if isinstance(value, bytes) else encode_json(value)
-        return represent(body, media_type)
+        return represent(body, media_type, value.version if versioned else None)
 
     rep = cache.get_or_build((event_id, version, request.url.path, *key), make)
     return serve(request, rep)

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from litestar import Controller, Request, Response
+import anyio
+from litestar import Controller, Request, Response, patch
 from litestar.params import Parameter
 
 from schemas.accounts import Account
@@ -10,8 +11,10 @@ from schemas.itinerary import Itinerary, Visit
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
 from server.representation import RepresentationCache
-from server.routes.common import api_get, require_event, scope_key, serve_cached
+from server.routes.common import SECURITY, api_get, require_event, scope_key, serve_cached
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
 from server.services.calendar import itinerary_ics
+from server.services.editing import edit_visit
 from server.services.frab import schedule_xml
 from server.services.itinerary import build_itinerary
 from server.storage.catalog import get_group, get_visit, list_sites, list_visits
@@ -64,7 +67,7 @@ class ItineraryController(Controller):
                 raise NotFoundError(f"No visit '{visit_id}' in this event.")
             return visit
 
-        return serve_cached(request, db, cache, event_id, ("visit", visit_id), build)
+        return serve_cached(request, db, cache, event_id, ("visit", visit_id), build, versioned=True)
 
     @api_get("/itinerary", summary="Ordered itinerary with walking estimates between places")
     def itinerary(
@@ -113,3 +116,22 @@ class ItineraryController(Controller):
             return schedule_xml(event, list_visits(db.conn, event_id), sites)
 
         return serve_cached(request, db, cache, event_id, ("frab",), build, media_type="application/xml")
+
+    @patch(
+        "/visits/{visit_id:str}",
+        summary="Change, move or cancel a visit (organizers)",
+        description="Body: an RFC 7396 JSON merge patch (application/merge-patch+json) of VisitFields. " + IF_MATCH_DOC,
+        security=SECURITY,
+        responses=EDIT_ERRORS,
+    )
+    async def patch_visit(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        event_id: str,
+        visit_id: str,
+    ) -> Response[Visit]:
+        body = await read_patch(request)
+        if_match = request.headers.get("if-match")
+        visit = await anyio.to_thread.run_sync(edit_visit, db, request.user, visit_id, body, if_match)
+        return record_response(visit)

@@ -2,16 +2,19 @@
 
 from typing import Any
 
-from litestar import Controller, Request, Response
+import anyio
+from litestar import Controller, Request, Response, patch
 from litestar.params import Parameter
 
 from schemas.accounts import Account
-from schemas.places import SiteView
+from schemas.places import Site, SiteView
 from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
 from server.representation import RepresentationCache
-from server.routes.common import api_get, serve_cached
+from server.routes.common import SECURITY, api_get, serve_cached
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
+from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
 from server.storage.db import Database
@@ -93,4 +96,24 @@ class SiteController(Controller):
                 raise NotFoundError(f"No site '{site_id}' in this event.")
             return site_view(site, language)
 
-        return serve_cached(request, db, cache, event_id, ("site", site_id, language), build)
+        return serve_cached(request, db, cache, event_id, ("site", site_id, language), build, versioned=True)
+
+    @patch(
+        "/sites/{site_id:str}",
+        summary="Edit a site (its hosts: descriptive fields; organizers: any field)",
+        description="Body: an RFC 7396 JSON merge patch (application/merge-patch+json) of SiteFieldsPatch. "
+        + IF_MATCH_DOC,
+        security=SECURITY,
+        responses=EDIT_ERRORS,
+    )
+    async def patch_site(
+        self,
+        request: Request[Account, Any, Any],
+        db: Database,
+        event_id: str,
+        site_id: str,
+    ) -> Response[Site]:
+        body = await read_patch(request)
+        if_match = request.headers.get("if-match")
+        site = await anyio.to_thread.run_sync(edit_site, db, request.user, site_id, body, if_match)
+        return record_response(site)

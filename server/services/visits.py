@@ -21,7 +21,8 @@ def require_organizer(ctx: Context) -> None:
         raise MutationRejectedError("forbidden", "Only organizers change the itinerary.", 403)
 
 
-def _utc(value: str) -> str:
+def utc_text(value: str) -> str:
+    """An RFC 3339 time as sortable UTC text, the form stored beside a visit's start."""
     return datetime.fromisoformat(value).astimezone(UTC).isoformat()
 
 
@@ -57,7 +58,7 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
             **values,
             "event_id": ctx.event_id,
             "number": number.fetchone()[0],
-            "starts_utc": _utc(values["starts_at"]),
+            "starts_utc": utc_text(values["starts_at"]),
             "version": 1,
             "conflicts": [],
             "updated_at": utcnow(),
@@ -86,7 +87,7 @@ def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
     if PLAN_FIELDS & set(merge.apply) and "status" not in incoming and visit["status"] == "scheduled":
         merge.apply["status"] = "changed"
         current["status"] = visit["status"]
-    extra = {"starts_utc": _utc(after["starts_at"])} if "starts_at" in merge.apply else None
+    extra = {"starts_utc": utc_text(after["starts_at"])} if "starts_at" in merge.apply else None
     return write_merge(
         ctx,
         "visit",

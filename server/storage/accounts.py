@@ -89,3 +89,25 @@ def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
     token = new_token()
     conn.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
     return token
+
+
+def set_group_members(conn: sqlite3.Connection, event_id: str, group_id: str, account_ids: list[str]) -> None:
+    """Make exactly these participants the group's members; former members are left without a group."""
+    conn.execute(
+        "UPDATE accounts SET group_id = NULL WHERE event_id = ? AND group_id = ? AND role = 'participant'",
+        (event_id, group_id),
+    )
+    conn.executemany(
+        "UPDATE accounts SET group_id = ? WHERE event_id = ? AND id = ?",
+        [(group_id, event_id, account_id) for account_id in account_ids],
+    )
+
+
+def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
+    """How many participants each group of the event has (groups with none are absent)."""
+    rows = conn.execute(
+        "SELECT group_id, COUNT(*) FROM accounts WHERE event_id = ? AND role = 'participant' AND group_id IS NOT NULL"
+        " GROUP BY group_id",
+        (event_id,),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}

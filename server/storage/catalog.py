@@ -98,8 +98,6 @@ def put_group(conn: sqlite3.Connection, event_id: str, group: Group) -> None:
 def put_visit(conn: sqlite3.Connection, event_id: str, visit: Visit) -> None:
     """Create or replace a visit."""
     row = to_row("visits", visit, event_id=event_id, starts_utc=utc_key(visit), updated_at=utcnow())
-    row["starts_at"] = visit.starts_at.isoformat()
-    row["ends_at"] = visit.ends_at.isoformat()
     _upsert(conn, "visits", row)
     record_change(conn, event_id, "visit", visit.id, ["all"])
 

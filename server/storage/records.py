@@ -144,3 +144,45 @@ def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: s
         " updated_at = excluded.updated_at",
         (account_id, client_id, value, utcnow()),
     )
+
+
+def history_entries(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:
+    """A record's history, newest first."""
+    rows = conn.execute(
+        "SELECT * FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? ORDER BY id DESC",
+        (event_id, entity, entity_id),
+    )
+    return [_history(row) for row in rows]
+
+
+def history_entry(conn: sqlite3.Connection, event_id: str, entry_id: int) -> dict[str, Any] | None:
+    """One history entry, or None."""
+    row = conn.execute("SELECT * FROM history WHERE event_id = ? AND id = ?", (event_id, entry_id)).fetchone()
+    return None if row is None else _history(row)
+
+
+def history_since(conn: sqlite3.Connection, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
+    """Every change to records of one kind after ``since`` (RFC 3339 UTC), oldest first."""
+    rows = conn.execute(
+        "SELECT * FROM history WHERE event_id = ? AND entity = ? AND at > ? ORDER BY id", (event_id, entity, since)
+    )
+    return [_history(row) for row in rows]
+
+
+def mark_reverted(conn: sqlite3.Connection, entry_id: int, by_entry_id: int) -> None:
+    """Link a history entry to the entry that undid it."""
+    conn.execute("UPDATE history SET reverted_by = ? WHERE id = ?", (by_entry_id, entry_id))
+
+
+def latest_history_id(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> int | None:
+    """The newest history entry of a record."""
+    row = conn.execute(
+        "SELECT MAX(id) FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?", (event_id, entity, entity_id)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _history(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(zip(row.keys(), tuple(row), strict=True))
+    data["changes"] = {k: {"old": v[0], "new": v[1]} for k, v in msgspec.json.decode(row["changes"]).items()}
+    return data

@@ -1,0 +1,112 @@
+"""Hosts and organizers keep the programme true: site and visit edits, history, revert, groups."""
+
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+
+from schemas.accounts import Account
+from schemas.editing import GroupMembers, HistoryEntry
+from schemas.itinerary import Visit
+from schemas.places import Site
+from schemas.sync import VisitPutArgs
+from server.auth import same_event
+from server.errors import BadRequestError
+from server.representation import encode_json, represent
+from server.routes.common import AUTH_ERRORS, SECURITY, problem_spec
+from server.services.editing import (
+    create_visit,
+    put_group_members,
+    record_history,
+    revert_change,
+)
+from server.storage.db import Database
+
+EDIT_ERRORS: dict[int, ResponseSpec] = {
+    **AUTH_ERRORS,
+    400: problem_spec("The patch is not valid for this record"),
+    412: problem_spec("If-Match names an older version: the record changed since it was read"),
+    428: problem_spec("If-Match is missing"),
+    422: problem_spec("The change breaks a rule (a visit ending before it starts, an unknown site...)"),
+}
+IF_MATCH_DOC = "Requires If-Match: the ETag of the version the edit is based on (from GET or the last edit)."
+
+
+def record_response(value: Site | Visit, status_code: int = 200) -> Response[Any]:
+    """A record just written, with its versioned ETag for the next If-Match."""
+    rep = represent(encode_json(value), "application/json", value.version)
+    return Response(
+        content=rep.body, status_code=status_code, media_type=rep.media_type, headers={"ETag": f'"{rep.etag}"'}
+    )
+
+
+async def read_patch(request: Request[Any, Any, Any]) -> Any:
+    """The JSON merge patch in the body (``application/merge-patch+json`` or ``application/json``)."""
+    try:
+        return msgspec.json.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise BadRequestError(f"The body is not JSON: {exc}.") from None
+
+
+class EditingController(Controller):
+    """Changes to sites, visits and groups, each kept in the history."""
+
+    path = "/api/v1/events/{event_id:str}"
+    guards = [same_event]
+    tags = ["editing"]
+
+    @post("/visits", summary="Add a visit (organizers)", security=SECURITY, responses=EDIT_ERRORS, status_code=201)
+    async def post_visit(
+        self, request: Request[Account, Any, Any], db: Database, event_id: str, data: VisitPutArgs
+    ) -> Response[Visit]:
+        visit = await anyio.to_thread.run_sync(create_visit, db, request.user, data)
+        return record_response(visit, 201)
+
+    @get(
+        "/sites/{site_id:str}/history",
+        summary="Changes to a site",
+        security=SECURITY,
+        responses=AUTH_ERRORS,
+        sync_to_thread=True,
+    )
+    def site_history(
+        self, request: Request[Account, Any, Any], db: Database, event_id: str, site_id: str
+    ) -> list[HistoryEntry]:
+        return record_history(db, request.user, "site", site_id)
+
+    @get(
+        "/visits/{visit_id:str}/history",
+        summary="Changes to a visit",
+        security=SECURITY,
+        responses=AUTH_ERRORS,
+        sync_to_thread=True,
+    )
+    def visit_history(
+        self, request: Request[Account, Any, Any], db: Database, event_id: str, visit_id: str
+    ) -> list[HistoryEntry]:
+        return record_history(db, request.user, "visit", visit_id)
+
+    @post(
+        "/history/{entry_id:int}/revert",
+        summary="Undo a change (organizers)",
+        security=SECURITY,
+        responses=EDIT_ERRORS,
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def revert(self, request: Request[Account, Any, Any], db: Database, event_id: str, entry_id: int) -> HistoryEntry:
+        return revert_change(db, request.user, entry_id)
+
+    @put(
+        "/groups/{group_id:str}/members",
+        summary="Set a group's participants (organizers)",
+        security=SECURITY,
+        responses=EDIT_ERRORS,
+        sync_to_thread=True,
+    )
+    def put_members(
+        self, request: Request[Account, Any, Any], db: Database, event_id: str, group_id: str, data: GroupMembers
+    ) -> GroupMembers:
+        return GroupMembers(account_ids=put_group_members(db, request.user, group_id, data.account_ids))
