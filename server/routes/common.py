@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
 from schemas.accounts import Account
@@ -18,6 +19,10 @@ from server.storage.changes import content_version
 from server.storage.db import Database
 
 SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+
+# Handler parameters filled by name from the app's dependencies (Litestar 3 requires the marker).
+AppDatabase = NamedDependency[Database]
+AppCache = NamedDependency[RepresentationCache]
 
 
 def problem_spec(description: str) -> ResponseSpec:

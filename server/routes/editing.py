@@ -15,14 +15,13 @@ from schemas.sync import VisitPutArgs
 from server.auth import same_event
 from server.errors import BadRequestError
 from server.representation import encode_json, represent
-from server.routes.common import AUTH_ERRORS, SECURITY, problem_spec
+from server.routes.common import AUTH_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.editing import (
     create_visit,
     put_group_members,
     record_history,
     revert_change,
 )
-from server.storage.db import Database
 
 EDIT_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
@@ -59,7 +58,7 @@ class EditingController(Controller):
 
     @post("/visits", summary="Add a visit (organizers)", security=SECURITY, responses=EDIT_ERRORS, status_code=201)
     async def post_visit(
-        self, request: Request[Account, Any, Any], db: Database, event_id: str, data: VisitPutArgs
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, data: VisitPutArgs
     ) -> Response[Visit]:
         visit = await anyio.to_thread.run_sync(create_visit, db, request.user, data)
         return record_response(visit, 201)
@@ -72,7 +71,7 @@ class EditingController(Controller):
         sync_to_thread=True,
     )
     def site_history(
-        self, request: Request[Account, Any, Any], db: Database, event_id: str, site_id: str
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, site_id: str
     ) -> list[HistoryEntry]:
         return record_history(db, request.user, "site", site_id)
 
@@ -84,7 +83,7 @@ class EditingController(Controller):
         sync_to_thread=True,
     )
     def visit_history(
-        self, request: Request[Account, Any, Any], db: Database, event_id: str, visit_id: str
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, visit_id: str
     ) -> list[HistoryEntry]:
         return record_history(db, request.user, "visit", visit_id)
 
@@ -96,7 +95,9 @@ class EditingController(Controller):
         status_code=200,
         sync_to_thread=True,
     )
-    def revert(self, request: Request[Account, Any, Any], db: Database, event_id: str, entry_id: int) -> HistoryEntry:
+    def revert(
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, entry_id: int
+    ) -> HistoryEntry:
         return revert_change(db, request.user, entry_id)
 
     @put(
@@ -107,6 +108,6 @@ class EditingController(Controller):
         sync_to_thread=True,
     )
     def put_members(
-        self, request: Request[Account, Any, Any], db: Database, event_id: str, group_id: str, data: GroupMembers
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, group_id: str, data: GroupMembers
     ) -> GroupMembers:
         return GroupMembers(account_ids=put_group_members(db, request.user, group_id, data.account_ids))

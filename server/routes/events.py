@@ -7,9 +7,7 @@ from litestar import Controller, Request, Response
 from schemas.accounts import Account
 from schemas.places import Event
 from server.auth import same_event
-from server.representation import RepresentationCache
-from server.routes.common import api_get, require_event, serve_cached, serve_fresh
-from server.storage.db import Database
+from server.routes.common import AppCache, AppDatabase, api_get, require_event, serve_cached, serve_fresh
 
 
 class MeController(Controller):
@@ -32,6 +30,6 @@ class EventController(Controller):
 
     @api_get("/", summary="The event: title, dates, time zone and venue")
     def get_event(
-        self, request: Request[Account, Any, Any], db: Database, cache: RepresentationCache, event_id: str
+        self, request: Request[Account, Any, Any], db: AppDatabase, cache: AppCache, event_id: str
     ) -> Response[Event]:
         return serve_cached(request, db, cache, event_id, (), lambda: require_event(db, event_id))

@@ -2,10 +2,10 @@
 
 from litestar import get
 
-from server.storage.db import Database
+from server.routes.common import AppDatabase
 
 
 @get("/health", summary="Liveness and database reachability", tags=["health"], sync_to_thread=True)
-def health(db: Database) -> dict[str, str]:
+def health(db: AppDatabase) -> dict[str, str]:
     db.query("SELECT 1")
     return {"status": "ok"}

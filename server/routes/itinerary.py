@@ -10,8 +10,7 @@ from schemas.accounts import Account
 from schemas.itinerary import Itinerary, Visit
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
-from server.representation import RepresentationCache
-from server.routes.common import SECURITY, api_get, require_event, scope_key, serve_cached
+from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, require_event, scope_key, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
@@ -56,8 +55,8 @@ class ItineraryController(Controller):
     def get_visit(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         visit_id: str,
     ) -> Response[Visit]:
@@ -73,8 +72,8 @@ class ItineraryController(Controller):
     def itinerary(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         group: str | None = GROUP,
     ) -> Response[Itinerary]:
@@ -92,8 +91,8 @@ class ItineraryController(Controller):
     def itinerary_calendar(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         group: str | None = GROUP,
     ) -> Response[str]:
@@ -108,7 +107,7 @@ class ItineraryController(Controller):
 
     @api_get("/schedule.xml", summary="The programme as frab schedule XML", media_type="application/xml")
     def schedule(
-        self, request: Request[Account, Any, Any], db: Database, cache: RepresentationCache, event_id: str
+        self, request: Request[Account, Any, Any], db: AppDatabase, cache: AppCache, event_id: str
     ) -> Response[str]:
         def build() -> bytes:
             event = require_event(db, event_id)
@@ -127,7 +126,7 @@ class ItineraryController(Controller):
     async def patch_visit(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
+        db: AppDatabase,
         event_id: str,
         visit_id: str,
     ) -> Response[Visit]:

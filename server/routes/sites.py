@@ -11,13 +11,11 @@ from schemas.places import Site, SiteView
 from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
-from server.representation import RepresentationCache
-from server.routes.common import SECURITY, api_get, serve_cached
+from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
 from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
-from server.storage.db import Database
 
 LANG = Parameter(
     default=None,
@@ -36,8 +34,8 @@ class SiteController(Controller):
     def list_sites(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         lang: str | None = LANG,
         theme: str | None = Parameter(default=None, description="Keep sites with this theme (case-insensitive)"),
@@ -62,8 +60,8 @@ class SiteController(Controller):
     def sites_geojson(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         lang: str | None = LANG,
     ) -> Response[dict[str, Any]]:
@@ -82,8 +80,8 @@ class SiteController(Controller):
     def get_site(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
-        cache: RepresentationCache,
+        db: AppDatabase,
+        cache: AppCache,
         event_id: str,
         site_id: str,
         lang: str | None = LANG,
@@ -109,7 +107,7 @@ class SiteController(Controller):
     async def patch_site(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
+        db: AppDatabase,
         event_id: str,
         site_id: str,
     ) -> Response[Site]:

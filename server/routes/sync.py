@@ -13,11 +13,10 @@ from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushRes
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
 from server.representation import represent, serve
-from server.routes.common import READ_ERRORS, SECURITY, problem_spec
+from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
-from server.storage.db import Database
 
 MSGPACK = "application/msgpack"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -105,7 +104,7 @@ class SyncController(Controller):
             raise PayloadTooLargeError(
                 f"A push may carry at most {settings.max_push_mutations} mutations; this one has {len(batch.mutations)}."
             )
-        db: Database = state.db
+        db: AppDatabase = state.db
         result = await anyio.to_thread.run_sync(push, db, request.user, batch)
         return _respond(request, result)
 
@@ -119,7 +118,7 @@ class SyncController(Controller):
     def pull_changes(
         self,
         request: Request[Account, Any, Any],
-        db: Database,
+        db: AppDatabase,
         state: State,
         event_id: str,
         cursor: str | None = Parameter(default=None, max_length=200, description="Opaque cursor from the last pull"),
