@@ -11,7 +11,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from schemas.common import LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
 from schemas.itinerary import TransportMode, VisitKind, VisitStatus
-from schemas.places import CoordSource, OpeningHours
+from schemas.places import CoordSource, OpeningHours, SiteKind
 from schemas.problems import Problem
 
 PROTOCOL_VERSION = 1
@@ -167,7 +167,7 @@ class SiteFieldsPatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Organizers only.
     name: ShortText | UnsetType = UNSET
     official_name: ShortText | UnsetType = UNSET
-    kind: str | UnsetType = UNSET
+    kind: SiteKind | UnsetType = UNSET
     legal_form: ShortText | UnsetType = UNSET
     themes: list[ShortText] | UnsetType = UNSET
 
@@ -176,7 +176,8 @@ class SitePatchArgs(msgspec.Struct, kw_only=True):
     """``site.patch``: change some fields of a site."""
 
     site_id: Slug
-    base_version: Version
+    # Sites exist from version 1: a patch always names the version it was made from.
+    base_version: Annotated[int, Meta(ge=1, le=2**53 - 1)]
     fields: SiteFieldsPatch
     resolve_conflicts: bool = False
 
@@ -219,7 +220,7 @@ class VisitPatchArgs(msgspec.Struct, kw_only=True):
     """``visit.patch``: change some fields of a visit (organizers)."""
 
     visit_id: Slug
-    base_version: Version
+    base_version: Annotated[int, Meta(ge=1, le=2**53 - 1)]
     fields: VisitFields
 
 

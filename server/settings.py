@@ -1,7 +1,6 @@
 """Run-time settings, read from the command line or the environment."""
 
 import os
-from pathlib import Path
 
 import msgspec
 
@@ -9,7 +8,7 @@ import msgspec
 class Settings(msgspec.Struct, kw_only=True):
     """Everything a deployment can tune."""
 
-    db_path: Path = Path("data/studyvisit.db")
+    db_path: str = "data/studyvisit.db"
     # Sync limits, checked before any work is done (413 past them).
     max_push_bytes: int = 1024 * 1024
     max_push_mutations: int = 1000
@@ -25,5 +24,7 @@ class Settings(msgspec.Struct, kw_only=True):
             env = os.environ.get("STUDYVISIT_" + field.upper())
             if env is not None:
                 values[field] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(
+            {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in overrides.items() if v is not None}
+        )
         return msgspec.convert(values, cls, strict=False)

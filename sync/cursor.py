@@ -31,6 +31,6 @@ def decode_cursor(text: str | None) -> int:
         cursor = msgspec.msgpack.decode(raw, type=Cursor)
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise CursorError("cursor is not one this server issued") from exc
-    if cursor.v != 1 or cursor.seq < 0:
+    if cursor.v != 1 or not 0 <= cursor.seq < 2**63:
         raise CursorError("cursor is not one this server issued")
     return cursor.seq

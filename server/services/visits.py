@@ -46,6 +46,8 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
     base_version = values.pop("base_version")
     existing = load_record(ctx.conn, ctx.event_id, "visit", args.id)
     if existing is not None:
+        if base_version == 0:
+            raise MutationRejectedError("visit-exists", f"Visit '{args.id}' exists already; send the version you edited.")
         fields = {k: v for k, v in values.items() if k != "id"}
         patch = VisitPatchArgs(visit_id=args.id, base_version=base_version, fields=msgspec.convert(fields, VisitFields))
         return visit_patch(ctx, patch)
