@@ -10,12 +10,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
+from server.observability import Metrics, observe
 from server.representation import RepresentationCache
 from server.routes.common import provide_cache, provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
-from server.routes.health import health
+from server.routes.feedback import FeedbackController
+from server.routes.health import health, metrics_endpoint
 from server.routes.itinerary import ItineraryController
+from server.routes.notes import NotesController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.settings import Settings
@@ -29,6 +32,8 @@ ROUTES = [
     ItineraryController,
     SyncController,
     EditingController,
+    FeedbackController,
+    NotesController,
 ]
 
 
@@ -36,6 +41,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; the database is opened and migrated at start-up."""
     settings = settings or Settings.from_env()
     db = Database(settings.db_path)
+    metrics = Metrics()
+    routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
 
     def on_startup() -> None:
         migrate(db)
@@ -44,14 +51,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db.close()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=routes,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "cache": Provide(provide_cache, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
+        middleware=[
+            lambda app: observe(metrics, app),
+            DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS]),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="studyvisit",
@@ -67,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 }
             ),
         ),
-        state=State({"db": db, "cache": RepresentationCache(), "settings": settings}),
+        state=State({"db": db, "cache": RepresentationCache(), "settings": settings, "metrics": metrics}),
         debug=False,
         logging_config=None,
     )

@@ -12,6 +12,7 @@ from schemas.accounts import Account
 from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
+from server.observability import Metrics
 from server.representation import represent, serve
 from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
@@ -129,4 +130,10 @@ class SyncController(Controller):
         _check_protocol(protocol)
         settings: Settings = state.settings
         page = min(limit or settings.pull_default_limit, settings.pull_max_limit)
-        return _respond(request, pull(db, request.user, cursor, page, client_id))
+        request.state.client_id = client_id
+        result = pull(db, request.user, cursor, page, client_id)
+        response = _respond(request, result)
+        metrics: Metrics = state.metrics
+        metrics.pull_changes.observe(len(result.changes))
+        metrics.pull_bytes.observe(len(response.content) if isinstance(response.content, bytes) else 0)
+        return response

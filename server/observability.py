@@ -1,0 +1,96 @@
+"""Structured access logs and Prometheus metrics.
+
+One JSON line per request on the ``studyvisit.access`` logger: method, route, path, status,
+duration, account and sync client id — never a token (the Authorization header is not read
+here, and query strings are not logged). Metrics are per server process.
+"""
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+access_log = logging.getLogger("studyvisit.access")
+
+
+class Metrics:
+    """The counters and histograms of one application."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "studyvisit_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "studyvisit_http_request_duration_seconds",
+            "Time to answer a request",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.mutations = Counter(
+            "studyvisit_sync_mutations_total",
+            "Sync mutations by type and outcome",
+            ["type", "status"],
+            registry=self.registry,
+        )
+        self.pull_changes = Histogram(
+            "studyvisit_sync_pull_changes",
+            "Changes per pull page",
+            buckets=(0, 1, 10, 100, 500, 1000, 5000),
+            registry=self.registry,
+        )
+        self.pull_bytes = Histogram(
+            "studyvisit_sync_pull_bytes",
+            "Encoded size of pull pages, before compression",
+            buckets=(1e3, 1e4, 5e4, 1e5, 5e5, 1e6, 5e6),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+def observe(metrics: Metrics, app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: time every HTTP request, count it, and write its access-log line."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, capture)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template") or "unmatched"
+            method = scope["method"]
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.latency.labels(method, route).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                user: Any = scope.get("user")
+                state: dict[str, Any] = scope.get("state") or {}
+                line = {
+                    "method": method,
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                    "account": getattr(user, "id", None),
+                    "client_id": state.get("client_id"),
+                }
+                access_log.info(msgspec.json.encode(line).decode())
+
+    return middleware
