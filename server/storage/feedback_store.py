@@ -1,0 +1,79 @@
+"""Feedback, its questions and the visits' feedback switch, as organizers and hosts read and manage them."""
+
+import sqlite3
+from collections.abc import Collection
+
+from schemas.feedback import Question
+from schemas.reports import Author
+from schemas.sync import Feedback
+from server.storage.changes import record_change
+from server.storage.db import utcnow
+from server.storage.rows import encode_json, to_struct
+
+
+def get_question(conn: sqlite3.Connection, event_id: str, question_id: str) -> Question | None:
+    """One feedback question, or None."""
+    row = conn.execute("SELECT * FROM questions WHERE event_id = ? AND id = ?", (event_id, question_id)).fetchone()
+    return None if row is None else to_struct("questions", row, Question)
+
+
+def delete_question(conn: sqlite3.Connection, event_id: str, question_id: str) -> bool:
+    """Remove a question; devices learn of it as a delete on their next pull. False if there was none."""
+    cur = conn.execute("DELETE FROM questions WHERE event_id = ? AND id = ?", (event_id, question_id))
+    if cur.rowcount == 0:
+        return False
+    record_change(conn, event_id, "question", question_id, ["all"])
+    return True
+
+
+def list_feedback(conn: sqlite3.Connection, event_id: str, visit_ids: Collection[str] | None = None) -> list[Feedback]:
+    """Feedback of the event (or of some visits), by visit then oldest first."""
+    sql = "SELECT * FROM feedback WHERE event_id = ?"
+    params: list[object] = [event_id]
+    if visit_ids is not None:
+        sql += " AND visit_id IN (SELECT value FROM json_each(?))"
+        params.append(_json_list(visit_ids))
+    sql += " ORDER BY visit_id, updated_at, id"
+    return [to_struct("feedback", row, Feedback) for row in conn.execute(sql, params)]
+
+
+def feedback_of(conn: sqlite3.Connection, event_id: str, author_id: str, visit_id: str) -> Feedback | None:
+    """One participant's feedback on one visit (there is at most one), or None."""
+    row = conn.execute(
+        "SELECT * FROM feedback WHERE event_id = ? AND author_id = ? AND visit_id = ?", (event_id, author_id, visit_id)
+    ).fetchone()
+    return None if row is None else to_struct("feedback", row, Feedback)
+
+
+def list_authors(conn: sqlite3.Connection, event_id: str) -> dict[str, Author]:
+    """Every account of the event by id, with the name and country organizers see beside their words."""
+    rows = conn.execute("SELECT id, name, country FROM accounts WHERE event_id = ?", (event_id,))
+    return {str(r["id"]): Author(id=str(r["id"]), name=str(r["name"]), country=r["country"]) for r in rows}
+
+
+def feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str) -> tuple[bool, int] | None:
+    """Whether feedback on a visit is closed, and the visit's version; None if there is no such visit."""
+    row = conn.execute(
+        "SELECT feedback_closed, version FROM visits WHERE event_id = ? AND id = ?", (event_id, visit_id)
+    ).fetchone()
+    return None if row is None else (bool(row[0]), int(row[1]))
+
+
+def set_feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str, closed: bool, version: int) -> None:
+    """Close or reopen feedback on a visit at a new version, and tell every device."""
+    conn.execute(
+        "UPDATE visits SET feedback_closed = ?, version = ?, updated_at = ? WHERE event_id = ? AND id = ?",
+        (int(closed), version, utcnow(), event_id, visit_id),
+    )
+    record_change(conn, event_id, "visit", visit_id, ["all"])
+
+
+def closed_visits(conn: sqlite3.Connection, event_id: str) -> set[str]:
+    """Ids of the event's visits whose feedback is closed."""
+    rows = conn.execute("SELECT id FROM visits WHERE event_id = ? AND feedback_closed", (event_id,))
+    return {str(r[0]) for r in rows}
+
+
+def _json_list(values: Collection[str]) -> str:
+    # One bound JSON array instead of one "?" per id: no limit on how many ids are asked for.
+    return encode_json(list(values))
