@@ -19,6 +19,7 @@ from server.routes.feedback import FeedbackController
 from server.routes.health import health, metrics_endpoint
 from server.routes.itinerary import ItineraryController
 from server.routes.notes import NotesController
+from server.routes.schedule import ScheduleController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.settings import Settings
@@ -34,6 +35,7 @@ ROUTES = [
     EditingController,
     FeedbackController,
     NotesController,
+    ScheduleController,
 ]
 
 

@@ -14,6 +14,7 @@ import msgspec
 import uvicorn
 
 from schemas.accounts import Account, NewAccount
+from server.cli_field import field
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.accounts import create_account, get_account, rotate_token
 from server.storage.catalog import get_event
@@ -237,6 +238,9 @@ def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool)
                 raise click.ClickException(f"{csv_path}:{line}: {exc.message}") from None
             created.append(_add(db, account))
     print_accounts(created, as_json)
+
+
+main.add_command(field)
 
 
 if __name__ == "__main__":

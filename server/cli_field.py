@@ -1,21 +1,19 @@
 """``studyvisit field``: the offline field client from a terminal.
 
 Everything but ``login`` and ``sync`` reads and writes the local replica only, so it works
-without a network. Tests (or embedders) may pass ``obj={"http": httpx.Client(...)}`` to click
-to route requests through their own client.
+without a network. Tests (or embedders) may pass
+``obj={"client_options": {"http": httpx.Client(...), ...}}`` to click: keyword arguments for
+every FieldClient the commands open.
 """
 
 import io
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-import msgspec
 
 from sync.client import (
     AttentionItem,
@@ -32,16 +30,18 @@ REPLICA_FILE = "replica.db"
 
 
 def _data_dir(value: str | None) -> Path:
-    return Path(value or os.environ.get("STUDYVISIT_FIELD_DIR") or DEFAULT_DIR).expanduser()
+    return Path(value or DEFAULT_DIR).expanduser()
 
 
 def data_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """The ``--data DIR`` option every field command takes."""
     return click.option(
         "--data",
-        "data",
         metavar="DIR",
-        help=f"Where the replica lives (default: $STUDYVISIT_FIELD_DIR or {DEFAULT_DIR})",
+        envvar="STUDYVISIT_FIELD_DIR",
+        default=DEFAULT_DIR,
+        show_default=True,
+        help="Where the replica lives (or $STUDYVISIT_FIELD_DIR)",
     )(f)
 
 
@@ -52,20 +52,19 @@ def _utf8_output() -> None:
             stream.reconfigure(encoding="utf-8")
 
 
-def _http() -> httpx.Client | None:
+def _options() -> dict[str, Any]:
+    """FieldClient options from click's ``obj`` (``{"client_options": {"http": ..., "sleep": ...}}``)."""
     obj = click.get_current_context().obj
-    if isinstance(obj, dict) and isinstance(obj.get("http"), httpx.Client):
-        http: httpx.Client = obj["http"]
-        return http
-    return None
+    options = obj.get("client_options") if isinstance(obj, dict) else None
+    return dict(options) if isinstance(options, dict) else {}
 
 
 @contextmanager
-def opened(data: str | None) -> Iterator[FieldClient]:
+def opened(data: str | None) -> Generator[FieldClient, None, None]:
     """The field client over the stored replica, with errors turned into one-line messages."""
     path = _data_dir(data) / REPLICA_FILE
     try:
-        client = FieldClient.resume(path, http=_http())
+        client = FieldClient.resume(path, **_options())
     except NotLoggedInError:
         raise click.ClickException("not logged in: run `studyvisit field login --url URL --token TOKEN`") from None
     try:
@@ -75,7 +74,7 @@ def opened(data: str | None) -> Iterator[FieldClient]:
         raise click.ClickException(
             f"offline, try again later ({pending} change(s) kept on this device): {exc}"
         ) from exc
-    except (SyncError, RecordNotFoundError, msgspec.ValidationError) as exc:
+    except (SyncError, RecordNotFoundError, ValueError, TypeError) as exc:  # ValueError: msgspec.ValidationError too
         raise click.ClickException(str(exc)) from exc
     finally:
         client.close()
@@ -94,7 +93,7 @@ def field() -> None:
 def login(url: str, token: str, data: str | None) -> None:
     """Check the token with the server and store it with the server URL."""
     path = _data_dir(data) / REPLICA_FILE
-    with FieldClient(url, token, path, http=_http()) as client:
+    with FieldClient(url, token, path, **_options()) as client:
         try:
             account = client.login()
         except SyncError as exc:

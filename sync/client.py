@@ -248,7 +248,7 @@ class FieldClient:
         share_with_organizers: bool = False,
         note_id: str | None = None,
     ) -> str:
-        """Queue a new note, captured now; return its id."""
+        """Queue a new note about a visit or a site, captured now; return its id (ValueError if invalid)."""
         note_id = note_id or str(uuid.uuid4())
         fields = {
             "id": note_id,
@@ -261,6 +261,7 @@ class FieldClient:
             "captured_at": self.clock(),
             "share_with_organizers": share_with_organizers,
         }
+        _check_note(fields)
         self._enqueue("note.put", _args(fields, NotePutArgs))
         return note_id
 
@@ -273,6 +274,7 @@ class FieldClient:
         fields = {name: current.get(name) for name in NOTE_FIELDS if name in current} | changes
         fields |= {"id": note_id, "base_version": self._version("note", note_id)}
         fields["resolve_conflicts"] = resolve_conflicts
+        _check_note(fields)
         self._enqueue("note.put", _args(fields, NotePutArgs))
 
     def delete_note(self, note_id: str) -> None:
@@ -323,8 +325,8 @@ class FieldClient:
         }
         self._enqueue("site.patch", _args(args, SitePatchArgs))
 
-    def _enqueue(self, mutation_type: str, args: dict[str, Any]) -> int:
-        return self.replica.enqueue(mutation_type, args, self.clock().isoformat())
+    def _enqueue(self, mutation_type: str, args: dict[str, Any]) -> None:
+        self.replica.enqueue(mutation_type, args, self.clock().isoformat())
 
     def _version(self, entity: str, record_id: str) -> int:
         record = self.replica.record(entity, record_id)
@@ -439,6 +441,7 @@ class FieldClient:
                 protocol=PROTOCOL_VERSION,
                 mutations=[Mutation(id=e.id, type=e.type, args=e.args, client_time=e.client_time) for e in batch],
             )
+            self.replica.mark_sent(batch[-1].id)
             response = self.transport.request("POST", path, json=request)
             if response.status_code == 413:
                 if size == 1:
@@ -472,7 +475,11 @@ class FieldClient:
         gone = 0
         while True:
             full, cursor = self.replica.pull_position()
-            params: dict[str, str | int] = {"limit": self.page_limit, "client_id": self.replica.client_id}
+            params: dict[str, str | int] = {
+                "limit": self.page_limit,
+                "client_id": self.replica.client_id,
+                "protocol": PROTOCOL_VERSION,
+            }
             if cursor:
                 params["cursor"] = cursor
             response = self.transport.request("GET", path, params=params)
@@ -507,6 +514,14 @@ class FieldClient:
         }
 
 
+def _check_note(fields: dict[str, Any]) -> None:
+    """The note rules of protocol v1 that need no replica: refused now rather than rejected at the next sync."""
+    if not fields.get("visit_id") and not fields.get("site_id"):
+        raise ValueError("a note is about a visit or a site: give visit_id or site_id")
+    if (fields.get("lat") is None) != (fields.get("lon") is None):
+        raise ValueError("give lat and lon together, or neither")
+
+
 def _args(fields: dict[str, Any], kind: type[T]) -> dict[str, Any]:
     """Mutation arguments, validated against their wire type (msgspec.ValidationError, a ValueError)."""
     return msgspec.to_builtins(msgspec.convert(fields, kind))
@@ -539,5 +554,8 @@ def _apply_pending(
     elif entry.type == "note.delete" and entity == "note":
         items.pop(args["id"], None)
     elif entry.type == "site.patch" and entity == "site" and args["site_id"] in items:
-        site = items[args["site_id"]][0]
-        items[args["site_id"]] = (site | args["fields"], True)
+        site, fields = items[args["site_id"]][0], dict(args["fields"])
+        if isinstance(fields.get("description"), dict) and isinstance(site.get("description"), dict):
+            # Each language is its own field: a patch of one leaves the others as they were.
+            fields["description"] = site["description"] | fields["description"]
+        items[args["site_id"]] = (site | fields, True)

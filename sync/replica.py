@@ -8,11 +8,11 @@ can finish from.
 
 import sqlite3
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -22,48 +22,60 @@ from sync.checksum import checksum
 SCHEMA_VERSION = 1
 AttentionKind = Literal["rejected", "conflict"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- Mutations not yet known to be in the replica. acked = 1: the server processed it (push
--- answered); it stays, overlaid on reads, until a pull's last_mutation_id covers it, so a
--- note never blinks out between push and pull.
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    type TEXT NOT NULL,
-    args TEXT NOT NULL,
-    client_time TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    acked INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS records (
-    entity TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (entity, id)
-) WITHOUT ROWID;
--- A full pull lands here first and replaces records in one transaction at its last page.
-CREATE TABLE IF NOT EXISTS staging (
-    entity TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (entity, id)
-) WITHOUT ROWID;
--- key: "mutation:<id>" for push results, "record:<entity>:<id>" for conflicts pulled on a record.
-CREATE TABLE IF NOT EXISTS attention (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL CHECK (kind IN ('rejected', 'conflict')),
-    mutation_id INTEGER,
-    mutation_type TEXT,
-    entity TEXT,
-    entity_id TEXT,
-    detail TEXT NOT NULL,
-    dismissed INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
-);
-"""
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+    """,
+    """
+    -- Mutations not yet known to be in the replica. acked = 1: the server processed it (push
+    -- answered) but stays, overlaid on reads, until a pull's last_mutation_id covers it, so a
+    -- note never blinks out between push and pull. sent = 0: no push has carried it yet, so
+    -- the server cannot know it and it may still be merged with a later edit (see _coalesce).
+    CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        args TEXT NOT NULL,
+        client_time TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        acked INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS records (
+        entity TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (entity, id)
+    ) WITHOUT ROWID
+    """,
+    """
+    -- A full pull lands here first and replaces records in one transaction at its last page.
+    CREATE TABLE IF NOT EXISTS staging (
+        entity TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (entity, id)
+    ) WITHOUT ROWID
+    """,
+    """
+    -- key: "mutation:<id>" for push results, "record:<entity>:<id>" for conflicts pulled on a record.
+    CREATE TABLE IF NOT EXISTS attention (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('rejected', 'conflict')),
+        mutation_id INTEGER,
+        mutation_type TEXT,
+        entity TEXT,
+        entity_id TEXT,
+        detail TEXT NOT NULL,
+        dismissed INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    )
+    """,
+)
 
 
 def utcnow() -> str:
@@ -143,9 +155,8 @@ class Replica:
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} was written by a newer client (schema {version})")
             # Not executescript: it would COMMIT the transaction this runs in.
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in SCHEMA:
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('client_id', ?)", (str(uuid.uuid4()),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_mutation_id', '1')")
@@ -197,16 +208,37 @@ class Replica:
 
     # --- outbox ---------------------------------------------------------------------------
 
-    def enqueue(self, mutation_type: str, args: dict[str, Any], client_time: str) -> int:
-        """Queue a mutation under the next mutation id; return that id."""
+    def enqueue(self, mutation_type: str, args: dict[str, Any], client_time: str) -> None:
+        """Queue a mutation, merged into the not-yet-sent ones of the same record where it can be.
+
+        Unsent mutations are a suffix of the outbox that the server has never seen, so it is
+        rewritten with consecutive ids from its first one: ids stay gap-free and the server
+        sees one edit, based on the version the user started from, instead of an edit that
+        would conflict with this device's own creation of the record.
+        """
         with self.write() as conn:
             next_id = int(conn.execute("SELECT value FROM meta WHERE key = 'next_mutation_id'").fetchone()[0])
-            conn.execute(
+            rows = conn.execute(
+                "SELECT id, type, args, client_time, created_at FROM outbox WHERE sent = 0 ORDER BY id"
+            ).fetchall()
+            unsent = [_Draft(r[1], msgspec.json.decode(r[2]), r[3], r[4]) for r in rows]
+            first = rows[0][0] if rows else next_id
+            new = _Draft(mutation_type, args, client_time, utcnow())
+            drafts = _coalesce(unsent, new, server_knows=lambda e, i: _server_knows(conn, e, i))
+            conn.execute("DELETE FROM outbox WHERE sent = 0")
+            conn.executemany(
                 "INSERT INTO outbox (id, type, args, client_time, created_at) VALUES (?, ?, ?, ?, ?)",
-                (next_id, mutation_type, msgspec.json.encode(args).decode(), client_time, utcnow()),
+                [
+                    (first + n, d.type, msgspec.json.encode(d.args).decode(), d.client_time, d.created_at)
+                    for n, d in enumerate(drafts)
+                ],
             )
-            _put_meta(conn, "next_mutation_id", str(next_id + 1))
-        return next_id
+            _put_meta(conn, "next_mutation_id", str(first + len(drafts)))
+
+    def mark_sent(self, last_id: int) -> None:
+        """Record, before a push goes out, that the server may know mutations up to ``last_id``."""
+        with self.write() as conn:
+            conn.execute("UPDATE outbox SET sent = 1 WHERE id <= ? AND sent = 0", (last_id,))
 
     def outbox(self, *, acked: bool | None = None, limit: int = -1) -> list[OutboxEntry]:
         """Queued mutations in id order: all, only those to send (acked=False), or only acknowledged ones."""
@@ -369,6 +401,49 @@ class Replica:
         """Hide an attention item; False if there is none with this id."""
         with self.write() as conn:
             return conn.execute("UPDATE attention SET dismissed = 1 WHERE id = ?", (item_id,)).rowcount > 0
+
+
+class _Draft(NamedTuple):
+    type: str
+    args: dict[str, Any]
+    client_time: str
+    created_at: str
+
+
+def _coalesce(unsent: list[_Draft], new: _Draft, *, server_knows: Callable[[str, str], bool]) -> list[_Draft]:
+    """The unsent mutations with ``new`` merged in: one put (or patch) per record, nothing for a
+    record created and deleted before any push."""
+    target = _target(new.type, new.args)
+    if new.type == "note.delete":
+        kept = [d for d in unsent if not (d.type == "note.put" and _target(d.type, d.args) == target)]
+        entity, record_id = target
+        known = entity is not None and record_id is not None and server_knows(entity, record_id)
+        return [*kept, new] if known else kept
+    for n in range(len(unsent) - 1, -1, -1):
+        old = unsent[n]
+        if _target(old.type, old.args) != target:
+            continue
+        if old.type != new.type:
+            break
+        args = new.args | {
+            "base_version": old.args.get("base_version", 0),
+            "resolve_conflicts": bool(old.args.get("resolve_conflicts") or new.args.get("resolve_conflicts")),
+        }
+        if new.type == "site.patch":
+            fields = old.args["fields"] | new.args["fields"]
+            if isinstance(old.args["fields"].get("description"), dict) and "description" in new.args["fields"]:
+                fields["description"] = old.args["fields"]["description"] | new.args["fields"]["description"]
+            args["fields"] = fields
+        return [*unsent[:n], _Draft(old.type, args, new.client_time, old.created_at), *unsent[n + 1 :]]
+    return [*unsent, new]
+
+
+def _server_knows(conn: sqlite3.Connection, entity: str, record_id: str) -> bool:
+    """Whether the server may hold this record: it was pulled, or a push carried a mutation of it."""
+    if conn.execute("SELECT 1 FROM records WHERE entity = ? AND id = ?", (entity, record_id)).fetchone():
+        return True
+    rows = conn.execute("SELECT type, args FROM outbox WHERE sent = 1").fetchall()
+    return any(_target(t, msgspec.json.decode(a)) == (entity, record_id) for t, a in rows)
 
 
 def _put_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:

@@ -45,7 +45,7 @@ async def read_patch(request: Request[Any, Any, Any]) -> Any:
     """The JSON merge patch in the body (``application/merge-patch+json`` or ``application/json``)."""
     try:
         return msgspec.json.decode(await request.body())
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequestError(f"The body is not JSON: {exc}.") from None
 
 

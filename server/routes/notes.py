@@ -12,8 +12,8 @@ from server.routes.common import READ_ERRORS, SECURITY, AppDatabase
 from server.routes.feedback import CSV_MEDIA_TYPE, NO_STORE, ORGANIZERS, csv_response
 from server.services.shared_notes import shared_notes, shared_notes_csv
 
-VISIT = Parameter(query="visit", default=None, description="Only notes on this visit")
-SITE = Parameter(query="site", default=None, description="Only notes at this site (their own, or their visit's)")
+VISIT = Parameter(default=None, description="Only notes on this visit")
+SITE = Parameter(default=None, description="Only notes at this site (their own, or their visit's)")
 
 
 class NotesController(Controller):
@@ -36,10 +36,10 @@ class NotesController(Controller):
         request: Request[Account, Any, Any],
         db: AppDatabase,
         event_id: str,
-        visit_id: str | None = VISIT,
-        site_id: str | None = SITE,
+        visit: str | None = VISIT,
+        site: str | None = SITE,
     ) -> list[SharedNote]:
-        return shared_notes(db, request.user, visit_id, site_id)
+        return shared_notes(db, request.user, visit, site)
 
     @get(
         "/shared.csv",
@@ -54,7 +54,7 @@ class NotesController(Controller):
         request: Request[Account, Any, Any],
         db: AppDatabase,
         event_id: str,
-        visit_id: str | None = VISIT,
-        site_id: str | None = SITE,
+        visit: str | None = VISIT,
+        site: str | None = SITE,
     ) -> Response[bytes]:
-        return csv_response(shared_notes_csv(db, request.user, visit_id, site_id), f"{event_id}-shared-notes.csv")
+        return csv_response(shared_notes_csv(db, request.user, visit, site), f"{event_id}-shared-notes.csv")

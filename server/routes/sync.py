@@ -70,7 +70,7 @@ def _decode(body: bytes, content_type: str) -> PushRequest:
         return decode(body, type=PushRequest)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise BadRequestError(f"The push body does not match the protocol: {exc}.") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequestError(f"The push body is not valid {media or 'JSON'}: {exc}.") from None
 
 

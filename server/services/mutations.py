@@ -69,6 +69,11 @@ class Context:
     def event_id(self) -> str:
         return self.account.event_id
 
+    @property
+    def own_client(self) -> tuple[str, str | None]:
+        """Whose earlier changes are this caller's own: never a conflict with themselves."""
+        return (self.account.id, self.client_id)
+
     def conflict(
         self, name: str, value: Any, base_version: int, version: int, reason: str = "concurrent_edit"
     ) -> Conflict:
@@ -143,6 +148,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
                 "id": args.id,
                 "event_id": ctx.event_id,
                 "author_id": ctx.account.id,
+                "origin_client": ctx.client_id,
                 "version": 1,
                 "conflicts": [],
                 "updated_at": now,
@@ -176,7 +182,9 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     current = {k: note[k] for k in NOTE_FIELDS}
     current["share_with_organizers"] = bool(current["share_with_organizers"])
     merge = merge_fields(
-        current, values, changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS)
+        current,
+        values,
+        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS, ctx.own_client),
     )
     return write_merge(
         ctx,
@@ -204,7 +212,9 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
         return _result(ctx, "applied", note["version"])
     version = note["version"] + 1
     unseen = (
-        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS) if args.base_version else {}
+        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS, ctx.own_client)
+        if args.base_version
+        else {}
     )
     lost = [ctx.conflict(k, record_value(note, k), args.base_version, version, "edited_before_delete") for k in unseen]
     update_record(
@@ -289,6 +299,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
                 "rating": args.rating,
                 "answers": args.answers,
                 "comment": args.comment,
+                "origin_client": ctx.client_id,
                 "version": 1,
                 "conflicts": [],
                 "updated_at": utcnow(),
@@ -302,7 +313,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
         )
     current = flatten_translations({k: feedback[k] for k in ("rating", "comment", "answers")}, "answers")
     defaults = {**FEEDBACK_DEFAULTS, **{k: None for k in current if k.startswith("answers.")}}
-    changed = changed_since(ctx.conn, ctx.event_id, "feedback", feedback, args.base_version, defaults)
+    changed = changed_since(ctx.conn, ctx.event_id, "feedback", feedback, args.base_version, defaults, ctx.own_client)
     merge = merge_fields(current, values, changed)
     result = write_merge(
         ctx,
@@ -335,7 +346,7 @@ def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
         raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the site.")
     incoming = flatten_translations(fields)
     current = {k: record_value(site, k) for k in incoming}
-    changed = changed_since(ctx.conn, ctx.event_id, "site", site, args.base_version, {})
+    changed = changed_since(ctx.conn, ctx.event_id, "site", site, args.base_version, {}, ctx.own_client)
     merge = merge_fields(current, incoming, changed, touched=frozenset(incoming))
     moved = None
     if "lat" in merge.apply or "lon" in merge.apply:

@@ -14,9 +14,9 @@ from schemas.sync import Change, EntitySummary, Feedback, Note, PullResponse
 from server.errors import BadRequestError, GoneError
 from server.storage.db import Database
 from server.storage.records import last_mutation_id, load_records
-from server.storage.sync_feed import feed_page, purged_seq, visible_versions
+from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from sync.checksum import checksum
-from sync.cursor import CursorError, decode_cursor, encode_cursor
+from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
 
 # Event-wide entities, served as their read-API Structs.
@@ -33,22 +33,33 @@ ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback
 def pull(db: Database, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
     """One page of changes after ``cursor``, in one consistent snapshot of the database."""
     try:
-        after = decode_cursor(cursor)
+        position = decode_cursor(cursor)
     except CursorError as exc:
         raise BadRequestError(f"{exc}; pull again without a cursor.") from None
     event_id = account.event_id
+    after = position.seq if position else 0
     with db.read() as conn:
-        if after and after < purged_seq(conn, event_id):
+        purge_mark = purged_seq(conn, event_id)
+        # A full pull pages through everything once; tombstones purged before it began do not
+        # matter to a replica built from nothing, but a purge during it might hide a deletion.
+        full = position is None or position.in_full_pull
+        if position is not None and (
+            position.full_since_purge != purge_mark if position.in_full_pull else after < purge_mark
+        ):
             raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
         rows = feed_page(conn, event_id, audiences(account.id, account.role, account.site_ids), after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
-        changes = _changes(conn, account, rows, full=after == 0)
+        changes = _changes(conn, account, rows, full=full)
         summary = None if has_more else summarise(conn, account)
         last_id = last_mutation_id(conn, account.id, client_id) if client_id else 0
+        # Caught up: the cursor moves past changes meant for others too, so that purging their
+        # tombstones later never sends this device back to a full pull.
+        head = rows[-1][0] if has_more else max(after, feed_head(conn))
+    next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     return PullResponse(
         changes=changes,
-        cursor=encode_cursor(rows[-1][0] if rows else after),
+        cursor=encode_cursor(next_position),
         has_more=has_more,
         last_mutation_id=last_id,
         summary=summary,
@@ -70,7 +81,7 @@ def _changes(
     changes: list[Change] = []
     for entity, entity_id in order:
         change = shape(account, entity, entity_id, records[entity].get(entity_id))
-        # A first pull starts from nothing, so it has nothing to delete.
+        # A full pull builds a replica from nothing, so it has nothing to delete.
         if change.op == "put" or not full or change.data is not None:
             changes.append(change)
     return changes

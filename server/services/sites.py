@@ -21,17 +21,19 @@ def parse_language(value: str | None) -> str | None:
 
 
 def choose_language(requested: str | None, available: list[str]) -> str | None:
-    """The best available language: the exact tag, then its primary language, then English, then any."""
+    """The best available language: the tag, then the tag cut short, then a sibling, then English, then any."""
     if not available:
         return None
     by_lower = {tag.lower(): tag for tag in available}
     if requested:
-        wanted = requested.lower()
-        if wanted in by_lower:
-            return by_lower[wanted]
-        primary = wanted.split("-")[0]
-        if primary in by_lower:
-            return by_lower[primary]
+        subtags = requested.lower().split("-")
+        # RFC 4647 §3.4 lookup: zh-Hant-TW tries zh-Hant before zh, so a Traditional reader never gets
+        # Simplified text just because it came first.
+        for end in range(len(subtags), 0, -1):
+            candidate = "-".join(subtags[:end])
+            if candidate in by_lower:
+                return by_lower[candidate]
+        primary = subtags[0]
         for tag in available:
             if tag.lower().split("-")[0] == primary:
                 return tag

@@ -47,7 +47,9 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
     existing = load_record(ctx.conn, ctx.event_id, "visit", args.id)
     if existing is not None:
         if base_version == 0:
-            raise MutationRejectedError("visit-exists", f"Visit '{args.id}' exists already; send the version you edited.")
+            raise MutationRejectedError(
+                "visit-exists", f"Visit '{args.id}' exists already; send the version you edited."
+            )
         fields = {k: v for k, v in values.items() if k != "id"}
         patch = VisitPatchArgs(visit_id=args.id, base_version=base_version, fields=msgspec.convert(fields, VisitFields))
         return visit_patch(ctx, patch)
@@ -82,7 +84,7 @@ def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
         )
     incoming = flatten_translations(msgspec.to_builtins(args.fields), "notes")
     current = {k: record_value(visit, k) for k in incoming}
-    changed = changed_since(ctx.conn, ctx.event_id, "visit", visit, args.base_version, {})
+    changed = changed_since(ctx.conn, ctx.event_id, "visit", visit, args.base_version, {}, ctx.own_client)
     merge = merge_fields(current, incoming, changed, touched=frozenset(incoming))
     after = {**visit, **{k: v for k, v in merge.apply.items() if "." not in k}}
     check_visit(ctx, after)

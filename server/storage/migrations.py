@@ -147,6 +147,8 @@ MIGRATIONS: list[Migration] = [
             captured_at TEXT,
             share_with_organizers INTEGER NOT NULL DEFAULT 0,
             deleted INTEGER NOT NULL DEFAULT 0,
+            -- The install that created the record: its own later edits never conflict with it.
+            origin_client TEXT,
             version INTEGER NOT NULL DEFAULT 1,
             conflicts TEXT NOT NULL DEFAULT '[]',
             updated_at TEXT NOT NULL
@@ -162,6 +164,7 @@ MIGRATIONS: list[Migration] = [
             rating INTEGER,
             answers TEXT NOT NULL DEFAULT '{}',
             comment TEXT NOT NULL DEFAULT '',
+            origin_client TEXT,
             version INTEGER NOT NULL DEFAULT 1,
             conflicts TEXT NOT NULL DEFAULT '[]',
             updated_at TEXT NOT NULL,

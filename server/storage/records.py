@@ -93,29 +93,36 @@ def changed_since(
     record: Mapping[str, Any],
     base_version: int,
     defaults: Mapping[str, Any],
+    own_client: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Fields changed after ``base_version``, each with its value at that base.
+    """Fields someone else changed after ``base_version``, each with its value at that base.
 
-    Base 0 means "before the record existed": every field that differs from its default at
-    creation, or changed since, counts as changed, with the default as its base value.
+    Changes made through ``own_client`` (account id, client id) do not count: a device's later edit never conflicts
+    with its own earlier one that it has not pulled back yet. Base 0 means "before the record
+    existed": every field another client set at creation (differing from its default), or
+    changed since, counts as changed, with the default as its base value.
     """
     if base_version >= record["version"]:
         return {}
     rows = conn.execute(
-        "SELECT changes FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? AND version > ?"
+        "SELECT changes, account_id, client_id FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? AND version > ?"
         " ORDER BY version",
         (event_id, entity, record["id"], base_version),
     ).fetchall()
     first_old: dict[str, Any] = {}
-    for (changes,) in rows:
+    by_others: set[str] = set()
+    for changes, account_id, client_id in rows:
         for name, (old, _new) in msgspec.json.decode(changes).items():
             first_old.setdefault(name, old)
+            if own_client is None or (account_id, client_id) != own_client:
+                by_others.add(name)
     if base_version > 0:
-        return first_old
+        return {name: first_old[name] for name in by_others}
+    created_by_other = own_client is None or (record.get("author_id"), record.get("origin_client")) != own_client
     changed: dict[str, Any] = {}
     for name, default in defaults.items():
         at_creation = first_old.get(name, record_value(record, name))
-        if name in first_old or at_creation != default:
+        if name in by_others or (created_by_other and at_creation != default):
             changed[name] = default
     return changed
 

@@ -11,6 +11,12 @@ def purged_seq(conn: sqlite3.Connection, event_id: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+def feed_head(conn: sqlite3.Connection) -> int:
+    """The newest change sequence number of all events (sequence numbers are global)."""
+    row = conn.execute("SELECT MAX(seq) FROM changes").fetchone()
+    return int(row[0] or 0)
+
+
 def feed_page(
     conn: sqlite3.Connection, event_id: str, audiences: list[str], after: int, limit: int
 ) -> list[tuple[int, str, str]]:

@@ -1,0 +1,104 @@
+"""Keeping a programme workable: what changed since a time, the organizers' itinerary check, reordering a day."""
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from schemas.accounts import Account
+from schemas.schedule import ItineraryCheck, ReorderedVisits, ReorderRequest, ScheduleChanges
+from server.auth import requires, same_event
+from server.routes.common import (
+    AUTH_ERRORS,
+    READ_ERRORS,
+    SECURITY,
+    AppDatabase,
+    problem_spec,
+    require_event,
+    serve_fresh,
+)
+from server.routes.editing import EDIT_ERRORS
+from server.services.itinerary_check import check_event
+from server.services.schedule_changes import list_changes, reorder_visits
+from server.services.sites import parse_language
+
+SINCE = Parameter(
+    default=None,
+    description="Required. An RFC 3339 time with an offset (2025-12-10T12:00:00Z); send the last next_since to poll",
+)
+LANG = Parameter(
+    default=None,
+    description="BCP 47 language tag of the texts (en, fr, es, it, ar); else the account's language, else English",
+)
+REORDER_ERRORS = {
+    **EDIT_ERRORS,
+    400: problem_spec("The body is not a list of distinct visit ids"),
+    422: problem_spec("The visits are on different days, or a move breaks a rule of visits"),
+}
+
+
+class ScheduleController(Controller):
+    """Schedule changes told to everyone, and the organizers' tools to keep a programme workable."""
+
+    path = "/api/v1/events/{event_id:str}"
+    guards = [same_event]
+    tags = ["schedule"]
+
+    @get(
+        "/changes",
+        summary="What changed in the caller's programme since a time, one sentence each",
+        description=(
+            "Net changes to visits after `since`: new, moved, cancelled, back on, new place, meeting point, "
+            "transport or groups, as sentences in the caller's language (en, fr, es, it, ar). Organizers read "
+            "every visit, hosts their sites' visits, participants their group's."
+        ),
+        security=SECURITY,
+        responses=READ_ERRORS,
+        sync_to_thread=True,
+    )
+    def changes(
+        self,
+        request: Request[Account, Any, Any],
+        db: AppDatabase,
+        event_id: str,
+        since: str | None = SINCE,
+        lang: str | None = LANG,
+    ) -> Response[ScheduleChanges]:
+        result = list_changes(db, request.user, event_id, since, parse_language(lang))
+        return serve_fresh(request, result)
+
+    @get(
+        "/itinerary/check",
+        summary="Problems in the programme (organizers)",
+        description=(
+            "Overlapping visits of a group, transfers shorter than the walk or ride they need, visits outside "
+            "their site's opening hours, groups with no participants. Errors first."
+        ),
+        guards=[requires("organizer")],
+        security=SECURITY,
+        responses=AUTH_ERRORS,
+        sync_to_thread=True,
+    )
+    def check(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[ItineraryCheck]:
+        # Not cached: a group's members change without changing the event's content version.
+        with db.read() as conn:
+            result = check_event(conn, require_event(db, event_id))
+        return serve_fresh(request, result)
+
+    @post(
+        "/itinerary/reorder",
+        summary="Reorder one day's visits (organizers)",
+        description=(
+            "The visits named take the existing start times of the set, earliest first, in the order given; "
+            "each keeps its duration. Every move is a versioned visit change, kept in the history and synced."
+        ),
+        guards=[requires("organizer")],
+        security=SECURITY,
+        responses=REORDER_ERRORS,
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def reorder(
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, data: ReorderRequest
+    ) -> ReorderedVisits:
+        return reorder_visits(db, request.user, data.visit_ids)

@@ -1,0 +1,209 @@
+"""Checking a programme before people live it: overlaps, transfers too tight to make, closed sites, empty groups."""
+
+import math
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from schemas.itinerary import Group, Visit
+from schemas.places import Event, OpeningHours, Site
+from schemas.schedule import ItineraryCheck, ItineraryProblem
+from server.geo import distance_m
+from server.services.itinerary import build_itinerary, visit_place
+from server.storage.accounts import group_sizes
+from server.storage.catalog import list_groups, list_sites, list_visits
+
+# A minibus or a tram through Turin averages about 20 km/h measured along the straight line between
+# two places (traffic, stops and detours included); boarding, waiting and parking add about 10 min.
+TRANSIT_SPEED_M_PER_MIN = 20_000 / 60
+TRANSIT_OVERHEAD_MIN = 10
+TRANSIT_MODES = {"minibus": "minibus", "public_transport": "public transport"}
+DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_MINUTES_PER_DAY = 24 * 60
+
+
+def transit_minutes(straight_m: float) -> int:
+    """Whole minutes a minibus or public-transport ride over this straight-line distance takes, waiting included."""
+    return math.ceil(straight_m / TRANSIT_SPEED_M_PER_MIN) + TRANSIT_OVERHEAD_MIN
+
+
+def check_event(conn: sqlite3.Connection, event: Event) -> ItineraryCheck:
+    """Every problem in an event's programme, from one consistent read."""
+    visits = list_visits(conn, event.id)
+    sites = {s.id: s for s in list_sites(conn, event.id)}
+    groups = list_groups(conn, event.id)
+    sizes = group_sizes(conn, event.id)
+    return ItineraryCheck(event_id=event.id, problems=find_problems(event, visits, sites, groups, sizes))
+
+
+def find_problems(
+    event: Event, visits: list[Visit], sites: dict[str, Site], groups: list[Group], sizes: dict[str, int]
+) -> list[ItineraryProblem]:
+    """Overlaps and tight transfers per group, visits outside opening hours, groups with no one; errors first."""
+    zone = ZoneInfo(event.timezone)
+    # A cancelled visit takes no time and needs no open door.
+    active = sorted((v for v in visits if v.status != "cancelled"), key=lambda v: (v.starts_at, v.number))
+    problems: list[ItineraryProblem] = []
+    for group in groups:
+        own = [v for v in active if group.id in v.group_ids]
+        problems += overlaps(own, group.id, zone)
+        problems += tight_gaps(event, own, sites, group.id)
+        if sizes.get(group.id, 0) == 0:
+            problems.append(
+                ItineraryProblem(
+                    kind="empty_group",
+                    severity="warning",
+                    visit_ids=[v.id for v in own],
+                    group_id=group.id,
+                    message=f"Group {group.id} ({group.name}) has no participants but {len(own)} visits.",
+                )
+            )
+    for visit in active:
+        place = visit_place(visit, sites, event)
+        if place is not None and (problem := closed_site(visit, place, zone)) is not None:
+            problems.append(problem)
+    # sorted() is stable: within a severity, problems stay by group and time.
+    return sorted(problems, key=lambda p: p.severity != "error")
+
+
+def overlaps(visits: list[Visit], group_id: str, zone: ZoneInfo) -> list[ItineraryProblem]:
+    """Pairs of one group's visits (in start order) that take place at the same time."""
+    found: list[ItineraryProblem] = []
+    for i, first in enumerate(visits):
+        for second in visits[i + 1 :]:
+            if second.starts_at >= first.ends_at:
+                break  # in start order, every later visit starts after this one ends too
+            minutes = int((min(first.ends_at, second.ends_at) - second.starts_at) / timedelta(minutes=1))
+            found.append(
+                ItineraryProblem(
+                    kind="overlap",
+                    severity="error",
+                    visit_ids=[first.id, second.id],
+                    group_id=group_id,
+                    message=(
+                        f"Group {group_id} cannot be at '{first.title}' ({_span(first, zone)}) and "
+                        f"'{second.title}' ({_span(second, zone)}): they overlap by {minutes} min."
+                    ),
+                )
+            )
+    return found
+
+
+def tight_gaps(event: Event, visits: list[Visit], sites: dict[str, Site], group_id: str) -> list[ItineraryProblem]:
+    """Consecutive places of a group with less time between them than getting there takes.
+
+    The leg into a visit by minibus or public transport is estimated as a ride (``transit_minutes``),
+    any other leg as a walk (build_itinerary's estimate and warning).
+    """
+    by_id = {v.id: v for v in visits}
+    found: list[ItineraryProblem] = []
+    for item in build_itinerary(event, visits, sites, group_id).items:
+        leg, visit = item.leg, item.visit
+        if leg is None or leg.gap_minutes < 0:
+            continue  # no move, or an overlap, which is reported as such
+        previous = by_id[leg.from_visit_id]
+        if visit.transport in TRANSIT_MODES:
+            start, end = visit_place(previous, sites, event), visit_place(visit, sites, event)
+            # A leg exists only between two known places.
+            assert start is not None
+            assert end is not None
+            straight = distance_m((start.lat, start.lon), (end.lat, end.lon))
+            needed = transit_minutes(straight)
+            if leg.gap_minutes >= needed:
+                continue
+            message = (
+                f"Only {leg.gap_minutes} min between '{previous.title}' and '{visit.title}', but the "
+                f"{TRANSIT_MODES[visit.transport]} ride ({straight / 1000:.1f} km) takes about {needed} min."
+            )
+        elif leg.warning is not None:
+            message = leg.warning
+        else:
+            continue
+        found.append(
+            ItineraryProblem(
+                kind="tight_gap",
+                severity="warning",
+                visit_ids=[previous.id, visit.id],
+                group_id=group_id,
+                message=f"Group {group_id}: {message}",
+            )
+        )
+    return found
+
+
+def closed_site(visit: Visit, site: Site, zone: ZoneInfo) -> ItineraryProblem | None:
+    """A problem when the site publishes opening hours and the visit does not fit in them."""
+    spans = parse_opening_hours(site.opening_hours)
+    if not spans or within_opening_hours(spans, visit.starts_at.astimezone(zone), visit.ends_at.astimezone(zone)):
+        return None
+    return ItineraryProblem(
+        kind="outside_opening_hours",
+        severity="warning",
+        visit_ids=[visit.id],
+        group_id=visit.group_ids[0] if len(visit.group_ids) == 1 else None,
+        message=(
+            f"'{visit.title}' ({_span(visit, zone)}) is outside the opening hours of {site.name}: "
+            f"{describe_opening_hours(spans)}."
+        ),
+    )
+
+
+Span = tuple[list[str], int, int]
+
+
+def parse_opening_hours(hours: list[OpeningHours]) -> list[Span]:
+    """Opening spans as (days, opening minute, closing minute); a span closing past midnight ends after 1440.
+
+    A span whose times are not ``HH:MM`` is left out rather than guessed at.
+    """
+    spans: list[Span] = []
+    for span in hours:
+        opens, closes = _minute_of_day(span.opens), _minute_of_day(span.closes)
+        if opens is None or closes is None or not span.days:
+            continue
+        if closes <= opens:
+            closes += _MINUTES_PER_DAY  # "18:00"-"02:00": open through midnight
+        spans.append((list(span.days), opens, closes))
+    return spans
+
+
+def within_opening_hours(spans: list[Span], starts: datetime, ends: datetime) -> bool:
+    """Whether a visit from ``starts`` to ``ends`` (local times) fits inside one opening span."""
+    day = DAYS[starts.weekday()]
+    yesterday = DAYS[(starts.weekday() - 1) % 7]
+    start = starts.hour * 60 + starts.minute
+    end = start + math.ceil((ends - starts) / timedelta(minutes=1))
+    for days, opens, closes in spans:
+        if day in days and opens <= start and end <= closes:
+            return True
+        # The tail of yesterday's span that runs past midnight.
+        if yesterday in days and closes > _MINUTES_PER_DAY and end <= closes - _MINUTES_PER_DAY:
+            return True
+    return False
+
+
+def describe_opening_hours(spans: list[Span]) -> str:
+    """Opening spans as people write them: ``mo, tu 09:00-13:00; sa 10:00-12:00`` (with en dashes)."""
+    return "; ".join(f"{', '.join(days)} {_hhmm(opens)}–{_hhmm(closes)}" for days, opens, closes in spans)
+
+
+def _minute_of_day(text: str) -> int | None:
+    match = _HHMM.match(text)
+    if match is None:
+        return None
+    minutes = int(match[1]) * 60 + int(match[2])
+    return minutes if minutes <= _MINUTES_PER_DAY else None
+
+
+def _hhmm(minutes: int) -> str:
+    if minutes > _MINUTES_PER_DAY:
+        minutes -= _MINUTES_PER_DAY  # a closing time past midnight, written as the clock shows it
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _span(visit: Visit, zone: ZoneInfo) -> str:
+    starts, ends = visit.starts_at.astimezone(zone), visit.ends_at.astimezone(zone)
+    return f"{DAY_NAMES[starts.weekday()]} {starts:%H:%M}–{ends:%H:%M}"

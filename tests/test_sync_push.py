@@ -1,0 +1,732 @@
+"""Push: every mutation processed exactly once, concurrent edits merged field by field, losing values kept."""
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import pytest
+from conftest import Seeded
+from litestar import Litestar
+from litestar.testing import TestClient
+from sync_helpers import (
+    CLIENT_A,
+    CLIENT_B,
+    G1_SITE,
+    G1_VISIT,
+    G2_SITE,
+    G2_VISIT,
+    PROBLEM,
+    feedback_put,
+    mutation,
+    note_put,
+    pull_all,
+    push,
+    rows,
+    scalar,
+    site_patch,
+    snapshot,
+)
+
+from schemas.accounts import Account
+from schemas.sync import PushRequest
+from server.services import push as push_service
+from server.storage.accounts import create_account
+from server.storage.db import Database
+
+Client = TestClient[Litestar]
+NOTE = "00000000-0000-4000-8000-000000000001"
+NOTE_2 = "00000000-0000-4000-8000-000000000002"
+FEEDBACK_A = "00000000-0000-4000-8000-0000000000f1"
+FEEDBACK_B = "00000000-0000-4000-8000-0000000000f2"
+PLENARY_VISIT = "d1-plenary-opening"
+SECOND_HOST = "host-san-salvario-2"
+
+
+def headers_of(seeded: Seeded, account_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {seeded.accounts[account_id].token}"}
+
+
+def statuses(result: dict[str, Any]) -> list[str]:
+    return [r["status"] for r in result["results"]]
+
+
+def progress(seeded: Seeded) -> dict[str, Any]:
+    """Everything a push may write, without the clients' last-seen times (a re-send may refresh them)."""
+    state = snapshot(seeded.path)
+    state["sync_clients"] = [
+        tuple(r)
+        for r in rows(
+            seeded.path,
+            "SELECT account_id, client_id, last_mutation_id FROM sync_clients ORDER BY account_id, client_id",
+        )
+    ]
+    return state
+
+
+def note_row(seeded: Seeded, note_id: str = NOTE) -> dict[str, Any]:
+    [row] = rows(seeded.path, "SELECT * FROM notes WHERE id = ?", note_id)
+    note = dict(row)
+    note["tags"] = msgspec.json.decode(note["tags"])
+    note["conflicts"] = msgspec.json.decode(note["conflicts"])
+    return note
+
+
+def feedback_rows(seeded: Seeded) -> list[dict[str, Any]]:
+    found = []
+    for row in rows(seeded.path, "SELECT * FROM feedback ORDER BY id"):
+        feedback = dict(row)
+        feedback["answers"] = msgspec.json.decode(feedback["answers"])
+        feedback["conflicts"] = msgspec.json.decode(feedback["conflicts"])
+        found.append(feedback)
+    return found
+
+
+def site_row(seeded: Seeded, site_id: str = G1_SITE) -> dict[str, Any]:
+    [row] = rows(seeded.path, "SELECT * FROM sites WHERE id = ?", site_id)
+    site = dict(row)
+    for name in ("description", "themes", "conflicts"):
+        site[name] = msgspec.json.decode(site[name])
+    return site
+
+
+@pytest.fixture
+def p1(seeded: Seeded) -> dict[str, str]:
+    """The first G1 participant's token."""
+    return seeded.headers("participant", group="G1")
+
+
+@pytest.fixture
+def second_host(seeded: Seeded, db: Database) -> dict[str, str]:
+    """A second host of the San Salvario community house."""
+    with db.write() as conn:
+        account = create_account(
+            conn,
+            Account(id=SECOND_HOST, name="Second host", role="host", event_id="turin-sse-2025", site_ids=[G1_SITE]),
+        )
+    return {"Authorization": f"Bearer {account.token}"}
+
+
+# --- exactly once -------------------------------------------------------------------------------------
+
+
+def test_same_batch_sent_twice_is_all_duplicate_and_changes_nothing(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    batch = [
+        note_put(1, NOTE, body="first"),
+        note_put(2, NOTE, body="second", base_version=1),
+        feedback_put(3, FEEDBACK_A, rating=4),
+    ]
+    first = push(client, p1, batch)
+    assert statuses(first) == ["applied", "applied", "applied"]
+    assert first["last_mutation_id"] == 3
+    before = progress(seeded)
+
+    again = push(client, p1, batch)
+
+    assert statuses(again) == ["duplicate"] * 3
+    assert again["last_mutation_id"] == 3
+    assert all("version" not in r and "error" not in r for r in again["results"])
+    assert progress(seeded) == before
+
+
+def test_retry_after_a_lost_response_with_new_mutations_appended_applies_only_the_new_ones(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    sent = [note_put(1, NOTE, body="one"), note_put(2, NOTE, body="two", base_version=1)]
+    push(client, p1, sent)  # the response is lost on the way back
+
+    retry = push(client, p1, [*sent, note_put(3, NOTE, body="three", base_version=2)])
+
+    assert statuses(retry) == ["duplicate", "duplicate", "applied"]
+    assert retry["last_mutation_id"] == 3
+    note = note_row(seeded)
+    assert (note["body"], note["version"]) == ("three", 3)
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM history WHERE entity_id = ?", NOTE) == 2
+
+
+def test_batch_that_fails_half_way_commits_nothing_and_its_retry_applies_once(
+    client: Client, seeded: Seeded, p1: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    batch = [note_put(1, NOTE, body="one"), feedback_put(2, FEEDBACK_A, rating=5)]
+    before = snapshot(seeded.path)
+    with monkeypatch.context() as patch:
+        patch.setitem(push_service.APPLIERS, "feedback.put", broken)
+        response = client.post(
+            "/api/v1/events/turin-sse-2025/sync/push",
+            json={"client_id": CLIENT_A, "protocol": 1, "mutations": batch},
+            headers=p1,
+        )
+    assert response.status_code == 500
+    assert response.json()["type"] == PROBLEM + "internal-error"
+    assert snapshot(seeded.path) == before
+
+    retry = push(client, p1, batch)
+    assert statuses(retry) == ["applied", "applied"]
+    assert scalar(seeded.path, "SELECT version FROM notes WHERE id = ?", NOTE) == 1
+
+
+def test_a_retry_racing_the_original_request_applies_the_batch_once(seeded: Seeded) -> None:
+    # The phone timed out and re-sent while the server was still working on the first request.
+    account = seeded.first("participant", group="G1")
+    batch = msgspec.convert(
+        {
+            "client_id": CLIENT_A,
+            "protocol": 1,
+            "mutations": [note_put(i, f"00000000-0000-4000-8000-{i:012d}") for i in (1, 2, 3)],
+        },
+        PushRequest,
+    )
+    barrier = threading.Barrier(2)
+    outcomes: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        database = Database(seeded.path)
+        try:
+            barrier.wait()
+            outcomes.append([r.status for r in push_service.push(database, account, batch).results])
+        except BaseException as exc:  # reported below: a thread's exception would otherwise be lost
+            errors.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not errors, errors
+    assert sorted(outcomes) == [["applied"] * 3, ["duplicate"] * 3]
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 3
+    assert scalar(seeded.path, "SELECT last_mutation_id FROM sync_clients") == 3
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        pytest.param([2], ["out_of_order"], id="first-id-skipped"),
+        pytest.param([2, 3], ["out_of_order", "out_of_order"], id="all-past-gap"),
+        pytest.param([1, 3, 4], ["applied", "out_of_order", "out_of_order"], id="gap-after-first"),
+        pytest.param([1, 2, 4, 5], ["applied", "applied", "out_of_order", "out_of_order"], id="gap-in-middle"),
+        pytest.param(
+            [1, 3, 2], ["applied", "out_of_order", "out_of_order"], id="everything-after-gap-even-the-missing-id"
+        ),
+    ],
+)
+def test_mutations_past_a_gap_are_out_of_order_and_not_applied(
+    client: Client, seeded: Seeded, p1: dict[str, str], ids: list[int], expected: list[str]
+) -> None:
+    result = push(client, p1, [note_put(i, f"00000000-0000-4000-8000-{i:012d}", body=f"n{i}") for i in ids])
+
+    assert statuses(result) == expected
+    applied = [i for i, s in zip(ids, expected, strict=True) if s == "applied"]
+    assert result["last_mutation_id"] == (max(applied) if applied else 0)
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == len(applied)
+    assert all("version" not in r for r, s in zip(result["results"], expected, strict=True) if s == "out_of_order")
+
+
+def test_out_of_order_mutations_apply_once_the_gap_is_filled(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    notes = {i: note_put(i, f"00000000-0000-4000-8000-{i:012d}", body=f"n{i}") for i in (1, 2, 3)}
+    assert statuses(push(client, p1, [notes[1], notes[3]])) == ["applied", "out_of_order"]
+
+    resend = push(client, p1, [notes[1], notes[2], notes[3]])
+
+    assert statuses(resend) == ["duplicate", "applied", "applied"]
+    assert resend["last_mutation_id"] == 3
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 3
+
+
+def test_rejected_mutation_uses_up_its_id_and_is_not_re_evaluated(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    batch = [note_put(1, NOTE, body="a"), feedback_put(2, FEEDBACK_A, visit_id=G2_VISIT, rating=3), note_put(3, NOTE_2)]
+    first = push(client, p1, batch)
+    assert statuses(first) == ["applied", "rejected", "applied"]
+    assert first["results"][1]["error"]["type"] == PROBLEM + "forbidden"
+    assert first["last_mutation_id"] == 3
+
+    again = push(client, p1, [batch[1], note_put(4, NOTE, body="b", base_version=1)])
+    assert statuses(again) == ["duplicate", "applied"]
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(("p-nguyen-thi-hoa", CLIENT_A), ("p-nguyen-thi-hoa", CLIENT_B), id="two-devices-of-one-account"),
+        pytest.param(("p-nguyen-thi-hoa", CLIENT_A), ("p-aicha-diallo", CLIENT_A), id="one-install-id-two-accounts"),
+    ],
+)
+def test_mutation_ids_count_per_account_and_client(
+    client: Client, seeded: Seeded, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    one = push(client, headers_of(seeded, first[0]), [note_put(1, NOTE, body="one")], client_id=first[1])
+    two = push(client, headers_of(seeded, second[0]), [note_put(1, NOTE_2, body="two")], client_id=second[1])
+
+    assert (statuses(one), statuses(two)) == (["applied"], ["applied"])
+    assert (one["last_mutation_id"], two["last_mutation_id"]) == (1, 1)
+    progress_rows = rows(seeded.path, "SELECT account_id, client_id, last_mutation_id FROM sync_clients ORDER BY 1, 2")
+    assert sorted(map(tuple, progress_rows)) == sorted([(*first, 1), (*second, 1)])
+
+
+# --- concurrent note edits --------------------------------------------------------------------------
+
+BASE_NOTE = {"body": "base", "tags": ["base"], "share_with_organizers": False}
+
+
+@pytest.mark.parametrize(
+    ("edit_a", "edit_b", "status_b", "final", "conflict"),
+    [
+        pytest.param({"body": "from A"}, {"body": "from B"}, "conflict", {"body": "from A"}, ("body", "from B"), id="same-field"),
+        pytest.param({"body": "from A"}, {"tags": ["from B"]}, "applied", {"body": "from A", "tags": ["from B"]}, None, id="different-fields-merge"),
+        pytest.param({"body": "same"}, {"body": "same"}, "applied", {"body": "same"}, None, id="same-value-is-no-conflict"),
+        pytest.param({"tags": ["a"]}, {"tags": ["b"]}, "conflict", {"tags": ["a"]}, ("tags", ["b"]), id="same-list-field"),
+        pytest.param({"body": "from A"}, {"share_with_organizers": True}, "applied", {"body": "from A", "share_with_organizers": 1}, None, id="body-and-share-merge"),
+    ],
+)  # fmt: skip
+def test_two_devices_editing_one_note_from_the_same_base(
+    client: Client,
+    seeded: Seeded,
+    p1: dict[str, str],
+    edit_a: dict[str, Any],
+    edit_b: dict[str, Any],
+    status_b: str,
+    final: dict[str, Any],
+    conflict: tuple[str, Any] | None,
+) -> None:
+    push(client, p1, [note_put(1, NOTE, **BASE_NOTE)], client_id=CLIENT_A)
+    a = push(client, p1, [note_put(2, NOTE, **{**BASE_NOTE, **edit_a}, base_version=1)], client_id=CLIENT_A)
+    b = push(client, p1, [note_put(1, NOTE, **{**BASE_NOTE, **edit_b}, base_version=1)], client_id=CLIENT_B)
+
+    assert statuses(a) == ["applied"]
+    assert statuses(b) == [status_b]
+    note = note_row(seeded)
+    assert {k: note[k] for k in final} == final
+    if conflict is None:
+        assert note["conflicts"] == []
+        assert "conflicts" not in b["results"][0]
+        return
+    field, value = conflict
+    assert b["results"][0]["conflicts"] == [field]
+    assert b["results"][0]["version"] == note["version"] == 3
+    [kept] = note["conflicts"]
+    assert (kept["field"], kept["value"], kept["client_id"]) == (field, value, CLIENT_B)
+    assert datetime.fromisoformat(kept["at"]).tzinfo is not None
+    # The author's devices see the losing value in a pull.
+    pulled = pull_all(client, p1).data("note", NOTE)
+    assert [(c["field"], c["value"], c["client_id"]) for c in pulled["conflicts"]] == [(field, value, CLIENT_B)]
+
+
+@pytest.mark.parametrize(
+    ("resolve", "base", "kept"),
+    [
+        pytest.param(True, 3, 0, id="resolve-at-conflict-version-clears"),
+        pytest.param(True, 4, None, id="resolve-past-conflict-version-is-refused-as-newer"),
+        pytest.param(True, 2, 1, id="resolve-from-before-the-conflict-keeps-it"),
+        pytest.param(False, 3, 1, id="edit-without-resolve-keeps-it"),
+    ],
+)
+def test_resolving_clears_only_conflicts_the_device_had_seen(
+    client: Client, seeded: Seeded, p1: dict[str, str], resolve: bool, base: int, kept: int | None
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="base"), note_put(2, NOTE, body="from A", base_version=1)])
+    push(client, p1, [note_put(1, NOTE, body="from B", base_version=1)], client_id=CLIENT_B)
+    assert len(note_row(seeded)["conflicts"]) == 1
+
+    result = push(
+        client, p1, [note_put(3, NOTE, body="merged", base_version=base, resolve_conflicts=resolve)], client_id=CLIENT_A
+    )
+
+    if kept is None:
+        assert statuses(result) == ["rejected"]
+        assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-base-version"
+        return
+    assert statuses(result) == ["applied"]
+    assert len(note_row(seeded)["conflicts"]) == kept
+
+
+# --- deletes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delete_first", [True, False], ids=["delete-then-edit", "edit-then-delete"])
+def test_delete_racing_an_edit_stands_and_keeps_the_edit_on_the_tombstone(
+    client: Client, seeded: Seeded, p1: dict[str, str], delete_first: bool
+) -> None:
+    shared = {"share_with_organizers": True}
+    push(client, p1, [note_put(1, NOTE, body="base", **shared)], client_id=CLIENT_A)
+    organizer = pull_all(client, seeded.headers("organizer"))
+    assert NOTE in organizer.ids("note")
+    delete = [mutation(2, "note.delete", {"id": NOTE, "base_version": 1})]
+    edit = [note_put(1, NOTE, body="typed offline", base_version=1, **shared)]
+
+    if delete_first:
+        deleted = push(client, p1, delete, client_id=CLIENT_A)
+        edited = push(client, p1, edit, client_id=CLIENT_B)
+        assert statuses(deleted) == ["applied"]
+        assert statuses(edited) == ["conflict"]
+        assert "body" in edited["results"][0]["conflicts"]
+    else:
+        edited = push(client, p1, edit, client_id=CLIENT_B)
+        deleted = push(client, p1, delete, client_id=CLIENT_A)
+        assert statuses(edited) == ["applied"]
+        assert statuses(deleted) == ["applied"]
+        assert deleted["results"][0]["conflicts"] == ["body"]
+
+    note = note_row(seeded)
+    assert note["deleted"] == 1
+    assert note["body"] == ""
+    assert ("body", "typed offline") in [(c["field"], c["value"]) for c in note["conflicts"]]
+
+    # The author's devices learn of the delete with what was typed; a first pull shows it too.
+    for replica in (pull_all(client, p1), pull_all(client, p1, client_id=CLIENT_B)):
+        assert NOTE not in replica.ids("note")
+        tombstone = replica.tombstones[("note", NOTE)]
+        assert ("body", "typed offline") in [(c["field"], c["value"]) for c in tombstone["data"]["conflicts"]]
+    # The organizer, who saw the shared note, gets a delete without any of its content.
+    organizer = pull_all(client, seeded.headers("organizer"), organizer)
+    assert organizer.tombstones[("note", NOTE)]["data"] is None
+    assert NOTE not in organizer.ids("note")
+
+
+def test_put_after_a_delete_keeps_the_delete_and_the_typed_values(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="base"), mutation(2, "note.delete", {"id": NOTE, "base_version": 1})])
+
+    result = push(client, p1, [note_put(3, NOTE, body="revived?", tags=["x"], base_version=2)])
+
+    assert statuses(result) == ["conflict"]
+    assert {"body", "tags"} <= set(result["results"][0]["conflicts"])
+    note = note_row(seeded)
+    assert (note["deleted"], note["body"], note["version"]) == (1, "", 3)
+    kept = {c["field"]: c for c in note["conflicts"]}
+    assert kept["body"]["value"] == "revived?"
+    assert kept["tags"]["value"] == ["x"]
+    assert kept["body"]["reason"] == "edited_after_delete"
+
+
+def test_deleting_someone_elses_note_is_not_found(client: Client, seeded: Seeded, p1: dict[str, str]) -> None:
+    push(client, p1, [note_put(1, NOTE, body="mine", share_with_organizers=True)])
+    before = snapshot(seeded.path)
+
+    for headers in (headers_of(seeded, "p-aicha-diallo"), seeded.headers("organizer")):
+        result = push(
+            client, headers, [mutation(1, "note.delete", {"id": NOTE, "base_version": 1})], client_id=CLIENT_B
+        )
+        assert statuses(result) == ["rejected"]
+        assert result["results"][0]["error"]["type"] == PROBLEM + "not-found"
+        edit = push(client, headers, [note_put(2, NOTE, body="not yours", base_version=1)], client_id=CLIENT_B)
+        assert edit["results"][0]["error"]["type"] == PROBLEM + "not-found"
+
+    after = snapshot(seeded.path)
+    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
+        t: r for t, r in before.items() if t != "sync_clients"
+    }
+
+
+# --- feedback from two devices ----------------------------------------------------------------------
+
+
+def test_second_devices_feedback_merges_into_the_first(client: Client, seeded: Seeded, p1: dict[str, str]) -> None:
+    first = push(
+        client,
+        p1,
+        [feedback_put(1, FEEDBACK_A, rating=4, comment="Great", answers={"overall": 4, "relevance": "very"})],
+        client_id=CLIENT_A,
+    )
+    second = push(
+        client,
+        p1,
+        [feedback_put(1, FEEDBACK_B, rating=5, comment="Great", answers={"overall": 4, "takeaway": "Co-ops"})],
+        client_id=CLIENT_B,
+    )
+
+    assert statuses(first) == ["applied"]
+    [merged] = second["results"]
+    assert merged["status"] == "conflict"
+    assert merged["entity_id"] == FEEDBACK_A
+    assert merged["conflicts"] == ["rating"]
+    [feedback] = feedback_rows(seeded)
+    assert feedback["id"] == FEEDBACK_A
+    assert (feedback["rating"], feedback["comment"]) == (4, "Great")
+    assert feedback["answers"] == {"overall": 4, "relevance": "very", "takeaway": "Co-ops"}
+    assert [(c["field"], c["value"], c["client_id"]) for c in feedback["conflicts"]] == [("rating", 5, CLIENT_B)]
+
+    # The second device's id stays usable: a later edit lands on the first record.
+    later = push(
+        client,
+        p1,
+        [feedback_put(2, FEEDBACK_B, rating=4, comment="Great!", answers={"takeaway": "Co-ops"}, base_version=2)],
+        client_id=CLIENT_B,
+    )
+    assert statuses(later) == ["applied"]
+    assert later["results"][0]["entity_id"] == FEEDBACK_A
+    [feedback] = feedback_rows(seeded)
+    assert (feedback["id"], feedback["comment"], feedback["version"]) == (FEEDBACK_A, "Great!", 3)
+
+    # Both devices pull one record, under the first id, with the conflict for its author to resolve.
+    replica = pull_all(client, p1)
+    assert replica.ids("feedback") == {FEEDBACK_A}
+    assert [c["field"] for c in replica.data("feedback", FEEDBACK_A)["conflicts"]] == ["rating"]
+
+    resolved = push(
+        client,
+        p1,
+        [feedback_put(3, FEEDBACK_B, rating=5, comment="Great!", base_version=3, resolve_conflicts=True)],
+        client_id=CLIENT_B,
+    )
+    assert statuses(resolved) == ["applied"]
+    [feedback] = feedback_rows(seeded)
+    assert (feedback["rating"], feedback["conflicts"]) == (5, [])
+
+
+@pytest.mark.parametrize(
+    ("who", "visit_id"),
+    [
+        pytest.param({"role": "participant", "group": "G1"}, G2_VISIT, id="participant-other-groups-visit"),
+        pytest.param({"role": "participant", "group": "G3"}, G1_VISIT, id="g3-participant-g1-visit"),
+        pytest.param({"role": "host", "site": G1_SITE}, G1_VISIT, id="host-of-the-site"),
+        pytest.param({"role": "organizer"}, G1_VISIT, id="organizer"),
+    ],
+)
+def test_feedback_only_from_participants_on_their_own_groups_visits(
+    client: Client, seeded: Seeded, who: dict[str, str], visit_id: str
+) -> None:
+    kwargs = {k: v for k, v in who.items() if k != "role"}
+    before = snapshot(seeded.path)
+
+    result = push(
+        client, seeded.headers(who["role"], **kwargs), [feedback_put(1, FEEDBACK_A, visit_id=visit_id, rating=5)]
+    )
+
+    [rejected] = result["results"]
+    assert rejected["status"] == "rejected"
+    assert rejected["error"]["type"] == PROBLEM + "forbidden"
+    assert rejected["error"]["status"] == 403
+    assert result["last_mutation_id"] == 1
+    after = snapshot(seeded.path)
+    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
+        t: r for t, r in before.items() if t != "sync_clients"
+    }
+
+
+@pytest.mark.parametrize("visit_id", [G1_VISIT, PLENARY_VISIT])
+def test_participant_gives_feedback_on_a_visit_of_their_group(
+    client: Client, seeded: Seeded, p1: dict[str, str], visit_id: str
+) -> None:
+    result = push(client, p1, [feedback_put(1, FEEDBACK_A, visit_id=visit_id, rating=5, answers={"relevance": "very"})])
+    assert statuses(result) == ["applied"]
+    [feedback] = feedback_rows(seeded)
+    assert (feedback["visit_id"], feedback["rating"], feedback["author_id"]) == (visit_id, 5, "p-nguyen-thi-hoa")
+
+
+# --- site edits -----------------------------------------------------------------------------------------
+
+
+def host(site: str) -> Callable[[Seeded], dict[str, str]]:
+    return lambda seeded: seeded.headers("host", site=site)
+
+
+def role(name: str, **kwargs: str) -> Callable[[Seeded], dict[str, str]]:
+    return lambda seeded: seeded.headers(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("actor", "fields", "slug"),
+    [
+        pytest.param(host(G1_SITE), {"accessibility": "Step-free entrance on Via Morgari"}, None, id="host-accessibility"),
+        pytest.param(host(G1_SITE), {"description": {"fr": "Une maison de quartier."}}, None, id="host-description-fr"),
+        pytest.param(host(G1_SITE), {"meeting_point": "Courtyard", "contact": "+39 011"}, None, id="host-two-fields"),
+        pytest.param(host(G2_SITE), {"accessibility": "Ramp"}, "forbidden", id="host-of-another-site"),
+        pytest.param(host(G1_SITE), {"name": "Casa Nuova"}, "forbidden", id="host-touching-name"),
+        pytest.param(host(G1_SITE), {"accessibility": "Ramp", "official_name": "X"}, "forbidden", id="host-mixing-an-organizer-field"),
+        pytest.param(host(G1_SITE), {"themes": ["welfare"]}, "forbidden", id="host-touching-themes"),
+        pytest.param(role("organizer"), {"name": "Casa del Quartiere di San Salvario"}, None, id="organizer-name"),
+        pytest.param(role("organizer"), {"accessibility": "Lift to the first floor"}, None, id="organizer-host-field"),
+        pytest.param(role("participant", group="G1"), {"accessibility": "Ramp"}, "forbidden", id="participant"),
+    ],
+)  # fmt: skip
+def test_who_may_patch_which_site_fields(
+    client: Client, seeded: Seeded, actor: Callable[[Seeded], dict[str, str]], fields: dict[str, Any], slug: str | None
+) -> None:
+    before = site_row(seeded)
+
+    result = push(client, actor(seeded), [site_patch(1, G1_SITE, 1, **fields)])
+
+    [outcome] = result["results"]
+    after = site_row(seeded)
+    if slug is not None:
+        assert outcome["status"] == "rejected"
+        assert outcome["error"]["type"] == PROBLEM + slug
+        assert outcome["error"]["status"] == 403
+        assert after == before
+        return
+    assert outcome["status"] == "applied"
+    assert outcome["version"] == after["version"] == 2
+    for name, value in fields.items():
+        if name == "description":
+            assert after["description"] == {**before["description"], **value}
+        else:
+            assert after[name] == value
+
+
+def test_organizer_may_not_set_a_site_kind_that_sites_cannot_have(client: Client, seeded: Seeded) -> None:
+    # A kind outside SiteKind would be stored, then fail the read shape on every pull and site listing.
+    result = push(client, seeded.headers("organizer"), [site_patch(1, G1_SITE, 1, kind="spaceship")])
+
+    assert statuses(result) == ["rejected"]
+    assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-mutation"
+    response = client.get("/api/v1/events/turin-sse-2025/sync/pull", headers=seeded.headers("participant", group="G1"))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("fields_1", "fields_2", "status_2", "description"),
+    [
+        pytest.param({"fr": "Texte A"}, {"it": "Testo B"}, "applied", {"fr": "Texte A", "it": "Testo B"}, id="different-languages-merge"),
+        pytest.param({"fr": "Texte A"}, {"fr": "Texte B"}, "conflict", {"fr": "Texte A"}, id="same-language-conflicts"),
+    ],
+)  # fmt: skip
+def test_two_hosts_editing_the_description_from_the_same_base(
+    client: Client,
+    seeded: Seeded,
+    second_host: dict[str, str],
+    fields_1: dict[str, str],
+    fields_2: dict[str, str],
+    status_2: str,
+    description: dict[str, str],
+) -> None:
+    original = site_row(seeded)["description"]
+    one = push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 1, description=fields_1)])
+    two = push(client, second_host, [site_patch(1, G1_SITE, 1, description=fields_2)], client_id=CLIENT_B)
+
+    assert statuses(one) == ["applied"]
+    assert statuses(two) == [status_2]
+    site = site_row(seeded)
+    assert site["description"] == {**original, **description}
+    assert site["version"] == 3
+    if status_2 == "applied":
+        assert site["conflicts"] == []
+        return
+    assert two["results"][0]["conflicts"] == ["description.fr"]
+    [kept] = site["conflicts"]
+    assert (kept["field"], kept["value"], kept["account_id"]) == ("description.fr", "Texte B", SECOND_HOST)
+
+    # The site's hosts and the organizers see the conflict; participants and other hosts do not.
+    for headers, sees in [
+        (seeded.headers("host", site=G1_SITE), True),
+        (second_host, True),
+        (seeded.headers("organizer"), True),
+        (seeded.headers("participant", group="G1"), False),
+        (seeded.headers("host", site=G2_SITE), False),
+    ]:
+        pulled = pull_all(client, headers).data("site", G1_SITE)
+        assert pulled["description"]["fr"] == "Texte A"
+        assert [c["value"] for c in pulled["conflicts"]] == (["Texte B"] if sees else [])
+
+
+def test_two_accounts_on_one_install_id_still_conflict(
+    client: Client, seeded: Seeded, second_host: dict[str, str]
+) -> None:
+    # A shared tablet keeps its install id when the next host signs in: client ids are scoped to
+    # an account (as mutation ids are), so one person's edit must not count as the other's own.
+    push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 1, accessibility="Ramp")])
+
+    result = push(client, second_host, [site_patch(1, G1_SITE, 1, accessibility="Steps")], client_id=CLIENT_A)
+
+    assert statuses(result) == ["conflict"]
+    site = site_row(seeded)
+    assert site["accessibility"] == "Ramp"
+    assert [(c["value"], c["account_id"]) for c in site["conflicts"]] == [("Steps", SECOND_HOST)]
+
+
+def test_a_devices_own_earlier_edit_it_has_not_pulled_back_is_no_conflict(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    # Offline, the device edits twice from the version it last pulled; the second edit is not a
+    # concurrent one.
+    push(client, p1, [note_put(1, NOTE, body="base")])
+    result = push(
+        client, p1, [note_put(2, NOTE, body="draft", base_version=1), note_put(3, NOTE, body="final", base_version=1)]
+    )
+
+    assert statuses(result) == ["applied", "applied"]
+    note = note_row(seeded)
+    assert (note["body"], note["conflicts"]) == ("final", [])
+
+
+def test_site_patch_from_base_zero_does_not_silently_overwrite_a_concurrent_edit(
+    client: Client, seeded: Seeded, second_host: dict[str, str]
+) -> None:
+    # changed_since(base 0) has no defaults for sites and would report nothing changed: a base-0 patch
+    # must be refused or conflict, never win silently.
+    push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 1, accessibility="Ramp")])
+
+    result = push(client, second_host, [site_patch(1, G1_SITE, 0, accessibility="Steps")], client_id=CLIENT_B)
+
+    assert statuses(result) in (["conflict"], ["rejected"])
+    assert site_row(seeded)["accessibility"] == "Ramp"
+
+
+def test_host_resolves_a_site_conflict(client: Client, seeded: Seeded, second_host: dict[str, str]) -> None:
+    push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 1, accessibility="Ramp")])
+    push(client, second_host, [site_patch(1, G1_SITE, 1, accessibility="Steps")], client_id=CLIENT_B)
+    assert len(site_row(seeded)["conflicts"]) == 1
+
+    result = push(
+        client,
+        second_host,
+        [mutation(2, "site.patch", {"site_id": G1_SITE, "base_version": 3, "fields": {"accessibility": "Ramp at the back"}, "resolve_conflicts": True})],
+        client_id=CLIENT_B,
+    )  # fmt: skip
+
+    assert statuses(result) == ["applied"]
+    site = site_row(seeded)
+    assert (site["accessibility"], site["conflicts"], site["version"]) == ("Ramp at the back", [], 4)
+
+
+@pytest.mark.parametrize(
+    ("dlat", "flagged"),
+    [
+        pytest.param(0.01, True, id="about-1100m-flagged"),
+        pytest.param(0.006, True, id="about-670m-flagged"),
+        pytest.param(0.001, False, id="about-110m-not-flagged"),
+    ],
+)
+def test_moving_a_site_far_writes_a_flagged_history_row(
+    client: Client, seeded: Seeded, dlat: float, flagged: bool
+) -> None:
+    site = site_row(seeded)
+
+    result = push(
+        client,
+        seeded.headers("host", site=G1_SITE),
+        [site_patch(1, G1_SITE, 1, lat=site["lat"] + dlat, lon=site["lon"])],
+    )
+
+    assert statuses(result) == ["applied"]
+    [entry] = rows(seeded.path, "SELECT * FROM history WHERE entity = 'site' AND entity_id = ?", G1_SITE)
+    assert entry["account_id"] == "host-san-salvario"
+    assert entry["client_id"] == CLIENT_A
+    assert entry["version"] == 2
+    assert msgspec.json.decode(entry["changes"])["lat"] == [site["lat"], site["lat"] + dlat]
+    if flagged:
+        assert entry["flagged"]
+        assert "m" in entry["flagged"]
+    else:
+        assert entry["flagged"] is None
+
+
+def test_site_patch_from_a_base_newer_than_the_site_is_rejected(client: Client, seeded: Seeded) -> None:
+    result = push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 9, accessibility="Ramp")])
+    assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-base-version"
+    assert site_row(seeded)["version"] == 1
