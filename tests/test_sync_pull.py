@@ -374,9 +374,9 @@ def test_msgpack_pull_carries_the_same_changes_as_json(client: Client, activity:
 def test_up_to_date_cursor_survives_a_purge_of_deletions_it_could_never_see(
     client: Client, seeded: Seeded, activity: Callable[[str], Headers]
 ) -> None:
-    # BUG: a cursor is the seq of the last change *delivered to this caller*, so a device that pulled
-    # after someone else's private note was deleted still holds a cursor below that deletion's seq
-    # and gets 410 (and a full re-download) after the purge, although it missed nothing.
+    # A cursor that stopped at the last change *delivered to this caller* would sit below the seq of
+    # someone else's private deletion, and the purge would send a device that missed nothing back
+    # to a full re-download.
     push(client, activity(P1), [mutation(4, "note.delete", {"id": P1_PRIVATE, "base_version": 1})])
     organizer = pull_all(client, activity(ORGANIZER))
 

@@ -17,21 +17,19 @@ from server.routes.common import (
     require_event,
     serve_fresh,
 )
-from server.routes.editing import EDIT_ERRORS
 from server.services.itinerary_check import check_event
 from server.services.schedule_changes import list_changes, reorder_visits
 from server.services.sites import parse_language
 
 SINCE = Parameter(
-    default=None,
-    description="Required. An RFC 3339 time with an offset (2025-12-10T12:00:00Z); send the last next_since to poll",
+    description="An RFC 3339 time with an offset (2025-12-10T12:00:00Z); send the last answer's next_since to poll",
 )
 LANG = Parameter(
     default=None,
     description="BCP 47 language tag of the texts (en, fr, es, it, ar); else the account's language, else English",
 )
 REORDER_ERRORS = {
-    **EDIT_ERRORS,
+    **AUTH_ERRORS,
     400: problem_spec("The body is not a list of distinct visit ids"),
     422: problem_spec("The visits are on different days, or a move breaks a rule of visits"),
 }
@@ -61,7 +59,7 @@ class ScheduleController(Controller):
         request: Request[Account, Any, Any],
         db: AppDatabase,
         event_id: str,
-        since: str | None = SINCE,
+        since: str = SINCE,
         lang: str | None = LANG,
     ) -> Response[ScheduleChanges]:
         result = list_changes(db, request.user, event_id, since, parse_language(lang))

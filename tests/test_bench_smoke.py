@@ -1,0 +1,86 @@
+"""The benchmark still works: a smoke run completes and reports every section (structure only, never speed)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+READS = ("sites", "itinerary", "revalidate_304")
+PULLS = ("participant_initial", "organizer_initial", "participant_incremental")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def test_smoke_run_reports_every_section(results: dict[str, Any]) -> None:
+    assert {"meta", "dataset", "reads", "push", "pull", "turin", "rss", "load_test", "targets"} <= results.keys()
+    assert results["meta"]["smoke"] is True
+
+
+@pytest.mark.parametrize("name", READS)
+def test_reads_have_throughput_latency_and_a_floor(results: dict[str, Any], name: str) -> None:
+    read = results["reads"][name]
+    assert read["rps"] > 0 and read["floor_rps"] > 0
+    assert 0 < read["p50_ms"] <= read["p99_ms"]
+    assert read["ratio"] == pytest.approx(read["rps"] / read["floor_rps"], rel=0.5)
+    assert read["errors"] == 0 and read["floor_errors"] == 0
+    assert len(read["runs"]) == results["meta"]["runs"]
+
+
+def test_the_generator_check_compares_both_clients(results: dict[str, Any]) -> None:
+    generator = results["reads"]["generator"]
+    assert generator["raw_floor_rps"] > 0 and generator["httpx_floor_rps"] > 0
+    assert generator["chosen"] in ("raw", "httpx")
+
+
+def test_every_pushed_note_was_applied_beside_a_sqlite_floor(results: dict[str, Any]) -> None:
+    push = results["push"]
+    assert push["errors"] == 0
+    assert push["applied"] == push["notes"] == push["devices"] * push["notes_per_device"]
+    assert push["notes_per_s"] > 0 and push["floor_notes_per_s"] > 0 and push["ratio"] > 0
+
+
+@pytest.mark.parametrize("name", [*PULLS, "turin"])
+def test_pulls_report_time_and_bytes_with_and_without_gzip(results: dict[str, Any], name: str) -> None:
+    pull = results["turin"] if name == "turin" else results["pull"][name]
+    assert pull["changes"] > 0 and pull["pages"] >= 1
+    assert 0 < pull["bytes_gzip"] < pull["bytes_identity"]
+    assert pull["seconds_gzip"] > 0 and pull["seconds_identity"] > 0 and pull["changes_per_s"] > 0
+    # A full sync holds exactly what the server counts as visible; the incremental one exactly the new notes.
+    assert pull["summary_matches"] is True
+
+
+def test_peak_memory_is_read_from_the_server_processes(results: dict[str, Any]) -> None:
+    assert results["rss"]["server_peak_mb"] > 10
+    assert results["rss"]["turin_server_peak_mb"] > 10
+
+
+def test_load_test_has_no_errors_and_stores_every_note_exactly_once(results: dict[str, Any]) -> None:
+    load = results["load_test"]
+    assert load["errors"] == 0, load["messages"]
+    assert load["notes_sent"] == load["notes_unique"] == load["notes_stored"] == load["notes_stored_once"]
+    assert load["notes_acked"] == load["notes_sent"]
+    assert load["clients_at_last_id"] == load["phones"]
+    assert load["phones_seeing_all_their_notes"] == load["phones"]
+    assert load["exactly_once"] is True
+
+
+def test_every_target_is_judged(results: dict[str, Any]) -> None:
+    names = [t["name"] for t in results["targets"]]
+    assert len(names) == len(set(names)) >= 20
+    assert all(isinstance(t["met"], bool) and t["goal"] for t in results["targets"])

@@ -1,0 +1,270 @@
+"""The ``studyvisit`` command, run as a user runs it: a child process, output read back, tokens tried on the API."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EVENT_ID, make_app
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from server.fixtures import DEMO_FIXTURE
+from server.storage.accounts import list_accounts
+from server.storage.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT_KEYS = {"id", "name", "role", "event_id", "token"}
+# Names in three scripts, as a participants list from organizers arrives: UTF-8 with a BOM, from a spreadsheet.
+PARTICIPANTS_CSV = (
+    "\ufeffname,role,group,sites,language,country,organization,id\n"
+    "فاطمة الزهراء العمراني,participant,G2,,ar,MA,Cooperative development agency,p-fatima-2\n"
+    "Nguyễn Văn An,participant,G1,,vi,VN,Ministry of Labour,\n"
+    "김민준,participant,G3,,ko,KR,Public agency for social enterprise,p-kim-2\n"
+    "Giulia Rossi,host,,pausa-cafe;triciclo,it,IT,,\n"
+)
+
+
+def studyvisit(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m server.cli`` with these arguments in the repository."""
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """Every line of the output, each a JSON object: --json prints nothing else before or between them."""
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], *message: str, status: int = 1) -> None:
+    """A user error: exit status 1 (2 for a usage error click catches), a message on stderr, no traceback."""
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    for part in message:
+        assert part in result.stderr
+
+
+def run_demo(path: Path) -> list[dict[str, Any]]:
+    """``studyvisit demo --json --no-serve`` into this database; the accounts it printed."""
+    return json_lines(studyvisit("demo", "--json", "--no-serve", "--db", path).stdout)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """One demo database for the module (each test adds accounts with ids of its own), and its printed accounts."""
+    path = tmp_path_factory.mktemp("cli") / "demo.db"
+    return path, run_demo(path)
+
+
+@pytest.fixture(scope="module")
+def api(demo_db: tuple[Path, list[dict[str, Any]]]) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app=make_app(demo_db[0])) as client:
+        yield client
+
+
+def me(api: TestClient[Litestar], token: str) -> dict[str, Any]:
+    response = api.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_demo_prints_one_json_account_per_role_with_only_the_fields_that_are_set(
+    demo_db: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    _, accounts = demo_db
+    assert [a["role"] for a in accounts] == ["organizer", "host", "participant"]
+    organizer, host, participant = accounts
+    assert set(organizer) == ACCOUNT_KEYS
+    assert (host["id"], set(host) - ACCOUNT_KEYS) == ("host-san-salvario", {"site_ids"})
+    assert host["site_ids"] == ["casa-quartiere-san-salvario"]
+    assert set(participant) - ACCOUNT_KEYS == {"group"}
+    assert participant["group"] == "G1"
+    assert participant["name"] == "Nguyễn Thị Hoa"
+    assert {a["event_id"] for a in accounts} == {EVENT_ID}
+    assert len({a["token"] for a in accounts}) == 3
+
+
+def test_demo_tokens_open_the_api_as_their_accounts(
+    demo_db: tuple[Path, list[dict[str, Any]]], api: TestClient[Litestar]
+) -> None:
+    for account in demo_db[1]:
+        assert me(api, account["token"])["id"] == account["id"]
+    participant = demo_db[1][2]
+    response = api.get(
+        f"/api/v1/events/{EVENT_ID}/itinerary", headers={"Authorization": f"Bearer {participant['token']}"}
+    )
+    assert response.json()["group_id"] == "G1"
+
+
+def test_demo_again_gives_new_tokens_and_retires_the_old_ones(tmp_path: Path) -> None:
+    path = tmp_path / "demo.db"
+    first, second = run_demo(path), run_demo(path)
+    assert [a["id"] for a in second] == [a["id"] for a in first]
+    with TestClient(app=make_app(path)) as api:
+        for old, new in zip(first, second, strict=True):
+            assert me(api, new["token"])["id"] == new["id"]
+            response = api.get("/api/v1/me", headers={"Authorization": f"Bearer {old['token']}"})
+            assert response.status_code == 401
+
+
+def test_demo_without_json_shows_a_curl_line_with_the_participant_token(tmp_path: Path) -> None:
+    out = studyvisit("demo", "--no-serve", "--db", tmp_path / "demo.db").stdout
+    assert "Try: curl -H 'Authorization: Bearer sv_" in out
+    assert f"/api/v1/events/{EVENT_ID}/itinerary" in out
+
+
+def test_accounts_add_prints_a_working_token(
+    demo_db: tuple[Path, list[dict[str, Any]]], api: TestClient[Litestar]
+) -> None:
+    path, _ = demo_db
+    result = studyvisit(
+        "accounts", "add", "--json", "--db", path, "--event", EVENT_ID, "--name", "Amaru Quispe Mamani",
+        "--role", "host", "--site", "triciclo", "--site", "pausa-cafe", "--language", "es", "--country", "PE",
+    )  # fmt: skip
+    [account] = json_lines(result.stdout)
+    assert account["id"] == "amaru-quispe-mamani"
+    assert sorted(account["site_ids"]) == ["pausa-cafe", "triciclo"]
+    found = me(api, account["token"])
+    assert (found["name"], found["role"], found["language"]) == ("Amaru Quispe Mamani", "host", "es")
+    assert sorted(found["site_ids"]) == ["pausa-cafe", "triciclo"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "status"),
+    [
+        pytest.param(["--id", "org-marta", "--name", "X", "--role", "organizer"], "exists already", 1, id="taken"),
+        pytest.param(["--name", "X", "--role", "guest"], "'guest' is not one of", 2, id="unknown-role"),
+        pytest.param(["--name", "X", "--role", "participant", "--country", "Italy"], "country", 1, id="bad-country"),
+    ],
+)
+def test_accounts_add_refuses_bad_input_with_a_message(
+    demo_db: tuple[Path, list[dict[str, Any]]], args: list[str], message: str, status: int
+) -> None:
+    result = studyvisit("accounts", "add", "--db", demo_db[0], "--event", EVENT_ID, *args, check=False)
+    assert_clean_failure(result, message, status=status)
+
+
+def test_accounts_add_to_an_unknown_event_is_refused(demo_db: tuple[Path, list[dict[str, Any]]]) -> None:
+    args = ["--event", "lyon-sse-2026", "--name", "Someone", "--role", "participant"]
+    result = studyvisit("accounts", "add", "--db", demo_db[0], *args, check=False)
+    assert_clean_failure(result, "no event 'lyon-sse-2026'")
+
+
+def test_accounts_import_reads_names_in_any_script_and_prints_working_tokens(
+    demo_db: tuple[Path, list[dict[str, Any]]], api: TestClient[Litestar], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text(PARTICIPANTS_CSV, encoding="utf-8")
+    result = studyvisit("accounts", "import", csv_path, "--json", "--event", EVENT_ID, "--db", demo_db[0])
+    accounts = json_lines(result.stdout)
+    assert [a["name"] for a in accounts] == ["فاطمة الزهراء العمراني", "Nguyễn Văn An", "김민준", "Giulia Rossi"]
+    assert [a["id"] for a in accounts] == ["p-fatima-2", "nguyen-van-an", "p-kim-2", "giulia-rossi"]
+    assert [a.get("group") for a in accounts] == ["G2", "G1", "G3", None]
+    assert sorted(accounts[3]["site_ids"]) == ["pausa-cafe", "triciclo"]
+    for account in accounts:
+        found = me(api, account["token"])
+        assert (found["id"], found["name"]) == (account["id"], account["name"])
+    assert me(api, accounts[0]["token"])["language"] == "ar"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server/cli.py: a name with no Latin letters slugs to the id 'account', so the second one collides",
+)
+def test_accounts_import_gives_distinct_ids_to_names_without_latin_letters(
+    demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text("name,role,group\nفاطمة العمراني,participant,G2\n김민준,participant,G3\n", encoding="utf-8")
+    result = studyvisit("accounts", "import", csv_path, "--json", "--event", EVENT_ID, "--db", demo_db[0], check=False)
+    assert result.returncode == 0, result.stderr
+    accounts = json_lines(result.stdout)
+    assert len({a["id"] for a in accounts}) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server/cli.py: rows before a failing row are created, but their tokens (shown only once) are not printed",
+)
+def test_accounts_import_that_fails_half_way_leaves_no_account_without_its_token(
+    demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text(
+        "name,role,id\nAna Lima,participant,p-ana\nMarta Bianchi,organizer,org-marta\n", encoding="utf-8"
+    )
+    result = studyvisit("accounts", "import", csv_path, "--json", "--event", EVENT_ID, "--db", demo_db[0], check=False)
+    assert_clean_failure(result, "exists already")
+    printed = {a["id"] for a in json_lines(result.stdout)}
+    db = Database(demo_db[0])
+    try:
+        created = {a.id for a in list_accounts(db.conn, EVENT_ID)} & {"p-ana"}
+    finally:
+        db.close()
+    assert created <= printed
+
+
+def test_accounts_import_names_the_bad_line(demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text("name,role\nAna Lima,participant\nBruno,chaperone\n", encoding="utf-8")
+    result = studyvisit("accounts", "import", csv_path, "--event", EVENT_ID, "--db", demo_db[0], check=False)
+    assert_clean_failure(result, f"{csv_path}:3")
+
+
+def test_db_status_lists_every_migration_pending_then_applied(tmp_path: Path) -> None:
+    path = tmp_path / "status.db"
+    before = studyvisit("db", "status", "--db", path).stdout.splitlines()
+    assert before
+    assert all(line.rstrip().endswith("pending") for line in before)
+    assert before[0].split()[0] == "1"
+    studyvisit("load-fixtures", DEMO_FIXTURE, "--db", path)
+    after = studyvisit("db", "status", "--db", path).stdout.splitlines()
+    assert [line.split()[0] for line in after] == [line.split()[0] for line in before]
+    assert all(" applied 20" in line for line in after)
+
+
+def test_load_fixtures_prints_every_new_account_once(tmp_path: Path) -> None:
+    path = tmp_path / "loaded.db"
+    accounts = json_lines(studyvisit("load-fixtures", DEMO_FIXTURE, "--json", "--db", path).stdout)
+    expected = json.loads(DEMO_FIXTURE.read_text(encoding="utf-8"))["accounts"]
+    assert [a["id"] for a in accounts] == [a["id"] for a in expected]
+    assert all(a["token"].startswith("sv_") for a in accounts)
+    # Loading again updates the programme and leaves accounts, and their tokens, alone.
+    assert studyvisit("load-fixtures", DEMO_FIXTURE, "--json", "--db", path).stdout == ""
+    with TestClient(app=make_app(path)) as api:
+        assert me(api, accounts[-1]["token"])["id"] == accounts[-1]["id"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param('{"event": {"id": "x"}}', "Object missing required field", id="incomplete"),
+        pytest.param(
+            "not json",
+            "malformed",
+            id="not-json",
+            marks=pytest.mark.xfail(
+                strict=True, reason="server/cli.py: load-fixtures catches ValidationError but not DecodeError"
+            ),
+        ),
+    ],
+)
+def test_load_fixtures_refuses_a_bad_file_naming_it(tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad-fixture.json"
+    bad.write_text(content, encoding="utf-8")
+    result = studyvisit("load-fixtures", bad, "--db", tmp_path / "x.db", check=False)
+    assert_clean_failure(result, str(bad), message)
