@@ -62,7 +62,7 @@ def print_accounts(accounts: list[NewAccount], as_json: bool) -> None:
 
 
 def slugify(name: str) -> str:
-    """An ASCII id from a name; names in other scripts fall back to a hash-free counter by the caller."""
+    """An ASCII id from a name ("" for a name in a script with no Latin letters)."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60]
 
@@ -135,7 +135,7 @@ def load_fixtures(path: Path, db_path: Path, as_json: bool) -> None:
     """Load an event from a fixture file; prints tokens of the accounts it creates."""
     try:
         fixture = read_fixture(path)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{path}: {exc}") from None
     print_accounts(load_fixture(open_db(db_path), fixture), as_json)
 
@@ -172,18 +172,34 @@ def accounts() -> None:
     """Participants, hosts and organizers."""
 
 
-def _add(db: Database, account: Account) -> NewAccount:
+def _add_all(db: Database, accounts: list[Account]) -> list[NewAccount]:
+    """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown."""
+    created: list[NewAccount] = []
     with db.write() as conn:
-        if get_event(conn, account.event_id) is None:
-            raise click.ClickException(f"no event '{account.event_id}'")
-        if get_account(conn, account.id) is not None:
-            raise click.ClickException(f"an account '{account.id}' exists already")
-        return create_account(conn, account)
+        for account in accounts:
+            if get_event(conn, account.event_id) is None:
+                raise click.ClickException(f"no event '{account.event_id}'")
+            if get_account(conn, account.id) is not None:
+                raise click.ClickException(f"an account '{account.id}' exists already")
+            created.append(create_account(conn, account))
+    return created
 
 
-def _new_account(**fields: Any) -> Account:
+def _unique_id(db: Database, name: str, taken: set[str]) -> str:
+    # Names in Arabic, Korean... have no Latin letters to slug: number them instead.
+    base = slugify(name) or "account"
+    candidate, n = base, 1
+    while candidate in taken or get_account(db.conn, candidate) is not None:
+        n += 1
+        candidate = f"{base}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def _new_account(db: Database, taken: set[str], **fields: Any) -> Account:
     fields = {k: v for k, v in fields.items() if v not in (None, "")}
-    fields.setdefault("id", slugify(fields["name"]) or "account")
+    if "id" not in fields:
+        fields["id"] = _unique_id(db, fields.get("name", ""), taken)
     try:
         return msgspec.convert(fields, Account)
     except msgspec.ValidationError as exc:
@@ -206,8 +222,9 @@ def accounts_add(
     db_path: Path, as_json: bool, account_id: str | None, site_ids: tuple[str, ...], **fields: Any
 ) -> None:
     """Create an account and print its token (shown only now)."""
-    account = _new_account(id=account_id, site_ids=list(site_ids), **fields)
-    print_accounts([_add(open_db(db_path), account)], as_json)
+    db = open_db(db_path)
+    account = _new_account(db, set(), id=account_id, site_ids=list(site_ids), **fields)
+    print_accounts(_add_all(db, [account]), as_json)
 
 
 @accounts.command("import")
@@ -218,12 +235,15 @@ def accounts_add(
 def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool) -> None:
     """Create accounts from a CSV (name, role, group, sites, language, country, organization, id); prints tokens."""
     db = open_db(db_path)
-    created: list[NewAccount] = []
+    accounts: list[Account] = []
+    taken: set[str] = set()
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             sites = [s.strip() for s in (row.get("sites") or "").split(";") if s.strip()]
             try:
                 account = _new_account(
+                    db,
+                    taken,
                     event_id=event_id,
                     name=(row.get("name") or "").strip(),
                     role=(row.get("role") or "participant").strip(),
@@ -236,8 +256,8 @@ def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool)
                 )
             except click.ClickException as exc:
                 raise click.ClickException(f"{csv_path}:{line}: {exc.message}") from None
-            created.append(_add(db, account))
-    print_accounts(created, as_json)
+            accounts.append(account)
+    print_accounts(_add_all(db, accounts), as_json)
 
 
 main.add_command(field)

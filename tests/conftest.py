@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh database file per test, the app in-process, and a real server on a free port."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,18 +52,33 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Iterator[Database]:
-    """A fresh, migrated database file."""
+def db(db_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A fresh, migrated database file (the seeded one, when the test also asks for ``seeded``)."""
+    if "seeded" in request.fixturenames:
+        request.getfixturevalue("seeded")  # copy the seeded file in place before opening it
     database = Database(db_path)
     migrate(database)
     yield database
     database.close()
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """The Turin demo event loaded once per test session, to be copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "studyvisit.db"
+    database = Database(path)
+    migrate(database)
+    accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
+    database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.close()
+    return Seeded(path, accounts)
+
+
 @pytest.fixture
-def seeded(db: Database, db_path: Path) -> Seeded:
-    """The fresh database with the Turin demo event loaded."""
-    return Seeded(db_path, load_fixture(db, read_fixture(DEMO_FIXTURE)))
+def seeded(seeded_template: Seeded, db_path: Path) -> Seeded:
+    """A fresh database file of this test's own, holding the Turin demo event."""
+    shutil.copyfile(seeded_template.path, db_path)
+    return Seeded(db_path, list(seeded_template.accounts.values()))
 
 
 def make_app(path: Path, **settings: object) -> Litestar:

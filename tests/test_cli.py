@@ -181,10 +181,6 @@ def test_accounts_import_reads_names_in_any_script_and_prints_working_tokens(
     assert me(api, accounts[0]["token"])["language"] == "ar"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/cli.py: a name with no Latin letters slugs to the id 'account', so the second one collides",
-)
 def test_accounts_import_gives_distinct_ids_to_names_without_latin_letters(
     demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -196,10 +192,6 @@ def test_accounts_import_gives_distinct_ids_to_names_without_latin_letters(
     assert len({a["id"] for a in accounts}) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/cli.py: rows before a failing row are created, but their tokens (shown only once) are not printed",
-)
 def test_accounts_import_that_fails_half_way_leaves_no_account_without_its_token(
     demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
@@ -257,9 +249,6 @@ def test_load_fixtures_prints_every_new_account_once(tmp_path: Path) -> None:
             "not json",
             "malformed",
             id="not-json",
-            marks=pytest.mark.xfail(
-                strict=True, reason="server/cli.py: load-fixtures catches ValidationError but not DecodeError"
-            ),
         ),
     ],
 )

@@ -9,7 +9,7 @@ from server.routes.common import AppDatabase
 
 @get("/health", summary="Liveness and database reachability", tags=["health"], sync_to_thread=True)
 def health(db: AppDatabase) -> dict[str, str]:
-    db.query("SELECT 1")
+    db.ping()
     return {"status": "ok"}
 
 

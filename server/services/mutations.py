@@ -21,11 +21,14 @@ from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.records import (
+    add_feedback_alias,
     add_history,
     changed_since,
+    feedback_of,
     insert_record,
     load_record,
     record_value,
+    resolve_feedback_alias,
     update_record,
 )
 from sync.rules import HOST_SITE_FIELDS, ORGANIZER_SITE_FIELDS, flatten_translations, merge_fields
@@ -269,21 +272,17 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
     if visit["feedback_closed"]:
         raise MutationRejectedError("feedback-closed", f"Feedback on '{args.visit_id}' was closed by the organizers.")
     _check_answers(ctx, args.answers)
-    alias = ctx.conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (args.id,)).fetchone()
-    feedback_id = alias[0] if alias else args.id
-    feedback = load_record(ctx.conn, ctx.event_id, "feedback", feedback_id)
+    feedback = load_record(ctx.conn, ctx.event_id, "feedback", resolve_feedback_alias(ctx.conn, args.id))
     if feedback is not None and feedback["author_id"] != account.id:
         raise MutationRejectedError("not-found", f"No feedback '{args.id}' of yours.", 404)
     if feedback is not None and feedback["visit_id"] != args.visit_id:
         raise MutationRejectedError("invalid-mutation", "Feedback cannot move to another visit.")
     if feedback is None:
-        row = ctx.conn.execute(
-            "SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (account.id, args.visit_id)
-        ).fetchone()
-        if row is not None:
+        first_id = feedback_of(ctx.conn, account.id, args.visit_id)
+        if first_id is not None:
             # Two devices of one person both answered offline: same record, merged by the usual rules.
-            ctx.conn.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (args.id, row[0]))
-            feedback = load_record(ctx.conn, ctx.event_id, "feedback", row[0])
+            add_feedback_alias(ctx.conn, args.id, first_id)
+            feedback = load_record(ctx.conn, ctx.event_id, "feedback", first_id)
     audiences = [f"acct:{account.id}", "org", *([f"site:{visit['site_id']}"] if visit["site_id"] else [])]
     values = flatten_translations({"rating": args.rating, "comment": args.comment, "answers": args.answers}, "answers")
     if feedback is None:

@@ -8,7 +8,7 @@ from schemas.sync import MutationResult, PushRequest, PushResponse
 from server.errors import PROBLEM_BASE
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError
-from server.storage.db import Database
+from server.storage.db import Database, savepoint
 from server.storage.records import last_mutation_id, set_last_mutation_id
 from sync.mutations import InvalidMutationError, decode_args
 
@@ -51,17 +51,13 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(MutationResult(id=mutation.id, status="duplicate"))
                 continue
             ctx = Context(conn=conn, account=account, client_id=request.client_id, mutation_id=mutation.id)
-            conn.execute("SAVEPOINT mutation")
             try:
-                args = decode_args(mutation, now)
-                results.append(APPLIERS[mutation.type](ctx, args))
+                with savepoint(conn):
+                    results.append(APPLIERS[mutation.type](ctx, decode_args(mutation, now)))
             except InvalidMutationError as exc:
-                conn.execute("ROLLBACK TO mutation")
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))
             except MutationRejectedError as exc:
-                conn.execute("ROLLBACK TO mutation")
                 results.append(_rejected(mutation.id, exc.slug, exc.detail, exc.status))
-            conn.execute("RELEASE mutation")
             last = mutation.id
         set_last_mutation_id(conn, account.id, request.client_id, last)
     return PushResponse(last_mutation_id=last, results=results)

@@ -7,6 +7,7 @@ import msgspec
 
 from schemas.sync import MutationResult, VisitFields, VisitPatchArgs, VisitPutArgs
 from server.services.mutations import Context, MutationRejectedError, write_merge
+from server.storage.catalog import next_visit_number
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.records import changed_since, insert_record, load_record, record_value
@@ -54,14 +55,13 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
         patch = VisitPatchArgs(visit_id=args.id, base_version=base_version, fields=msgspec.convert(fields, VisitFields))
         return visit_patch(ctx, patch)
     check_visit(ctx, values)
-    number = ctx.conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM visits WHERE event_id = ?", (ctx.event_id,))
     insert_record(
         ctx.conn,
         "visit",
         {
             **values,
             "event_id": ctx.event_id,
-            "number": number.fetchone()[0],
+            "number": next_visit_number(ctx.conn, ctx.event_id),
             "starts_utc": utc_text(values["starts_at"]),
             "version": 1,
             "conflicts": [],

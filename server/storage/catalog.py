@@ -112,3 +112,10 @@ def _upsert(conn: sqlite3.Connection, table: str, row: dict[str, object]) -> Non
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("event_id", "id"))
     conn.execute(f"{insert_sql(table, columns)} ON CONFLICT (event_id, id) DO UPDATE SET {updates}", row)
+
+
+def next_visit_number(conn: sqlite3.Connection, event_id: str) -> int:
+    """The stable number a new visit gets (frab schedule ids): one more than the highest so far."""
+    return int(
+        conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM visits WHERE event_id = ?", (event_id,)).fetchone()[0]
+    )

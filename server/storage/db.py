@@ -86,6 +86,10 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
+    def ping(self) -> None:
+        """Fail unless the database answers."""
+        self.conn.execute("SELECT 1").fetchone()
+
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Run one read-only statement."""
         return self.conn.execute(sql, params).fetchall()
@@ -97,6 +101,19 @@ class Database:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """A nested transaction: on an exception, undo what happened inside it (and re-raise)."""
+    conn.execute("SAVEPOINT nested")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO nested")
+        raise
+    finally:
+        conn.execute("RELEASE nested")
 
 
 def migrate(db: Database) -> list[int]:

@@ -193,3 +193,20 @@ def _history(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(zip(row.keys(), tuple(row), strict=True))
     data["changes"] = {k: {"old": v[0], "new": v[1]} for k, v in msgspec.json.decode(row["changes"]).items()}
     return data
+
+
+def resolve_feedback_alias(conn: sqlite3.Connection, feedback_id: str) -> str:
+    """The record a feedback id stands for: itself, or the record it was merged into."""
+    row = conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (feedback_id,)).fetchone()
+    return feedback_id if row is None else str(row[0])
+
+
+def feedback_of(conn: sqlite3.Connection, author_id: str, visit_id: str) -> str | None:
+    """The id of someone's feedback on a visit, if they gave any."""
+    row = conn.execute("SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (author_id, visit_id)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def add_feedback_alias(conn: sqlite3.Connection, alias_id: str, feedback_id: str) -> None:
+    """Let a second device's feedback id stand for the record it merged into."""
+    conn.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (alias_id, feedback_id))
