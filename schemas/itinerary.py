@@ -34,19 +34,22 @@ class Visit(msgspec.Struct, kw_only=True):
     transport: TransportMode = "none"
     notes: Translations = {}
     status: VisitStatus = "scheduled"
+    feedback_closed: bool = False
     number: int = 0
     version: int = 1
     updated_at: Stamp | None = None
 
 
 class Leg(msgspec.Struct, kw_only=True):
-    """How far the previous item's place is, on foot."""
+    """Getting from the previous item's place: on foot, or by the visit's minibus or public transport."""
 
     from_visit_id: str
     distance_m: float
     walking_minutes: int
     gap_minutes: int
     warning: str | None = None
+    mode: str = "walk"
+    travel_minutes: int = 0
 
 
 class ItineraryItem(msgspec.Struct, kw_only=True):

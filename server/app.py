@@ -1,5 +1,7 @@
 """The Litestar application."""
 
+from typing import Any
+
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -7,6 +9,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Receive, Scope, Send
 
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
@@ -24,6 +27,19 @@ from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.settings import Settings
 from server.storage.db import Database, migrate
+
+
+class ObservedLitestar(Litestar):
+    """Litestar, timed and logged from the outside, so that routing errors (404s) and
+    authentication failures (401s) are counted with the status the client really got."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observed = observe(metrics, super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._observed(scope, receive, send)
+
 
 ROUTES = [
     health,
@@ -52,7 +68,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def on_shutdown() -> None:
         db.close()
 
-    return Litestar(
+    return ObservedLitestar(
+        metrics,
         route_handlers=routes,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -61,7 +78,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "cache": Provide(provide_cache, sync_to_thread=False),
         },
         middleware=[
-            lambda app: observe(metrics, app),
             DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -36,6 +36,8 @@ def current_account(connection: ASGIConnection[Any, Any, Any, Any]) -> Account:
 
 def same_event(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Another event's data does not exist for this token: 404, not 403, so ids do not leak."""
+    if connection.scope["method"] == "OPTIONS":
+        return  # CORS preflight carries no token and reveals nothing: Litestar answers it
     event_id = connection.path_params.get("event_id")
     if event_id is not None and event_id != current_account(connection).event_id:
         raise NotFoundError(f"No event '{event_id}' for this account.")
@@ -45,6 +47,8 @@ def requires(*roles: Role) -> Any:
     """A guard that lets only these roles through (403 for the others)."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope["method"] == "OPTIONS":
+            return
         role = current_account(connection).role
         if role not in roles:
             raise ForbiddenError(f"A {role} may not do this; it needs the role {' or '.join(roles)}.")

@@ -133,6 +133,8 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Re
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     """Map Litestar's own errors (routing, validation, auth) to the same problem shape."""
     status = exc.status_code
+    if status >= 500:
+        return handle_unexpected(request, exc)  # the framework's own message may describe its insides
     slug, title = _LITESTAR.get(status, ("http-error", "HTTP error"))
     errors: list[str] | None = None
     detail = exc.detail

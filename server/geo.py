@@ -23,6 +23,17 @@ def walking_estimate(a: tuple[float, float], b: tuple[float, float]) -> tuple[fl
     return round(walk, 1), math.ceil(walk / WALKING_SPEED_M_PER_MIN)
 
 
+# A minibus or a tram through Turin averages about 20 km/h measured along the straight line between
+# two places (traffic, stops and detours included); boarding, waiting and parking add about 10 min.
+TRANSIT_SPEED_M_PER_MIN = 20_000 / 60
+TRANSIT_OVERHEAD_MIN = 10
+
+
+def transit_minutes(straight_m: float) -> int:
+    """Whole minutes a minibus or public-transport ride over this straight-line distance takes, waiting included."""
+    return math.ceil(straight_m / TRANSIT_SPEED_M_PER_MIN) + TRANSIT_OVERHEAD_MIN
+
+
 def parse_point(text: str) -> tuple[float, float]:
     """Parse ``LAT,LON``; refuse anything that is not a point on the globe."""
     parts = text.split(",")

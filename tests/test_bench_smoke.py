@@ -35,16 +35,16 @@ def test_smoke_run_reports_every_section(results: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", READS)
 def test_reads_have_throughput_latency_and_a_floor(results: dict[str, Any], name: str) -> None:
     read = results["reads"][name]
-    assert read["rps"] > 0 and read["floor_rps"] > 0
+    assert min(read["rps"], read["floor_rps"]) > 0
     assert 0 < read["p50_ms"] <= read["p99_ms"]
     assert read["ratio"] == pytest.approx(read["rps"] / read["floor_rps"], rel=0.5)
-    assert read["errors"] == 0 and read["floor_errors"] == 0
+    assert read["errors"] == read["floor_errors"] == 0
     assert len(read["runs"]) == results["meta"]["runs"]
 
 
 def test_the_generator_check_compares_both_clients(results: dict[str, Any]) -> None:
     generator = results["reads"]["generator"]
-    assert generator["raw_floor_rps"] > 0 and generator["httpx_floor_rps"] > 0
+    assert min(generator["raw_floor_rps"], generator["httpx_floor_rps"]) > 0
     assert generator["chosen"] in ("raw", "httpx")
 
 
@@ -52,15 +52,15 @@ def test_every_pushed_note_was_applied_beside_a_sqlite_floor(results: dict[str, 
     push = results["push"]
     assert push["errors"] == 0
     assert push["applied"] == push["notes"] == push["devices"] * push["notes_per_device"]
-    assert push["notes_per_s"] > 0 and push["floor_notes_per_s"] > 0 and push["ratio"] > 0
+    assert min(push["notes_per_s"], push["floor_notes_per_s"], push["ratio"]) > 0
 
 
 @pytest.mark.parametrize("name", [*PULLS, "turin"])
 def test_pulls_report_time_and_bytes_with_and_without_gzip(results: dict[str, Any], name: str) -> None:
     pull = results["turin"] if name == "turin" else results["pull"][name]
-    assert pull["changes"] > 0 and pull["pages"] >= 1
+    assert pull["changes"] >= pull["pages"] >= 1
     assert 0 < pull["bytes_gzip"] < pull["bytes_identity"]
-    assert pull["seconds_gzip"] > 0 and pull["seconds_identity"] > 0 and pull["changes_per_s"] > 0
+    assert min(pull["seconds_gzip"], pull["seconds_identity"], pull["changes_per_s"]) > 0
     # A full sync holds exactly what the server counts as visible; the incremental one exactly the new notes.
     assert pull["summary_matches"] is True
 

@@ -25,7 +25,7 @@ from conftest import EVENT_ID, LiveServer, Seeded, make_app
 from litestar import Litestar, get
 from litestar.exceptions import HTTPException, ImproperlyConfiguredException
 from litestar.testing import TestClient
-from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, push, uid
+from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, uid
 
 from schemas.accounts import Account
 from schemas.fixtures import Fixture
@@ -277,10 +277,16 @@ def test_sql_in_a_query_parameter_is_data_not_sql(
 def test_sql_in_a_note_body_is_stored_and_served_verbatim(
     client: TestClient[Litestar], seeded: Seeded, value: str
 ) -> None:
+    http = Scanned(client, [a.token for a in seeded.accounts.values()])
     before = table_state(seeded.path)
     participant = bearer(seeded.token("participant", group="G1"))
-    note = note_put(1, uid(1), body=value, share_with_organizers=True)
-    assert [r["status"] for r in push(client, participant, [note])["results"]] == ["applied"]
+    batch = {
+        "client_id": CLIENT_A,
+        "protocol": 1,
+        "mutations": [note_put(1, uid(1), body=value, share_with_organizers=True)],
+    }
+    pushed = http.request("POST", PUSH_URL, json=batch, headers=participant).json()
+    assert [r["status"] for r in pushed["results"]] == ["applied"]
 
     after = table_state(seeded.path)
     assert after.keys() == before.keys()
@@ -290,10 +296,10 @@ def test_sql_in_a_note_body_is_stored_and_served_verbatim(
         assert conn.execute("SELECT body FROM notes WHERE id = ?", (uid(1),)).fetchone() == (value,)
     finally:
         conn.close()
-    pulled = client.get(PULL_URL, headers=participant).json()
+    pulled = http.get(PULL_URL, headers=participant).json()
     assert [c["data"]["body"] for c in pulled["changes"] if c["entity"] == "note"] == [value]
-    shared = client.get(f"{E}/notes/shared", headers=bearer(seeded.token("organizer")))
-    assert [n["body"] for n in shared.json()] == [value]
+    shared = http.get(f"{E}/notes/shared", headers=bearer(seeded.token("organizer"))).json()
+    assert [n["body"] for n in shared] == [value]
 
 
 # --- path traversal and odd bytes in ids, over real HTTP ------------------------------------------------
@@ -384,6 +390,7 @@ def assert_live_server_healthy(server: LiveServer) -> None:
 def test_traversal_in_an_id_is_a_problem_never_file_content(
     live: LoggedLiveServer, world: World, path: str, bad_id: str
 ) -> None:
+    before = table_state(world.path)
     token = world.token("organizer")
     response = raw_get(live, path.format(id=bad_id).encode(), [b"Authorization: Bearer " + token.encode()])
     assert response.status in (400, 404), response.text[:500]
@@ -392,6 +399,7 @@ def test_traversal_in_an_id_is_a_problem_never_file_content(
     for marker in PASSWD_MARKERS:
         assert marker not in response.text
     assert_no_leak(response.text, world.secrets(), f"the response to {path.format(id=bad_id)}")
+    assert table_state(world.path) == before
 
 
 def test_raw_nul_byte_in_the_request_line_is_refused_by_the_http_parser(live: LoggedLiveServer, world: World) -> None:

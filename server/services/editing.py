@@ -125,7 +125,8 @@ def revert_change(db: Database, account: Account, entry_id: int) -> HistoryEntry
     with db.write() as conn:
         ctx = Context(conn, account, None, None)
         require_organizer(ctx)
-        entry = history_entry(conn, account.event_id, entry_id)
+        # Ids beyond SQLite's 64-bit integers cannot exist.
+        entry = history_entry(conn, account.event_id, entry_id) if 0 < entry_id < 2**63 else None
         if entry is None or entry["entity"] not in ("site", "visit"):
             raise NotFoundError(f"No change {entry_id} to a site or visit in this event.")
         if entry["reverted_by"] is not None:

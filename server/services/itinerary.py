@@ -2,7 +2,9 @@
 
 from schemas.itinerary import Itinerary, ItineraryItem, Leg, Visit
 from schemas.places import Event, Site
-from server.geo import walking_estimate
+from server.geo import distance_m, transit_minutes, walking_estimate
+
+RIDES = {"minibus": "minibus", "public_transport": "public transport"}
 
 
 def visit_place(visit: Visit, sites: dict[str, Site], event: Event) -> Site | None:
@@ -26,11 +28,18 @@ def build_itinerary(
             if prev_place is not None and place is not None and prev_place.id != place.id:
                 metres, minutes = walking_estimate((prev_place.lat, prev_place.lon), (place.lat, place.lon))
                 gap = int((visit.starts_at - prev_visit.ends_at).total_seconds() // 60)
+                # A visit's transport takes the group there and back: a ride either way.
+                mode = next((t for t in (visit.transport, prev_visit.transport) if t in RIDES), "walk")
+                if mode == "walk":
+                    needed, how = minutes, f"walking {metres / 1000:.1f} km"
+                else:
+                    straight = distance_m((prev_place.lat, prev_place.lon), (place.lat, place.lon))
+                    needed, how = transit_minutes(straight), f"the {RIDES[mode]} ride ({straight / 1000:.1f} km)"
                 warning = None
-                if gap < minutes:
+                if gap < needed:
                     warning = (
                         f"Only {gap} min between '{prev_visit.title}' and '{visit.title}', "
-                        f"but walking {metres / 1000:.1f} km takes about {minutes} min."
+                        f"but {how} takes about {needed} min."
                     )
                     warnings.append(warning)
                 leg = Leg(
@@ -39,6 +48,8 @@ def build_itinerary(
                     walking_minutes=minutes,
                     gap_minutes=gap,
                     warning=warning,
+                    mode=mode,
+                    travel_minutes=needed,
                 )
         items.append(
             ItineraryItem(

@@ -9,25 +9,14 @@ from zoneinfo import ZoneInfo
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, OpeningHours, Site
 from schemas.schedule import ItineraryCheck, ItineraryProblem
-from server.geo import distance_m
 from server.services.itinerary import build_itinerary, visit_place
 from server.storage.accounts import group_sizes
 from server.storage.catalog import list_groups, list_sites, list_visits
 
-# A minibus or a tram through Turin averages about 20 km/h measured along the straight line between
-# two places (traffic, stops and detours included); boarding, waiting and parking add about 10 min.
-TRANSIT_SPEED_M_PER_MIN = 20_000 / 60
-TRANSIT_OVERHEAD_MIN = 10
-TRANSIT_MODES = {"minibus": "minibus", "public_transport": "public transport"}
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 _MINUTES_PER_DAY = 24 * 60
-
-
-def transit_minutes(straight_m: float) -> int:
-    """Whole minutes a minibus or public-transport ride over this straight-line distance takes, waiting included."""
-    return math.ceil(straight_m / TRANSIT_SPEED_M_PER_MIN) + TRANSIT_OVERHEAD_MIN
 
 
 def check_event(conn: sqlite3.Connection, event: Event) -> ItineraryCheck:
@@ -95,8 +84,8 @@ def overlaps(visits: list[Visit], group_id: str, zone: ZoneInfo) -> list[Itinera
 def tight_gaps(event: Event, visits: list[Visit], sites: dict[str, Site], group_id: str) -> list[ItineraryProblem]:
     """Consecutive places of a group with less time between them than getting there takes.
 
-    The leg into a visit by minibus or public transport is estimated as a ride (``transit_minutes``),
-    any other leg as a walk (build_itinerary's estimate and warning).
+    The leg into a visit by minibus or public transport is estimated as a ride, any other leg as
+    a walk: build_itinerary's estimate and warning.
     """
     by_id = {v.id: v for v in visits}
     found: list[ItineraryProblem] = []
@@ -105,23 +94,9 @@ def tight_gaps(event: Event, visits: list[Visit], sites: dict[str, Site], group_
         if leg is None or leg.gap_minutes < 0:
             continue  # no move, or an overlap, which is reported as such
         previous = by_id[leg.from_visit_id]
-        if visit.transport in TRANSIT_MODES:
-            start, end = visit_place(previous, sites, event), visit_place(visit, sites, event)
-            # A leg exists only between two known places.
-            assert start is not None
-            assert end is not None
-            straight = distance_m((start.lat, start.lon), (end.lat, end.lon))
-            needed = transit_minutes(straight)
-            if leg.gap_minutes >= needed:
-                continue
-            message = (
-                f"Only {leg.gap_minutes} min between '{previous.title}' and '{visit.title}', but the "
-                f"{TRANSIT_MODES[visit.transport]} ride ({straight / 1000:.1f} km) takes about {needed} min."
-            )
-        elif leg.warning is not None:
-            message = leg.warning
-        else:
+        if leg.warning is None:
             continue
+        message = leg.warning
         found.append(
             ItineraryProblem(
                 kind="tight_gap",

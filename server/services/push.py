@@ -53,7 +53,8 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
             ctx = Context(conn=conn, account=account, client_id=request.client_id, mutation_id=mutation.id)
             try:
                 with savepoint(conn):
-                    results.append(APPLIERS[mutation.type](ctx, decode_args(mutation, now)))
+                    args = decode_args(mutation, now)  # first: it refuses unknown types
+                    results.append(APPLIERS[mutation.type](ctx, args))
             except InvalidMutationError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))
             except MutationRejectedError as exc:

@@ -209,9 +209,11 @@ def parse_since(text: str | None) -> datetime:
             f"since must be an RFC 3339 time with an offset, such as 2025-12-10T12:00:00Z: {shown}."
         )
     try:
-        return datetime.fromisoformat(candidate)
-    except ValueError:
+        stamp = datetime.fromisoformat(candidate)
+        stamp.astimezone(UTC)  # years 1 and 9999 with an offset fall off the calendar in UTC
+    except (ValueError, OverflowError):
         raise InvalidQueryError(f"since is not a valid date and time: {shown}.") from None
+    return stamp
 
 
 def list_changes(db: Database, account: Account, event_id: str, since: str | None, lang: str | None) -> ScheduleChanges:
