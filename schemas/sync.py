@@ -102,7 +102,7 @@ class PullResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     changes: list[Change]
     cursor: str
     has_more: bool
-    last_mutation_id: int = 0
+    last_mutation_id: int
     # Only on the last page (has_more false): the caller's whole visible state, summarised.
     summary: dict[str, EntitySummary] | None = None
 

@@ -9,7 +9,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Receive, Scope, Send
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
@@ -37,8 +37,10 @@ class ObservedLitestar(Litestar):
         super().__init__(**kwargs)
         self._observed = observe(metrics, super().__call__)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._observed(scope, receive, send)
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        await self._observed(scope, receive, send)  # type: ignore[arg-type]
 
 
 ROUTES = [

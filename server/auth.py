@@ -34,9 +34,15 @@ def current_account(connection: ASGIConnection[Any, Any, Any, Any]) -> Account:
     return connection.user  # type: ignore[no-any-return]
 
 
+def is_preflight(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """An OPTIONS request: no token is sent with it, and Litestar answers it with what is allowed."""
+    scope = connection.scope
+    return scope["type"] == "http" and scope["method"] == "OPTIONS"
+
+
 def same_event(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Another event's data does not exist for this token: 404, not 403, so ids do not leak."""
-    if connection.scope["method"] == "OPTIONS":
+    if is_preflight(connection):
         return  # CORS preflight carries no token and reveals nothing: Litestar answers it
     event_id = connection.path_params.get("event_id")
     if event_id is not None and event_id != current_account(connection).event_id:
@@ -47,7 +53,7 @@ def requires(*roles: Role) -> Any:
     """A guard that lets only these roles through (403 for the others)."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if connection.scope["method"] == "OPTIONS":
+        if is_preflight(connection):
             return
         role = current_account(connection).role
         if role not in roles:

@@ -99,7 +99,8 @@ def serve_cached(
     def make() -> Representation:
         value = build()
         body = value if isinstance(value, bytes) else encode_json(value)
-        return represent(body, media_type, value.version if versioned else None)
+        version = value.version if versioned and not isinstance(value, bytes) else None
+        return represent(body, media_type, version)
 
     rep = cache.get_or_build((event_id, version, request.url.path, *key), make)
     return serve(request, rep)

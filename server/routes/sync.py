@@ -35,7 +35,7 @@ class _Envelope(msgspec.Struct):
 
 
 def _check_protocol(protocol: Any) -> None:
-    if protocol not in SUPPORTED_PROTOCOLS or isinstance(protocol, bool):
+    if isinstance(protocol, bool) or protocol not in SUPPORTED_PROTOCOLS:
         speaks = ", ".join(map(str, SUPPORTED_PROTOCOLS))
         raise UnsupportedProtocolError(
             f"This server speaks sync protocol {speaks}; the request asked for {protocol!r}.",

@@ -5,7 +5,7 @@ This package is the only code that touches SQL. A PostgreSQL backend replaces it
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +65,7 @@ class Database:
         return sqlite_utils.Database(self.conn)
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Generator[sqlite3.Connection]:
         """A write transaction: all or nothing, committed (and fsynced) before it returns."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -77,7 +77,7 @@ class Database:
         conn.execute("COMMIT")
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Generator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for several queries."""
         conn = self.conn
         conn.execute("BEGIN")
@@ -104,7 +104,7 @@ class Database:
 
 
 @contextmanager
-def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+def savepoint(conn: sqlite3.Connection) -> Generator[None]:
     """A nested transaction: on an exception, undo what happened inside it (and re-raise)."""
     conn.execute("SAVEPOINT nested")
     try:
