@@ -56,6 +56,8 @@ class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     version: int | None = None
     entity_id: str | None = None
     conflicts: list[str] | None = None
+    # Attachments whose bytes the server does not hold yet: upload them (the note is kept meanwhile).
+    pending_blobs: list[str] | None = None
 
 
 class PushResponse(msgspec.Struct, kw_only=True):
@@ -110,6 +112,26 @@ class PullResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 # --- mutation arguments -------------------------------------------------------------------
 
 
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bytes, lowercase hex")]
+BlobMediaType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf"]
+AttachmentStatus = Literal["pending", "available"]
+
+
+class Attachment(msgspec.Struct, kw_only=True):
+    """A photo or document attached to a note, named by the SHA-256 of its bytes."""
+
+    sha256: Sha256
+    media_type: BlobMediaType
+    bytes: Annotated[int, Meta(ge=1, le=2**31)]
+    caption: Annotated[str, Meta(max_length=500)] = ""
+
+
+class NoteAttachment(Attachment, kw_only=True):
+    """An attachment as pulled: ``pending`` until the server holds the whole blob."""
+
+    status: AttachmentStatus = "pending"
+
+
 class NotePutArgs(msgspec.Struct, kw_only=True):
     """``note.put``: create or edit a note."""
 
@@ -122,6 +144,7 @@ class NotePutArgs(msgspec.Struct, kw_only=True):
     lon: Longitude | None = None
     captured_at: Stamp | None = None
     share_with_organizers: bool = False
+    attachments: Annotated[list[Attachment], Meta(max_length=10)] = []
     base_version: Version = 0
     resolve_conflicts: bool = False
 
@@ -237,6 +260,7 @@ class Note(msgspec.Struct, kw_only=True):
     lon: float | None = None
     captured_at: str | None = None
     share_with_organizers: bool = False
+    attachments: list[NoteAttachment] = []
     version: int = 1
     conflicts: list[Conflict] = []
     updated_at: str = ""

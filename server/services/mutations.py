@@ -17,6 +17,7 @@ from schemas.sync import (
 )
 from server.errors import DomainError
 from server.geo import distance_m
+from server.storage.blob_refs import held_blobs, set_note_blobs
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
@@ -42,6 +43,7 @@ NOTE_FIELDS: dict[str, Any] = {
     "lon": None,
     "captured_at": None,
     "share_with_organizers": False,
+    "attachments": [],
 }
 FEEDBACK_DEFAULTS: dict[str, Any] = {"rating": None, "comment": ""}
 # A host moving a site further than this is asked to be checked by an organizer.
@@ -139,6 +141,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
     values = {name: getattr(args, name) for name in NOTE_FIELDS}
     values["captured_at"] = args.captured_at.isoformat() if args.captured_at else None
+    values["attachments"] = msgspec.to_builtins(args.attachments)
     note = _own_note(ctx, args.id)
     now = utcnow()
     if note is None:
@@ -160,7 +163,8 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         record_change(
             ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, args.share_with_organizers)
         )
-        return _result(ctx, "applied", 1)
+        set_note_blobs(ctx.conn, ctx.event_id, args.id, values["attachments"])
+        return _with_pending(ctx, _result(ctx, "applied", 1), values["attachments"])
     if args.base_version > note["version"]:
         raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the note.")
     if note["deleted"]:
@@ -189,7 +193,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         values,
         changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS, ctx.own_client),
     )
-    return write_merge(
+    result = write_merge(
         ctx,
         "note",
         note,
@@ -204,6 +208,17 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             bool(merge.apply.get("share_with_organizers", note["share_with_organizers"])),
         ),
     )
+    attachments = merge.apply.get("attachments", note["attachments"])
+    if "attachments" in merge.apply:
+        set_note_blobs(ctx.conn, ctx.event_id, args.id, attachments)
+    return _with_pending(ctx, result, attachments)
+
+
+def _with_pending(ctx: Context, result: MutationResult, attachments: list[dict[str, Any]]) -> MutationResult:
+    # The note never waits for its photos: it is stored now, and the client is told what to upload.
+    missing = {a["sha256"] for a in attachments} - held_blobs(ctx.conn, (a["sha256"] for a in attachments))
+    result.pending_blobs = sorted(missing) or None
+    return result
 
 
 def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
@@ -233,9 +248,11 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
             "tags": [],
             "lat": None,
             "lon": None,
+            "attachments": [],
             "conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)],
         },
     )
+    set_note_blobs(ctx.conn, ctx.event_id, args.id, [])  # a deleted note shares no photo
     record_change(
         ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
     )

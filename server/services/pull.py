@@ -12,6 +12,7 @@ from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.sync import Change, EntitySummary, Feedback, Note, PullResponse
 from server.errors import BadRequestError, GoneError
+from server.storage.blob_refs import held_blobs
 from server.storage.db import Database
 from server.storage.records import last_mutation_id, load_records
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
@@ -78,16 +79,23 @@ def _changes(
             order.append((entity, entity_id))
             by_entity[entity].append(entity_id)
     records = {entity: load_records(conn, account.event_id, entity, ids) for entity, ids in by_entity.items()}
+    held = held_blobs(conn, (a["sha256"] for note in records.get("note", {}).values() for a in note["attachments"]))
     changes: list[Change] = []
     for entity, entity_id in order:
-        change = shape(account, entity, entity_id, records[entity].get(entity_id))
+        change = shape(account, entity, entity_id, records[entity].get(entity_id), held)
         # A full pull builds a replica from nothing, so it has nothing to delete.
         if change.op == "put" or not full or change.data is not None:
             changes.append(change)
     return changes
 
 
-def shape(account: Account, entity: str, entity_id: str, record: dict[str, Any] | None) -> Change:
+def shape(
+    account: Account,
+    entity: str,
+    entity_id: str,
+    record: dict[str, Any] | None,
+    held: set[str] | frozenset[str] = frozenset(),
+) -> Change:
     """What the caller gets for one record: its visible state, or a delete that carries none of it."""
     if record is None:
         return Change(entity=entity, id=entity_id, op="delete", version=0, data=None)  # type: ignore[arg-type]
@@ -105,8 +113,14 @@ def shape(account: Account, entity: str, entity_id: str, record: dict[str, Any] 
                 version=version,
                 data={"conflicts": record["conflicts"]} if mine else None,
             )
+        attachments = [
+            {**a, "status": "available" if a["sha256"] in held else "pending"} for a in record["attachments"]
+        ]
         data = msgspec.to_builtins(
-            msgspec.convert({**record, "share_with_organizers": bool(record["share_with_organizers"])}, Note)
+            msgspec.convert(
+                {**record, "share_with_organizers": bool(record["share_with_organizers"]), "attachments": attachments},
+                Note,
+            )
         )
         if record["author_id"] != account.id:
             data["conflicts"] = []

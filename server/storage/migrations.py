@@ -213,4 +213,26 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX history_by_record ON history(event_id, entity, entity_id, version);
         """,
     ),
+    Migration(
+        3,
+        "photos: content-addressed blobs referenced by notes",
+        """
+        ALTER TABLE notes ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
+        -- Complete blobs only; their bytes live on disk under the data directory, named by hash.
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            media_type TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        -- Which notes reference which blob: who may fetch it, and whom to tell when it lands.
+        CREATE TABLE note_blobs (
+            sha256 TEXT NOT NULL,
+            note_id TEXT NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (sha256, note_id)
+        );
+        CREATE INDEX note_blobs_by_note ON note_blobs(note_id);
+        """,
+    ),
 ]

@@ -12,7 +12,7 @@ JSON_COLUMNS: dict[str, frozenset[str]] = {
     "sites": frozenset({"description", "themes", "opening_hours", "sources", "conflicts"}),
     "visits": frozenset({"group_ids", "notes", "conflicts"}),
     "questions": frozenset({"texts", "choices"}),
-    "notes": frozenset({"tags", "conflicts"}),
+    "notes": frozenset({"tags", "conflicts", "attachments"}),
     "feedback": frozenset({"answers", "conflicts"}),
     "events": frozenset(),
     "groups": frozenset(),
