@@ -18,6 +18,7 @@ from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spe
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
+from server.storage.db import Database
 
 MSGPACK = "application/msgpack"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -105,8 +106,13 @@ class SyncController(Controller):
             raise PayloadTooLargeError(
                 f"A push may carry at most {settings.max_push_mutations} mutations; this one has {len(batch.mutations)}."
             )
-        db: AppDatabase = state.db
+        db: Database = state.db
+        request.state.client_id = batch.client_id  # for the access log
         result = await anyio.to_thread.run_sync(push, db, request.user, batch)
+        metrics: Metrics = state.metrics
+        types = {m.id: m.type for m in batch.mutations}
+        for r in result.results:
+            metrics.mutations.labels(types.get(r.id, "unknown"), r.status).inc()
         return _respond(request, result)
 
     @get(

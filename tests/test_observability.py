@@ -1,0 +1,88 @@
+"""Access logs and metrics: one JSON line per request, Prometheus counters, no secrets anywhere."""
+
+import hashlib
+import json
+import logging
+import uuid
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import EVENT_ID, Seeded, make_app
+
+E = f"/api/v1/events/{EVENT_ID}"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text exposition (labels in any order)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_each_request_is_one_json_access_line_without_the_token(
+    client: TestClient[Litestar], seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = seeded.token("participant")
+    with caplog.at_level(logging.INFO, logger="studyvisit.access"):
+        client.get(E + "/sites?lang=fr", headers={"Authorization": f"Bearer {token}"})
+        client.get(E + "/sites", headers={"Authorization": "Bearer sv_wrong"})
+        client.get("/no/such/path")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "studyvisit.access"]
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
+        ("GET", "/api/v1/events/{event_id}/sites", 200),
+        ("GET", "/api/v1/events/{event_id}/sites", 401),
+        ("GET", "unmatched", 404),
+    ]
+    assert lines[0]["account"] == seeded.first("participant").id
+    assert all(line["ms"] >= 0 for line in lines)
+    text = caplog.text
+    assert token not in text
+    assert hashlib.sha256(token.encode()).hexdigest() not in text
+    assert "lang=fr" not in text  # query strings are not logged
+
+
+def test_metrics_count_requests_by_route_and_status_and_sync_outcomes(
+    client: TestClient[Litestar], seeded: Seeded
+) -> None:
+    headers = seeded.headers("participant", group="G1")
+    client.get(E + "/sites", headers=headers)
+    client.get(E + "/sites", headers={"Authorization": "Bearer nope"})
+    note = {"id": str(uuid.uuid4()), "visit_id": "d1-g1-casa-quartiere-san-salvario", "body": "Banca del tempo"}
+    push = {
+        "client_id": str(uuid.uuid4()),
+        "protocol": 1,
+        "mutations": [
+            {"id": 1, "type": "note.put", "args": note},
+            {
+                "id": 2,
+                "type": "feedback.put",
+                "args": {"id": str(uuid.uuid4()), "visit_id": "d1-g1-casa-quartiere-san-salvario", "rating": 9},
+            },
+        ],
+    }
+    assert client.post(E + "/sync/push", json=push, headers=headers).status_code == 200
+    client.get(E + "/sync/pull", headers=headers)
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    route = "/api/v1/events/{event_id}/sites"
+    assert metric(text, "studyvisit_http_requests_total", method="GET", route=route, status="200") == 1
+    assert metric(text, "studyvisit_http_requests_total", method="GET", route=route, status="401") == 1
+    assert metric(text, "studyvisit_sync_mutations_total", type="note.put", status="applied") == 1
+    assert metric(text, "studyvisit_sync_mutations_total", type="feedback.put", status="rejected") == 1
+    assert metric(text, "studyvisit_sync_pull_changes_count") == 1
+    assert metric(text, "studyvisit_http_request_duration_seconds_count", method="GET", route=route) == 2
+    assert seeded.token("participant") not in text
+
+
+def test_metrics_can_be_turned_off(seeded: Seeded) -> None:
+    with TestClient(app=make_app(seeded.path, metrics_enabled=False)) as client:
+        assert client.get("/metrics").status_code == 404
+        assert "/metrics" not in client.get("/schema/openapi.json").json()["paths"]
