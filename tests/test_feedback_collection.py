@@ -2,14 +2,9 @@
 
 import csv
 import io
-import json
-import re
-import shlex
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from conftest import Seeded
 from litestar import Litestar
@@ -401,104 +396,3 @@ def test_notes_never_count_as_feedback(client: Client, seeded: Seeded) -> None:
     )
     summary = client.get(f"{EVENT}/feedback/summary", headers=seeded.headers("organizer")).json()
     assert by_id(summary["visits"], "visit_id", G1_VISIT)["responses"] == 0
-
-
-# --- docs/organizers-feedback.md: every curl example, in order ---------------------------------
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "organizers-feedback.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-class DocExample(msgspec.Struct):
-    """A ``curl`` block of the document and the answer shown after it."""
-
-    line: int
-    command: str
-    status: int
-    headers: dict[str, str]
-    json: Any = None
-    csv: str | None = None
-
-
-def doc_examples() -> list[DocExample]:
-    text = DOC.read_text(encoding="utf-8")
-    blocks = [(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
-    examples = []
-    for n, (kind, content, line) in enumerate(blocks):
-        if kind != "sh" or not content.lstrip().startswith("curl"):
-            continue
-        following = [(k, c) for k, c, _ in blocks[n + 1 : n + 3]]
-        if not following or following[0][0] != "http":
-            raise AssertionError(f"{DOC.name}:{line}: a curl example needs an http block after it")
-        status_line, *header_lines = following[0][1].strip().splitlines()
-        example = DocExample(
-            line, content.strip(), int(status_line.split()[1]), dict(h.split(": ", 1) for h in header_lines)
-        )
-        if len(following) > 1 and following[1][0] == "json":
-            example.json = json.loads(following[1][1])
-        if len(following) > 1 and following[1][0] == "csv":
-            example.csv = following[1][1]
-        examples.append(example)
-    return examples
-
-
-def contains(actual: Any, shown: Any) -> bool:
-    """Whether ``shown`` is part of ``actual``: keys of objects, an ordered selection of list items."""
-    if isinstance(shown, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in shown.items())
-    if isinstance(shown, list) and isinstance(actual, list):
-        remaining = iter(actual)
-        return all(any(contains(item, wanted) for item in remaining) for wanted in shown)
-    return actual == shown
-
-
-def curl_request(command: str, variables: dict[str, str]) -> tuple[str, str, dict[str, str], str | None]:
-    """Method, URL, headers and body of a curl command, with its variables filled in."""
-    args = shlex.split(command)[1:]
-    for name, value in variables.items():
-        args = [arg.replace(f"${name}", value) for arg in args]
-    method, url, headers, data = "GET", "", {}, None
-    while args:
-        arg = args.pop(0)
-        if arg == "-i":
-            continue
-        if arg == "-X":
-            method = args.pop(0)
-        elif arg == "-H":
-            name, value = args.pop(0).split(": ", 1)
-            headers[name] = value
-        elif arg == "--data":
-            data = args.pop(0)
-        elif arg.startswith("/"):
-            url = arg
-        else:
-            raise AssertionError(f"curl option {arg!r} is not understood by this test")
-    return method, url, headers, data
-
-
-def test_organizers_feedback_doc_examples_are_what_the_server_answers(client: Client, seeded: Seeded) -> None:
-    variables = {
-        "BASE": "",
-        "TOKEN": seeded.accounts[HOA].token,
-        "HOST_TOKEN": seeded.first("host", site=G1_SITE).token,
-        "ORG_TOKEN": seeded.first("organizer").token,
-    }
-    examples = doc_examples()
-    assert len(examples) >= 10
-    for example in examples:
-        method, url, headers, data = curl_request(example.command, variables)
-        response = client.request(method, url, headers=headers, content=data)
-        where = f"{DOC.name}:{example.line}"
-        assert response.status_code == example.status, (where, response.text)
-        for name, value in example.headers.items():
-            if "…" not in value:
-                assert response.headers.get(name) == value, (where, name)
-        if example.json is not None:
-            assert contains(response.json(), example.json), (where, response.text)
-        if example.csv is not None:
-            header, *shown = example.csv.strip().splitlines()
-            lines = response.content.decode("utf-8-sig").split("\r\n")
-            assert lines[0] == header, where
-            for row in shown:
-                pattern = re.compile(".*".join(map(re.escape, row.split("…"))))
-                assert any(pattern.fullmatch(line) for line in lines), (where, row)

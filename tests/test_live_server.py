@@ -1,18 +1,14 @@
 """The read API over real HTTP: ``studyvisit serve`` on a free local port, driven by httpx."""
 
 import gzip
-import json
-import re
-import shlex
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from conftest import EVENT_ID, LiveServer, Seeded
+from doc_examples import Example, read_examples, run
 from icalendar import Calendar
 from test_read_api import (
     BAD_INPUTS,
@@ -191,75 +187,16 @@ def test_ics_over_http_has_the_times_in_rome(http: httpx.Client, participant: di
 
 # --- docs/api.md: every curl example, run against the real server ----------------------------
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+API_EXAMPLES = read_examples(Path(__file__).resolve().parent.parent / "docs" / "api.md")
 
 
-class DocExample(msgspec.Struct):
-    """A ``curl`` block of the API document and the answer documented after it."""
-
-    line: int
-    command: str
-    status: int
-    headers: dict[str, str]
-    body: Any = None
+def test_api_doc_has_its_examples() -> None:
+    assert len(API_EXAMPLES) >= 20  # an empty parametrization would pass without checking anything
 
 
-def doc_examples() -> list[DocExample]:
-    text = DOC.read_text(encoding="utf-8")
-    blocks = [(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
-    examples = []
-    for n, (kind, content, line) in enumerate(blocks):
-        if kind != "sh" or not content.lstrip().startswith("curl"):
-            continue
-        following = [(k, c) for k, c, _ in blocks[n + 1 : n + 3]]
-        if not following or following[0][0] != "http":
-            raise AssertionError(f"docs/api.md:{line}: a curl example needs an http block after it")
-        status_line, *header_lines = following[0][1].strip().splitlines()
-        headers = dict(h.split(": ", 1) for h in header_lines)
-        body = json.loads(following[1][1]) if len(following) > 1 and following[1][0] == "json" else None
-        examples.append(DocExample(line, content.strip(), int(status_line.split()[1]), headers, body))
-    return examples
-
-
-def contains(actual: Any, shown: Any) -> bool:
-    """Whether ``shown`` is part of ``actual``: keys of objects, an ordered selection of list items."""
-    if isinstance(shown, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in shown.items())
-    if isinstance(shown, list) and isinstance(actual, list):
-        remaining = iter(actual)
-        return all(any(contains(item, wanted) for item in remaining) for wanted in shown)
-    return actual == shown
-
-
-def curl_request(command: str, variables: dict[str, str]) -> tuple[str, str, dict[str, str]]:
-    """Method, URL and headers of a curl command, with the options the document uses and its variables filled in."""
-    args = shlex.split(command)[1:]
-    for name, value in variables.items():
-        args = [arg.replace(f"${name}", value) for arg in args]
-    # curl sends no Accept-Encoding unless told to; httpx would send gzip.
-    method, url, headers = "GET", "", {"Accept-Encoding": "identity"}
-    while args:
-        arg = args.pop(0)
-        if arg in ("-i", "-s"):
-            continue
-        if arg == "--compressed":
-            headers["Accept-Encoding"] = "gzip"
-        elif arg == "-X":
-            method = args.pop(0)
-        elif arg == "-H":
-            name, value = args.pop(0).split(": ", 1)
-            headers[name] = value
-        elif arg.startswith("http"):
-            url = arg
-        else:
-            raise AssertionError(f"curl option {arg!r} is not understood by this test")
-    return method, url, headers
-
-
-@pytest.mark.parametrize("example", doc_examples(), ids=lambda e: f"api.md:{e.line}")
+@pytest.mark.parametrize("example", API_EXAMPLES, ids=lambda e: e.where)
 def test_api_doc_example_is_what_the_server_answers(
-    http: httpx.Client, server: LiveServer, world: Seeded, example: DocExample
+    http: httpx.Client, server: LiveServer, world: Seeded, example: Example
 ) -> None:
     variables = {
         "BASE": server.url,
@@ -267,16 +204,4 @@ def test_api_doc_example_is_what_the_server_answers(
         "HOST_TOKEN": world.token("host"),
         "ORG_TOKEN": world.token("organizer"),
     }
-    method, url, headers = curl_request(example.command, variables)
-    if headers.get("If-None-Match") == "$ETAG":
-        unconditional = {k: v for k, v in headers.items() if k != "If-None-Match"}
-        headers["If-None-Match"] = http.get(url, headers=unconditional).headers["etag"]
-    response = http.request(method, url, headers=headers)
-    assert response.status_code == example.status, response.text
-    for name, value in example.headers.items():
-        if "…" not in value:
-            assert response.headers.get(name) == value, name
-    if example.status == 304:
-        assert response.content == b""
-    if example.body is not None:
-        assert contains(response.json(), example.body), response.text
+    run(http, example, variables)

@@ -1,10 +1,7 @@
-"""Schedule changes told to each reader in their language, reordering a day, and the organizers' guide."""
+"""Schedule changes told to each reader in their language, and reordering a day."""
 
-import json
 import re
-import shlex
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -458,81 +455,3 @@ def test_a_refused_reorder_changes_nothing(
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == f"urn:studyvisit:problem:{slug}"
     assert versions(seeded) == before
-
-
-# --- docs/organizers-itinerary.md: every curl example, in order ------------------------------
-
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "organizers-itinerary.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def guide_examples() -> list[tuple[int, str, int, Any]]:
-    """(line, curl command, documented status, documented JSON or None) of each example, in order."""
-    text = GUIDE.read_text(encoding="utf-8")
-    blocks = [(m[1], m[2], text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
-    examples = []
-    for n, (kind, content, line) in enumerate(blocks):
-        if kind != "sh" or not content.lstrip().startswith("curl"):
-            continue
-        if n + 1 == len(blocks) or blocks[n + 1][0] != "http":
-            raise AssertionError(f"guide line {line}: a curl example needs an http block after it")
-        status = int(blocks[n + 1][1].split()[1])
-        shown = json.loads(blocks[n + 2][1]) if n + 2 < len(blocks) and blocks[n + 2][0] == "json" else None
-        examples.append((line, content.strip(), status, shown))
-    return examples
-
-
-def contains(actual: Any, shown: Any) -> bool:
-    """Whether ``shown`` is part of ``actual``: keys of objects, an ordered selection of list items; [] is empty."""
-    if isinstance(shown, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in shown.items())
-    if isinstance(shown, list) and isinstance(actual, list):
-        if not shown:
-            return not actual
-        remaining = iter(actual)
-        return all(any(contains(item, wanted) for item in remaining) for wanted in shown)
-    return bool(actual == shown)
-
-
-def run_curl(client: TestClient[Litestar], command: str, variables: dict[str, str]) -> Any:
-    """Send what a curl command of the guide sends: -X, -H, -d, a URL; -i and -s change nothing here."""
-    args = shlex.split(command)[1:]
-    for name, value in variables.items():
-        args = [arg.replace(f"${name}", value) for arg in args]
-    method, url, headers, body = "GET", "", {}, None
-    while args:
-        arg = args.pop(0)
-        if arg in ("-i", "-s"):
-            continue
-        if arg == "-X":
-            method = args.pop(0)
-        elif arg == "-H":
-            name, value = args.pop(0).split(": ", 1)
-            headers[name] = value
-        elif arg == "-d":
-            body = args.pop(0).encode()
-        elif arg.startswith("/"):
-            url = arg
-        else:
-            raise AssertionError(f"curl option {arg!r} is not understood by this test")
-    if headers.get("If-Match") == "$ETAG":
-        headers["If-Match"] = client.get(url, headers={"Authorization": headers["Authorization"]}).headers["etag"]
-    return client.request(method, url, headers=headers, content=body)
-
-
-def test_every_example_of_the_organizers_guide_answers_as_shown(
-    client: TestClient[Litestar], seeded: Seeded, since: str
-) -> None:
-    variables = {
-        "BASE": "",
-        "ORG_TOKEN": seeded.token("organizer"),
-        "TOKEN": seeded.token("participant", group="G1"),
-        "SINCE": since,
-    }
-    examples = guide_examples()
-    assert len(examples) >= 7
-    for line, command, status, shown in examples:
-        response = run_curl(client, command, variables)
-        assert response.status_code == status, f"guide line {line}: {response.text}"
-        if shown is not None:
-            assert contains(response.json(), shown), f"guide line {line}: {response.text}"

@@ -116,7 +116,7 @@ def world() -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str,
         with TestClient(app=make_app(Path(tmp) / "server.db")) as server:
             devices: dict[str, Device] = {}
             for name, account_id in DEVICES.items():
-                faults = FaultyTransport(server._transport)  # noqa: SLF001 (the in-process ASGI transport)
+                faults = FaultyTransport(server._transport)
                 http = httpx.Client(transport=faults, base_url=str(server.base_url))
                 path = Path(tmp) / f"{name}.db"
                 setup = FieldClient(str(server.base_url), tokens[account_id], path, http=http, sleep=lambda _: None)
@@ -132,7 +132,7 @@ def world() -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str,
 
 unique = st.uuids().map(lambda u: f"{u.hex[:8]} ✎ «{u.hex[8:12]}» تعليق")
 actions = st.one_of(
-    st.tuples(st.just("note"), st.sampled_from(PARTICIPANTS + ["org"]), unique, st.booleans()),
+    st.tuples(st.just("note"), st.sampled_from([*PARTICIPANTS, "org"]), unique, st.booleans()),
     st.tuples(st.just("edit"), st.sampled_from(PARTICIPANTS), st.integers(0, 5), unique),
     st.tuples(st.just("share"), st.sampled_from(PARTICIPANTS), st.integers(0, 5), st.booleans()),
     st.tuples(st.just("delete"), st.sampled_from(PARTICIPANTS), st.integers(0, 5)),
