@@ -1,5 +1,6 @@
 """Hosts and organizers keep the programme true: site and visit edits, history, revert, groups."""
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ from server.services.editing import (
     record_history,
     revert_change,
 )
+from server.storage.db import Database
 
 EDIT_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
@@ -47,6 +49,18 @@ async def read_patch(request: Request[Any, Any, Any]) -> Any:
         return msgspec.json.decode(await request.body())
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequestError(f"The body is not JSON: {exc}.") from None
+
+
+async def patch_record(
+    request: Request[Account, Any, Any],
+    db: Database,
+    edit: Callable[[Database, Account, str, Any, str | None], Site | Visit],
+    record_id: str,
+) -> Response[Any]:
+    """Apply a merge patch to one record through ``edit``, guarded by the request's If-Match."""
+    body = await read_patch(request)
+    record = await anyio.to_thread.run_sync(edit, db, request.user, record_id, body, request.headers.get("if-match"))
+    return record_response(record)
 
 
 class EditingController(Controller):

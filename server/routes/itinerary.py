@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import anyio
 from litestar import Controller, Request, Response, patch
 from litestar.params import Parameter
 
@@ -11,7 +10,7 @@ from schemas.itinerary import Itinerary, Visit
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
 from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, require_event, scope_key, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
 from server.services.frab import schedule_xml
@@ -130,7 +129,4 @@ class ItineraryController(Controller):
         event_id: str,
         visit_id: str,
     ) -> Response[Visit]:
-        body = await read_patch(request)
-        if_match = request.headers.get("if-match")
-        visit = await anyio.to_thread.run_sync(edit_visit, db, request.user, visit_id, body, if_match)
-        return record_response(visit)
+        return await patch_record(request, db, edit_visit, visit_id)

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import anyio
 from litestar import Controller, Request, Response, patch
 from litestar.params import Parameter
 
@@ -12,7 +11,7 @@ from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
 from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, read_patch, record_response
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
 from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
@@ -111,7 +110,4 @@ class SiteController(Controller):
         event_id: str,
         site_id: str,
     ) -> Response[Site]:
-        body = await read_patch(request)
-        if_match = request.headers.get("if-match")
-        site = await anyio.to_thread.run_sync(edit_site, db, request.user, site_id, body, if_match)
-        return record_response(site)
+        return await patch_record(request, db, edit_site, site_id)
