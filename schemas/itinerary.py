@@ -19,8 +19,8 @@ class Group(msgspec.Struct, kw_only=True):
     version: int = 1
 
 
-class Visit(msgspec.Struct, kw_only=True):
-    """One itinerary item: a visit to a site, or a session at a venue."""
+class VisitDraft(msgspec.Struct, kw_only=True):
+    """What an organizer writes to create a visit: everything but what the server assigns."""
 
     id: Slug
     title: ShortText
@@ -34,6 +34,11 @@ class Visit(msgspec.Struct, kw_only=True):
     transport: TransportMode = "none"
     notes: Translations = {}
     status: VisitStatus = "scheduled"
+
+
+class Visit(VisitDraft, kw_only=True):
+    """One itinerary item: a visit to a site, or a session at a venue."""
+
     feedback_closed: bool = False
     number: int = 0
     version: int = 1

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.common import LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
-from schemas.itinerary import TransportMode, VisitKind, VisitStatus
+from schemas.itinerary import TransportMode, VisitDraft, VisitKind, VisitStatus
 from schemas.places import CoordSource, OpeningHours, SiteKind
 from schemas.problems import Problem
 
@@ -221,21 +221,9 @@ class VisitFields(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: VisitStatus | UnsetType = UNSET
 
 
-class VisitPutArgs(msgspec.Struct, kw_only=True):
+class VisitPutArgs(VisitDraft, kw_only=True):
     """``visit.put``: create a visit, or replace one (organizers)."""
 
-    id: Slug
-    title: ShortText
-    starts_at: Stamp
-    ends_at: Stamp
-    group_ids: list[Slug] = []
-    site_id: Slug | None = None
-    venue: ShortText = ""
-    kind: VisitKind = "visit"
-    meeting_point: ShortText = ""
-    transport: TransportMode = "none"
-    notes: dict[LanguageTag, LongText] = {}
-    status: VisitStatus = "scheduled"
     base_version: Version = 0
 
 
