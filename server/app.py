@@ -15,6 +15,7 @@ from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.observability import Metrics, observe
 from server.representation import RepresentationCache
+from server.routes.blobs import BlobController
 from server.routes.common import provide_cache, provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
@@ -54,6 +55,7 @@ ROUTES = [
     FeedbackController,
     NotesController,
     ScheduleController,
+    BlobController,
 ]
 
 

@@ -74,7 +74,7 @@ def opened(data: str | None) -> Generator[FieldClient, None, None]:
         raise click.ClickException(
             f"offline, try again later ({pending} change(s) kept on this device): {exc}"
         ) from exc
-    except (SyncError, RecordNotFoundError, ValueError, TypeError) as exc:  # ValueError: msgspec.ValidationError too
+    except (SyncError, RecordNotFoundError, ValueError, TypeError, OSError) as exc:  # ValueError: msgspec's too
         raise click.ClickException(str(exc)) from exc
     finally:
         client.close()
@@ -142,12 +142,38 @@ def sites(data: str | None) -> None:
 @click.option("--site", help="The site the note is about")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable)")
 @click.option("--share", is_flag=True, help="Share the note with the organizers")
+@click.option(
+    "--photo",
+    "photos",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Attach a photo or PDF (repeatable; JPEG, PNG, WebP, HEIC or PDF)",
+)
+@click.option("--caption", "captions", multiple=True, help="A caption for each --photo, in the same order")
 @data_option
-def note(text: str, visit: str | None, site: str | None, tags: tuple[str, ...], share: bool, data: str | None) -> None:
-    """Write a note on this device; the next sync sends it."""
+def note(
+    text: str,
+    visit: str | None,
+    site: str | None,
+    tags: tuple[str, ...],
+    share: bool,
+    photos: tuple[Path, ...],
+    captions: tuple[str, ...],
+    data: str | None,
+) -> None:
+    """Write a note on this device; the next sync sends it, and uploads its photos."""
     with opened(data) as client:
-        note_id = client.add_note(text, visit_id=visit, site_id=site, tags=tags, share_with_organizers=share)
-    click.echo(f"Note {note_id} saved on this device.")
+        note_id = client.add_note(
+            text,
+            visit_id=visit,
+            site_id=site,
+            tags=tags,
+            share_with_organizers=share,
+            photos=photos,
+            captions=captions,
+        )
+    kept = f" with {len(photos)} photo(s), copied to this device (the originals may be deleted)" if photos else ""
+    click.echo(f"Note {note_id} saved on this device{kept}.")
 
 
 @field.command()
@@ -161,6 +187,10 @@ def notes(data: str | None) -> None:
         tags = " ".join(f"#{t}" for t in n.tags)
         mark = "*" if n.pending else " "
         click.echo(f"{mark} {n.captured_at or ''} {about} {tags}".rstrip() + f"\n    {n.body}")
+        for a in n.attachments:
+            caption = f" “{a.caption}”" if a.caption else ""
+            state = "uploaded" if a.status == "available" else "waiting to upload"
+            click.echo(f"    [{a.media_type} {human_bytes(a.bytes)}, {state}] {a.sha256[:12]}{caption}")
 
 
 @field.command()
@@ -198,6 +228,10 @@ def status(data: str | None) -> None:
         f"Unsynced:    {state.pending} change(s)"
         + (f", {state.unconfirmed} awaiting download" * bool(state.unconfirmed))
     )
+    if state.pending_uploads:
+        click.echo(
+            f"Photos:      {state.pending_uploads} waiting to upload ({human_bytes(state.pending_upload_bytes)})"
+        )
     click.echo(f"Last sync:   {state.last_sync or 'never'}")
     click.echo(f"Attention:   {len(state.attention)} item(s)")
     for item in state.attention:
@@ -223,15 +257,45 @@ def describe_report(report: SyncReport) -> str:
         + (" (full download)." if report.full_pull else "."),
         "Data verified against the server." if report.verified else "Data could not be verified against the server.",
     ]
+    if report.uploaded or report.already_held or report.uploads_pending:
+        held = f", {report.already_held} already on the server" if report.already_held else ""
+        waiting = (
+            f", {report.uploads_pending} waiting ({human_bytes(report.uploads_pending_bytes)}) for the next sync"
+            if report.uploads_pending
+            else ""
+        )
+        lines.append(f"Uploaded {report.uploaded} photo(s) ({human_bytes(report.uploaded_bytes)}){held}{waiting}.")
     if report.attention:
         lines.append(f"{report.attention} item(s) need your attention: see `studyvisit field status`.")
     return "\n".join(lines)
+
+
+def human_bytes(size: int) -> str:
+    """A size as people read it (binary units)."""
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if amount < 1024 or unit == "MiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_UPLOAD_REASONS = {
+    "corrupt": "the copy on this device is damaged; attach the photo again from the original",
+    "refused": "the server refused it",
+    "failed": "the upload failed; it is tried again at the next sync",
+    "missing": "the server lacks it and this device no longer holds it",
+}
 
 
 def describe_attention(item: AttentionItem) -> str:
     """One attention item in a line."""
     what = f"{item.entity} {item.entity_id}" if item.entity else (item.mutation_type or "change")
     detail = item.detail
+    if item.kind == "upload":
+        reason = _UPLOAD_REASONS.get(str(detail.get("reason")), "it could not be uploaded")
+        extra = f" ({detail['detail']})" if detail.get("detail") else ""
+        return f"photo {str(item.entity_id)[:12]}: {reason}{extra}"
     if item.kind == "rejected":
         error = detail.get("error") or {}
         reason = error.get("detail") or error.get("title") or "no reason given"

@@ -15,6 +15,11 @@ class Settings(msgspec.Struct, kw_only=True):
     pull_default_limit: int = 500
     pull_max_limit: int = 5000
     metrics_enabled: bool = True
+    # Photos and documents attached to notes. "" means the database's own directory, so blobs land
+    # beside it in <db dir>/blobs (with partial/, previews/ and tmp/ next to that).
+    data_dir: str = ""
+    # One blob's size limit (413 past it, checked before the body is read when the request says its size).
+    max_blob_bytes: int = 20 * 1024 * 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

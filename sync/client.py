@@ -1,14 +1,15 @@
 """The offline field client: record notes and feedback anywhere, sync them with protocol v1 when online.
 
 Reads come from the local replica with queued mutations laid on top, so everything but
-``login`` and ``sync`` works without a network. ``sync`` pushes the outbox, then pulls until
-the server has nothing more, then checks the replica against the server's checksums.
+``login`` and ``sync`` works without a network. ``sync`` uploads the photos notes attach,
+pushes the outbox, then pulls until the server has nothing more, then checks the replica
+against the server's checksums.
 """
 
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +36,9 @@ from schemas.sync import (
     SiteFieldsPatch,
     SitePatchArgs,
 )
+from sync.blobs import CHUNK_SIZE, MAX_ATTACHMENTS, MAX_PHOTO_BYTES, BlobFile, BlobStore, BlobUploader
 from sync.checksum import checksum
-from sync.replica import AttentionItem, OutboxEntry, PushTally, Replica, StoredRecord
+from sync.replica import AttentionItem, OutboxEntry, PushTally, Replica, StoredRecord, Upload
 from sync.transport import (
     AccountMismatchError,
     AuthenticationError,
@@ -68,18 +70,37 @@ __all__ = [
     "SyncError",
     "SyncReport",
     "SyncStatus",
+    "Upload",
 ]
 
 T = TypeVar("T")
-NOTE_FIELDS = ("visit_id", "site_id", "body", "tags", "lat", "lon", "captured_at", "share_with_organizers")
+NOTE_FIELDS = (
+    "visit_id",
+    "site_id",
+    "body",
+    "tags",
+    "lat",
+    "lon",
+    "captured_at",
+    "share_with_organizers",
+    "attachments",
+)
 SITE_FIELDS = frozenset(SiteFieldsPatch.__struct_fields__)
 # Mutation arguments that steer the server and are no field of the record.
 _CONTROL_ARGS = ("base_version", "resolve_conflicts")
 _GONE_RETRIES = 3
+# A photo's file vanished between copying it and queueing its note (freed by a concurrent sync): copy again.
+_COPY_RETRIES = 3
+# Store files without an uploads row older than this are leftovers of a crash, not a photo being added.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 
 class RecordNotFoundError(LookupError):
     """The replica (with queued changes) has no such record."""
+
+
+class _PhotoVanishedError(Exception):
+    """A copied photo left the store before its note was queued."""
 
 
 class LocalNote(Note, kw_only=True):
@@ -111,6 +132,14 @@ class SyncReport(msgspec.Struct, kw_only=True):
     mismatched: list[str] = []
     pending: int = 0
     attention: int = 0
+    # Photos: uploaded whole this sync, bytes sent for them, already held by the server (not
+    # sent), that could not be uploaded (see attention), and still waiting after this sync.
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    already_held: int = 0
+    upload_failed: int = 0
+    uploads_pending: int = 0
+    uploads_pending_bytes: int = 0
 
     def add(self, tally: PushTally) -> None:
         """Count one push response."""
@@ -132,6 +161,9 @@ class SyncStatus(msgspec.Struct, kw_only=True):
     full_pull_in_progress: bool
     last_sync: str | None
     attention: list[AttentionItem]
+    # Photos kept on this device that the server does not hold yet, and their size.
+    pending_uploads: int = 0
+    pending_upload_bytes: int = 0
 
 
 def local_now() -> datetime:
@@ -158,8 +190,13 @@ class FieldClient:
         backoff_cap: float = 30.0,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = local_now,
+        upload_chunk_size: int = CHUNK_SIZE,
+        max_photo_bytes: int = MAX_PHOTO_BYTES,
+        orphan_grace: float = ORPHAN_GRACE_SECONDS,
     ) -> None:
         self.replica = Replica(path)
+        # Next to the replica, named after it: two replicas in one directory keep their own photos.
+        self.blobs = BlobStore(self.replica.path.with_name(self.replica.path.name + ".blobs"))
         self.base_url = base_url
         self.token = token
         self._owns_http = http is None
@@ -178,6 +215,9 @@ class FieldClient:
         self.batch_size = max(1, batch_size)
         self.page_limit = max(1, page_limit)
         self.clock = clock
+        self.max_photo_bytes = max_photo_bytes
+        self.orphan_grace = orphan_grace
+        self.uploader = BlobUploader(self.transport, self.blobs, self._blob_path, upload_chunk_size)
 
     @classmethod
     def resume(cls, path: str | Path, **options: Any) -> Self:
@@ -215,7 +255,7 @@ class FieldClient:
         encoded = msgspec.json.encode(account).decode()
         stored = self.account()
         if stored is not None and (stored.id, stored.event_id) != (account.id, account.event_id):
-            if self.replica.outbox():
+            if self.replica.has_unsynced():
                 raise AccountMismatchError(
                     f"this device holds unsynced changes of {stored.id}; sync them with its token first"
                 )
@@ -234,6 +274,12 @@ class FieldClient:
             raise NotLoggedInError("no account stored; log in first")
         return f"/api/v1/events/{account.event_id}/sync"
 
+    def _blob_path(self, sha256: str) -> str:
+        account = self.account()
+        if account is None:
+            raise NotLoggedInError("no account stored; log in first")
+        return f"/api/v1/events/{account.event_id}/blobs/{sha256}"
+
     # --- local changes --------------------------------------------------------------------
 
     def add_note(
@@ -247,8 +293,15 @@ class FieldClient:
         lon: float | None = None,
         share_with_organizers: bool = False,
         note_id: str | None = None,
+        photos: Iterable[str | Path] = (),
+        captions: Iterable[str] | None = None,
     ) -> str:
-        """Queue a new note about a visit or a site, captured now; return its id (ValueError if invalid)."""
+        """Queue a new note about a visit or a site, captured now; return its id (ValueError if invalid).
+
+        ``photos`` (JPEG, PNG, WebP, HEIC or PDF files; ``captions`` in the same order) are
+        copied into this device's store before this returns, so the originals may be deleted;
+        ``sync`` uploads them.
+        """
         note_id = note_id or str(uuid.uuid4())
         fields = {
             "id": note_id,
@@ -260,13 +313,21 @@ class FieldClient:
             "lon": lon,
             "captured_at": self.clock(),
             "share_with_organizers": share_with_organizers,
+            "attachments": [],
         }
-        _check_note(fields)
-        self._enqueue("note.put", _args(fields, NotePutArgs))
+        self._queue_note(fields, photos, captions)
         return note_id
 
-    def edit_note(self, note_id: str, *, resolve_conflicts: bool = False, **changes: Any) -> None:
-        """Queue an edit: the whole note with ``changes``, based on the replica's version."""
+    def edit_note(
+        self,
+        note_id: str,
+        *,
+        resolve_conflicts: bool = False,
+        photos: Iterable[str | Path] = (),
+        captions: Iterable[str] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Queue an edit: the whole note with ``changes``, based on the replica's version; ``photos`` are added."""
         unknown = set(changes) - set(NOTE_FIELDS)
         if unknown:
             raise TypeError(f"edit_note() got unknown note fields: {', '.join(sorted(unknown))}")
@@ -274,8 +335,38 @@ class FieldClient:
         fields = {name: current.get(name) for name in NOTE_FIELDS if name in current} | changes
         fields |= {"id": note_id, "base_version": self._version("note", note_id)}
         fields["resolve_conflicts"] = resolve_conflicts
+        self._queue_note(fields, photos, captions)
+
+    def _queue_note(self, fields: dict[str, Any], photos: Iterable[str | Path], captions: Iterable[str] | None) -> None:
+        """Check a note and its photos, copy the photos into the store, then queue the note with them."""
+        paths = [Path(p) for p in photos]
+        texts = list(captions or ())
+        if len(texts) > len(paths):
+            raise ValueError(f"{len(texts)} captions for {len(paths)} photos")
+        texts += [""] * (len(paths) - len(texts))
+        attached = list(fields.get("attachments") or [])
+        if len(attached) + len(paths) > MAX_ATTACHMENTS:
+            raise ValueError(f"a note holds at most {MAX_ATTACHMENTS} photos")
+        # Everything that can be refused is refused before a byte is copied or a row written.
+        checked = [self.blobs.check(p, self.max_photo_bytes) for p in paths]
+        placeholders = [
+            {"sha256": "0" * 64, "media_type": media_type, "bytes": size, "caption": text}
+            for (size, media_type), text in zip(checked, texts, strict=True)
+        ]
         _check_note(fields)
-        self._enqueue("note.put", _args(fields, NotePutArgs))
+        _args(fields | {"attachments": attached + placeholders}, NotePutArgs)
+        for _ in range(_COPY_RETRIES):
+            copied = [self.blobs.add(p) for p in paths]
+            new = [
+                {"sha256": f.sha256, "media_type": f.media_type, "bytes": f.size, "caption": text}
+                for f, text in zip(copied, texts, strict=True)
+            ]
+            try:
+                self._enqueue("note.put", _args(fields | {"attachments": attached + new}, NotePutArgs), copied)
+                return
+            except _PhotoVanishedError:
+                continue
+        raise SyncError("a photo kept leaving the store while its note was saved; try again")
 
     def delete_note(self, note_id: str) -> None:
         """Queue the deletion of a note."""
@@ -325,8 +416,18 @@ class FieldClient:
         }
         self._enqueue("site.patch", _args(args, SitePatchArgs))
 
-    def _enqueue(self, mutation_type: str, args: dict[str, Any]) -> None:
-        self.replica.enqueue(mutation_type, args, self.clock().isoformat())
+    def _enqueue(self, mutation_type: str, args: dict[str, Any], photos: Sequence[BlobFile] = ()) -> None:
+        def photos_still_there() -> None:
+            if not all(self.blobs.has(f.sha256) for f in photos):
+                raise _PhotoVanishedError
+
+        self.replica.enqueue(
+            mutation_type,
+            args,
+            self.clock().isoformat(),
+            uploads=[(f.sha256, f.size, f.media_type) for f in photos],
+            guard=photos_still_there if photos else None,
+        )
 
     def _version(self, entity: str, record_id: str) -> int:
         record = self.replica.record(entity, record_id)
@@ -357,9 +458,42 @@ class FieldClient:
         return items
 
     def notes(self) -> list[LocalNote]:
-        """The notes this device may see, unsynced changes included, by capture time."""
-        notes = [_convert(d | {"pending": p}, LocalNote) for d, p in self._overlay("note").values()]
+        """The notes this device may see, unsynced changes included, by capture time.
+
+        An attachment is ``available`` once the server holds its blob (a pull said so, or this
+        device's upload was confirmed), ``pending`` until then.
+        """
+        overlay = self._overlay("note").values()
+        available = {u.sha256 for u in self.replica.uploads("uploaded")}
+        for record in self.replica.records("note"):
+            available |= {a["sha256"] for a in record.data.get("attachments") or () if a.get("status") == "available"}
+        notes: list[LocalNote] = []
+        for data, pending in overlay:
+            attachments = [
+                a | {"status": "available" if a["sha256"] in available else "pending"}
+                for a in data.get("attachments") or ()
+            ]
+            notes.append(_convert(data | {"pending": pending, "attachments": attachments}, LocalNote))
         return sorted(notes, key=lambda n: (n.captured_at or n.updated_at, n.id))
+
+    def photo_path(self, sha256: str) -> Path | None:
+        """The device's own copy of an attached photo, while it is kept (until the server holds it)."""
+        if self.replica.upload(sha256) is None or not self.blobs.has(sha256):
+            return None
+        return self.blobs.path(sha256)
+
+    def fetch_photo(self, sha256: str) -> bytes:
+        """A photo's bytes: the device's copy while kept, else from the server (online; 404 if not allowed)."""
+        path = self.photo_path(sha256)
+        if path is not None:
+            return path.read_bytes()
+        response = self.transport.request("GET", self._blob_path(sha256), headers={"Accept": "*/*"})
+        raise_for_problem(response)
+        return response.content
+
+    def uploads(self) -> list[Upload]:
+        """Photos kept on this device, with their upload state."""
+        return self.replica.uploads()
 
     def feedback(self) -> list[LocalFeedback]:
         """The feedback this device may see, unsynced changes included."""
@@ -398,6 +532,7 @@ class FieldClient:
     def status(self) -> SyncStatus:
         """What is queued, how far pulls have got, and what needs attention; no network."""
         full, cursor = self.replica.pull_position()
+        uploads, upload_bytes = self.replica.pending_uploads()
         return SyncStatus(
             base_url=self.replica.get("base_url"),
             account=self.account(),
@@ -408,16 +543,28 @@ class FieldClient:
             full_pull_in_progress=full,
             last_sync=self.replica.get("last_sync"),
             attention=self.attention(),
+            pending_uploads=uploads,
+            pending_upload_bytes=upload_bytes,
         )
 
     # --- sync -----------------------------------------------------------------------------
 
     def sync(self) -> SyncReport:
-        """Push the outbox, pull until up to date, verify checksums; a later call finishes an interrupted one."""
+        """Upload photos, push the outbox, pull until up to date, verify checksums; a later call
+        finishes an interrupted one.
+
+        Photos go first, so notes usually arrive with them; a photo that cannot be uploaded now
+        (network, 5xx) waits for the next sync without holding its note back: the server keeps
+        the note with the attachment pending and names it in ``pending_blobs``.
+        """
         if self.account() is None:
             self.login()
         report = SyncReport()
-        self._push(report)
+        given_up = self._upload(report, self.replica.uploads("pending"))
+        # What the server says it lacks for the notes just pushed: uploaded now, if it is kept here.
+        missing = self._push(report) - given_up
+        lost = self.replica.reopen_uploads(missing)
+        self._upload(report, [u for u in self.replica.uploads("pending") if u.sha256 in missing - lost])
         summary = self._pull(report, restart=False)
         mismatched = self._mismatched(summary)
         if mismatched:
@@ -427,14 +574,51 @@ class FieldClient:
         report.verified = summary is not None and not mismatched
         report.mismatched = sorted(mismatched)
         report.pending = self.replica.count_outbox(acked=False)
+        self._free_photos()
+        report.uploads_pending, report.uploads_pending_bytes = self.replica.pending_uploads()
         report.attention = len(self.attention())
         return report
 
-    def _push(self, report: SyncReport) -> None:
-        """Send unacknowledged mutations in id order, in batches, until none is left."""
+    def _upload(self, report: SyncReport, uploads: list[Upload]) -> set[str]:
+        """Upload photos one by one until one cannot reach the server; the rest wait for the next sync.
+
+        Returns the photos whose upload failed for another reason than the network (see attention):
+        not worth trying again in this sync.
+        """
+        failed: set[str] = set()
+        for upload in uploads:
+            blob = BlobFile(upload.sha256, upload.size, upload.media_type)
+            try:
+                result = self.uploader.upload(blob)
+            except (OfflineError, ServerError):
+                break
+            report.uploaded_bytes += result.sent
+            if result.outcome in ("uploaded", "held"):
+                report.uploaded += result.outcome == "uploaded"
+                report.already_held += result.outcome == "held"
+                self.replica.set_upload_state(upload.sha256, "uploaded")
+                continue
+            report.upload_failed += 1
+            failed.add(upload.sha256)
+            detail: dict[str, Any] = {"reason": result.outcome, "sha256": upload.sha256, "detail": result.detail}
+            if result.problem is not None:
+                detail["error"] = result.problem
+            state = "pending" if result.outcome == "failed" else result.outcome
+            self.replica.set_upload_state(upload.sha256, state, detail)
+        return failed
+
+    def _free_photos(self) -> None:
+        """Delete copies the server holds that no queued mutation needs, and leftovers of crashes."""
+        self.replica.free_uploads(self.blobs.remove)
+        self.blobs.sweep({u.sha256 for u in self.replica.uploads()}, grace=self.orphan_grace)
+
+    def _push(self, report: SyncReport) -> set[str]:
+        """Send unacknowledged mutations in id order, in batches, until none is left; return the
+        blobs the server said it lacks for them."""
         path = self._event_path() + "/push"
         size = self.batch_size
         stuck_at: int | None = None
+        missing: set[str] = set()
         while batch := self.replica.outbox(acked=False, limit=size):
             request = PushRequest(
                 client_id=self.replica.client_id,
@@ -451,6 +635,7 @@ class FieldClient:
             raise_for_problem(response)
             answer = decode(response, PushResponse)
             report.add(self.replica.acknowledge(answer.last_mutation_id, answer.results))
+            missing.update(h for r in answer.results for h in r.pending_blobs or ())
             last = answer.last_mutation_id
             if last >= batch[-1].id:
                 stuck_at = None
@@ -465,6 +650,7 @@ class FieldClient:
                     f"server has processed mutations up to {last}, but this device no longer holds "
                     f"{last + 1}..{first[0].id - 1}: the server lost them"
                 )
+        return missing
 
     def _pull(self, report: SyncReport, *, restart: bool) -> dict[str, EntitySummary] | None:
         """Pull pages until ``has_more`` is false; return the last page's summary."""

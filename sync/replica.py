@@ -8,7 +8,7 @@ can finish from.
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +16,15 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from schemas.sync import EntitySummary, MutationResult, PullResponse
+from schemas.sync import BlobMediaType, EntitySummary, MutationResult, PullResponse
 from sync.checksum import checksum
 
-SCHEMA_VERSION = 1
-AttentionKind = Literal["rejected", "conflict"]
+SCHEMA_VERSION = 2
+AttentionKind = Literal["rejected", "conflict", "upload"]
+# pending: the server may lack it; uploaded: the server said it holds it (the copy stays while a
+# queued mutation names it); corrupt: the copy here no longer matches its hash; refused: the
+# server will not take it (too large, ...). Only a re-added photo moves corrupt/refused back.
+UploadState = Literal["pending", "uploaded", "corrupt", "refused"]
 
 SCHEMA = (
     """
@@ -61,11 +65,12 @@ SCHEMA = (
     ) WITHOUT ROWID
     """,
     """
-    -- key: "mutation:<id>" for push results, "record:<entity>:<id>" for conflicts pulled on a record.
+    -- key: "mutation:<id>" for push results, "record:<entity>:<id>" for conflicts pulled on a
+    -- record, "blob:<sha256>" for a photo that could not be uploaded.
     CREATE TABLE IF NOT EXISTS attention (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL CHECK (kind IN ('rejected', 'conflict')),
+        kind TEXT NOT NULL CHECK (kind IN ('rejected', 'conflict', 'upload')),
         mutation_id INTEGER,
         mutation_type TEXT,
         entity TEXT,
@@ -74,6 +79,19 @@ SCHEMA = (
         dismissed INTEGER NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL
     )
+    """,
+    """
+    -- Photos kept in the blob store beside this file, one row per file: written in the same
+    -- transaction as the mutation that attaches them, deleted (with the file) once the server
+    -- holds the blob and no queued mutation names it.
+    CREATE TABLE IF NOT EXISTS uploads (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        media_type TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'uploaded', 'corrupt', 'refused')),
+        created_at TEXT NOT NULL,
+        confirmed_at TEXT
+    ) WITHOUT ROWID
     """,
 )
 
@@ -117,6 +135,17 @@ class AttentionItem(msgspec.Struct, kw_only=True, frozen=True):
     created_at: str
 
 
+class Upload(msgspec.Struct, kw_only=True, frozen=True):
+    """A photo kept on this device, and whether the server holds it yet."""
+
+    sha256: str
+    size: int
+    media_type: BlobMediaType
+    state: UploadState
+    created_at: str
+    confirmed_at: str | None = None
+
+
 class PushTally(msgspec.Struct, kw_only=True):
     """How many mutations of a push ended in each status."""
 
@@ -154,9 +183,15 @@ class Replica:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} was written by a newer client (schema {version})")
+            if version == 1:
+                # Schema 2 admits 'upload' attention items; SQLite changes a CHECK only by a rebuild.
+                conn.execute("ALTER TABLE attention RENAME TO attention_v1")
             # Not executescript: it would COMMIT the transaction this runs in.
             for statement in SCHEMA:
                 conn.execute(statement)
+            if version == 1:
+                conn.execute("INSERT INTO attention SELECT * FROM attention_v1")
+                conn.execute("DROP TABLE attention_v1")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('client_id', ?)", (str(uuid.uuid4()),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('next_mutation_id', '1')")
@@ -199,7 +234,8 @@ class Replica:
     def reset_for_account(self) -> None:
         """Start over for another account: new client id, mutation ids from 1, nothing pulled or queued."""
         with self.write() as conn:
-            for table in ("outbox", "records", "staging", "attention"):
+            # The blob store's files left without a row are swept by the client.
+            for table in ("outbox", "records", "staging", "attention", "uploads"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM meta WHERE key IN ('cursor', 'full_pull_cursor', 'last_sync', 'account')")
             # The server counts mutation ids per (account, client): a new pair starts at 1.
@@ -208,15 +244,36 @@ class Replica:
 
     # --- outbox ---------------------------------------------------------------------------
 
-    def enqueue(self, mutation_type: str, args: dict[str, Any], client_time: str) -> None:
+    def enqueue(
+        self,
+        mutation_type: str,
+        args: dict[str, Any],
+        client_time: str,
+        *,
+        uploads: Sequence[tuple[str, int, str]] = (),
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         """Queue a mutation, merged into the not-yet-sent ones of the same record where it can be.
 
         Unsent mutations are a suffix of the outbox that the server has never seen, so it is
         rewritten with consecutive ids from its first one: ids stay gap-free and the server
         sees one edit, based on the version the user started from, instead of an edit that
         would conflict with this device's own creation of the record.
+
+        ``uploads`` (sha256, size, media type) are the photos the mutation attaches: recorded in
+        the same transaction, so neither exists without the other. ``guard`` runs first, inside
+        the transaction, and may raise to abort it (the client checks there that the photos'
+        files are still in the store: freeing one deletes it under the same lock).
         """
         with self.write() as conn:
+            if guard is not None:
+                guard()
+            conn.executemany(
+                "INSERT INTO uploads (sha256, size, media_type, state, created_at) VALUES (?, ?, ?, 'pending', ?) "
+                "ON CONFLICT (sha256) DO UPDATE SET state = CASE WHEN uploads.state IN ('corrupt', 'refused') "
+                "THEN 'pending' ELSE uploads.state END",
+                [(sha256, size, media_type, utcnow()) for sha256, size, media_type in uploads],
+            )
             next_id = int(conn.execute("SELECT value FROM meta WHERE key = 'next_mutation_id'").fetchone()[0])
             rows = conn.execute(
                 "SELECT id, type, args, client_time, created_at FROM outbox WHERE sent = 0 ORDER BY id"
@@ -372,6 +429,94 @@ class Replica:
                 # The server has not seen these (restored from a backup?): send them again.
                 conn.execute("UPDATE outbox SET acked = 0 WHERE id > ?", (page.last_mutation_id,))
                 _put_meta(conn, "last_sync", utcnow())
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def uploads(self, *states: UploadState) -> list[Upload]:
+        """Photos kept on this device (in the given states, or all), oldest first."""
+        where = f"WHERE state IN ({', '.join('?' for _ in states)})" if states else ""
+        rows = self.conn.execute(
+            f"SELECT sha256, size, media_type, state, created_at, confirmed_at FROM uploads {where} "
+            "ORDER BY created_at, sha256",
+            states,
+        ).fetchall()
+        return [
+            Upload(sha256=r[0], size=r[1], media_type=r[2], state=r[3], created_at=r[4], confirmed_at=r[5])
+            for r in rows
+        ]
+
+    def upload(self, sha256: str) -> Upload | None:
+        """One kept photo's row."""
+        row = self.conn.execute(
+            "SELECT sha256, size, media_type, state, created_at, confirmed_at FROM uploads WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Upload(
+            sha256=row[0], size=row[1], media_type=row[2], state=row[3], created_at=row[4], confirmed_at=row[5]
+        )
+
+    def pending_uploads(self) -> tuple[int, int]:
+        """How many photos wait for upload, and their bytes."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM uploads WHERE state = 'pending'"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def set_upload_state(self, sha256: str, state: UploadState, problem: dict[str, Any] | None = None) -> None:
+        """Record how an upload went; ``problem`` puts it in attention, success takes it out."""
+        with self.write() as conn:
+            confirmed = utcnow() if state == "uploaded" else None
+            conn.execute("UPDATE uploads SET state = ?, confirmed_at = ? WHERE sha256 = ?", (state, confirmed, sha256))
+            if problem is not None:
+                _upsert_attention(conn, f"blob:{sha256}", "upload", problem, entity="blob", entity_id=sha256)
+            elif state == "uploaded":
+                conn.execute("DELETE FROM attention WHERE key = ?", (f"blob:{sha256}",))
+
+    def reopen_uploads(self, hashes: Collection[str]) -> set[str]:
+        """The server says it lacks these blobs: upload the ones kept here again; return those not kept."""
+        with self.write() as conn:
+            kept: set[str] = set()
+            for sha256 in hashes:
+                row = conn.execute("SELECT state FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
+                if row is None:
+                    continue
+                kept.add(sha256)
+                if row[0] == "uploaded":
+                    conn.execute(
+                        "UPDATE uploads SET state = 'pending', confirmed_at = NULL WHERE sha256 = ?", (sha256,)
+                    )
+            for sha256 in set(hashes) - kept:
+                detail = {
+                    "reason": "missing",
+                    "sha256": sha256,
+                    "detail": "the server lacks a photo this device no longer holds",
+                }
+                _upsert_attention(conn, f"blob:{sha256}", "upload", detail, entity="blob", entity_id=sha256)
+        return set(hashes) - kept
+
+    def free_uploads(self, unlink: Callable[[str], None]) -> list[str]:
+        """Drop photos the server holds and no queued mutation names, calling ``unlink`` for each
+        inside the transaction (so a photo attached again meanwhile waits, and keeps its file)."""
+        with self.write() as conn:
+            rows = conn.execute(
+                "SELECT sha256 FROM uploads WHERE state = 'uploaded' AND sha256 NOT IN "
+                "(SELECT json_extract(a.value, '$.sha256') FROM outbox, json_each(outbox.args, '$.attachments') a)"
+                " ORDER BY sha256"
+            ).fetchall()
+            freed = [str(r[0]) for r in rows]
+            for sha256 in freed:
+                conn.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
+                unlink(sha256)
+        return freed
+
+    def has_unsynced(self) -> bool:
+        """Whether anything of this device's user waits for the server: mutations or photos."""
+        return bool(
+            self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM uploads WHERE state = 'pending')"
+            ).fetchone()[0]
+        )
 
     # --- attention ------------------------------------------------------------------------
 

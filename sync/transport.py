@@ -128,31 +128,43 @@ class Transport:
         return jittered
 
     def request(
-        self, method: str, path: str, *, params: Mapping[str, str | int] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        attempts: int | None = None,
     ) -> httpx.Response:
         """Send a request; retry network errors, 5xx and 429; return any other answer as is.
 
         Retrying a push is safe: the server processes each mutation id of a client once and
-        answers ``duplicate`` to a resend, which is what makes delivery exactly-once.
+        answers ``duplicate`` to a resend, which is what makes delivery exactly-once. Callers
+        whose requests are not safe to repeat blindly (a blob chunk: the server may have kept
+        part of it) pass ``attempts=1`` and decide themselves what to send next.
         """
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        content = None if json is None else msgspec.json.encode(json)
-        if content is not None:
-            headers["Content-Type"] = "application/json"
+        sent_headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if json is not None:
+            content = msgspec.json.encode(json)
+            sent_headers["Content-Type"] = "application/json"
+        sent_headers |= headers or {}
         url = f"{self.base_url}{path}"
-        for attempt in range(1, self.max_attempts + 1):
+        max_attempts = self.max_attempts if attempts is None else max(1, attempts)
+        for attempt in range(1, max_attempts + 1):
             retry_after: float | None = None
             try:
                 response = self.http.request(
-                    method, url, params=params, content=content, headers=headers, timeout=self.timeout
+                    method, url, params=params, content=content, headers=sent_headers, timeout=self.timeout
                 )
             except httpx.TransportError as exc:
-                if attempt == self.max_attempts:
+                if attempt == max_attempts:
                     raise OfflineError(f"{method} {url}: {exc!r} after {attempt} attempts") from exc
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return response
-                if attempt == self.max_attempts:
+                if attempt == max_attempts:
                     problem = problem_of(response)
                     raise ServerError(
                         f"{method} {url}: {response.status_code} {problem.title} after {attempt} attempts",

@@ -3,10 +3,14 @@
 ``FakeServer`` keeps what the protocol promises and nothing more: a last mutation id per
 client, note/feedback/site mutations, a change log read through opaque cursors in pages,
 tombstones, 410 for cursors older than the log, and a count/checksum summary on the last page.
-Faults (network errors, 5xx, lost responses, crashes) are queued per endpoint.
+It also speaks the blob upload contract (HEAD for the offset, PUT parts with Content-Range,
+the hash checked when the last part lands). Faults (network errors, 5xx, lost responses,
+crashes, connections that break after N bytes of an upload) are queued per endpoint.
 """
 
+import hashlib
 import random
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -72,6 +76,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.state: dict[tuple[str, str], tuple[int, dict[str, Any] | None]] = {}  # data None: tombstone
         self.log: dict[tuple[str, str], int] = {}  # the latest change seq of each record
+        self.edited: dict[tuple[str, str], int] = {}  # the version of each record's latest field change
         self.seq = 0
         self.horizon = 0  # cursors before this seq were issued before a compaction: gone (410)
         self.last_mutation: dict[str, int] = {}
@@ -83,16 +88,30 @@ class FakeServer:
         self.max_batch: int | None = None  # larger pushes get 413
         self.summary_lies = False
         self.account = ME
+        # Blobs: whole ones, unfinished uploads, every blob request, and upload bytes kept.
+        self.blobs: dict[str, bytes] = {}
+        self.partial: dict[str, bytearray] = {}
+        self.blob_requests: list[tuple[str, str, str]] = []  # (method, sha256, Content-Range)
+        self.received = 0
+        self.cuts: list[int] = []  # offsets at which an upload's connection breaks, each once
+        self.down_after_cut = False  # a cut takes the blob endpoint down (blobs_down) until the test lifts it
+        self.blobs_down = False
+        self.garble = 0  # flip a byte in the next n parts received
+        self.max_blob_bytes = 20 << 20
+        self.calls: list[str] = []  # the endpoint of every request, in order
         for entity, record_id, data in SEED:
             self.put(entity, record_id, data)
 
     # --- the server's own writes ----------------------------------------------------------
 
-    def put(self, entity: str, record_id: str, data: dict[str, Any]) -> int:
+    def put(self, entity: str, record_id: str, data: dict[str, Any], *, content: bool = True) -> int:
+        """Write a record; ``content=False``: a new version that changes no field (a blob landed)."""
         version = self.state.get((entity, record_id), (0, None))[0] + 1
         self.state[entity, record_id] = (version, {**data, "id": record_id, "version": version})
         self.seq += 1
         self.log[entity, record_id] = self.seq
+        if content:
+            self.edited[entity, record_id] = version
         return version
 
     def delete(self, entity: str, record_id: str, tombstone: dict[str, Any] | None = None) -> None:
@@ -114,7 +133,7 @@ class FakeServer:
         return {i: d for (e, i), (_, d) in self.state.items() if e == entity and d is not None and "tombstone" not in d}
 
     def fail(self, endpoint: str, *faults: Fault) -> None:
-        """Queue faults for the next requests to ``push``, ``pull`` or ``me`` (None: answer normally)."""
+        """Queue faults for the next requests to ``push``, ``pull``, ``me`` or ``blobs`` (None: answer normally)."""
         self.faults.setdefault(endpoint, []).extend(faults)
 
     # --- HTTP -----------------------------------------------------------------------------
@@ -122,7 +141,10 @@ class FakeServer:
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return problem(401, "unauthorized")
-        endpoint = request.url.path.rsplit("/", 1)[-1]
+        endpoint = "blobs" if "/blobs/" in request.url.path else request.url.path.rsplit("/", 1)[-1]
+        self.calls.append(endpoint)
+        if endpoint == "blobs" and self.blobs_down:
+            raise httpx.ConnectError("blob storage unreachable", request=request)
         queued = self.faults.get(endpoint) or []
         fault = queued.pop(0) if queued else None
         if fault == "network":
@@ -135,6 +157,8 @@ class FakeServer:
             fault(request)
         if endpoint == "me":
             response = httpx.Response(200, json=self.account)
+        elif endpoint == "blobs" and request.url.path.startswith(f"/api/v1/events/{EVENT}/blobs/"):
+            response = self.blob(request)
         elif request.url.path != f"/api/v1/events/{EVENT}/sync/{endpoint}":
             response = problem(404, "not-found")
         else:
@@ -183,13 +207,66 @@ class FakeServer:
         base = current or {"author_id": self.account["id"], "conflicts": []}
         if args.get("resolve_conflicts"):
             base = {**base, "conflicts": []}
-        lost = {} if args["base_version"] >= current_version else {k: v for k, v in fields.items() if base.get(k) != v}
+        edited = self.edited.get((entity, record_id), current_version)
+        lost = {} if args["base_version"] >= edited else {k: v for k, v in fields.items() if base.get(k) != v}
         if lost:
             conflicts = [{"field": k, "value": v, "mutation_id": mutation.id} for k, v in lost.items()]
             version = self.put(entity, record_id, {**base, "conflicts": base.get("conflicts", []) + conflicts})
-            return {"status": "conflict", "version": version, "conflicts": sorted(lost)}
+            return {"status": "conflict", "version": version, "conflicts": sorted(lost)} | self.lacking(record_id)
         version = self.put(entity, record_id, {**base, **fields})
-        return {"status": "applied", "version": version}
+        return {"status": "applied", "version": version} | self.lacking(record_id)
+
+    def lacking(self, record_id: str) -> dict[str, Any]:
+        """``pending_blobs`` of a note's result: its attachments whose bytes are not here yet."""
+        _, data = self.state.get(("note", record_id), (0, None))
+        missing = {a["sha256"] for a in (data or {}).get("attachments", [])} - self.blobs.keys()
+        return {"pending_blobs": sorted(missing)} if missing else {}
+
+    def blob(self, request: httpx.Request) -> httpx.Response:
+        sha256, content_range = request.url.path.rsplit("/", 1)[-1], request.headers.get("Content-Range", "")
+        self.blob_requests.append((request.method, sha256, content_range))
+        offset = str(len(self.partial.get(sha256, b"")))
+        if request.method == "HEAD":
+            if sha256 in self.blobs:
+                return httpx.Response(200, headers={"Content-Length": str(len(self.blobs[sha256]))})
+            return httpx.Response(404, headers={"Upload-Offset": offset})
+        if request.method == "GET":
+            return (
+                httpx.Response(200, content=self.blobs[sha256]) if sha256 in self.blobs else problem(404, "not-found")
+            )
+        if sha256 in self.blobs:
+            return httpx.Response(200)
+        first, last, total = map(int, re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range).groups())  # type: ignore[union-attr]
+        if total > self.max_blob_bytes:
+            return problem(413, "payload-too-large")
+        held = self.partial.setdefault(sha256, bytearray())
+        if first != len(held):
+            return problem(409, "upload-offset-mismatch", {"Upload-Offset": offset})
+        body = request.content
+        assert len(body) == last - first + 1
+        if self.garble:
+            self.garble -= 1
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        cut = next((c for c in self.cuts if first <= c <= last), None)
+        if cut is not None:  # the server keeps what arrived before the connection broke
+            self.cuts.remove(cut)
+            held += body[: cut - first]
+            self.received += cut - first
+            self.blobs_down = self.down_after_cut
+            raise httpx.WriteError(f"connection broke after byte {cut}", request=request)
+        held += body
+        self.received += len(body)
+        if len(held) < total:
+            return httpx.Response(308, headers={"Upload-Offset": str(len(held))})
+        del self.partial[sha256]
+        if hashlib.sha256(held).hexdigest() != sha256:
+            return problem(422, "blob-hash-mismatch")
+        self.blobs[sha256] = bytes(held)
+        # Devices that see a note referencing the blob learn from its new version that it landed.
+        for note_id, note in self.live("note").items():
+            if any(a["sha256"] == sha256 for a in note.get("attachments", [])):
+                self.put("note", note_id, note, content=False)
+        return httpx.Response(201)
 
     def pull(self, request: httpx.Request) -> httpx.Response:
         position = decode_cursor(request.url.params.get("cursor"))
@@ -218,6 +295,12 @@ class FakeServer:
         version, data = self.state[entity, record_id]
         if data is None or "tombstone" in data:
             return Change(entity=entity, id=record_id, op="delete", version=version, data=(data or {}).get("tombstone"))
+        if entity == "note":
+            attachments = [
+                {**a, "status": "available" if a["sha256"] in self.blobs else "pending"}
+                for a in data.get("attachments", [])
+            ]
+            data = {**data, "attachments": attachments}
         return Change(entity=entity, id=record_id, op="put", version=version, data=data)
 
     def summary(self) -> dict[str, EntitySummary]:
@@ -229,9 +312,9 @@ class FakeServer:
         return summary
 
 
-def problem(status: int, slug: str) -> httpx.Response:
+def problem(status: int, slug: str, headers: dict[str, str] | None = None) -> httpx.Response:
     body = {"type": f"https://studyvisit.test/problems/{slug}", "title": slug.replace("-", " "), "status": status}
-    return httpx.Response(status, json=body, headers={"Content-Type": "application/problem+json"})
+    return httpx.Response(status, json=body, headers={"Content-Type": "application/problem+json", **(headers or {})})
 
 
 def rejected(slug: str, detail: str) -> dict[str, Any]:

@@ -242,6 +242,8 @@ QUERY_PARAMETERS: list[tuple[str, str, dict[str, str]]] = [
     (f"{E}/notes/shared.csv", "site", {}),
     (f"{E}/changes", "since", {}),
     (f"{E}/changes", "lang", {"since": "2025-12-01T00:00:00Z"}),
+    (f"{E}/blobs/{'0' * 64}", "w", {}),
+    (f"{E}/export.zip", "visit", {}),
 ]
 
 
@@ -249,7 +251,10 @@ def test_every_documented_query_parameter_is_probed_with_sql(http: Scanned) -> N
     """A new query parameter must join QUERY_PARAMETERS, so the SQL probe below keeps covering the whole API."""
     document = http.get("/schema/openapi.json").json()
     documented = {
-        (path.replace("{event_id}", EVENT_ID).replace("{site_id}", G1_SITE), parameter["name"])
+        (
+            path.replace("{event_id}", EVENT_ID).replace("{site_id}", G1_SITE).replace("{sha256}", "0" * 64),
+            parameter["name"],
+        )
         for path, item in document["paths"].items()
         for operation in item.values()
         if isinstance(operation, dict)
@@ -478,6 +483,7 @@ def test_token_of_another_event_still_names_its_own_account(http: Scanned, world
 
 
 ORGANIZER_ENDPOINTS = [
+    pytest.param("GET", f"{E}/export.zip", None, id="export-zip"),
     pytest.param("GET", f"{E}/feedback.csv", None, id="feedback-csv"),
     pytest.param("GET", f"{E}/notes/shared", None, id="shared-notes"),
     pytest.param("GET", f"{E}/notes/shared.csv", None, id="shared-notes-csv"),

@@ -1,0 +1,415 @@
+"""Blobs: their bytes on disk under the data directory, named by SHA-256, and their rows in the database.
+
+Layout of the data directory::
+
+    blobs/ab/abcdef...           complete blobs, immutable
+    partial/<sha256>             an unfinished resumable upload, appended part by part
+    partial/<sha256>.json        its declared total and the offset acknowledged so far
+    previews/ab/<sha256>-w480.jpg  downsized copies, made once
+    tmp/                         files being written; what a crash leaves here is garbage, never a blob
+
+Every file that looks whole got there by a rename of a file that was fsynced first, followed by an
+fsync of the directory, so a crash never leaves a half file under a final name. The ``blobs`` row
+is inserted only after that rename: a row always has its bytes.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import Generator, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+
+from server.storage.db import utcnow
+from server.storage.rows import row_dict
+
+CHUNK = 1024 * 1024
+# Long enough for every signature below (HEIF needs 12 bytes: a box size, "ftyp" and the brand).
+SNIFF_BYTES = 16
+# ISO BMFF brands of HEIF images from phones (Apple's HEIC, Android's HEIF); AVIF is not among them.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+# How long to wait for another request that is appending to the same partial upload.
+LOCK_WAIT_S = 1.0
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobRow(msgspec.Struct, kw_only=True, frozen=True):
+    """A complete blob the server holds."""
+
+    sha256: str
+    size: int
+    media_type: str
+    created_at: str
+
+
+class ExportNote(msgspec.Struct, kw_only=True, frozen=True):
+    """A shared note as organizers export it, with its author's name and attachments."""
+
+    id: str
+    author_name: str
+    visit_id: str | None
+    body: str
+    tags: list[str]
+    captured_at: str | None
+    updated_at: str
+    attachments: list[dict[str, Any]]
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+
+def get_blob(conn: sqlite3.Connection, sha256: str) -> BlobRow | None:
+    """The blob's row, when the server holds it whole."""
+    row = conn.execute("SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+    return None if row is None else BlobRow(**dict(row))
+
+
+def get_blobs(conn: sqlite3.Connection, hashes: Iterable[str]) -> dict[str, BlobRow]:
+    """The rows of those of these blobs the server holds."""
+    wanted = sorted(set(hashes))
+    if not wanted:
+        return {}
+    marks = ", ".join("?" for _ in wanted)
+    rows = conn.execute(f"SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 IN ({marks})", wanted)
+    return {row[0]: BlobRow(**dict(row)) for row in rows}
+
+
+def record_blob(conn: sqlite3.Connection, sha256: str, size: int, media_type: str) -> bool:
+    """Note a blob whose bytes were just put in place; False when another upload did it first."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO blobs (sha256, size, media_type, created_at) VALUES (?, ?, ?, ?)",
+        (sha256, size, media_type, utcnow()),
+    )
+    return cur.rowcount == 1
+
+
+def list_export_notes(conn: sqlite3.Connection, event_id: str, visit_id: str | None) -> list[ExportNote]:
+    """Live notes shared with the organizers, of one visit or of the whole event, in the order they reached the server."""
+    sql = (
+        "SELECT n.id, a.name AS author_name, n.visit_id, n.body, n.tags, n.captured_at, n.updated_at, n.attachments"
+        " FROM notes n JOIN accounts a ON a.id = n.author_id"
+        " WHERE n.event_id = ? AND n.share_with_organizers AND NOT n.deleted"
+    )
+    params: list[object] = [event_id]
+    if visit_id is not None:
+        sql += " AND n.visit_id = ?"
+        params.append(visit_id)
+    # rowid: arrival order, which later edits (or a photo landing) do not change, unlike updated_at.
+    sql += " ORDER BY n.rowid"
+    return [ExportNote(**row_dict("notes", row)) for row in conn.execute(sql, params)]
+
+
+# --- bytes --------------------------------------------------------------------------------
+
+
+def sniff_media_type(head: bytes) -> str | None:
+    """The media type the first bytes of a file announce, among those notes may carry."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return "image/heic"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+def _name(sha256: str) -> str:
+    # Routes check the hash already; a file name is never built from anything else, whatever calls this.
+    if not _SHA256_NAME.match(sha256):
+        raise ValueError(f"not a SHA-256: {sha256[:80]!r}")
+    return sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is durable only once the directory that holds the new name is on disk too.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(path.parent)
+
+
+class TempUpload:
+    """A new file in ``tmp/``, hashed while it is written, so the bytes are read once."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+        self.moved = False
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes."""
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        if len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        self.size += len(chunk)
+
+    def finish(self) -> str:
+        """Flush the file to disk; returns the SHA-256 of everything written."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        """Forget the file (a no-op once it was moved into place)."""
+        self._file.close()
+        if not self.moved:
+            self.path.unlink(missing_ok=True)
+
+
+class PartialState(msgspec.Struct, kw_only=True):
+    """What the sidecar of a partial upload keeps: the blob's size and the bytes acknowledged so far."""
+
+    total: int
+    offset: int
+
+
+class PartialUpload:
+    """A resumable upload, held under an exclusive lock until ``close``.
+
+    The lock is ``flock`` on the partial file itself, so it excludes other threads and other server
+    processes alike. Only bytes up to the sidecar's offset count: whatever lies past it was written
+    by a request that crashed before acknowledging it, and is cut off when the upload is reopened.
+    """
+
+    def __init__(self, files: "BlobFiles", sha256: str, fd: int, state: PartialState | None) -> None:
+        self._files = files
+        self.sha256 = sha256
+        self._fd = fd
+        self.total = state.total if state else 0
+        self.offset = state.offset if state else 0
+        self._finished = False
+        os.ftruncate(fd, self.offset)
+        os.lseek(fd, self.offset, os.SEEK_SET)
+
+    def append(self, chunk: bytes) -> None:
+        """Write bytes at the current offset (not yet acknowledged)."""
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self.offset += len(chunk)
+
+    def commit(self) -> None:
+        """Make what was appended durable, then acknowledge it in the sidecar."""
+        os.fsync(self._fd)
+        self._files.write_sidecar(self.sha256, PartialState(total=self.total, offset=self.offset))
+
+    def digest(self) -> tuple[str, bytes]:
+        """The SHA-256 of the whole file, read in chunks, and its first bytes."""
+        digest = hashlib.sha256()
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        head = b""
+        while chunk := os.read(self._fd, CHUNK):
+            if not head:
+                head = chunk[:SNIFF_BYTES]
+            digest.update(chunk)
+        return digest.hexdigest(), head
+
+    def install(self) -> None:
+        """Move the complete file to its final name; the sidecar goes."""
+        self._files.install(self._files.partial_path(self.sha256), self.sha256)
+        self._files.sidecar_path(self.sha256).unlink(missing_ok=True)
+        self._finished = True
+
+    def discard(self) -> None:
+        """Forget every byte of this upload."""
+        self._files.sidecar_path(self.sha256).unlink(missing_ok=True)
+        self._files.partial_path(self.sha256).unlink(missing_ok=True)
+        self._finished = True
+
+    def close(self) -> None:
+        """Release the lock; an upload that holds nothing leaves nothing behind."""
+        try:
+            if not self._finished and self.offset == 0:
+                self.discard()
+        finally:
+            os.close(self._fd)  # closing the descriptor releases the flock
+
+
+class BlobFiles:
+    """The data directory: complete blobs, partial uploads and previews."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs_dir = root / "blobs"
+        self.partial_dir = root / "partial"
+        self.previews_dir = root / "previews"
+        self.tmp_dir = root / "tmp"
+        for path in (self.blobs_dir, self.partial_dir, self.previews_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha256: str) -> Path:
+        """Where a complete blob lives."""
+        return self.blobs_dir / _name(sha256)[:2] / sha256
+
+    def partial_path(self, sha256: str) -> Path:
+        """Where an unfinished upload of this blob lives."""
+        return self.partial_dir / _name(sha256)
+
+    def sidecar_path(self, sha256: str) -> Path:
+        """The partial upload's declared total and acknowledged offset."""
+        return self.partial_dir / f"{_name(sha256)}.json"
+
+    def preview_path(self, sha256: str, width: int, extension: str) -> Path:
+        """Where a downsized copy lives."""
+        return self.previews_dir / _name(sha256)[:2] / f"{sha256}-w{width}.{extension}"
+
+    # --- whole files
+
+    def new_temp(self) -> TempUpload:
+        """A new temporary file for an upload."""
+        return TempUpload(self.tmp_dir)
+
+    def install_temp(self, temp: TempUpload, sha256: str) -> None:
+        """Move a finished upload to the blob's final name, durably."""
+        self.install(temp.path, sha256)
+        temp.moved = True
+
+    def install(self, source: Path, sha256: str) -> None:
+        """Rename a fsynced file to the blob's final name, durably."""
+        target = self.blob_path(sha256)
+        _make_dir(target.parent)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        if source.parent != target.parent:
+            _fsync_dir(source.parent)
+
+    @contextlib.contextmanager
+    def open_blob(self, sha256: str) -> Generator[BinaryIO]:
+        """The bytes of a complete blob."""
+        with self.blob_path(sha256).open("rb") as file:
+            yield file
+
+    def read_range(self, sha256: str, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first`` to ``last`` (inclusive) of a complete blob, in chunks."""
+        with self.blob_path(sha256).open("rb") as file:
+            file.seek(first)
+            left = last - first + 1
+            while left > 0:
+                chunk = file.read(min(CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    def read_preview(self, path: Path) -> bytes | None:
+        """A cached preview, if it was made before."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_preview(self, path: Path, data: bytes) -> None:
+        """Store a preview under its final name atomically; two requests making it at once both succeed."""
+        _make_dir(path.parent)
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="preview-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(name, path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    # --- partial uploads
+
+    def partial_state(self, sha256: str) -> PartialState | None:
+        """The sidecar of an unfinished upload (read without the lock: it is replaced atomically)."""
+        try:
+            return msgspec.json.decode(self.sidecar_path(sha256).read_bytes(), type=PartialState)
+        except (FileNotFoundError, msgspec.DecodeError):
+            return None
+
+    def write_sidecar(self, sha256: str, state: PartialState) -> None:
+        """Replace the sidecar atomically and durably."""
+        fd, name = tempfile.mkstemp(dir=self.partial_dir, prefix=".sidecar-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(json.dumps({"total": state.total, "offset": state.offset}).encode())
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(name, self.sidecar_path(sha256))
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.partial_dir)
+
+    def open_partial(self, sha256: str, wait_s: float = LOCK_WAIT_S) -> PartialUpload | None:
+        """The upload of this blob, locked for the caller; None if another request keeps it locked."""
+        path = self.partial_path(sha256)
+        deadline = time.monotonic() + wait_s
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.02)
+                continue
+            # The holder we waited for may have completed or discarded the upload, unlinking the file
+            # we opened: a lock on that orphan would protect nothing, so open the name afresh.
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return PartialUpload(self, sha256, fd, self.partial_state(sha256))
+            os.close(fd)
+
+    def purge_stale(self, older_than_s: float, now: float | None = None) -> int:
+        """Remove unfinished uploads and temporary files untouched for this long; returns how many.
+
+        An upload being appended to right now is locked and left alone.
+        """
+        cutoff = (time.time() if now is None else now) - older_than_s
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        for path in self.partial_dir.iterdir():
+            if not _SHA256_NAME.match(path.name) or path.stat().st_mtime >= cutoff:
+                continue
+            upload = self.open_partial(path.name, wait_s=0)
+            if upload is not None:
+                upload.discard()
+                upload.close()
+                removed += 1
+        return removed
+
+    def drop_partial(self, sha256: str) -> None:
+        """Forget an unfinished upload of a blob that landed whole another way (unless one is in flight)."""
+        if not self.partial_path(sha256).exists():
+            return
+        upload = self.open_partial(sha256, wait_s=0)
+        if upload is not None:
+            upload.discard()
+            upload.close()
