@@ -16,6 +16,8 @@ import uvicorn
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.services.blobs import blob_files
+from server.settings import Settings
 from server.storage.accounts import create_account, get_account, rotate_token
 from server.storage.catalog import get_event
 from server.storage.db import Database, migrate, migration_status
@@ -165,6 +167,17 @@ def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
     with database.write() as conn:
         count = purge_tombstones(conn, cutoff)
     click.echo(f"purged {count} tombstone(s) older than {cutoff}")
+
+
+@db.command("purge-uploads")
+@click.option("--older-than-hours", type=click.FloatRange(min=0, min_open=True), default=48, show_default=True)
+@db_option
+@click.option("--data-dir", default="", help="Blob directory (default: beside the database)")
+def db_purge_uploads(older_than_hours: float, db_path: Path, data_dir: str) -> None:
+    """Remove photo uploads abandoned half-way longer ago than this; a device resumes from zero then."""
+    settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
+    count = blob_files(settings).purge_stale(older_than_hours * 3600)
+    click.echo(f"removed {count} abandoned upload file(s)")
 
 
 @main.group()

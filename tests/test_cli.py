@@ -1,8 +1,10 @@
 """The ``studyvisit`` command, run as a user runs it: a child process, output read back, tokens tried on the API."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,3 +259,23 @@ def test_load_fixtures_refuses_a_bad_file_naming_it(tmp_path: Path, content: str
     bad.write_text(content, encoding="utf-8")
     result = studyvisit("load-fixtures", bad, "--db", tmp_path / "x.db", check=False)
     assert_clean_failure(result, str(bad), message)
+
+
+def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path) -> None:
+    db_path = tmp_path / "studyvisit.db"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    old, fresh = partial / ("a" * 64), partial / ("b" * 64)
+    for path in (old, fresh):
+        path.write_bytes(b"\xff\xd8\xff half a photo")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "purge-uploads", "--db", str(db_path), "--older-than-hours", "24"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "removed 1" in result.stdout
+    assert not old.exists()
+    assert fresh.exists()
