@@ -16,7 +16,7 @@ from server.errors import EXCEPTION_HANDLERS
 from server.observability import Metrics, observe
 from server.representation import RepresentationCache
 from server.routes.blobs import BlobController
-from server.routes.common import provide_cache, provide_db
+from server.routes.common import provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
 from server.routes.feedback import FeedbackController
@@ -79,7 +79,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
-            "cache": Provide(provide_cache, sync_to_thread=False),
         },
         middleware=[
             DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS]),

@@ -22,7 +22,6 @@ SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 # Handler parameters filled by name from the app's dependencies (Litestar 3 requires the marker).
 AppDatabase = NamedDependency[Database]
-AppCache = NamedDependency[RepresentationCache]
 
 
 def problem_spec(description: str) -> ResponseSpec:
@@ -47,20 +46,16 @@ AUTH_ERRORS: dict[int, ResponseSpec] = {
 }
 READ_ERRORS: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("A query value is invalid")}
 
-# A GET in the API: authenticated, documented errors, run in a worker thread because it reads SQLite.
-api_get = partial(get, security=SECURITY, responses=READ_ERRORS, sync_to_thread=True)
+# A GET in the API: authenticated, with documented errors. It runs on the event loop, not in a
+# worker thread: almost every answer is a cached representation found after one indexed SQLite
+# read of a few microseconds, and the hop to a thread cost more than the work (bench/RESULTS.md).
+api_get = partial(get, security=SECURITY, responses=READ_ERRORS, sync_to_thread=False)
 
 
 def provide_db(state: State) -> Database:
     """The application's database."""
     db: Database = state.db
     return db
-
-
-def provide_cache(state: State) -> RepresentationCache:
-    """The application's representation cache."""
-    cache: RepresentationCache = state.cache
-    return cache
 
 
 def require_event(db: Database, event_id: str) -> Event:
@@ -79,7 +74,6 @@ def scope_key(account: Account) -> tuple[Hashable, ...]:
 def serve_cached(
     request: Request[Any, Any, Any],
     db: Database,
-    cache: RepresentationCache,
     event_id: str,
     key: tuple[Hashable, ...],
     build: Callable[[], Any],
@@ -102,6 +96,7 @@ def serve_cached(
         version = value.version if versioned and not isinstance(value, bytes) else None
         return represent(body, media_type, version)
 
+    cache: RepresentationCache = request.app.state.cache
     rep = cache.get_or_build((event_id, version, request.url.path, *key), make)
     return serve(request, rep)
 

@@ -7,7 +7,7 @@ from litestar import Controller, Request, Response
 from schemas.accounts import Account
 from schemas.places import Event
 from server.auth import same_event
-from server.routes.common import AppCache, AppDatabase, api_get, require_event, serve_cached, serve_fresh
+from server.routes.common import AppDatabase, api_get, require_event, serve_cached, serve_fresh
 
 
 class MeController(Controller):
@@ -29,7 +29,5 @@ class EventController(Controller):
     tags = ["events"]
 
     @api_get("/", summary="The event: title, dates, time zone and venue")
-    def get_event(
-        self, request: Request[Account, Any, Any], db: AppDatabase, cache: AppCache, event_id: str
-    ) -> Response[Event]:
-        return serve_cached(request, db, cache, event_id, (), lambda: require_event(db, event_id))
+    def get_event(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[Event]:
+        return serve_cached(request, db, event_id, (), lambda: require_event(db, event_id))

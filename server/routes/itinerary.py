@@ -9,7 +9,7 @@ from schemas.accounts import Account
 from schemas.itinerary import Itinerary, Visit
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
-from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, require_event, scope_key, serve_cached
+from server.routes.common import SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
@@ -55,7 +55,6 @@ class ItineraryController(Controller):
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         visit_id: str,
     ) -> Response[Visit]:
@@ -65,14 +64,13 @@ class ItineraryController(Controller):
                 raise NotFoundError(f"No visit '{visit_id}' in this event.")
             return visit
 
-        return serve_cached(request, db, cache, event_id, ("visit", visit_id), build, versioned=True)
+        return serve_cached(request, db, event_id, ("visit", visit_id), build, versioned=True)
 
     @api_get("/itinerary", summary="Ordered itinerary with walking estimates between places")
     def itinerary(
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         group: str | None = GROUP,
     ) -> Response[Itinerary]:
@@ -80,7 +78,6 @@ class ItineraryController(Controller):
         return serve_cached(
             request,
             db,
-            cache,
             event_id,
             ("itinerary", group, *scope_key(account)),
             lambda: itinerary_for(db, account, event_id, group),
@@ -91,7 +88,6 @@ class ItineraryController(Controller):
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         group: str | None = GROUP,
     ) -> Response[str]:
@@ -102,18 +98,16 @@ class ItineraryController(Controller):
             return itinerary_ics(require_event(db, event_id), itinerary)
 
         key = ("ics", group, *scope_key(account))
-        return serve_cached(request, db, cache, event_id, key, build, media_type="text/calendar")
+        return serve_cached(request, db, event_id, key, build, media_type="text/calendar")
 
     @api_get("/schedule.xml", summary="The programme as frab schedule XML", media_type="application/xml")
-    def schedule(
-        self, request: Request[Account, Any, Any], db: AppDatabase, cache: AppCache, event_id: str
-    ) -> Response[str]:
+    def schedule(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[str]:
         def build() -> bytes:
             event = require_event(db, event_id)
             sites = {s.id: s for s in list_sites(db.conn, event_id)}
             return schedule_xml(event, list_visits(db.conn, event_id), sites)
 
-        return serve_cached(request, db, cache, event_id, ("frab",), build, media_type="application/xml")
+        return serve_cached(request, db, event_id, ("frab",), build, media_type="application/xml")
 
     @patch(
         "/visits/{visit_id:str}",

@@ -10,7 +10,7 @@ from schemas.places import Site, SiteView
 from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
-from server.routes.common import SECURITY, AppCache, AppDatabase, api_get, serve_cached
+from server.routes.common import SECURITY, AppDatabase, api_get, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
 from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
@@ -34,7 +34,6 @@ class SiteController(Controller):
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         lang: str | None = LANG,
         theme: str | None = Parameter(default=None, description="Keep sites with this theme (case-insensitive)"),
@@ -45,7 +44,6 @@ class SiteController(Controller):
         return serve_cached(
             request,
             db,
-            cache,
             event_id,
             ("list", language, theme, point),
             lambda: site_views(list_sites(db.conn, event_id), language, theme, point),
@@ -60,7 +58,6 @@ class SiteController(Controller):
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         lang: str | None = LANG,
     ) -> Response[dict[str, Any]]:
@@ -68,7 +65,6 @@ class SiteController(Controller):
         return serve_cached(
             request,
             db,
-            cache,
             event_id,
             ("geojson", language),
             lambda: feature_collection(site_views(list_sites(db.conn, event_id), language, None, None)),
@@ -80,7 +76,6 @@ class SiteController(Controller):
         self,
         request: Request[Account, Any, Any],
         db: AppDatabase,
-        cache: AppCache,
         event_id: str,
         site_id: str,
         lang: str | None = LANG,
@@ -93,7 +88,7 @@ class SiteController(Controller):
                 raise NotFoundError(f"No site '{site_id}' in this event.")
             return site_view(site, language)
 
-        return serve_cached(request, db, cache, event_id, ("site", site_id, language), build, versioned=True)
+        return serve_cached(request, db, event_id, ("site", site_id, language), build, versioned=True)
 
     @patch(
         "/sites/{site_id:str}",

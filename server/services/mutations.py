@@ -28,6 +28,7 @@ from server.storage.records import (
     feedback_of,
     insert_record,
     load_record,
+    record_exists,
     record_value,
     resolve_feedback_alias,
     update_record,
@@ -116,9 +117,9 @@ def _kept_conflicts(existing: list[Any], resolve: bool, base_version: int) -> li
 def _check_place(ctx: Context, visit_id: str | None, site_id: str | None) -> None:
     if visit_id is None and site_id is None:
         raise MutationRejectedError("invalid-mutation", "A note needs a visit_id or a site_id.")
-    if visit_id is not None and load_record(ctx.conn, ctx.event_id, "visit", visit_id) is None:
+    if visit_id is not None and not record_exists(ctx.conn, ctx.event_id, "visit", visit_id):
         raise MutationRejectedError("unknown-visit", f"No visit '{visit_id}' in this event.")
-    if site_id is not None and load_record(ctx.conn, ctx.event_id, "site", site_id) is None:
+    if site_id is not None and not record_exists(ctx.conn, ctx.event_id, "site", site_id):
         raise MutationRejectedError("unknown-site", f"No site '{site_id}' in this event.")
 
 

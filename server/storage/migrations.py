@@ -235,4 +235,14 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX note_blobs_by_note ON note_blobs(note_id);
         """,
     ),
+    Migration(
+        4,
+        "pull feed index that covers its query",
+        """
+        -- Pulls read (seq, entity, entity_id) by event, audience and seq: an index holding all
+        -- of them serves a page without touching the table or sorting the whole feed.
+        DROP INDEX changes_feed;
+        CREATE INDEX changes_feed ON changes(event_id, audience, seq, entity, entity_id);
+        """,
+    ),
 ]

@@ -32,7 +32,9 @@ def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iter
         if table == "events":
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
-            sql, params = f"SELECT * FROM {table} WHERE event_id = ? AND id IN ({marks})", [event_id, *chunk]
+            # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an
+            # event_id index and walk every note of the event for each chunk.
+            sql, params = f"SELECT * FROM {table} WHERE +event_id = ? AND id IN ({marks})", [event_id, *chunk]
         for row in conn.execute(sql, params):
             found[row["id"]] = row_dict(table, row)
     return found
@@ -41,6 +43,15 @@ def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iter
 def load_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
     """One row as a dict, or None."""
     return load_records(conn, event_id, entity, [record_id]).get(record_id)
+
+
+def record_exists(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> bool:
+    """Whether a record of the event exists (without reading it)."""
+    table = TABLES[entity]
+    return (
+        conn.execute(f"SELECT 1 FROM {table} WHERE event_id = ? AND id = ?", (event_id, record_id)).fetchone()
+        is not None
+    )
 
 
 def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
