@@ -44,18 +44,21 @@ def create_account(conn: sqlite3.Connection, account: Account, token: str | None
     return NewAccount(**{f: getattr(account, f) for f in account.__struct_fields__}, token=token)
 
 
-def _account(conn: sqlite3.Connection, row: sqlite3.Row) -> Account:
-    site_ids = [
-        r[0]
-        for r in conn.execute("SELECT site_id FROM account_sites WHERE account_id = ? ORDER BY site_id", (row["id"],))
-    ]
+_SELECT_ACCOUNT = (
+    "SELECT a.*, (SELECT group_concat(site_id, char(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites"
+    " FROM accounts a"
+)
+
+
+def _account(row: sqlite3.Row) -> Account:
+    sites = row["sites"]
     return Account(
         id=row["id"],
         name=row["name"],
         role=row["role"],
         event_id=row["event_id"],
         group_id=row["group_id"],
-        site_ids=site_ids,
+        site_ids=sorted(sites.split("\x1f")) if sites else [],
         language=row["language"],
         country=row["country"],
         organization=row["organization"],
@@ -68,20 +71,20 @@ def account_by_token(conn: sqlite3.Connection, token: str) -> Account | None:
     The lookup is by hash, so comparing does not leak the token through timing: an attacker
     controls the input of SHA-256, not the bytes compared.
     """
-    row = conn.execute("SELECT * FROM accounts WHERE token_hash = ?", (hash_token(token),)).fetchone()
-    return None if row is None else _account(conn, row)
+    row = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.token_hash = ?", (hash_token(token),)).fetchone()
+    return None if row is None else _account(row)
 
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
     """One account, or None."""
-    row = conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    return None if row is None else _account(conn, row)
+    row = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.id = ?", (account_id,)).fetchone()
+    return None if row is None else _account(row)
 
 
 def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
     """Every account of an event."""
-    rows = conn.execute("SELECT * FROM accounts WHERE event_id = ? ORDER BY id", (event_id,)).fetchall()
-    return [_account(conn, row) for row in rows]
+    rows = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.event_id = ? ORDER BY a.id", (event_id,)).fetchall()
+    return [_account(row) for row in rows]
 
 
 def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
