@@ -28,11 +28,13 @@ from server.storage.records import (
     feedback_of,
     insert_record,
     load_record,
+    note_owner,
     record_exists,
     record_value,
     resolve_feedback_alias,
     update_record,
 )
+from server.storage.rows import encode_json
 from sync.rules import HOST_SITE_FIELDS, ORGANIZER_SITE_FIELDS, flatten_translations, merge_fields
 
 NOTE_FIELDS: dict[str, Any] = {
@@ -129,11 +131,26 @@ def _note_audiences(author_id: str, *shared: bool) -> list[str]:
 
 
 def _own_note(ctx: Context, note_id: str) -> dict[str, Any] | None:
-    note = load_record(ctx.conn, ctx.event_id, "note", note_id)
-    if note is not None and note["author_id"] != ctx.account.id:
-        # Someone else's note does not exist for this caller.
+    owner = note_owner(ctx.conn, note_id)
+    if owner is not None and owner != (ctx.event_id, ctx.account.id):
+        # Someone else's note (in any event) does not exist for this caller.
         raise MutationRejectedError("not-found", f"No note '{note_id}' of yours.", 404)
-    return note
+    return None if owner is None else load_record(ctx.conn, ctx.event_id, "note", note_id)
+
+
+def new_note_row(ctx: Context, args: NotePutArgs, taken: set[str]) -> tuple[Any, ...] | None:
+    """The row of a plain new note (no photos, an id never seen), checked like ``note_put`` would;
+    None when the mutation needs the general path. Writes nothing, so it needs no savepoint."""
+    if args.attachments or args.id in taken or note_owner(ctx.conn, args.id) is not None:
+        return None
+    if (args.lat is None) != (args.lon is None):
+        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
+    _check_place(ctx, args.visit_id, args.site_id)
+    return (
+        args.id, ctx.event_id, ctx.account.id, ctx.client_id, args.visit_id, args.site_id, args.body,
+        encode_json(args.tags), args.lat, args.lon, args.captured_at.isoformat() if args.captured_at else None,
+        int(args.share_with_organizers), utcnow(),
+    )  # fmt: skip
 
 
 def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:

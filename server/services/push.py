@@ -1,15 +1,17 @@
 """Processing a push: each mutation exactly once, in id order, committed with the client's new last id."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas.accounts import Account
 from schemas.problems import Problem
 from schemas.sync import MutationResult, PushRequest, PushResponse
 from server.errors import PROBLEM_BASE
 from server.services.appliers import APPLIERS
-from server.services.mutations import Context, MutationRejectedError
+from server.services.mutations import Context, MutationRejectedError, new_note_row
+from server.storage.changes import record_changes
 from server.storage.db import Database, savepoint
-from server.storage.records import last_mutation_id, set_last_mutation_id
+from server.storage.records import NEW_NOTE_COLUMNS, insert_new_notes, last_mutation_id, set_last_mutation_id
 from sync.mutations import InvalidMutationError, decode_args
 
 _TITLES = {
@@ -39,6 +41,14 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
     """
     now = now or datetime.now(UTC)
     results: list[MutationResult] = []
+    new_notes: list[tuple[Any, ...]] = []  # plain creations, written together (the common case)
+    taken: set[str] = set()
+
+    def flush() -> None:
+        insert_new_notes(conn, new_notes)
+        record_changes(conn, [change for row in new_notes for change in _note_changes(row)])
+        new_notes.clear()
+
     with db.write() as conn:
         last = last_mutation_id(conn, account.id, request.client_id)
         gap = False
@@ -52,13 +62,28 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 continue
             ctx = Context(conn=conn, account=account, client_id=request.client_id, mutation_id=mutation.id)
             try:
-                with savepoint(conn):
-                    args = decode_args(mutation, now)  # first: it refuses unknown types
-                    results.append(APPLIERS[mutation.type](ctx, args))
+                args = decode_args(mutation, now)  # first: it refuses unknown types
+                row = new_note_row(ctx, args, taken) if mutation.type == "note.put" else None
+                if row is not None:
+                    new_notes.append(row)
+                    taken.add(row[0])
+                    results.append(MutationResult(id=mutation.id, status="applied", version=1))
+                else:
+                    flush()  # later mutations may build on the notes created so far
+                    with savepoint(conn):
+                        results.append(APPLIERS[mutation.type](ctx, args))
             except InvalidMutationError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))
             except MutationRejectedError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail, exc.status))
             last = mutation.id
+        flush()
         set_last_mutation_id(conn, account.id, request.client_id, last)
     return PushResponse(last_mutation_id=last, results=results)
+
+
+def _note_changes(row: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:
+    note_id, event_id, author_id = row[0], row[1], row[2]
+    shared = row[NEW_NOTE_COLUMNS.index("share_with_organizers")]
+    audiences = [f"acct:{author_id}", *(["org"] if shared else [])]
+    return [(event_id, "note", note_id, audience) for audience in audiences]

@@ -18,6 +18,11 @@ def record_change(
         conn.execute("UPDATE events SET content_version = content_version + 1 WHERE id = ?", (event_id,))
 
 
+def record_changes(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> None:
+    """Many (event_id, entity, entity_id, audience) changes of records that are not event-wide."""
+    conn.executemany("INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)", rows)
+
+
 def content_version(conn: sqlite3.Connection, event_id: str) -> int | None:
     """A number that grows whenever anything the read API serves for this event changes."""
     row = conn.execute("SELECT content_version FROM events WHERE id = ?", (event_id,)).fetchone()

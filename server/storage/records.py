@@ -54,6 +54,24 @@ def record_exists(conn: sqlite3.Connection, event_id: str, entity: str, record_i
     )
 
 
+def note_owner(conn: sqlite3.Connection, note_id: str) -> tuple[str, str] | None:
+    """(event id, author id) of a note with this id in any event, or None."""
+    row = conn.execute("SELECT event_id, author_id FROM notes WHERE id = ?", (note_id,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+NEW_NOTE_COLUMNS = (
+    "id", "event_id", "author_id", "origin_client", "visit_id", "site_id", "body", "tags", "lat", "lon",
+    "captured_at", "share_with_organizers", "updated_at",
+)  # fmt: skip
+
+
+def insert_new_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
+    marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
+    conn.executemany(f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})", rows)
+
+
 def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
     """Insert a new row."""
     table = TABLES[entity]
