@@ -69,8 +69,8 @@ class Connection:
             self._reader, self._writer = await asyncio.open_connection(HOST, self.port, limit=1 << 20)
         return self._reader, self._writer
 
-    async def send(self, request: bytes) -> Reply:
-        """Send a prebuilt request and read the whole response."""
+    async def send(self, request: bytes, *, no_body: bool = False) -> Reply:
+        """Send a prebuilt request and read the whole response (``no_body``: the answer to a HEAD has none)."""
         reader, writer = await self._ensure_open()
         try:
             writer.write(request)
@@ -78,7 +78,7 @@ class Connection:
             status = int(head[9:12])
             lower = head.lower()
             body = b""
-            if status not in (204, 304) and status >= 200:
+            if not no_body and status not in (204, 304) and status >= 200:
                 start = lower.find(b"\r\ncontent-length:")
                 if start >= 0:
                     end = lower.index(b"\r\n", start + 2)

@@ -294,6 +294,128 @@ class NotesJob:
         return applied
 
 
+# --- photo uploads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo to upload: its bytes and the SHA-256 that names it."""
+
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UploadStats:
+    """Photos uploaded by concurrent clients, end to end."""
+
+    photos: int
+    stored: int  # answered 201 with the photo's size
+    bytes: int
+    requests: int
+    errors: int
+    seconds: float
+    mib_per_s: float
+    photo_p50_ms: float
+    photo_p99_ms: float
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    """``clients`` clients at once, each uploading its share of the photos one after another, as the reference
+    client does: ``HEAD`` (the server must not hold it yet), then one ``PUT`` of the whole photo
+    (``part_size`` 0) or ``PUT``s of ``part_size``-byte parts with ``Content-Range``, 308 until the last, 201."""
+
+    port: int
+    event_id: str
+    tokens: tuple[str, ...]
+    photos: tuple[Photo, ...]
+    part_size: int = 0
+    deadline_s: float = 300.0
+
+    def _requests(self, token: str, photo: Photo) -> tuple[bytes, list[tuple[bytes, int]]]:
+        """The HEAD and the PUTs of one photo, prebuilt, each PUT with the status it must get."""
+        path = f"/api/v1/events/{self.event_id}/blobs/{photo.sha256}"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        head = build_request("HEAD", path, headers)
+        put_headers = {**headers, "Content-Type": "image/jpeg"}
+        size = len(photo.data)
+        if not self.part_size or self.part_size >= size:
+            return head, [(build_request("PUT", path, put_headers, photo.data), 201)]
+        puts = []
+        for first in range(0, size, self.part_size):
+            last = min(first + self.part_size, size) - 1
+            part_headers = {**put_headers, "Content-Range": f"bytes {first}-{last}/{size}"}
+            body = photo.data[first : last + 1]
+            puts.append((build_request("PUT", path, part_headers, body), 201 if last == size - 1 else 308))
+        return head, puts
+
+    async def run(self) -> UploadStats:
+        clients = len(self.tokens)
+        # Prebuilt, so that the generator's CPU goes to sending, not to copying bytes.
+        plans = [
+            [(photo, *self._requests(self.tokens[k], photo)) for photo in self.photos[k::clients]]
+            for k in range(clients)
+        ]
+        latencies: list[float] = []
+        counts = {"stored": 0, "requests": 0, "errors": 0}
+        messages: list[str] = []
+
+        def fail(message: str) -> None:
+            counts["errors"] += 1
+            if len(messages) < 10:
+                messages.append(message)
+
+        async def client(plan: list[tuple[Photo, bytes, list[tuple[bytes, int]]]]) -> None:
+            conn = Connection(self.port)
+            for photo, head, puts in plan:
+                t0 = time.perf_counter()
+                try:
+                    reply = await conn.send(head, no_body=True)
+                    counts["requests"] += 1
+                    if reply.status != 404 or reply.header("upload-offset") != "0":
+                        fail(f"HEAD of a new photo answered {reply.status}, offset {reply.header('upload-offset')}")
+                        continue
+                    for request, expect in puts:
+                        reply = await conn.send(request)
+                        counts["requests"] += 1
+                        if reply.status != expect:
+                            fail(f"PUT answered {reply.status} (expected {expect}): {reply.content()[:200]!r}")
+                            break
+                    else:
+                        outcome = msgspec.json.decode(reply.content())
+                        if outcome.get("sha256") == photo.sha256 and outcome.get("size") == len(photo.data):
+                            counts["stored"] += 1
+                        else:
+                            fail(f"the upload's answer does not describe the photo: {outcome!r:.200}")
+                except HTTPError as exc:
+                    fail(str(exc))
+                latencies.append((time.perf_counter() - t0) * 1000)
+            conn.close()
+
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await asyncio.gather(*(client(plan) for plan in plans))
+        except TimeoutError:
+            fail(f"the uploads did not finish within {self.deadline_s:.0f} s")
+        seconds = time.perf_counter() - started
+        total = sum(len(p.data) for p in self.photos)
+        return UploadStats(
+            photos=len(self.photos),
+            stored=counts["stored"],
+            bytes=total,
+            requests=counts["requests"],
+            errors=counts["errors"],
+            seconds=seconds,
+            mib_per_s=total / (1 << 20) / seconds,
+            photo_p50_ms=percentile(latencies, 0.5),
+            photo_p99_ms=percentile(latencies, 0.99),
+            messages=messages,
+        )
+
+
 # --- the load test -------------------------------------------------------------------------
 
 
@@ -373,7 +495,7 @@ class PhonesJob:
         return stats
 
 
-Job = ReadJob | PushJob | PullJob | NotesJob | PhonesJob
+Job = ReadJob | PushJob | PullJob | NotesJob | PhonesJob | UploadJob
 
 
 def execute(job: Job) -> Any:

@@ -4,7 +4,13 @@ Each function drives a running server through the load generator's process and r
 data for the JSON report. Figures repeated over runs are reduced to their median.
 """
 
+import hashlib
+import io
+import math
 import multiprocessing
+import os
+import random
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from PIL import Image
 
 from bench.dataset import LARGE, SMALL, Dataset, ParticipantPool, Scale, stamp
 from bench.http import SyncResult, auth_headers
@@ -27,11 +34,14 @@ from bench.loadgen import (
     NotesJob,
     PhonesJob,
     PhonesStats,
+    Photo,
     PullJob,
     PushJob,
     PushStats,
     ReadJob,
     ReadStats,
+    UploadJob,
+    UploadStats,
     execute,
     note_batches,
 )
@@ -58,6 +68,10 @@ class Config:
     incremental_changes: int
     phones: int
     notes_per_phone: int
+    upload_photos: int  # per mode and run; every photo is new
+    upload_photo_bytes: int  # about this size each
+    upload_part_bytes: int  # the Content-Range parts of the resumable mode
+    upload_clients: int
     time_limit_s: int
     quiet_wait_s: float  # how long to wait at the start for other work on the machine to end
     settle_s: float  # and before each run of a figure (0: do not wait)
@@ -76,6 +90,10 @@ FULL = Config(
     incremental_changes=1000,
     phones=200,
     notes_per_phone=50,
+    upload_photos=16,
+    upload_photo_bytes=4 << 20,
+    upload_part_bytes=1 << 20,
+    upload_clients=4,
     time_limit_s=900,
     quiet_wait_s=120.0,
     settle_s=20.0,
@@ -93,6 +111,10 @@ SMOKE = Config(
     incremental_changes=100,
     phones=20,
     notes_per_phone=10,
+    upload_photos=4,
+    upload_photo_bytes=256 << 10,
+    upload_part_bytes=64 << 10,
+    upload_clients=2,
     time_limit_s=120,
     quiet_wait_s=0.0,
     settle_s=0.0,
@@ -369,6 +391,140 @@ def measure_turin(gen: LoadGenerator, server: Server, turin: Dataset, config: Co
     gen.run(job)  # warm-up: the first request of a fresh process imports and compiles what it needs
     runs = [_sync_both(gen, job)[0] for _ in range(max(config.runs, 5))]
     return {**median_of(runs), "runs": runs}
+
+
+# --- photo uploads -------------------------------------------------------------------------
+
+# A JPEG of random noise at quality 95 without chroma subsampling takes about this many bytes per pixel.
+NOISE_JPEG_BYTES_PER_PIXEL = 2.4
+WRITE_CHUNK = 1 << 20  # the server writes what it receives in pieces of about this size
+
+
+def make_photos(count: int, approx_bytes: int, seed: int) -> tuple[Photo, ...]:
+    """``count`` distinct real JPEGs (4:3 noise, so they do not compress) of about ``approx_bytes`` each."""
+    width = max(16, round(math.sqrt(approx_bytes / NOISE_JPEG_BYTES_PER_PIXEL * 4 / 3) / 16) * 16)
+    height = width * 3 // 4
+    rng = random.Random(seed)
+    photos = []
+    for _ in range(count):
+        image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95, subsampling=0)
+        data = buffer.getvalue()
+        photos.append(Photo(sha256=hashlib.sha256(data).hexdigest(), data=data))
+    return tuple(photos)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_floor(photos: tuple[Photo, ...], directory: Path) -> float:
+    """Seconds to write these photos durably, one after another, in ``directory`` (the server's data directory)
+    the way the server stores a blob: into a temporary file in 1 MiB pieces, fsync, rename to its final name,
+    fsync of both directories. No HTTP, hashing or database: the disk's own speed for the same bytes."""
+    root = directory / f"disk-floor-{uuid.uuid4().hex}"
+    tmp, final = root / "tmp", root / "blobs"
+    tmp.mkdir(parents=True)
+    final.mkdir()
+    try:
+        started = time.perf_counter()
+        for photo in photos:
+            fd, name = tempfile.mkstemp(dir=tmp, prefix="upload-")
+            with os.fdopen(fd, "wb") as file:
+                view = memoryview(photo.data)
+                for start in range(0, len(view), WRITE_CHUNK):
+                    file.write(view[start : start + WRITE_CHUNK])
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(name, final / photo.sha256)
+            _fsync_dir(final)
+            _fsync_dir(tmp)
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def verify_blobs(db_path: Path, data_dir: Path, photos: tuple[Photo, ...]) -> int:
+    """How many of these photos the server holds: a ``blobs`` row and a file, both of the photo's size."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        hashes = [p.sha256 for p in photos]
+        marks = ", ".join("?" for _ in hashes)
+        sizes = dict(conn.execute(f"SELECT sha256, size FROM blobs WHERE sha256 IN ({marks})", hashes).fetchall())
+    finally:
+        conn.close()
+    held = 0
+    for photo in photos:
+        path = data_dir / "blobs" / photo.sha256[:2] / photo.sha256
+        if sizes.get(photo.sha256) == len(photo.data) and path.is_file() and path.stat().st_size == len(photo.data):
+            held += 1
+    return held
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the file system that holds ``path`` (from /proc/mounts: the longest mount point above it)."""
+    best, kind = "", "unknown"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and str(path).startswith(fields[1]) and len(fields[1]) > len(best):
+                best, kind = fields[1], f"{fields[2]} on {fields[0]}"
+    except OSError:
+        pass
+    return kind
+
+
+def measure_uploads(
+    gen: LoadGenerator, server: Server, dataset: Dataset, pool: ParticipantPool, config: Config
+) -> dict[str, Any]:
+    """Photo uploads from concurrent clients, whole and in Content-Range parts, each beside the disk's own
+    write speed for the same bytes in the same directory, measured in the same run."""
+    data_dir = dataset.path.parent  # the server's data directory (see ``studyvisit_server``)
+    tokens = tuple(a.token for a in pool.take(config.upload_clients))
+    samples: dict[str, list[dict[str, Any]]] = {"whole": [], "parts": []}
+    disk: list[dict[str, Any]] = []
+    for i in range(config.runs):
+        settle(config)
+        interference = Interference().start()
+        # Every photo new (a blob the server holds is answered at once, unread); generated before timing.
+        seed = 400_000 + 10 * i
+        photo_sets = {
+            "whole": make_photos(config.upload_photos, config.upload_photo_bytes, seed),
+            "parts": make_photos(config.upload_photos, config.upload_photo_bytes, seed + 1),
+        }
+        floor_s = disk_floor(photo_sets["whole"], data_dir)
+        floor_bytes = sum(len(p.data) for p in photo_sets["whole"])
+        floor_rate = floor_bytes / (1 << 20) / floor_s
+        disk.append({"seconds": floor_s, "bytes": floor_bytes, "mib_per_s": floor_rate})
+        for mode, photos in photo_sets.items():
+            part = config.upload_part_bytes if mode == "parts" else 0
+            stats: UploadStats = gen.run(UploadJob(server.port, dataset.event_id, tokens, photos, part))
+            samples[mode].append(
+                {
+                    **asdict(stats),
+                    "held_by_server": verify_blobs(dataset.path, data_dir, photos),
+                    "disk_mib_per_s": floor_rate,
+                    "ratio": stats.mib_per_s / floor_rate,
+                }
+            )
+        share = interference.share()
+        for mode in samples:
+            samples[mode][-1]["foreign_cpu"] = share
+        disk[-1]["foreign_cpu"] = share
+    return {
+        "clients": config.upload_clients,
+        "photos": config.upload_photos,
+        "photo_bytes_approx": config.upload_photo_bytes,
+        "part_bytes": config.upload_part_bytes,
+        "filesystem": _filesystem(data_dir.resolve()),
+        "disk": {**median_of(disk), "runs": disk},
+        **{mode: {**median_of(runs), "runs": runs} for mode, runs in samples.items()},
+    }
 
 
 # --- the load test -------------------------------------------------------------------------

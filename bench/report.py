@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 READS = {"sites": "GET sites", "itinerary": "GET itinerary (participant)", "revalidate_304": "GET itinerary, 304"}
+UPLOADS = {"whole": "whole", "parts": "in parts"}
 PULLS = {
     "participant_initial": "participant initial sync",
     "organizer_initial": "organizer initial sync",
@@ -44,6 +45,13 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         targets.append(
             _target(f"pull, {label}: changes/s", pull["changes_per_s"], "{:,.0f}", ">= 100,000", lambda v: v >= 1e5)
         )
+    uploads = results["uploads"]
+    for mode in UPLOADS:
+        up = uploads[mode]
+        label = f"photo uploads, {UPLOADS[mode]}"
+        targets.append(_target(f"{label}: errors", up["errors"], "{:.0f}", "0", lambda v: v == 0))
+        stored = float(up["held_by_server"] == up["stored"] == up["photos"])
+        targets.append(_target(f"{label}: every photo held", stored, "{:.0f}", "1 (yes)", lambda v: v == 1))
     organizer = results["pull"]["organizer_initial"]["seconds_gzip"]
     targets.append(_target("organizer initial sync (large event)", organizer, "{:.2f} s", "< 3 s", lambda v: v < 3))
     turin = results["turin"]
@@ -68,6 +76,10 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         )
     )
     return targets
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / (1 << 10):g} KiB"
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
@@ -124,6 +136,44 @@ def render(results: dict[str, Any], targets: list[Target]) -> str:
                     f"{push['ratio']:.1%}",
                     f"{push['batch_p50_ms']:.0f}",
                     f"{push['batch_p99_ms']:.0f}",
+                ]
+            ],
+        )
+    )
+    uploads = results["uploads"]
+    disk = uploads["disk"]
+    parts_label = f"{_size(uploads['part_bytes'])} parts (Content-Range)"
+    parts.append(
+        _table(
+            f"\nPhoto uploads: {uploads['photos']} JPEGs of ~{_size(uploads['photo_bytes_approx'])}, "
+            f"{uploads['clients']} clients at once, HEAD then PUT; disk: write + fsync + rename per file, "
+            f"same directory ({uploads['filesystem']})",
+            ["upload", "MiB", "seconds", "requests", "MiB/s", "disk MiB/s", "ratio", "photo p50 ms", "photo p99 ms"],
+            [
+                [
+                    "whole (one PUT)" if mode == "whole" else parts_label,
+                    f"{up['bytes'] / (1 << 20):,.1f}",
+                    f"{up['seconds']:.2f}",
+                    f"{up['requests']:.0f}",
+                    f"{up['mib_per_s']:,.1f}",
+                    f"{up['disk_mib_per_s']:,.1f}",
+                    f"{up['ratio']:.0%}",
+                    f"{up['photo_p50_ms']:.0f}",
+                    f"{up['photo_p99_ms']:.0f}",
+                ]
+                for mode, up in ((m, uploads[m]) for m in UPLOADS)
+            ]
+            + [
+                [
+                    "disk alone (one writer)",
+                    f"{disk['bytes'] / (1 << 20):,.1f}",
+                    f"{disk['seconds']:.2f}",
+                    "",
+                    f"{disk['mib_per_s']:,.1f}",
+                    "",
+                    "",
+                    "",
+                    "",
                 ]
             ],
         )

@@ -80,6 +80,7 @@ def run(config: measure.Config, workdir: Path) -> dict[str, Any]:
         phase("reads", server, lambda: measure.measure_reads(gen, server, dataset, config))
         phase("pull", server, lambda: measure.measure_pulls(gen, server, dataset, pool, config))
         phase("push", server, lambda: measure.measure_push(gen, server, dataset, pool, config))
+        phase("uploads", server, lambda: measure.measure_uploads(gen, server, dataset, pool, config))
         phase("load_test", server, lambda: measure.load_test(gen, server, dataset, pool, config))
         with studyvisit_server(turin.path, "turin") as turin_server:
             phase("turin", turin_server, lambda: measure.measure_turin(gen, turin_server, turin, config))
@@ -87,7 +88,7 @@ def run(config: measure.Config, workdir: Path) -> dict[str, Any]:
         "server_peak_mb": peaks["load_test"],
         "turin_server_peak_mb": peaks["turin"],
         # The large event's server: its peak so far after each phase, to tell which phase drives it.
-        "peak_after_phase_mb": {name: peaks[name] for name in ("reads", "pull", "push", "load_test")},
+        "peak_after_phase_mb": {name: peaks[name] for name in ("reads", "pull", "push", "uploads", "load_test")},
     }
     # Share of the cores used by processes outside the benchmark during each phase (0 = a quiet machine).
     results["foreign_cpu"] = foreign

@@ -91,9 +91,12 @@ class Server:
 
 
 def studyvisit_server(db_path: Path, name: str = "studyvisit") -> Server:
-    """``studyvisit serve`` with one uvicorn worker, as deployed; its log beside the database."""
+    """``studyvisit serve`` with one uvicorn worker, as deployed; its log and its blobs beside the database."""
     command = [sys.executable, "-m", "server.cli", "serve", "--db", str(db_path), "--workers", "1"]
-    return Server(name, command, "/health", db_path.parent)
+    # The data directory named outright (it is the database's own by default), so that the photo
+    # upload benchmark knows where the server writes and measures the disk there.
+    env = {"STUDYVISIT_DATA_DIR": str(db_path.parent)}
+    return Server(name, command, "/health", db_path.parent, env=env)
 
 
 def floor_server(spec: dict[str, tuple[int, int]], log_dir: Path) -> Server:

@@ -28,7 +28,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_smoke_run_reports_every_section(results: dict[str, Any]) -> None:
-    assert {"meta", "dataset", "reads", "push", "pull", "turin", "rss", "load_test", "targets"} <= results.keys()
+    sections = {"meta", "dataset", "reads", "push", "uploads", "pull", "turin", "rss", "load_test", "targets"}
+    assert sections <= results.keys()
     assert results["meta"]["smoke"] is True
 
 
@@ -53,6 +54,21 @@ def test_every_pushed_note_was_applied_beside_a_sqlite_floor(results: dict[str, 
     assert push["errors"] == 0
     assert push["applied"] == push["notes"] == push["devices"] * push["notes_per_device"]
     assert min(push["notes_per_s"], push["floor_notes_per_s"], push["ratio"]) > 0
+
+
+@pytest.mark.parametrize("mode", ["whole", "parts"])
+def test_photo_uploads_report_mib_per_s_beside_the_disk(results: dict[str, Any], mode: str) -> None:
+    uploads = results["uploads"]
+    upload = uploads[mode]
+    assert upload["errors"] == 0, upload["messages"]
+    # Every photo answered 201 with its own hash and size, and the server holds its row and its file.
+    assert upload["photos"] == upload["stored"] == upload["held_by_server"] == uploads["photos"]
+    parts_each = -(-uploads["photo_bytes_approx"] // uploads["part_bytes"]) if mode == "parts" else 1
+    assert upload["requests"] >= upload["photos"] * (1 + parts_each) * 0.5  # a HEAD and the PUT(s) of each photo
+    assert min(upload["bytes"], upload["seconds"], upload["mib_per_s"], upload["disk_mib_per_s"]) > 0
+    assert upload["ratio"] == pytest.approx(upload["mib_per_s"] / upload["disk_mib_per_s"], rel=0.5)
+    assert len(upload["runs"]) == results["meta"]["runs"]
+    assert min(uploads["disk"]["mib_per_s"], uploads["disk"]["bytes"]) > 0
 
 
 @pytest.mark.parametrize("name", [*PULLS, "turin"])
