@@ -40,7 +40,7 @@ def is_preflight(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return scope["type"] == "http" and scope["method"] == "OPTIONS"
 
 
-def same_event(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def same_event(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Another event's data does not exist for this token: 404, not 403, so ids do not leak."""
     if is_preflight(connection):
         return  # CORS preflight carries no token and reveals nothing: Litestar answers it
@@ -52,7 +52,8 @@ def same_event(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
 def requires(*roles: Role) -> Any:
     """A guard that lets only these roles through (403 for the others)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # async: Litestar would run a plain function in a worker thread on every request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if is_preflight(connection):
             return
         role = current_account(connection).role

@@ -31,7 +31,7 @@ class Representation(msgspec.Struct, frozen=True):
     gzipped: bytes | None
 
 
-def represent(body: bytes, media_type: str, version: int | None = None) -> Representation:
+def represent(body: bytes, media_type: str, version: int | None = None, *, compress: bool = True) -> Representation:
     """Hash and (when large enough) compress a body once.
 
     The ETag of a versioned record starts with its version (``v3-...``), so that ``If-Match``
@@ -40,7 +40,8 @@ def represent(body: bytes, media_type: str, version: int | None = None) -> Repre
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
     if version is not None:
         digest = f"v{version}-{digest}"
-    gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if len(body) > GZIP_MIN_BYTES else None
+    worth_it = compress and len(body) > GZIP_MIN_BYTES
+    gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if worth_it else None
     return Representation(body=body, media_type=media_type, etag=digest, gzipped=gzipped)
 
 
@@ -88,7 +89,7 @@ class RepresentationCache:
             self._entries.clear()
 
 
-def _accepts_gzip(request: Request[Any, Any, Any]) -> bool:
+def accepts_gzip(request: Request[Any, Any, Any]) -> bool:
     for part in request.headers.get("accept-encoding", "").split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip().lower() in ("gzip", "x-gzip"):
@@ -112,7 +113,7 @@ def serve(
     either tag revalidates, since both stand for the same data.
     """
     gz_etag = rep.etag + "-gz"
-    use_gzip = rep.gzipped is not None and _accepts_gzip(request)
+    use_gzip = rep.gzipped is not None and accepts_gzip(request)
     etag = gz_etag if use_gzip else rep.etag
     headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": "Accept-Encoding, Authorization"}
     inm = request.headers.get("if-none-match")

@@ -13,7 +13,7 @@ from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushRes
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
 from server.observability import Metrics
-from server.representation import represent, serve
+from server.representation import accepts_gzip, represent, serve
 from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
 from server.services.push import push
@@ -76,9 +76,11 @@ def _decode(body: bytes, content_type: str) -> PushRequest:
 
 
 def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
+    # Sync answers are made for one client: compress them only for a client that asked.
+    gzip_wanted = accepts_gzip(request)
     if MSGPACK in request.headers.get("accept", ""):
-        return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK), "no-store")
-    return serve(request, represent(msgspec.json.encode(value), "application/json"), "no-store")
+        return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK, compress=gzip_wanted), "no-store")
+    return serve(request, represent(msgspec.json.encode(value), "application/json", compress=gzip_wanted), "no-store")
 
 
 class SyncController(Controller):
