@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.datastructures import ResponseHeader
 
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
@@ -124,8 +123,3 @@ def serve(
         headers["Content-Encoding"] = "gzip"
         return Response(content=rep.gzipped, status_code=200, headers=headers, media_type=rep.media_type)
     return Response(content=rep.body, status_code=200, headers=headers, media_type=rep.media_type)
-
-
-ETAG_HEADER = ResponseHeader(
-    name="ETag", description="Strong validator of this representation", documentation_only=True
-)
