@@ -205,3 +205,18 @@ def test_api_doc_example_is_what_the_server_answers(
         "ORG_TOKEN": world.token("organizer"),
     }
     run(http, example, variables)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/me", f"/api/v1/events/{EVENT_ID}/sites", f"/api/v1/events/{EVENT_ID}/itinerary.ics"],
+)
+def test_head_answers_like_get_without_the_body_over_http(
+    http: httpx.Client, participant: dict[str, str], path: str
+) -> None:
+    got = http.get(path, headers=participant)
+    head = http.head(path, headers=participant)
+    assert head.status_code == got.status_code == 200
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.content == b""

@@ -4,7 +4,7 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -49,7 +49,14 @@ READ_ERRORS: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("A quer
 # A GET in the API: authenticated, with documented errors. It runs on the event loop, not in a
 # worker thread: almost every answer is a cached representation found after one indexed SQLite
 # read of a few microseconds, and the hop to a thread cost more than the work (bench/RESULTS.md).
-api_get = partial(get, security=SECURITY, responses=READ_ERRORS, sync_to_thread=False)
+# HEAD is answered like GET without the body (RFC 9110 §9.3.2): clients check ETags and sizes with it.
+api_get = partial(
+    route,
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    security=SECURITY,
+    responses=READ_ERRORS,
+    sync_to_thread=False,
+)
 
 
 def provide_db(state: State) -> Database:
