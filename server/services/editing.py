@@ -12,7 +12,7 @@ from schemas.sync import SiteFieldsPatch, SitePatchArgs, VisitFields, VisitPatch
 from server.errors import BadRequestError, ForbiddenError, NotFoundError, PreconditionRequiredError, StaleVersionError
 from server.representation import version_from_etag
 from server.services.mutations import Context, site_patch, write_merge
-from server.services.visits import require_organizer, utc_text, visit_patch, visit_put
+from server.services.visits import require_organizer, visit_patch, visit_put
 from server.storage.accounts import get_account, set_group_members
 from server.storage.catalog import get_group, get_site, get_visit
 from server.storage.db import Database
@@ -138,12 +138,7 @@ def revert_change(db: Database, account: Account, entry_id: int) -> HistoryEntry
         current = {name: record_value(record, name) for name in restore}
         if current == restore:
             raise BadRequestError(f"Change {entry_id} is undone already: the values are as before it.")
-        extra = None
-        if entity == "visit" and "starts_at" in restore:
-            extra = {"starts_utc": utc_text(restore["starts_at"])}
-        write_merge(
-            ctx, entity, record, current, restore, {}, record["version"], False, audiences=["all"], extra_columns=extra
-        )
+        write_merge(ctx, entity, record, current, restore, {}, record["version"], False, audiences=["all"])
         new_id = latest_history_id(conn, account.event_id, entity, entity_id)
         assert new_id is not None
         mark_reverted(conn, entry_id, new_id)

@@ -413,7 +413,6 @@ def write_merge(
     *,
     audiences: list[str],
     flagged: str | None = None,
-    extra_columns: dict[str, Any] | None = None,
 ) -> MutationResult:
     """Write a merge's outcome: new values, kept and new conflicts, history, the change feed."""
     kept = _kept_conflicts(record["conflicts"], resolve, base_version)
@@ -422,7 +421,6 @@ def write_merge(
     if not apply and not new_conflicts and kept == record["conflicts"]:
         return _result(ctx, "applied", record["version"])
     columns: dict[str, Any] = {"version": version, "updated_at": utcnow(), "conflicts": [*kept, *new_conflicts]}
-    columns.update(extra_columns or {})
     for name, value in apply.items():
         if "." in name:
             outer, inner = name.split(".", 1)

@@ -1,6 +1,6 @@
 """Changing the itinerary: organizers create, change and cancel visits, online or through sync."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -20,11 +20,6 @@ PLAN_FIELDS = frozenset({"starts_at", "ends_at", "site_id", "venue", "meeting_po
 def require_organizer(ctx: Context) -> None:
     if ctx.account.role != "organizer":
         raise MutationRejectedError("forbidden", "Only organizers change the itinerary.", 403)
-
-
-def utc_text(value: str) -> str:
-    """An RFC 3339 time as sortable UTC text, the form stored beside a visit's start."""
-    return datetime.fromisoformat(value).astimezone(UTC).isoformat()
 
 
 def check_visit(ctx: Context, values: dict[str, Any]) -> None:
@@ -62,7 +57,6 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
             **values,
             "event_id": ctx.event_id,
             "number": next_visit_number(ctx.conn, ctx.event_id),
-            "starts_utc": utc_text(values["starts_at"]),
             "version": 1,
             "conflicts": [],
             "updated_at": utcnow(),
@@ -91,7 +85,6 @@ def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
     if PLAN_FIELDS & set(merge.apply) and "status" not in incoming and visit["status"] == "scheduled":
         merge.apply["status"] = "changed"
         current["status"] = visit["status"]
-    extra = {"starts_utc": utc_text(after["starts_at"])} if "starts_at" in merge.apply else None
     return write_merge(
         ctx,
         "visit",
@@ -102,5 +95,4 @@ def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
         args.base_version,
         False,
         audiences=["all"],
-        extra_columns=extra,
     )

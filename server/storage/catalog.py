@@ -1,13 +1,13 @@
 """Events, sites, groups, visits and questions: the programme everyone in an event can read."""
 
 import sqlite3
-from datetime import UTC
 
 from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.records import start_utc
 from server.storage.rows import insert_sql, to_row, to_struct
 
 
@@ -69,11 +69,6 @@ def list_questions(conn: sqlite3.Connection, event_id: str) -> list[Question]:
     return [to_struct("questions", row, Question) for row in rows]
 
 
-def utc_key(visit: Visit) -> str:
-    """The visit's start in UTC, as the sortable text stored beside it."""
-    return visit.starts_at.astimezone(UTC).isoformat()
-
-
 def put_event(conn: sqlite3.Connection, event: Event) -> None:
     """Create or replace an event with its given content (used by fixture loading)."""
     row = to_row("events", event, updated_at=utcnow())
@@ -97,7 +92,8 @@ def put_group(conn: sqlite3.Connection, event_id: str, group: Group) -> None:
 
 def put_visit(conn: sqlite3.Connection, event_id: str, visit: Visit) -> None:
     """Create or replace a visit."""
-    row = to_row("visits", visit, event_id=event_id, starts_utc=utc_key(visit), updated_at=utcnow())
+    row = to_row("visits", visit, event_id=event_id, updated_at=utcnow())
+    row["starts_utc"] = start_utc(row["starts_at"])
     _upsert(conn, "visits", row)
     record_change(conn, event_id, "visit", visit.id, ["all"])
 

@@ -2,6 +2,7 @@
 
 import sqlite3
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -72,8 +73,21 @@ def insert_new_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> N
     conn.executemany(f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})", rows)
 
 
+def start_utc(starts_at: str) -> str:
+    """A visit's start as sortable UTC text: RFC 3339 strings with offsets do not sort as instants."""
+    return datetime.fromisoformat(starts_at).astimezone(UTC).isoformat()
+
+
+def _with_derived(entity: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Columns computed from others are kept true here, whoever writes.
+    if entity == "visit" and "starts_at" in values:
+        return {**values, "starts_utc": start_utc(values["starts_at"])}
+    return values
+
+
 def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
     """Insert a new row."""
+    values = _with_derived(entity, values)
     table = TABLES[entity]
     json_cols = JSON_COLUMNS[table]
     cols = list(values)
@@ -87,6 +101,7 @@ def update_record(
     conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]
 ) -> None:
     """Update some columns of a row."""
+    values = _with_derived(entity, values)
     table = TABLES[entity]
     json_cols = JSON_COLUMNS[table]
     sets = ", ".join(f"{c} = ?" for c in values)
