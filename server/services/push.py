@@ -45,6 +45,8 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
     taken: set[str] = set()
 
     def flush() -> None:
+        if not new_notes:
+            return
         insert_new_notes(conn, new_notes)
         record_changes(conn, [change for row in new_notes for change in _note_changes(row)])
         new_notes.clear()
