@@ -38,11 +38,13 @@ def check_if_match(if_match: str | None, version: int) -> None:
         )
 
 
-def merge_patch(body: Any, target: type[msgspec.Struct], nullable_maps: tuple[str, ...]) -> msgspec.Struct:
+def merge_patch(
+    body: Any, target: type[msgspec.Struct], record: type[msgspec.Struct], nullable_maps: tuple[str, ...]
+) -> msgspec.Struct:
     """Read an RFC 7396 merge patch into a fields Struct; ``null`` resets a field to its default."""
     if not isinstance(body, dict) or not body:
         raise BadRequestError("The body must be a non-empty JSON object of the fields to change.")
-    defaults = _defaults(target)
+    defaults = _defaults(record)
     fields: dict[str, Any] = {}
     for name, value in body.items():
         if value is None and name not in nullable_maps:
@@ -56,9 +58,9 @@ def merge_patch(body: Any, target: type[msgspec.Struct], nullable_maps: tuple[st
         raise BadRequestError(f"Invalid patch: {exc}.") from None
 
 
-def _defaults(target: type[msgspec.Struct]) -> dict[str, Any]:
-    model = {"SiteFieldsPatch": Site, "VisitFields": Visit}[target.__name__]
-    info = msgspec.inspect.type_info(model)
+def _defaults(record: type[msgspec.Struct]) -> dict[str, Any]:
+    """The default of every field of a record that has one: what ``null`` resets it to."""
+    info = msgspec.inspect.type_info(record)
     assert isinstance(info, msgspec.inspect.StructType)
     return {
         f.name: (f.default if f.default is not msgspec.NODEFAULT else f.default_factory())
@@ -69,7 +71,7 @@ def _defaults(target: type[msgspec.Struct]) -> dict[str, Any]:
 
 def edit_site(db: Database, account: Account, site_id: str, body: Any, if_match: str | None) -> Site:
     """Apply a merge patch to a site on behalf of its host or an organizer."""
-    fields = merge_patch(body, SiteFieldsPatch, ("description",))
+    fields = merge_patch(body, SiteFieldsPatch, Site, ("description",))
     with db.write() as conn:
         site = get_site(conn, account.event_id, site_id)
         if site is None:
@@ -95,7 +97,7 @@ def create_visit(db: Database, account: Account, args: VisitPutArgs) -> Visit:
 
 def edit_visit(db: Database, account: Account, visit_id: str, body: Any, if_match: str | None) -> Visit:
     """Apply a merge patch to a visit (organizers)."""
-    fields = merge_patch(body, VisitFields, ("notes", "site_id"))
+    fields = merge_patch(body, VisitFields, Visit, ("notes", "site_id"))
     with db.write() as conn:
         visit = get_visit(conn, account.event_id, visit_id)
         if visit is None:
