@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from schemas.common import LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
+from schemas.common import SHA256_PATTERN, LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
 from schemas.itinerary import TransportMode, VisitDraft, VisitKind, VisitStatus
 from schemas.places import CoordSource, OpeningHours, SiteKind
 from schemas.problems import Problem
@@ -112,7 +112,7 @@ class PullResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 # --- mutation arguments -------------------------------------------------------------------
 
 
-Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bytes, lowercase hex")]
+Sha256 = Annotated[str, Meta(pattern=SHA256_PATTERN, description="SHA-256 of the bytes, lowercase hex")]
 BlobMediaType = Literal["image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf"]
 AttachmentStatus = Literal["pending", "available"]
 

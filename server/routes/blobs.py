@@ -14,12 +14,12 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from schemas.accounts import Account
+from schemas.common import SHA256_PATTERN
 from server.auth import same_event
 from server.errors import PROBLEM_MEDIA_TYPE, BadRequestError, problem_response
 from server.routes.common import AUTH_ERRORS, READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.routes.feedback import ORGANIZERS
 from server.services.blobs import (
-    SHA256_PATTERN,
     RangeNotSatisfiableError,
     UploadInterruptedError,
     UploadOffsetError,
@@ -41,7 +41,7 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 SHA256 = Parameter(pattern=SHA256_PATTERN, description="SHA-256 of the blob's bytes: 64 lowercase hex digits")
 AppBlobFiles = NamedDependency[BlobFiles]
 # One range; several (a comma) are served whole, as RFC 9110 allows. 18 digits keep int() cheap.
-_RANGE = re.compile(r"^bytes=(?P<first>\d{0,18})-(?P<last>\d{0,18})$")
+_RANGE = re.compile(r"^bytes=(?P<first>\d{0,18})-(?P<last>\d{0,18})\Z")
 Sha256Path = Annotated[str, SHA256]
 
 UPLOAD_ERRORS: dict[int, ResponseSpec] = {

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from schemas.accounts import Account
+from schemas.common import UUID_PATTERN
 from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
@@ -21,7 +22,6 @@ from server.settings import Settings
 from server.storage.db import Database
 
 MSGPACK = "application/msgpack"
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 SYNC_ERRORS = {
     **READ_ERRORS,
     400: problem_spec("Malformed body, invalid cursor, or an unsupported protocol version"),

@@ -23,8 +23,7 @@ from server.storage.blob_refs import blob_landed, may_fetch_blob
 from server.storage.blobs import BlobFiles, BlobRow, PartialUpload, TempUpload, get_blob, record_blob, sniff_media_type
 from server.storage.db import Database
 
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-_CONTENT_RANGE = re.compile(r"^bytes (\d{1,15})-(\d{1,15})/(\d{1,15})$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d{1,15})-(\d{1,15})/(\d{1,15})\Z")
 ACCEPTED_MEDIA_TYPES = "JPEG, PNG, WebP, HEIC or PDF"
 T = TypeVar("T")
 

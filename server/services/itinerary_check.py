@@ -15,7 +15,7 @@ from server.storage.catalog import list_groups, list_sites, list_visits
 
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)\Z")
 _MINUTES_PER_DAY = 24 * 60
 
 

@@ -40,7 +40,7 @@ KIND_ORDER: tuple[ChangeKind, ...] = (
     "transport",
     "groups",
 )
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z")
 
 
 # One sentence per kind of change, in each language a reader may get. Phrasings avoid agreeing with
@@ -203,7 +203,7 @@ def parse_since(text: str | None) -> datetime:
     # Echo at most a line of what was sent: a problem document must not grow with the request.
     shown = repr(text) if len(text) <= 64 else f"{text[:40]!r}… ({len(text)} characters)"
     # RFC 3339 allows lower-case t and z; an unencoded "+" of the offset arrives as a space in a query.
-    candidate = re.sub(r" (\d{2}:\d{2})$", r"+\1", text).upper()
+    candidate = re.sub(r" (\d{2}:\d{2})\Z", r"+\1", text).upper()
     if len(text) > 64 or not _RFC3339.match(candidate):
         raise InvalidQueryError(
             f"since must be an RFC 3339 time with an offset, such as 2025-12-10T12:00:00Z: {shown}."

@@ -3,11 +3,12 @@
 import re
 from typing import Any
 
+from schemas.common import LANGUAGE_TAG_PATTERN
 from schemas.places import Site, SiteView
 from server.errors import InvalidQueryError
 from server.geo import distance_m
 
-_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_LANGUAGE_TAG = re.compile(LANGUAGE_TAG_PATTERN)
 FALLBACK_LANGUAGE = "en"
 
 

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from schemas.common import SHA256_PATTERN
 from server.storage.db import utcnow
 from server.storage.rows import row_dict
 
@@ -38,7 +39,7 @@ SNIFF_BYTES = 16
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 # How long to wait for another request that is appending to the same partial upload.
 LOCK_WAIT_S = 1.0
-_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_NAME = re.compile(SHA256_PATTERN)
 
 
 class BlobRow(msgspec.Struct, kw_only=True, frozen=True):
