@@ -15,3 +15,5 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[str] | None = None
     current_version: int | None = None
     supported: list[int] | None = None
+    # Quoted by a client reporting a server-side failure; the same id is in the server's log.
+    correlation_id: str | None = None

@@ -252,6 +252,11 @@ class Note(msgspec.Struct, kw_only=True):
     version: int = 1
     conflicts: list[Conflict] = []
     updated_at: str = ""
+    # The last change's device time as sent (display only), the server's time when it arrived,
+    # and whether the device time is implausible (then show received_at instead).
+    client_time: str | None = None
+    received_at: str | None = None
+    clock_skewed: bool = False
 
 
 class Feedback(msgspec.Struct, kw_only=True):
@@ -267,3 +272,7 @@ class Feedback(msgspec.Struct, kw_only=True):
     version: int = 1
     conflicts: list[Conflict] = []
     updated_at: str = ""
+    # As on Note: the last change's device time, the server's receive time, and the skew flag.
+    client_time: str | None = None
+    received_at: str | None = None
+    clock_skewed: bool = False

@@ -20,7 +20,7 @@ from server.routes.common import provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
 from server.routes.feedback import FeedbackController
-from server.routes.health import health, metrics_endpoint
+from server.routes.health import health, metrics_endpoint, ready
 from server.routes.itinerary import ItineraryController
 from server.routes.notes import NotesController
 from server.routes.schedule import ScheduleController
@@ -46,6 +46,7 @@ class ObservedLitestar(Litestar):
 
 ROUTES = [
     health,
+    ready,
     MeController,
     EventController,
     SiteController,
@@ -62,7 +63,7 @@ ROUTES = [
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; the database is opened and migrated at start-up."""
     settings = settings or Settings.from_env()
-    db = Database(settings.db_path)
+    db = Database(settings.db_path, lock_timeout=settings.db_lock_timeout_s)
     metrics = Metrics()
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
 

@@ -22,6 +22,8 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
+    # RFC 9110 §10.2.3: seconds after which a retry may succeed (a busy or briefly unwritable database).
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
@@ -102,6 +104,32 @@ class UnsupportedMediaTypeError(DomainError):
     title = "Unsupported media type"
 
 
+class DatabaseBusyError(DomainError):
+    """Another writer held the database longer than the lock timeout: nothing was written."""
+
+    status = 503
+    slug = "database-busy"
+    title = "The database is busy"
+    retry_after = 2
+
+
+class DatabaseUnavailableError(DomainError):
+    """The database cannot be written just now (read-only file, I/O error): nothing was written."""
+
+    status = 503
+    slug = "database-unavailable"
+    title = "The database cannot be written"
+    retry_after = 10
+
+
+class InsufficientStorageError(DomainError):
+    """The server's disk (or the database's size limit) is full: nothing was written."""
+
+    status = 507
+    slug = "insufficient-storage"
+    title = "The server has no space left"
+
+
 _LITESTAR: dict[int, tuple[str, str]] = {
     400: ("invalid-request", "Invalid request"),
     401: ("unauthorized", "Missing or invalid bearer token"),
@@ -127,6 +155,8 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     """Map a domain error to its problem document."""
     headers = {"WWW-Authenticate": BEARER_CHALLENGE} if exc.status == 401 else None
+    if exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(exc.problem(request.url.path), headers)
 
 
@@ -156,6 +186,13 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug or an outage: log it with its trace, tell the client nothing of its insides."""
+    # Imported here: storage raises the errors defined above, so it cannot be imported at the top.
+    from server.storage.db import storage_failure
+
+    if (failure := storage_failure(exc)) is not None:
+        # A full disk, a held lock or an unwritable file is the server's state, not a bug: say so.
+        log.warning("storage failure on %s %s: %s", request.method, request.url.path, exc)
+        return handle_domain_error(request, failure)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     problem = Problem(
         type=PROBLEM_BASE + "internal-error",

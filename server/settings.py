@@ -20,6 +20,9 @@ class Settings(msgspec.Struct, kw_only=True):
     data_dir: str = ""
     # One blob's size limit (413 past it, checked before the body is read when the request says its size).
     max_blob_bytes: int = 20 * 1024 * 1024
+    # Seconds a write waits for the database's write lock before it is answered 503 database-busy
+    # (with Retry-After): a prompt "try again" beats a request held for half a minute.
+    db_lock_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

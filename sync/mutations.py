@@ -23,8 +23,9 @@ MUTATION_TYPES: dict[str, type[msgspec.Struct]] = {
     "visit.put": VisitPutArgs,
     "visit.patch": VisitPatchArgs,
 }
-# Phones' clocks drift and cross time zones; a day of slack, no more: a client_time years
-# ahead is a broken clock or a forged request, and would corrupt "last edited" displays.
+# Phones' clocks drift and cross time zones; a day of slack, no more. A device time further ahead
+# (or before 2000, or unreadable) is a broken clock: the mutation is still applied, since the
+# user's work matters more than a timestamp, but the time is flagged so no display trusts it.
 MAX_CLOCK_AHEAD = timedelta(days=1)
 EARLIEST_CLIENT_TIME = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
 
@@ -38,36 +39,34 @@ class InvalidMutationError(ValueError):
         self.detail = detail
 
 
-def decode_args(mutation: Mutation, now: datetime) -> Any:
-    """Check a mutation's type, client time and arguments; returns its typed arguments."""
+def decode_args(mutation: Mutation) -> Any:
+    """Check a mutation's type and arguments; returns its typed arguments.
+
+    ``client_time`` is not checked here: it is for display only and never a reason to refuse
+    (see ``clock_skewed``).
+    """
     args_type = MUTATION_TYPES.get(mutation.type)
     if args_type is None:
         known = ", ".join(sorted(MUTATION_TYPES))
         raise InvalidMutationError("unknown-mutation-type", f"Unknown mutation type {mutation.type!r}; known: {known}.")
-    if mutation.client_time is not None:
-        check_client_time(mutation.client_time, now)
     try:
         return msgspec.convert(mutation.args, args_type)
     except msgspec.ValidationError as exc:
         raise InvalidMutationError("invalid-mutation", f"{mutation.type}: {exc}") from None
 
 
-def check_client_time(text: str, now: datetime) -> datetime:
-    """A device timestamp: RFC 3339 with an offset, not far in the future, not before 2000."""
+def clock_skewed(client_time: str | None, now: datetime) -> bool:
+    """Whether a device time cannot be trusted: unreadable, without an offset, more than a day
+    ahead of ``now``, or before 2000. A time in the past is not skew: offline phones push late."""
+    if client_time is None:
+        return False
     try:
-        stamp = msgspec.convert(text, datetime)
+        stamp = msgspec.convert(client_time, datetime)
     except msgspec.ValidationError:
-        raise InvalidMutationError(
-            "invalid-client-time", f"client_time {text!r} is not an RFC 3339 timestamp."
-        ) from None
+        return True
     if stamp.tzinfo is None:
-        raise InvalidMutationError("invalid-client-time", f"client_time {text!r} has no UTC offset.")
-    if stamp > now + MAX_CLOCK_AHEAD:
-        raise InvalidMutationError(
-            "invalid-client-time", f"client_time {text!r} is in the future; check the device clock."
-        )
-    if stamp < EARLIEST_CLIENT_TIME:
-        raise InvalidMutationError(
-            "invalid-client-time", f"client_time {text!r} is before 2000; check the device clock."
-        )
-    return stamp
+        return True
+    try:
+        return stamp > now + MAX_CLOCK_AHEAD or stamp < EARLIEST_CLIENT_TIME
+    except OverflowError:  # an offset that pushes the instant past year 9999 or before year 1
+        return True

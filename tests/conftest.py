@@ -101,23 +101,35 @@ def free_port() -> int:
 class LiveServer:
     """``studyvisit serve`` in a child process, on a free local port."""
 
-    def __init__(self, db_path: Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        workers: int = 1,
+        *,
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        ready_path: str = "/health",
+    ) -> None:
         self.db_path = db_path
         self.workers = workers
+        self.prefix = prefix  # e.g. a command that drops privileges before the server starts
+        self.env = env or {}
+        self.ready_path = ready_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "LiveServer":
-        cmd = [sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path), "--port", str(self.port)]
-        cmd += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path)]
+        cmd += ["--port", str(self.port), "--workers", str(self.workers)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.process = subprocess.Popen(cmd, start_new_session=True, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)

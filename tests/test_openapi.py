@@ -111,7 +111,7 @@ def test_every_operation_behind_the_token_lists_the_bearer_scheme(document: dict
 
 def test_public_operations_ask_for_no_token(document: dict[str, Any]) -> None:
     public = [(path, operation) for path, _, operation in operations(document) if is_public(path)]
-    assert [path for path, _ in public] == ["/health"]
+    assert [path for path, _ in public] == ["/health", "/health/ready"]
     assert all(not operation.get("security") for _, operation in public)
 
 

@@ -9,8 +9,8 @@ tried on a valid value with a newline appended.
 
 import ast
 import re
-import re._constants as sre  # noqa: PLC2701 (the parser's own opcodes are what we inspect)
-import re._parser as sre_parse  # noqa: PLC2701
+import re._constants as sre
+import re._parser as sre_parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,9 @@ def regex_literals(tree: ast.AST) -> list[tuple[int, str]]:
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 found.append((node.lineno, first.value))
         for keyword in node.keywords:
-            if keyword.arg == "pattern" and isinstance(keyword.value, ast.Constant):
-                if isinstance(keyword.value.value, str):
-                    found.append((node.lineno, keyword.value.value))
+            value = keyword.value
+            if keyword.arg == "pattern" and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.append((node.lineno, value.value))
     return found
 
 

@@ -147,28 +147,26 @@ def test_retry_after_a_lost_response_with_new_mutations_appended_applies_only_th
     assert scalar(seeded.path, "SELECT COUNT(*) FROM history WHERE entity_id = ?", NOTE) == 2
 
 
-def test_batch_that_fails_half_way_commits_nothing_and_its_retry_applies_once(
+def test_a_bug_in_one_mutation_rejects_only_it_and_the_batch_goes_on(
     client: Client, seeded: Seeded, p1: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*_: Any) -> Any:
-        raise RuntimeError("disk on fire")
+    # The old behaviour (500, whole batch rolled back) answered every retry the same way: one
+    # mutation the server could not apply wedged the device's outbox for good.
+    def broken(ctx: Any, _args: Any) -> Any:
+        ctx.conn.execute("UPDATE notes SET body = 'half-written' WHERE id = ?", (NOTE,))
+        raise RuntimeError("bug in an applier")
 
-    batch = [note_put(1, NOTE, body="one"), feedback_put(2, FEEDBACK_A, rating=5)]
-    before = snapshot(seeded.path)
+    batch = [note_put(1, NOTE, body="one"), feedback_put(2, FEEDBACK_A, rating=5), note_put(3, NOTE_2, body="three")]
     with monkeypatch.context() as patch:
         patch.setitem(push_service.APPLIERS, "feedback.put", broken)
-        response = client.post(
-            "/api/v1/events/turin-sse-2025/sync/push",
-            json={"client_id": CLIENT_A, "protocol": 1, "mutations": batch},
-            headers=p1,
-        )
-    assert response.status_code == 500
-    assert response.json()["type"] == PROBLEM + "internal-error"
-    assert snapshot(seeded.path) == before
+        result = push(client, p1, batch)
+    assert statuses(result) == ["applied", "rejected", "applied"]
+    assert result["results"][1]["error"]["type"] == PROBLEM + "internal-error"
+    assert result["last_mutation_id"] == 3
+    assert scalar(seeded.path, "SELECT body FROM notes WHERE id = ?", NOTE) == "one"  # its savepoint undone
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
 
-    retry = push(client, p1, batch)
-    assert statuses(retry) == ["applied", "applied"]
-    assert scalar(seeded.path, "SELECT version FROM notes WHERE id = ?", NOTE) == 1
+    assert statuses(push(client, p1, batch)) == ["duplicate", "duplicate", "duplicate"]
 
 
 def test_a_retry_racing_the_original_request_applies_the_batch_once(seeded: Seeded) -> None:

@@ -26,6 +26,7 @@ from server.storage.records import (
     add_history,
     changed_since,
     feedback_of,
+    feedback_owner,
     insert_record,
     load_record,
     note_owner,
@@ -48,6 +49,8 @@ NOTE_FIELDS: dict[str, Any] = {
     "share_with_organizers": False,
     "attachments": [],
 }
+# Records that keep the device time of their last change beside the server's (migration 8).
+DEVICE_TIMED = frozenset({"note", "feedback"})
 FEEDBACK_DEFAULTS: dict[str, Any] = {"rating": None, "comment": ""}
 # A host moving a site further than this is asked to be checked by an organizer.
 REVIEW_DISTANCE_M = 500.0
@@ -72,10 +75,23 @@ class Context:
     account: Account
     client_id: str | None
     mutation_id: int | None
+    # The device's clock as sent (display only), the server's when it arrived, and whether the
+    # device time is implausible (sync.mutations.clock_skewed). REST writes have no device time.
+    client_time: str | None = None
+    received_at: str | None = None
+    clock_skewed: bool = False
 
     @property
     def event_id(self) -> str:
         return self.account.event_id
+
+    def device_times(self) -> dict[str, Any]:
+        """The device-time columns of a note or feedback written by this mutation."""
+        return {
+            "client_time": self.client_time,
+            "received_at": self.received_at or utcnow(),
+            "clock_skewed": int(self.clock_skewed),
+        }
 
     @property
     def own_client(self) -> tuple[str, str | None]:
@@ -149,7 +165,7 @@ def new_note_row(ctx: Context, args: NotePutArgs, taken: set[str]) -> tuple[Any,
     return (
         args.id, ctx.event_id, ctx.account.id, ctx.client_id, args.visit_id, args.site_id, args.body,
         encode_json(args.tags), args.lat, args.lon, args.captured_at.isoformat() if args.captured_at else None,
-        int(args.share_with_organizers), utcnow(),
+        int(args.share_with_organizers), utcnow(), *ctx.device_times().values(),
     )  # fmt: skip
 
 
@@ -176,6 +192,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
                 "version": 1,
                 "conflicts": [],
                 "updated_at": now,
+                **ctx.device_times(),
             },
         )
         record_change(
@@ -198,7 +215,12 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             ctx.event_id,
             "note",
             args.id,
-            {"conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)], "version": version, "updated_at": now},
+            {
+                "conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)],
+                "version": version,
+                "updated_at": now,
+                **ctx.device_times(),
+            },
         )
         record_change(ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id))
         return _result(ctx, "conflict", version, conflicts=[c.field for c in lost])
@@ -268,6 +290,7 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
             "lon": None,
             "attachments": [],
             "conflicts": [*note["conflicts"], *map(msgspec.to_builtins, lost)],
+            **ctx.device_times(),
         },
     )
     set_note_blobs(ctx.conn, ctx.event_id, args.id, [])  # a deleted note shares no photo
@@ -307,9 +330,11 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
     if visit["feedback_closed"]:
         raise MutationRejectedError("feedback-closed", f"Feedback on '{args.visit_id}' was closed by the organizers.")
     _check_answers(ctx, args.answers)
-    feedback = load_record(ctx.conn, ctx.event_id, "feedback", resolve_feedback_alias(ctx.conn, args.id))
-    if feedback is not None and feedback["author_id"] != account.id:
+    owner = feedback_owner(ctx.conn, args.id)
+    if owner is not None and owner != (ctx.event_id, account.id):
+        # Someone else's feedback (in any event: ids are unique across events) does not exist for this caller.
         raise MutationRejectedError("not-found", f"No feedback '{args.id}' of yours.", 404)
+    feedback = load_record(ctx.conn, ctx.event_id, "feedback", resolve_feedback_alias(ctx.conn, args.id))
     if feedback is not None and feedback["visit_id"] != args.visit_id:
         raise MutationRejectedError("invalid-mutation", "Feedback cannot move to another visit.")
     if feedback is None:
@@ -337,6 +362,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
                 "version": 1,
                 "conflicts": [],
                 "updated_at": utcnow(),
+                **ctx.device_times(),
             },
         )
         record_change(ctx.conn, ctx.event_id, "feedback", args.id, audiences)
@@ -421,6 +447,8 @@ def write_merge(
     if not apply and not new_conflicts and kept == record["conflicts"]:
         return _result(ctx, "applied", record["version"])
     columns: dict[str, Any] = {"version": version, "updated_at": utcnow(), "conflicts": [*kept, *new_conflicts]}
+    if entity in DEVICE_TIMED:
+        columns.update(ctx.device_times())
     for name, value in apply.items():
         if "." in name:
             outer, inner = name.split(".", 1)

@@ -118,7 +118,12 @@ def shape(
         ]
         data = msgspec.to_builtins(
             msgspec.convert(
-                {**record, "share_with_organizers": bool(record["share_with_organizers"]), "attachments": attachments},
+                {
+                    **record,
+                    "share_with_organizers": bool(record["share_with_organizers"]),
+                    "clock_skewed": bool(record["clock_skewed"]),
+                    "attachments": attachments,
+                },
                 Note,
             )
         )
@@ -128,7 +133,7 @@ def shape(
     if entity == "feedback":
         if not feedback_visible(record, account.id, account.role, frozenset(account.site_ids)):
             return gone
-        feedback = msgspec.convert(record, Feedback)
+        feedback = msgspec.convert({**record, "clock_skewed": bool(record["clock_skewed"])}, Feedback)
         if account.role == "host" and record["author_id"] != account.id:
             feedback.author_id = None  # hosts see what was said, not who said it
         if record["author_id"] != account.id:

@@ -1,25 +1,31 @@
 """Processing a push: each mutation exactly once, in id order, committed with the client's new last id."""
 
+import logging
+import sqlite3
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas.accounts import Account
 from schemas.problems import Problem
-from schemas.sync import MutationResult, PushRequest, PushResponse
+from schemas.sync import Mutation, MutationResult, PushRequest, PushResponse
 from server.errors import PROBLEM_BASE
+from server.faults import fault_point
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
-from server.storage.db import Database, savepoint
+from server.storage.db import Database, rfc3339, savepoint, storage_failure
 from server.storage.records import NEW_NOTE_COLUMNS, insert_new_notes, last_mutation_id, set_last_mutation_id
-from sync.mutations import InvalidMutationError, decode_args
+from sync.mutations import InvalidMutationError, clock_skewed, decode_args
+
+log = logging.getLogger("studyvisit.push")
 
 _TITLES = {
     "unknown-mutation-type": "Unknown mutation type",
     "invalid-mutation": "Invalid mutation arguments",
-    "invalid-client-time": "Implausible client time",
     "forbidden": "Not allowed",
     "not-found": "No such record",
+    "internal-error": "The server failed to apply this mutation",
 }
 
 
@@ -30,25 +36,67 @@ def _rejected(mutation_id: int, slug: str, detail: str, status: int = 422) -> Mu
     return MutationResult(id=mutation_id, status="rejected", error=problem)
 
 
+def _internal_error(mutation: Mutation, client_id: str, exc: BaseException) -> MutationResult:
+    """A bug met while applying one mutation: logged with its trace under an id the client is given.
+
+    The detail is generic on purpose: the exception may name a record of another event or account.
+    """
+    correlation_id = str(uuid.uuid4())
+    log.error(
+        "mutation %d (%s) of client %s failed; correlation id %s",
+        mutation.id,
+        mutation.type,
+        client_id,
+        correlation_id,
+        exc_info=exc,
+    )
+    problem = Problem(
+        type=PROBLEM_BASE + "internal-error",
+        title=_TITLES["internal-error"],
+        status=500,
+        detail="The server could not apply this mutation and did not keep it. Quote the correlation id to report it.",
+        instance=f"urn:uuid:{correlation_id}",
+        correlation_id=correlation_id,
+    )
+    return MutationResult(id=mutation.id, status="rejected", error=problem)
+
+
 def push(db: Database, account: Account, request: PushRequest, now: datetime | None = None) -> PushResponse:
     """Apply a batch in one transaction.
 
     Ids at or below the client's last processed id are duplicates and change nothing; the next
     id is processed (applied, conflict, or rejected: a rejected mutation still uses up its id);
     an id past a gap, and everything after it, is out of order and left for the client to resend.
-    A savepoint per mutation keeps a rejected mutation from leaving half its writes behind; an
-    unexpected error rolls the whole batch back, so a retry reaches the same end state.
+    A savepoint per mutation keeps a rejected mutation from leaving half its writes behind. A bug
+    met by one mutation rejects that mutation only (``internal-error``), so one bad mutation can
+    never wedge a device's outbox; a failure of the database itself (busy, full, unwritable)
+    rolls the whole batch back and is answered 503/507, so a retry reaches the same end state.
     """
     now = now or datetime.now(UTC)
+    received_at = rfc3339(now)
     results: list[MutationResult] = []
-    new_notes: list[tuple[Any, ...]] = []  # plain creations, written together (the common case)
+    # Plain creations, written together (the common case): (index in results, mutation, row).
+    new_notes: list[tuple[int, Mutation, tuple[Any, ...]]] = []
     taken: set[str] = set()
 
     def flush() -> None:
         if not new_notes:
             return
-        insert_new_notes(conn, new_notes)
-        record_changes(conn, [change for row in new_notes for change in _note_changes(row)])
+        try:
+            with savepoint(conn):
+                _insert_notes(conn, [row for _, _, row in new_notes])
+        except Exception as exc:
+            if storage_failure(exc) is not None:
+                raise
+            # One of them is at fault: write them one by one, so that only it is rejected.
+            for index, mutation, row in new_notes:
+                try:
+                    with savepoint(conn):
+                        _insert_notes(conn, [row])
+                except Exception as one_exc:
+                    if storage_failure(one_exc) is not None:
+                        raise
+                    results[index] = _internal_error(mutation, request.client_id, one_exc)
         new_notes.clear()
 
     with db.write() as conn:
@@ -62,12 +110,20 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
             if mutation.id <= last:
                 results.append(MutationResult(id=mutation.id, status="duplicate"))
                 continue
-            ctx = Context(conn=conn, account=account, client_id=request.client_id, mutation_id=mutation.id)
+            ctx = Context(
+                conn=conn,
+                account=account,
+                client_id=request.client_id,
+                mutation_id=mutation.id,
+                client_time=mutation.client_time,
+                received_at=received_at,
+                clock_skewed=clock_skewed(mutation.client_time, now),
+            )
             try:
-                args = decode_args(mutation, now)  # first: it refuses unknown types
+                args = decode_args(mutation)  # first: it refuses unknown types
                 row = new_note_row(ctx, args, taken) if mutation.type == "note.put" else None
                 if row is not None:
-                    new_notes.append(row)
+                    new_notes.append((len(results), mutation, row))
                     taken.add(row[0])
                     results.append(MutationResult(id=mutation.id, status="applied", version=1))
                 else:
@@ -78,10 +134,21 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))
             except MutationRejectedError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail, exc.status))
+            except Exception as exc:
+                if storage_failure(exc) is not None:
+                    raise  # the database's state, not this mutation's fault: the whole batch waits
+                results.append(_internal_error(mutation, request.client_id, exc))
             last = mutation.id
         flush()
         set_last_mutation_id(conn, account.id, request.client_id, last)
+        fault_point("push.before_commit")  # every mutation applied, nothing committed yet
+    fault_point("push.after_commit")  # committed, the client not told yet: its retry must be all duplicates
     return PushResponse(last_mutation_id=last, results=results)
+
+
+def _insert_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    insert_new_notes(conn, rows)
+    record_changes(conn, [change for row in rows for change in _note_changes(row)])
 
 
 def _note_changes(row: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:

@@ -1,6 +1,6 @@
 """Changing the itinerary: organizers create, change and cancel visits, online or through sync."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -25,6 +25,11 @@ def require_organizer(ctx: Context) -> None:
 def check_visit(ctx: Context, values: dict[str, Any]) -> None:
     """A visit must end after it starts and point at sites and groups of its event."""
     starts, ends = datetime.fromisoformat(values["starts_at"]), datetime.fromisoformat(values["ends_at"])
+    for name, moment in (("starts_at", starts), ("ends_at", ends)):
+        try:
+            moment.astimezone(UTC)  # visits sort by their UTC instant, which must exist
+        except OverflowError:
+            raise MutationRejectedError("invalid-visit", f"{name} {values[name]} is out of range.") from None
     if ends <= starts:
         raise MutationRejectedError("invalid-visit", "A visit must end after it starts.")
     site_id = values.get("site_id")

@@ -3,6 +3,8 @@
 This package is the only code that touches SQL. A PostgreSQL backend replaces it whole.
 """
 
+import contextlib
+import errno
 import sqlite3
 import threading
 from collections.abc import Generator
@@ -13,24 +15,58 @@ from typing import Any
 
 import sqlite_utils
 
+from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
 from server.storage.migrations import MIGRATIONS
+
+# How long a writer waits for the write lock (this process's queue, then SQLite's busy handler)
+# before the request is answered 503 database-busy: phones retry, a held request only ties up a worker.
+DEFAULT_LOCK_TIMEOUT_S = 5.0
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# Errors of the file rather than of the statement: a connection that saw one is reopened, since a
+# connection opened while the file was read-only stays read-only for good.
+_UNAVAILABLE = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN})
 
 
 def utcnow() -> str:
     """The current time as RFC 3339 in UTC, with microseconds so it sorts."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def rfc3339(moment: datetime) -> str:
+    """An aware time as RFC 3339 in UTC, with microseconds, as ``utcnow`` writes it."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def storage_failure(exc: BaseException) -> DomainError | None:
+    """The domain error for a failure of the database's state (busy, full, unwritable), or None.
+
+    These say nothing about the request: the same request succeeds once the lock is free, the disk
+    has room or the file is writable again, so they are answered 503/507, never "rejected".
+    """
+    if isinstance(exc, sqlite3.Error):
+        code = (exc.sqlite_errorcode or 0) & 0xFF  # the primary result code of an extended one
+        if code in _BUSY:
+            return DatabaseBusyError("Another write held the database too long; nothing was written. Retry shortly.")
+        if code == sqlite3.SQLITE_FULL:
+            return InsufficientStorageError("The server's storage is full; nothing was written. Retry later.")
+        if code in _UNAVAILABLE:
+            return DatabaseUnavailableError("The database cannot be written just now; nothing was written.")
+        return None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorageError("The server's storage is full; nothing was written. Retry later.")
+    return None
+
+
+def _open(path: Path, lock_timeout: float) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up
     # front instead of failing to upgrade a read lock half-way through a transaction.
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: an acknowledged write survives power loss, not only a process crash.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
     return conn
 
 
@@ -41,21 +77,35 @@ class Database:
     concurrent transactions, and several server processes may open the same file (WAL mode).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.path = Path(path)
+        self.lock_timeout = lock_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writer = threading.RLock()
         self._all: list[sqlite3.Connection] = []
+        # Bumped when a connection finds the file unwritable: every thread's connection was perhaps
+        # opened in the same bad moment (read-only for good), so each is reopened at its next use.
+        self._generation = 0
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
+        """This thread's connection, opened on first use (and again after the file failed)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != self._generation and not conn.in_transaction:
+            self._discard(conn)
+            conn = None
         if conn is None:
-            conn = _open(self.path)
+            generation = self._generation
+            try:
+                conn = _open(self.path, self.lock_timeout)
+            except sqlite3.Error as exc:
+                if (failure := storage_failure(exc)) is None:
+                    raise
+                raise failure from exc
             self._local.conn = conn
+            self._local.generation = generation
             with self._lock:
                 self._all.append(conn)
         return conn
@@ -74,24 +124,75 @@ class Database:
         Other processes are still kept apart by SQLite's own lock (BEGIN IMMEDIATE).
         """
         conn = self.conn
-        with self._writer:
-            conn.execute("BEGIN IMMEDIATE")
+        if not self._writer.acquire(timeout=self.lock_timeout):
+            raise DatabaseBusyError("Other writes held the database too long; nothing was written. Retry shortly.")
+        try:
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._abandon(conn, exc)
                 raise
-            conn.execute("COMMIT")
+        finally:
+            self._writer.release()
 
     @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for several queries."""
         conn = self.conn
-        conn.execute("BEGIN")
         try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abandon(conn, exc)
+            raise
+
+    def _abandon(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        """Undo a failed transaction; a storage failure is raised as its domain error instead.
+
+        SQLite rolls the transaction back itself after some errors (disk full, I/O), so there may be
+        nothing left to roll back. A connection that saw the file fail is closed: the next use of
+        this thread opens a fresh one, so a database that was unwritable for a moment recovers
+        without a restart.
+        """
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._discard(conn)  # it cannot even roll back: it must not be used again
+        failure = storage_failure(exc)
+        if failure is None:
+            return
+        if isinstance(failure, DatabaseUnavailableError):  # busy or full: the connection itself is fine
+            self._discard(conn)
+            with self._lock:
+                self._generation += 1
+        raise failure from exc
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def check_writable(self) -> None:
+        """Commit a one-row write, or raise the storage failure's domain error (503/507).
+
+        A real committed write: SELECT 1 answers on a read-only file, and BEGIN IMMEDIATE alone
+        succeeds on a read-only connection; only writing finds an unwritable file or a full disk.
+        """
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                (utcnow(),),
+            )
 
     def ping(self) -> None:
         """Fail unless the database answers."""
@@ -117,15 +218,20 @@ def savepoint(conn: sqlite3.Connection) -> Generator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK TO nested")
+        # After a disk-full or I/O error SQLite may have rolled back the whole transaction, and
+        # with it the savepoint: then there is nothing to undo here, and the original error stands.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO nested")
+            conn.execute("RELEASE nested")
         raise
-    finally:
-        conn.execute("RELEASE nested")
+    conn.execute("RELEASE nested")
 
 
 def migrate(db: Database) -> list[int]:
     """Apply pending migrations; returns the versions applied now. Safe to race from several processes."""
     applied: list[int] = []
+    if not _pending(db):
+        return applied  # nothing to do: no write lock, so a server can start on a read-only file
     with db.write() as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -143,6 +249,20 @@ def migrate(db: Database) -> list[int]:
             )
             applied.append(migration.version)
     return applied
+
+
+def _pending(db: Database) -> bool:
+    with db.read() as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone():
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        else:
+            done = set()
+    return any(m.version not in done for m in MIGRATIONS)
+
+
+def pending_migrations(db: Database) -> list[int]:
+    """Versions of known migrations not applied to this database."""
+    return [m["version"] for m in migration_status(db) if m["applied_at"] is None]
 
 
 def migration_status(db: Database) -> list[dict[str, Any]]:

@@ -245,4 +245,21 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX changes_feed ON changes(event_id, audience, seq, entity, entity_id);
         """,
     ),
+    Migration(
+        8,
+        "device clock kept beside the server's receive time; a row the health check writes",
+        """
+        -- client_time is the device's clock as sent (display only, never trusted); received_at is
+        -- the server's clock when the mutation arrived; clock_skewed flags a device time more
+        -- than a day off (or unreadable), so "last edited" displays can fall back to received_at.
+        ALTER TABLE notes ADD COLUMN client_time TEXT;
+        ALTER TABLE notes ADD COLUMN received_at TEXT;
+        ALTER TABLE notes ADD COLUMN clock_skewed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE feedback ADD COLUMN client_time TEXT;
+        ALTER TABLE feedback ADD COLUMN received_at TEXT;
+        ALTER TABLE feedback ADD COLUMN clock_skewed INTEGER NOT NULL DEFAULT 0;
+        -- /health commits a write here: only a write finds a read-only file or a full disk.
+        CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+        """,
+    ),
 ]

@@ -63,7 +63,7 @@ def note_owner(conn: sqlite3.Connection, note_id: str) -> tuple[str, str] | None
 
 NEW_NOTE_COLUMNS = (
     "id", "event_id", "author_id", "origin_client", "visit_id", "site_id", "body", "tags", "lat", "lon",
-    "captured_at", "share_with_organizers", "updated_at",
+    "captured_at", "share_with_organizers", "updated_at", "client_time", "received_at", "clock_skewed",
 )  # fmt: skip
 
 
@@ -243,6 +243,17 @@ def resolve_feedback_alias(conn: sqlite3.Connection, feedback_id: str) -> str:
     """The record a feedback id stands for: itself, or the record it was merged into."""
     row = conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (feedback_id,)).fetchone()
     return feedback_id if row is None else str(row[0])
+
+
+def feedback_owner(conn: sqlite3.Connection, feedback_id: str) -> tuple[str, str] | None:
+    """(event id, author id) of the feedback this id names (itself or through an alias), in any event."""
+    row = conn.execute(
+        "SELECT event_id, author_id FROM feedback WHERE id = ?"
+        " UNION ALL SELECT f.event_id, f.author_id FROM feedback_aliases a JOIN feedback f ON f.id = a.feedback_id"
+        " WHERE a.alias_id = ? LIMIT 1",
+        (feedback_id, feedback_id),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def feedback_of(conn: sqlite3.Connection, author_id: str, visit_id: str) -> str | None:
