@@ -101,9 +101,10 @@ def free_port() -> int:
 class LiveServer:
     """``studyvisit serve`` in a child process, on a free local port."""
 
-    def __init__(self, db_path: Path, workers: int = 1) -> None:
+    def __init__(self, db_path: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.db_path = db_path
         self.workers = workers
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -111,7 +112,9 @@ class LiveServer:
     def start(self) -> "LiveServer":
         cmd = [sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path), "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
