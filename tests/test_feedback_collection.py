@@ -388,7 +388,7 @@ FORMULA_COMMENTS = [
     ("great visit;=1+1", "great visit;'=1+1"),
     ("  =1+1", "'  =1+1"),
     ("\u3000@SUM(A1)", "'\u3000@SUM(A1)"),
-    ("fine\n=HYPERLINK(\"http://x\")", "fine\n'=HYPERLINK(\"http://x\")"),
+    ('fine\n=HYPERLINK("http://x")', 'fine\n\'=HYPERLINK("http://x")'),
     ("\uff1d1+1 全角", "'\uff1d1+1 全角"),
     ("-2+3, +cmd|' /C calc'!A0", "'-2+3, '+cmd|' /C calc'!A0"),
     ("\t=1", "'\t'=1"),  # a tab splits cells too, when the file is read as tab-separated
