@@ -102,6 +102,18 @@ class UnsupportedMediaTypeError(DomainError):
     title = "Unsupported media type"
 
 
+class TooManyAuthFailuresError(DomainError):
+    """Too many invalid tokens from one address: it must wait ``retry_after`` seconds (RFC 6585 §4)."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 _LITESTAR: dict[int, tuple[str, str]] = {
     400: ("invalid-request", "Invalid request"),
     401: ("unauthorized", "Missing or invalid bearer token"),
@@ -127,6 +139,8 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     """Map a domain error to its problem document."""
     headers = {"WWW-Authenticate": BEARER_CHALLENGE} if exc.status == 401 else None
+    if isinstance(exc, TooManyAuthFailuresError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(exc.problem(request.url.path), headers)
 
 

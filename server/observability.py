@@ -2,7 +2,8 @@
 
 One JSON line per request on the ``studyvisit.access`` logger: method, route, path, status,
 duration, account and sync client id — never a token (the Authorization header is not read
-here, and query strings are not logged). Metrics are per server process.
+here, query strings are not logged, and a feed URL's path token is replaced by a placeholder).
+Metrics are per server process.
 """
 
 import logging
@@ -13,6 +14,8 @@ from typing import Any
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from server.feeds import redact_feed_token
 
 access_log = logging.getLogger("studyvisit.access")
 
@@ -98,7 +101,7 @@ def observe(metrics: Metrics, app: ASGIApp) -> ASGIApp:
                 line = {
                     "method": method,
                     "route": route,
-                    "path": scope["path"],
+                    "path": redact_feed_token(scope["path"]),
                     "status": status,
                     "ms": round(elapsed * 1000, 2),
                     "account": getattr(user, "id", None),

@@ -101,10 +101,13 @@ def free_port() -> int:
 class LiveServer:
     """``studyvisit serve`` in a child process, on a free local port."""
 
-    def __init__(self, db_path: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, db_path: Path, workers: int = 1, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.db_path = db_path
         self.workers = workers
         self.env = env or {}
+        self.log_path = log_path  # where its stderr (the access log) goes, when given
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -112,9 +115,12 @@ class LiveServer:
     def start(self) -> "LiveServer":
         cmd = [sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path), "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
+        stderr = self.log_path.open("ab") if self.log_path else None
         self.process = subprocess.Popen(
-            cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+            cmd, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}, stderr=stderr
         )
+        if stderr is not None:
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
