@@ -1,5 +1,6 @@
 """The Litestar application."""
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Litestar
@@ -9,11 +10,13 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
+from litestar.types import ASGIApp, LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
+from server.feeds import serve_feeds
 from server.observability import Metrics, observe
+from server.ratelimit import FailedAuthLimiter
 from server.representation import RepresentationCache
 from server.routes.blobs import BlobController
 from server.routes.common import provide_db
@@ -31,12 +34,12 @@ from server.storage.db import Database, migrate
 
 
 class ObservedLitestar(Litestar):
-    """Litestar, timed and logged from the outside, so that routing errors (404s) and
-    authentication failures (401s) are counted with the status the client really got."""
+    """Litestar inside ASGI layers: timed and logged from the outside, so that routing errors (404s)
+    and authentication failures (401s) are counted with the status the client really got."""
 
-    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, layers: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._observed = observe(metrics, super().__call__)
+        self._observed = layers(super().__call__)
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     db = Database(settings.db_path, lock_timeout=settings.db_lock_timeout_s)
     metrics = Metrics()
+    limiter = FailedAuthLimiter(settings.auth_failures_allowed, settings.auth_failure_window_seconds)
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
 
     def on_startup() -> None:
@@ -73,8 +77,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def on_shutdown() -> None:
         db.close()
 
+    def layers(app: ASGIApp) -> ASGIApp:
+        return observe(metrics, serve_feeds(app, db, limiter))
+
     return ObservedLitestar(
-        metrics,
+        layers,
         route_handlers=routes,
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -99,7 +106,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 }
             ),
         ),
-        state=State({"db": db, "cache": RepresentationCache(), "settings": settings, "metrics": metrics}),
+        state=State(
+            {
+                "db": db,
+                "cache": RepresentationCache(),
+                "settings": settings,
+                "metrics": metrics,
+                "auth_limiter": limiter,
+            }
+        ),
         debug=False,
         logging_config=None,
     )

@@ -7,17 +7,34 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from schemas.accounts import Account, Role
-from server.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from server.errors import ForbiddenError, NotFoundError, TooManyAuthFailuresError, UnauthorizedError
+from server.ratelimit import FailedAuthLimiter
 from server.storage.accounts import account_by_token
 from server.storage.db import Database
 
 PUBLIC_PATHS = {"/health", "/metrics", "/schema"}
+# The ASGI scope key under which server.feeds hands over the account of a valid feed token. Only
+# server code writes scope keys, so a client cannot forge it; it is set for the two feed routes only.
+FEED_ACCOUNT = "studyvisit.feed_account"
+
+
+def count_failed_auth(limiter: FailedAuthLimiter, address: str) -> None:
+    """Record an invalid token from this address, or refuse with 429 when it has sent too many already."""
+    retry_after = limiter.retry_after(address)
+    if retry_after is not None:
+        raise TooManyAuthFailuresError(
+            f"Too many invalid tokens from this address; try again in {retry_after} s.", retry_after=retry_after
+        )
+    limiter.record_failure(address)
 
 
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
-    """Resolves ``Authorization: Bearer <token>`` to an Account, or refuses with 401."""
+    """Resolves ``Authorization: Bearer <token>`` to an Account, or refuses with 401 (429 after many)."""
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        feed_account: Account | None = connection.scope.get(FEED_ACCOUNT)
+        if feed_account is not None:
+            return AuthenticationResult(user=feed_account, auth="feed")
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -25,8 +42,10 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         db: Database = connection.app.state.db
         account = account_by_token(db.conn, token.strip())
         if account is None:
+            # Only here, after the token failed: a valid token never waits for the limiter.
+            count_failed_auth(connection.app.state.auth_limiter, connection.client.host if connection.client else "")
             raise UnauthorizedError("This token is not valid.")
-        return AuthenticationResult(user=account, auth=None)
+        return AuthenticationResult(user=account, auth="bearer")
 
 
 def current_account(connection: ASGIConnection[Any, Any, Any, Any]) -> Account:

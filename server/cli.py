@@ -15,10 +15,21 @@ import uvicorn
 
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
+from server.feeds import feed_urls
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.services.blobs import blob_files
 from server.settings import Settings
-from server.storage.accounts import create_account, get_account, rotate_token
+from server.storage.accounts import (
+    Access,
+    create_account,
+    get_access,
+    get_account,
+    retire_account,
+    revoke_feed_token,
+    rotate_feed_token,
+    rotate_token,
+    set_expiry,
+)
 from server.storage.catalog import get_event
 from server.storage.db import Database, migrate, migration_status
 from server.storage.purge import purge_tombstones
@@ -36,30 +47,39 @@ def open_db(path: Path) -> Database:
     return db
 
 
-def account_json(account: NewAccount) -> bytes:
-    """One account as a JSON line for scripts: group and site_ids only where set."""
-    data: dict[str, Any] = {
-        "id": account.id,
-        "name": account.name,
-        "role": account.role,
-        "event_id": account.event_id,
-        "token": account.token,
-    }
+def public_url() -> str:
+    """The server's address for printed feed URLs: STUDYVISIT_PUBLIC_URL, else the default of ``serve``."""
+    return Settings.from_env().public_url or "http://127.0.0.1:8000"
+
+
+def account_json(account: NewAccount, base_url: str) -> bytes:
+    """One account as a JSON line for scripts: group, site_ids and token only where set."""
+    data: dict[str, Any] = {"id": account.id, "name": account.name, "role": account.role, "event_id": account.event_id}
+    if account.token:
+        data["token"] = account.token
     if account.group_id:
         data["group"] = account.group_id
     if account.site_ids:
         data["site_ids"] = account.site_ids
+    if account.feed_token:
+        data["feed_urls"] = msgspec.to_builtins(feed_urls(base_url, account.feed_token))
     return msgspec.json.encode(data)
 
 
-def print_accounts(accounts: list[NewAccount], as_json: bool) -> None:
+def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | None = None) -> None:
+    base_url = base_url or public_url()
     for account in accounts:
         if as_json:
-            click.echo(account_json(account).decode())
-        else:
-            extra = f" group={account.group_id}" if account.group_id else ""
-            extra += f" sites={','.join(account.site_ids)}" if account.site_ids else ""
-            click.echo(f"{account.role:<12} {account.name} ({account.id}{extra})\n             token: {account.token}")
+            click.echo(account_json(account, base_url).decode())
+            continue
+        extra = f" group={account.group_id}" if account.group_id else ""
+        extra += f" sites={','.join(account.site_ids)}" if account.site_ids else ""
+        click.echo(f"{account.role:<12} {account.name} ({account.id}{extra})")
+        if account.token:
+            click.echo(f"             token: {account.token}")
+        if account.feed_token:
+            urls = feed_urls(base_url, account.feed_token)
+            click.echo(f"             calendar: {urls.webcal}\n             frab:     {urls.schedule_xml}")
     sys.stdout.flush()
 
 
@@ -115,16 +135,23 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
         for role in ("organizer", "host", "participant"):
             first = next(a for a in fixture.accounts if a.role == role)
             account = get_account(conn, first.id)
+            access = get_access(conn, first.id)
             assert account is not None
+            assert access is not None
             token = rotate_token(conn, account.id)
-            demo_accounts.append(NewAccount(**msgspec.structs.asdict(account), token=token))
+            # The feed token is kept: a calendar subscribed to the demo's feed URL keeps working.
+            feed_token = access.feed_token or rotate_feed_token(conn, account.id)
+            demo_accounts.append(NewAccount(**msgspec.structs.asdict(account), token=token, feed_token=feed_token))
     db.close()
-    print_accounts(demo_accounts, as_json)
+    print_accounts(demo_accounts, as_json, f"http://{host}:{port}")
     if not as_json:
         click.echo(
             f"\nTry: curl -H 'Authorization: Bearer {demo_accounts[2].token}' "
             f"http://{host}:{port}/api/v1/events/{fixture.event.id}/itinerary"
         )
+        urls = feed_urls(f"http://{host}:{port}", demo_accounts[2].feed_token)
+        click.echo(f"Or, with no header at all, as a calendar app does: curl {urls.ics}")
+        click.echo(f"Subscribe a phone's calendar to {urls.webcal}")
     if not no_serve:
         run_server(db_path, host, port, workers)
 
@@ -185,7 +212,7 @@ def accounts() -> None:
     """Participants, hosts and organizers."""
 
 
-def _add_all(db: Database, accounts: list[Account]) -> list[NewAccount]:
+def _add_all(db: Database, accounts: list[Account], expires_at: str | None = None) -> list[NewAccount]:
     """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown."""
     created: list[NewAccount] = []
     with db.write() as conn:
@@ -194,7 +221,7 @@ def _add_all(db: Database, accounts: list[Account]) -> list[NewAccount]:
                 raise click.ClickException(f"no event '{account.event_id}'")
             if get_account(conn, account.id) is not None:
                 raise click.ClickException(f"an account '{account.id}' exists already")
-            created.append(create_account(conn, account))
+            created.append(create_account(conn, account, expires_at=expires_at))
     return created
 
 
@@ -229,15 +256,100 @@ def _new_account(db: Database, taken: set[str], **fields: Any) -> Account:
 @click.option("--language", default="en", show_default=True)
 @click.option("--country")
 @click.option("--organization", default="")
+@click.option("--expires", help="When its tokens stop working: a date (UTC), an RFC 3339 time, or 'never'")
 @db_option
 @json_option
 def accounts_add(
-    db_path: Path, as_json: bool, account_id: str | None, site_ids: tuple[str, ...], **fields: Any
+    db_path: Path,
+    as_json: bool,
+    account_id: str | None,
+    site_ids: tuple[str, ...],
+    expires: str | None,
+    **fields: Any,
 ) -> None:
-    """Create an account and print its token (shown only now)."""
+    """Create an account and print its token (shown only now) and its calendar feed URLs."""
+    expires_at = parse_expiry(expires) if expires else None
     db = open_db(db_path)
     account = _new_account(db, set(), id=account_id, site_ids=list(site_ids), **fields)
-    print_accounts(_add_all(db, [account]), as_json)
+    print_accounts(_add_all(db, [account], expires_at), as_json)
+
+
+def parse_expiry(text: str) -> str | None:
+    """``never``, a date (its start, in UTC) or an RFC 3339 time with an offset, as stored: RFC 3339 UTC."""
+    if text.strip().lower() == "never":
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give 'never', a date (2025-12-20) or a time with an offset") from None
+    if len(text.strip()) == 10:
+        when = when.replace(tzinfo=UTC)
+    if when.tzinfo is None:
+        raise click.BadParameter(f"{text!r}: say which time zone, e.g. 2025-12-20T18:00:00+01:00")
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _existing(db: Database, account_id: str) -> tuple[Account, Access]:
+    """The account, or a clean failure naming it; a retired account cannot be changed any more."""
+    account = get_account(db.conn, account_id)
+    access = get_access(db.conn, account_id)
+    if account is None or access is None:
+        raise click.ClickException(f"no account '{account_id}'")
+    if access.retired_at is not None:
+        raise click.ClickException(
+            f"account '{account_id}' was retired on {access.retired_at}; its tokens stay revoked"
+        )
+    return account, access
+
+
+@accounts.command("rotate")
+@click.argument("account_id")
+@click.option("--feed", is_flag=True, help="Give a new calendar feed URL instead; the old feed URL stops working")
+@db_option
+@json_option
+def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -> None:
+    """Give an account a new bearer token (printed once; the old one stops working at once)."""
+    db = open_db(db_path)
+    with db.write() as conn:
+        account, access = _existing(db, account_id)
+        fields = msgspec.structs.asdict(account)
+        if feed:
+            rotated = NewAccount(**fields, token="", feed_token=rotate_feed_token(conn, account_id))
+        else:
+            # The feed URL is printed again, unchanged: rotating the bearer token leaves subscriptions alone.
+            rotated = NewAccount(**fields, token=rotate_token(conn, account_id), feed_token=access.feed_token or "")
+    print_accounts([rotated], as_json)
+
+
+@accounts.command("retire")
+@click.argument("account_id")
+@click.option("--feed", is_flag=True, help="Revoke only the calendar feed URL; the bearer token keeps working")
+@db_option
+def accounts_retire(account_id: str, feed: bool, db_path: Path) -> None:
+    """Revoke every token of an account for good (what it wrote stays)."""
+    db = open_db(db_path)
+    with db.write() as conn:
+        _existing(db, account_id)
+        if feed:
+            revoke_feed_token(conn, account_id)
+        else:
+            retire_account(conn, account_id)
+    what = "feed URL" if feed else "bearer token and feed URL"
+    click.echo(f"{account_id}: {what} revoked")
+
+
+@accounts.command("expire")
+@click.argument("account_id")
+@click.argument("when")
+@db_option
+def accounts_expire(account_id: str, when: str, db_path: Path) -> None:
+    """Make an account's tokens stop working at WHEN (a date, an RFC 3339 time, or 'never')."""
+    expires_at = parse_expiry(when)
+    db = open_db(db_path)
+    with db.write() as conn:
+        _existing(db, account_id)
+        set_expiry(conn, account_id, expires_at)
+    click.echo(f"{account_id}: tokens expire {'never' if expires_at is None else 'at ' + expires_at}")
 
 
 @accounts.command("import")

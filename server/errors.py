@@ -23,7 +23,7 @@ class DomainError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
     # RFC 9110 §10.2.3: seconds after which a retry may succeed (a busy or briefly unwritable database).
-    retry_after: ClassVar[int | None] = None
+    retry_after: int | None = None
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
@@ -128,6 +128,18 @@ class InsufficientStorageError(DomainError):
     status = 507
     slug = "insufficient-storage"
     title = "The server has no space left"
+
+
+class TooManyAuthFailuresError(DomainError):
+    """Too many invalid tokens from one address: it must wait ``retry_after`` seconds (RFC 6585 §4)."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 _LITESTAR: dict[int, tuple[str, str]] = {

@@ -2,18 +2,32 @@
 
 One JSON line per request on the ``studyvisit.access`` logger: method, route, path, status,
 duration, account and sync client id — never a token (the Authorization header is not read
-here, and query strings are not logged). Metrics are per server process.
+here, query strings are not logged, and a feed URL's path token is replaced by a placeholder).
+Metrics are per server process.
 """
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from server.feeds import redact_feed_token
+
 access_log = logging.getLogger("studyvisit.access")
+
+# Every label value comes from a closed set: a client that sends a made-up method or mutation type
+# must not be able to mint a new time series (each costs memory and render time for ever).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def closed_label(value: str, allowed: Iterable[str]) -> str:
+    """The value itself when it is one of the allowed ones, else ``other``."""
+    return value if value in allowed else OTHER
 
 
 class Metrics:
@@ -75,17 +89,19 @@ def observe(metrics: Metrics, app: ASGIApp) -> ASGIApp:
             await app(scope, receive, capture)
         finally:
             elapsed = time.perf_counter() - started
+            # Route templates are the app's own (a closed set); statuses are three digits.
             route = scope.get("path_template") or "unmatched"
             method = scope["method"]
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.latency.labels(method, route).observe(elapsed)
+            label = closed_label(method, METHODS)
+            metrics.requests.labels(label, route, str(status)).inc()
+            metrics.latency.labels(label, route).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 user: Any = scope.get("user")
                 state: dict[str, Any] = scope.get("state") or {}
                 line = {
                     "method": method,
                     "route": route,
-                    "path": scope["path"],
+                    "path": redact_feed_token(scope["path"]),
                     "status": status,
                     "ms": round(elapsed * 1000, 2),
                     "account": getattr(user, "id", None),

@@ -1,5 +1,6 @@
 """Run-time settings, read from the command line or the environment."""
 
+import ipaddress
 import os
 
 import msgspec
@@ -15,6 +16,12 @@ class Settings(msgspec.Struct, kw_only=True):
     pull_default_limit: int = 500
     pull_max_limit: int = 5000
     metrics_enabled: bool = True
+    # /metrics: when set, a scrape must send "Authorization: Bearer <metrics_token>" (401 otherwise).
+    metrics_token: str = ""
+    # /metrics: when set, only clients in these comma-separated networks may scrape (403 otherwise),
+    # e.g. "127.0.0.1/32,10.0.0.0/8". Behind a reverse proxy the client is the proxy, unless uvicorn
+    # trusts its X-Forwarded-For (FORWARDED_ALLOW_IPS).
+    metrics_allow_from: str = ""
     # Photos and documents attached to notes. "" means the database's own directory, so blobs land
     # beside it in <db dir>/blobs (with partial/, previews/ and tmp/ next to that).
     data_dir: str = ""
@@ -23,6 +30,35 @@ class Settings(msgspec.Struct, kw_only=True):
     # Seconds a write waits for the database's write lock before it is answered 503 database-busy
     # (with Retry-After): a prompt "try again" beats a request held for half a minute.
     db_lock_timeout_s: float = 5.0
+
+    # Failed authentications (a token that is not valid) per client address and process, before 429.
+    auth_failures_allowed: int = 20
+    # The window those failures are counted over; Retry-After says when the next attempt is allowed.
+    auth_failure_window_seconds: float = 300.0
+    # The server's public address, for feed URLs (e.g. "https://visit.example.org"); "" means the
+    # address the request came to (its Host header and scheme).
+    public_url: str = ""
+    # HTTP limits enforced by the server process (see docs/deployment.md). Past a header limit the
+    # request is refused with 431 and the connection closed before the headers are held in memory.
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    # A client must finish its request line and headers this many seconds after it connected (or
+    # began the request); while a body is awaited, no gap between its bytes may be longer than
+    # body_timeout_seconds. Slow clients are dropped (408, or a closed connection).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    # Idle seconds a keep-alive connection is kept open between requests.
+    keep_alive_timeout_seconds: float = 5.0
+    # Open connections per process: one more is closed at once (with a 503).
+    max_connections: int = 1000
+    # Requests in flight per process: past this, uvicorn answers 503 at once.
+    max_concurrent_requests: int = 200
+    # The listen socket's queue of connections not yet accepted.
+    backlog: int = 2048
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks of ``metrics_allow_from``."""
+        return [ipaddress.ip_network(n.strip(), strict=False) for n in self.metrics_allow_from.split(",") if n.strip()]
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

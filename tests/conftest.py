@@ -109,12 +109,14 @@ class LiveServer:
         prefix: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         ready_path: str = "/health",
+        log_path: Path | None = None,
     ) -> None:
         self.db_path = db_path
         self.workers = workers
         self.prefix = prefix  # e.g. a command that drops privileges before the server starts
         self.env = env or {}
         self.ready_path = ready_path
+        self.log_path = log_path  # where its stderr (the access log) goes, when given
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -123,7 +125,10 @@ class LiveServer:
         cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path)]
         cmd += ["--port", str(self.port), "--workers", str(self.workers)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.process = subprocess.Popen(cmd, start_new_session=True, env=env)
+        stderr = self.log_path.open("ab") if self.log_path else None
+        self.process = subprocess.Popen(cmd, start_new_session=True, env=env, stderr=stderr)
+        if stderr is not None:
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

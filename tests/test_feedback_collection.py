@@ -2,6 +2,7 @@
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -380,6 +381,40 @@ def test_feedback_csv_keeps_every_script_and_awkward_comment(client: Client, see
     assert got[(jose["id"], "rating")]["participant_name"] == "José María Núñez"
     # A spreadsheet would run a cell starting with "=": it is written as text.
     assert got[(jose["id"], "comment")]["answer"] == '\'=HYPERLINK("http://x")'
+
+
+# Texts a spreadsheet would run as a formula, in any locale; each row: the comment, what the cell must hold.
+FORMULA_COMMENTS = [
+    ("great visit;=1+1", "great visit;'=1+1"),
+    ("  =1+1", "'  =1+1"),
+    ("\u3000@SUM(A1)", "'\u3000@SUM(A1)"),
+    ('fine\n=HYPERLINK("http://x")', 'fine\n\'=HYPERLINK("http://x")'),
+    ("\uff1d1+1 全角", "'\uff1d1+1 全角"),
+    ("-2+3, +cmd|' /C calc'!A0", "'-2+3, '+cmd|' /C calc'!A0"),
+    ("\t=1", "'\t'=1"),  # a tab splits cells too, when the file is read as tab-separated
+    ("Bravi; grazie, a presto", "Bravi; grazie, a presto"),
+]
+
+
+@pytest.mark.parametrize(("comment", "cell"), FORMULA_COMMENTS)
+def test_feedback_csv_quotes_every_cell_and_neutralises_formulas_in_any_locale(
+    client: Client, seeded: Seeded, comment: str, cell: str
+) -> None:
+    give(client, seeded, JOSE, G2_VISIT, comment=comment)
+    response = client.get(f"{EVENT}/feedback.csv", headers=seeded.headers("organizer"))
+    answers = [r["answer"] for r in read_csv(response) if r["question_id"] == "comment"]
+    assert answers == [cell]
+    text = response.content.decode("utf-8-sig")
+    # Read as a comma locale and as a semicolon locale would: no cell begins a formula in either.
+    for delimiter in (",", ";"):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            for value in row:
+                starts = unicodedata.normalize("NFKC", value).lstrip()[:1]
+                assert starts not in ("=", "+", "-", "@"), (delimiter, value)
+    # Every cell is quoted: each line is a quoted cell, then quoted cells after each comma.
+    for row in csv.reader(io.StringIO(text, newline="")):
+        line = ",".join('"' + v.replace('"', '""') + '"' for v in row)
+        assert line in text
 
 
 def test_feedback_csv_of_no_feedback_is_its_header(client: Client, seeded: Seeded) -> None:

@@ -1,16 +1,20 @@
 """Access logs and metrics: one JSON line per request, Prometheus counters, no secrets anywhere."""
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
 import uuid
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import EVENT_ID, Seeded, make_app
+from server.observability import Metrics
+from tests.conftest import EVENT_ID, LiveServer, Seeded, make_app
 
 E = f"/api/v1/events/{EVENT_ID}"
 
@@ -86,3 +90,80 @@ def test_metrics_can_be_turned_off(seeded: Seeded) -> None:
     with TestClient(app=make_app(seeded.path, metrics_enabled=False)) as client:
         assert client.get("/metrics").status_code == 404
         assert "/metrics" not in client.get("/schema/openapi.json").json()["paths"]
+
+
+def series(text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of every sample of one metric."""
+    return [s.labels for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+
+
+def test_made_up_mutation_types_and_methods_mint_no_new_series(client: TestClient[Litestar], seeded: Seeded) -> None:
+    headers = seeded.headers("participant", group="G1")
+    rng = random.Random(6)
+    made_up = [f"x.{rng.getrandbits(64):x}" for _ in range(60)]
+    push = {
+        "client_id": str(uuid.uuid4()),
+        "protocol": 1,
+        "mutations": [{"id": i, "type": t, "args": {}} for i, t in enumerate(made_up, start=1)],
+    }
+    assert client.post(E + "/sync/push", json=push, headers=headers).status_code == 200
+    for method in ("BREW", "PROPFIND-" + made_up[0]):
+        client.request(method, E + "/sites", headers=headers)
+
+    text = client.get("/metrics").text
+    types = {labels["type"] for labels in series(text, "studyvisit_sync_mutations_total")}
+    assert types == {"other"}
+    assert metric(text, "studyvisit_sync_mutations_total", type="other", status="rejected") == len(made_up)
+    methods = {labels["method"] for labels in series(text, "studyvisit_http_requests_total")}
+    assert methods <= {"GET", "POST", "other"}
+    assert "other" in methods
+    assert not any(t in text for t in made_up)
+
+
+def test_metrics_content_type_has_exactly_one_charset(client: TestClient[Litestar]) -> None:
+    content_type = client.get("/metrics").headers["content-type"]
+    assert content_type.count("charset") == 1
+    assert content_type.replace(" ", "") == "text/plain;version=0.0.4;charset=utf-8"
+
+
+def test_metrics_render_in_a_worker_thread_not_on_the_event_loop(
+    client: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_loop: list[bool] = []
+    render = Metrics.render
+
+    def spy(self: Metrics) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return render(self)
+
+    monkeypatch.setattr(Metrics, "render", spy)
+    assert client.get("/metrics").status_code == 200
+    assert on_loop == [False]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(None, 401), ("Bearer wrong-metrics-token", 401), ("Basic bWV0cmljcw==", 401), ("Bearer s3cret-scrape", 200)],
+)
+def test_metrics_token_setting_guards_the_scrape(seeded: Seeded, authorization: str | None, status: int) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    with TestClient(app=make_app(seeded.path, metrics_token="s3cret-scrape")) as client:
+        response = client.get("/metrics", headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "studyvisit_http_requests_total" not in response.text
+
+
+@pytest.mark.parametrize(("allow_from", "status"), [("10.0.0.0/8", 403), ("127.0.0.0/8, ::1/128", 200)])
+def test_metrics_allow_from_setting_limits_scrapes_to_networks(seeded: Seeded, allow_from: str, status: int) -> None:
+    server = LiveServer(seeded.path, env={"STUDYVISIT_METRICS_ALLOW_FROM": allow_from}).start()
+    try:
+        assert httpx.get(server.url + "/metrics").status_code == status
+        assert httpx.get(server.url + "/health").status_code == 200
+    finally:
+        server.stop()

@@ -2,12 +2,17 @@
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response
+from litestar.datastructures import State
 
-from schemas.accounts import Account
+from schemas.accounts import Account, Me
 from schemas.places import Event
 from server.auth import same_event
+from server.feeds import feed_urls
 from server.routes.common import AppDatabase, api_get, require_event, serve_cached, serve_fresh
+from server.settings import Settings
+from server.storage.accounts import get_access
 
 
 class MeController(Controller):
@@ -16,9 +21,27 @@ class MeController(Controller):
     path = "/api/v1/me"
     tags = ["accounts"]
 
-    @api_get("/", summary="The caller's account")
-    def me(self, request: Request[Account, Any, Any]) -> Response[Account]:
-        return serve_fresh(request, request.user)
+    @api_get(
+        "/",
+        summary="The caller's account, when its tokens expire, and its secret calendar feed URLs",
+        description=(
+            "`feed_urls` are read-only URLs of the caller's own itinerary.ics and schedule.xml for calendar apps "
+            "that cannot send a header; they carry a feed token, not the bearer token (null: revoked)."
+        ),
+    )
+    def me(self, request: Request[Account, Any, Any], db: AppDatabase, state: State) -> Response[Me]:
+        account = request.user
+        settings: Settings = state.settings
+        access = get_access(db.conn, account.id)
+        feed_token = access.feed_token if access else None
+        # The address the caller reached, unless the deployment names its public one.
+        base = settings.public_url or str(request.base_url)
+        me = Me(
+            **msgspec.structs.asdict(account),
+            expires_at=access.expires_at if access else None,
+            feed_urls=feed_urls(base, feed_token) if feed_token else None,
+        )
+        return serve_fresh(request, me)
 
 
 class EventController(Controller):

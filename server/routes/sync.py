@@ -13,13 +13,14 @@ from schemas.common import UUID_PATTERN
 from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
-from server.observability import Metrics
+from server.observability import OTHER, Metrics, closed_label
 from server.representation import accepts_gzip, represent, serve
 from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
 from server.storage.db import Database
+from sync.mutations import MUTATION_TYPES
 
 MSGPACK = "application/msgpack"
 SYNC_ERRORS = {
@@ -112,9 +113,10 @@ class SyncController(Controller):
         request.state.client_id = batch.client_id  # for the access log
         result = await anyio.to_thread.run_sync(push, db, request.user, batch)
         metrics: Metrics = state.metrics
-        types = {m.id: m.type for m in batch.mutations}
+        # The type is the client's text: only known mutation types become a label value.
+        types = {m.id: closed_label(m.type, MUTATION_TYPES) for m in batch.mutations}
         for r in result.results:
-            metrics.mutations.labels(types.get(r.id, "unknown"), r.status).inc()
+            metrics.mutations.labels(types.get(r.id, OTHER), r.status).inc()
         return _respond(request, result)
 
     @get(

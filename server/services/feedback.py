@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -315,15 +316,30 @@ def feedback_csv(db: Database, account: Account) -> bytes:
     return csv_bytes(FEEDBACK_CSV_HEADER, rows)
 
 
-# Cells a spreadsheet would run as a formula (OWASP "CSV injection"): participants type these texts.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Characters that start a formula in a spreadsheet cell (OWASP "CSV injection"), with their fullwidth and
+# small forms, which East Asian input methods type and some spreadsheets read as the ASCII ones.
+_SIGNS = "=+\\-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b"
+# A sign at the start of the cell after any spaces (spreadsheets trim them), or a leading tab or CR.
+_FORMULA_AT_START = re.compile(rf"^(?:[\t\r]|\s*[{_SIGNS}])")
+# A sign after something a spreadsheet might split on: a line break, or the delimiter of another
+# locale (a semicolon-locale Excel reads "great visit;=1+1" as two cells, the second a formula).
+_FORMULA_AFTER_DELIMITER = re.compile(rf"([,;\t\r\n]\s*)(?=[{_SIGNS}])")
+
+
+def neutralise_formulas(cell: str) -> str:
+    """A cell no spreadsheet runs as a formula: a quote before each trigger, the text otherwise kept."""
+    cell = _FORMULA_AFTER_DELIMITER.sub(r"\1'", cell)
+    return "'" + cell if _FORMULA_AT_START.match(cell) else cell
 
 
 def csv_bytes(header: list[str], rows: Iterable[list[str]]) -> bytes:
-    """RFC 4180 CSV in UTF-8 with a byte-order mark, so that spreadsheets read accents and scripts right."""
+    """RFC 4180 CSV in UTF-8 with a byte-order mark, so that spreadsheets read accents and scripts right.
+
+    Every cell is quoted, so that no delimiter inside a text splits it, whatever the reader's locale.
+    """
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["'" + cell if cell.startswith(_FORMULA_START) else cell for cell in row])
+        writer.writerow([neutralise_formulas(cell) for cell in row])
     return out.getvalue().encode("utf-8-sig")

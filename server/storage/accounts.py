@@ -1,11 +1,20 @@
 """Accounts and their bearer tokens."""
 
 import hashlib
+import hmac
 import secrets
 import sqlite3
+from typing import NamedTuple
 
 from schemas.accounts import Account, NewAccount
 from server.storage.db import utcnow
+
+FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
+# The feed token's first characters after the prefix find the row (an index); the whole token is
+# then compared in constant time, so that a lookup's timing reveals nothing of the secret part.
+_SELECTOR = slice(len(FEED_TOKEN_PREFIX), len(FEED_TOKEN_PREFIX) + 16)
+# Tokens work while the account is not retired and has not expired.
+_USABLE = "a.retired_at IS NULL AND (a.expires_at IS NULL OR a.expires_at > ?)"
 
 
 def hash_token(token: str) -> str:
@@ -18,12 +27,28 @@ def new_token() -> str:
     return "sv_" + secrets.token_urlsafe(32)
 
 
-def create_account(conn: sqlite3.Connection, account: Account, token: str | None = None) -> NewAccount:
-    """Store an account and return it with its token; the token is never readable again."""
+def new_feed_token() -> str:
+    """A fresh feed token: 256 random bits in lowercase hex, which every URL and calendar app keeps intact."""
+    return FEED_TOKEN_PREFIX + secrets.token_hex(32)
+
+
+class Access(NamedTuple):
+    """What decides whether an account's tokens work, and its feed token (None: revoked)."""
+
+    expires_at: str | None
+    retired_at: str | None
+    feed_token: str | None
+
+
+def create_account(
+    conn: sqlite3.Connection, account: Account, token: str | None = None, expires_at: str | None = None
+) -> NewAccount:
+    """Store an account and return it with its tokens; the bearer token is never readable again."""
     token = token or new_token()
+    feed_token = new_feed_token()
     conn.execute(
         "INSERT INTO accounts (id, event_id, name, role, group_id, language, country, organization, token_hash,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, expires_at, feed_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             account.id,
             account.event_id,
@@ -35,13 +60,16 @@ def create_account(conn: sqlite3.Connection, account: Account, token: str | None
             account.organization,
             hash_token(token),
             utcnow(),
+            expires_at,
+            feed_token,
         ),
     )
     conn.executemany(
         "INSERT INTO account_sites (account_id, event_id, site_id) VALUES (?, ?, ?)",
         [(account.id, account.event_id, site_id) for site_id in account.site_ids],
     )
-    return NewAccount(**{f: getattr(account, f) for f in account.__struct_fields__}, token=token)
+    fields = {f: getattr(account, f) for f in account.__struct_fields__}
+    return NewAccount(**fields, token=token, feed_token=feed_token)
 
 
 _SELECT_ACCOUNT = (
@@ -65,14 +93,35 @@ def _account(row: sqlite3.Row) -> Account:
     )
 
 
-def account_by_token(conn: sqlite3.Connection, token: str) -> Account | None:
-    """The account a bearer token belongs to, or None.
+def account_by_token(conn: sqlite3.Connection, token: str, now: str | None = None) -> Account | None:
+    """The account a bearer token belongs to, or None (also when it is retired or expired).
 
     The lookup is by hash, so comparing does not leak the token through timing: an attacker
     controls the input of SHA-256, not the bytes compared.
     """
-    row = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.token_hash = ?", (hash_token(token),)).fetchone()
+    row = conn.execute(
+        f"{_SELECT_ACCOUNT} WHERE a.token_hash = ? AND {_USABLE}", (hash_token(token), now or utcnow())
+    ).fetchone()
     return None if row is None else _account(row)
+
+
+def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | None = None) -> Account | None:
+    """The account a feed token belongs to, or None (also when revoked, retired or expired)."""
+    if not feed_token.startswith(FEED_TOKEN_PREFIX) or len(feed_token) < _SELECTOR.stop:
+        return None
+    row = conn.execute(
+        f"{_SELECT_ACCOUNT} WHERE substr(a.feed_token, 5, 16) = ? AND {_USABLE}",
+        (feed_token[_SELECTOR], now or utcnow()),
+    ).fetchone()
+    if row is None or not hmac.compare_digest(str(row["feed_token"]).encode(), feed_token.encode()):
+        return None
+    return _account(row)
+
+
+def get_access(conn: sqlite3.Connection, account_id: str) -> Access | None:
+    """An account's expiry, retirement and feed token, or None when there is no such account."""
+    row = conn.execute("SELECT expires_at, retired_at, feed_token FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return None if row is None else Access(row["expires_at"], row["retired_at"], row["feed_token"])
 
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
@@ -92,6 +141,33 @@ def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
     token = new_token()
     conn.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
     return token
+
+
+def rotate_feed_token(conn: sqlite3.Connection, account_id: str) -> str:
+    """Give an account a new feed token (the old feed URL stops working); returns it."""
+    feed_token = new_feed_token()
+    conn.execute("UPDATE accounts SET feed_token = ? WHERE id = ?", (feed_token, account_id))
+    return feed_token
+
+
+def revoke_feed_token(conn: sqlite3.Connection, account_id: str) -> None:
+    """Make the account's feed URL stop working, without giving it a new one."""
+    conn.execute("UPDATE accounts SET feed_token = NULL WHERE id = ?", (account_id,))
+
+
+def retire_account(conn: sqlite3.Connection, account_id: str, now: str | None = None) -> None:
+    """Revoke every token of an account for good; what it wrote stays, signed with its name."""
+    # The hash becomes a value no SHA-256 hex digest equals (and stays unique), so the old token
+    # fails even where a lookup forgot the retired_at condition.
+    conn.execute(
+        "UPDATE accounts SET retired_at = ?, feed_token = NULL, token_hash = 'retired:' || id WHERE id = ?",
+        (now or utcnow(), account_id),
+    )
+
+
+def set_expiry(conn: sqlite3.Connection, account_id: str, expires_at: str | None) -> None:
+    """Make an account's tokens stop working at this RFC 3339 UTC time (None: never)."""
+    conn.execute("UPDATE accounts SET expires_at = ? WHERE id = ?", (expires_at, account_id))
 
 
 def set_group_members(conn: sqlite3.Connection, event_id: str, group_id: str, account_ids: list[str]) -> None:

@@ -246,6 +246,22 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
+        7,
+        "account expiry, retirement and calendar feed tokens",
+        """
+        -- After this time (RFC 3339 UTC) the account's tokens stop working; NULL: never.
+        ALTER TABLE accounts ADD COLUMN expires_at TEXT;
+        -- Set when the account is retired: none of its tokens works any more, its records stay.
+        ALTER TABLE accounts ADD COLUMN retired_at TEXT;
+        -- A read-only token for the account's calendar feeds, put in a URL for apps that cannot send
+        -- a header. Stored readable, because GET /api/v1/me shows the feed URL again; NULL: revoked.
+        -- Its first 16 characters after 'svf_' select the row; the rest is compared in constant time.
+        ALTER TABLE accounts ADD COLUMN feed_token TEXT;
+        UPDATE accounts SET feed_token = 'svf_' || lower(hex(randomblob(32)));
+        CREATE UNIQUE INDEX accounts_by_feed_selector ON accounts(substr(feed_token, 5, 16));
+        """,
+    ),
+    Migration(
         8,
         "device clock kept beside the server's receive time; a row the health check writes",
         """
