@@ -6,10 +6,11 @@ before the method returns, so a process killed at any point leaves a state the n
 can finish from.
 """
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Generator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -167,12 +168,25 @@ def _target(mutation_type: str, args: dict[str, Any]) -> tuple[str | None, str |
     return entity, args.get(key) if entity else None
 
 
+def _make_private(path: Path) -> None:
+    """Create the replica file readable by its owner only (it holds the account's token), or tighten it.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so this covers them too;
+    existing ones, made by an older client, are tightened as well.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 class Replica:
     """One device's SQLite file: meta, outbox, records, staging and attention tables."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), never implicit.
         self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")

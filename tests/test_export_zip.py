@@ -4,9 +4,13 @@ import csv
 import hashlib
 import io
 import random
+import re
+import struct
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import EVENT_ID, Seeded
@@ -14,6 +18,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from PIL import Image
 from sync_helpers import G1_VISIT, G2_VISIT, PROBLEM, note_put, push, uid
+from sync_helpers import rows as db_rows
 
 from server.services.export import ExportMember, SharedExport, zip_chunks
 from server.storage.blobs import CHUNK, BlobFiles
@@ -188,3 +193,98 @@ def test_zip_is_streamed_in_pieces_never_whole_in_memory(tmp_path: Path) -> None
     archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
     assert archive.testzip() is None
     assert [archive.read(m.name) for m in members] == [random.Random(n).randbytes(3 * CHUNK) for n in range(3)]
+
+
+# --- the index names each note's place; dates are the notes' own, in one format --------------
+
+RFC3339_LOCAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
+ROME = ZoneInfo("Europe/Rome")
+
+
+def extended_mtime(info: zipfile.ZipInfo) -> int | None:
+    """The Unix time of Info-ZIP's extended timestamp field (0x5455), as unzip reads it."""
+    extra = info.extra
+    while len(extra) >= 4:
+        tag, size = struct.unpack("<HH", extra[:4])
+        if tag == 0x5455 and extra[4] & 1:
+            return int(struct.unpack("<l", extra[5:9])[0])
+        extra = extra[4 + size :]
+    return None
+
+
+def test_index_names_the_visit_and_site_of_each_note(client: Client, seeded: Seeded, world: World) -> None:
+    site_only = note_put(
+        2, uid(7), visit_id=None, site_id="triciclo", body="At the site, no visit", share_with_organizers=True
+    )
+    assert push(client, auth(seeded, BOB), [site_only])["results"][0]["status"] == "applied"
+    _, rows = read_zip(client.get(EXPORT, headers=auth(seeded, ORGANIZER)).content)
+    by_id = {r["note_id"]: r for r in rows}
+    visits = {
+        r["id"]: (r["title"], r["site_id"]) for r in db_rows(seeded.path, "SELECT id, title, site_id FROM visits")
+    }
+    sites = {r["id"]: r["name"] for r in db_rows(seeded.path, "SELECT id, name FROM sites")}
+    for note_id, visit_id in ((uid(1), G1_VISIT), (uid(5), G1_VISIT), (uid(6), G2_VISIT)):
+        title, site_id = visits[visit_id]
+        assert site_id is not None
+        row = by_id[note_id]
+        assert (row["visit_id"], row["visit_title"], row["site_id"], row["site_name"]) == (
+            visit_id,
+            title,
+            site_id,
+            sites[site_id],
+        )
+    row = by_id[uid(7)]
+    assert (row["visit_id"], row["visit_title"], row["site_id"], row["site_name"]) == (
+        "",
+        "",
+        "triciclo",
+        sites["triciclo"],
+    )
+
+
+def test_every_time_in_the_index_is_rfc3339_to_the_second_in_the_events_zone(
+    client: Client, seeded: Seeded, world: World
+) -> None:
+    _, rows = read_zip(client.get(EXPORT, headers=auth(seeded, ORGANIZER)).content)
+    stored = {r["id"]: r["updated_at"] for r in db_rows(seeded.path, "SELECT id, updated_at FROM notes")}
+    for row in rows:
+        assert RFC3339_LOCAL.match(row["updated_at"]), row["updated_at"]
+        assert row["created"] == "" or RFC3339_LOCAL.match(row["created"]), row["created"]
+        updated = datetime.fromisoformat(row["updated_at"])
+        assert updated.utcoffset() == updated.astimezone(ROME).utcoffset()  # Turin's offset on that day
+        same_instant = datetime.fromisoformat(stored[row["note_id"]]).replace(microsecond=0)
+        assert updated == same_instant
+
+
+@pytest.mark.parametrize(
+    ("captured_at", "date_time", "mtime"),
+    [
+        pytest.param("2025-12-10T10:15:00+01:00", (2025, 12, 10, 10, 15, 0), 1765358100, id="in-turin"),
+        pytest.param("2025-12-10T09:15:00Z", (2025, 12, 10, 10, 15, 0), 1765358100, id="sent-in-utc"),
+        pytest.param("2150-06-01T12:00:00+02:00", (2107, 12, 31, 23, 59, 58), None, id="after-2107"),
+        pytest.param("1975-03-01T12:00:00+01:00", (1980, 1, 1, 0, 0, 0), 162903600, id="before-1980"),
+    ],
+)
+def test_photos_carry_the_notes_capture_date_even_outside_what_zip_dates_can_hold(
+    client: Client, seeded: Seeded, captured_at: str, date_time: tuple[int, ...], mtime: int | None
+) -> None:
+    data = photo(20)
+    alice = auth(seeded, ALICE)
+    note = note_put(
+        1, uid(1), body="dated", captured_at=captured_at, attachments=[attach(data)], share_with_organizers=True
+    )
+    assert push(client, alice, [note])["results"][0]["status"] == "applied"
+    assert client.put(f"{BLOBS}/{sha(data)}", content=data, headers=alice).status_code == 201
+    response = client.get(EXPORT, params={"visit": G1_VISIT}, headers=auth(seeded, ORGANIZER))
+    assert response.status_code == 200
+    archive, rows = read_zip(response.content)
+    info = archive.getinfo(f"photos/{uid(1)}-1.jpg")
+    # DOS dates step in two seconds; a date ZIP cannot hold is its nearest, and the exact instant
+    # travels in the extended timestamp whenever 32 bits can hold it.
+    assert info.date_time == date_time
+    assert extended_mtime(info) == mtime
+    assert archive.read(info) == data
+    assert datetime.fromisoformat(rows[0]["created"]) == datetime.fromisoformat(captured_at)
+    index = archive.getinfo("index.csv")
+    updated = datetime.fromisoformat(rows[0]["updated_at"])
+    assert extended_mtime(index) == int(updated.timestamp())  # the index is as new as its newest note

@@ -781,3 +781,27 @@ def test_an_upload_broken_off_mid_part_resumes_against_the_real_server(
             assert (seeded.path.parent / "blobs" / sha(big_photo)[:2] / sha(big_photo)).read_bytes() == big_photo
     finally:
         server.stop()
+
+
+# --- the replica file holds the token: the device's other users may not read it ----------------
+
+
+@pytest.mark.parametrize("existing_mode", [None, 0o644], ids=["new-file", "file-of-an-older-client"])
+def test_the_replica_file_is_readable_by_its_owner_only(tmp_path: Path, existing_mode: int | None) -> None:
+    path = tmp_path / "field" / "replica.db"
+    if existing_mode is not None:
+        Replica(path).close()
+        for made in path.parent.iterdir():
+            made.chmod(existing_mode)
+    old_umask = os.umask(0o022)  # a usual default: new files would be world-readable
+    try:
+        replica = Replica(path)
+        replica.conn.execute("CREATE TABLE IF NOT EXISTS probe (x)")  # the WAL file exists now
+        try:
+            modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+        finally:
+            replica.close()
+    finally:
+        os.umask(old_umask)
+    assert "replica.db-wal" in modes
+    assert modes == dict.fromkeys(modes, 0o600)

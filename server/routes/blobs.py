@@ -85,8 +85,11 @@ FETCH_RESPONSES: dict[int, ResponseSpec] = {
     ),
     400: problem_spec("Malformed hash, or a preview width the server does not make"),
     404: problem_spec("No such blob among the notes the caller can see"),
-    415: problem_spec("not-previewable: a PDF, or an image the server cannot decode, has no preview"),
+    415: problem_spec(
+        "not-previewable: a PDF, an image the server cannot decode, or one of more pixels than previews are made of"
+    ),
     416: problem_spec("The Range starts past the end of the blob (Content-Range gives its size)"),
+    503: problem_spec("preview-busy: every preview render slot stayed taken; try again in a moment"),
 }
 EXPORT_RESPONSES: dict[int, ResponseSpec] = {**READ_ERRORS, 400: problem_spec("No such visit in this event")}
 

@@ -5,21 +5,36 @@ supports writers that cannot seek: each member's sizes follow it in a data descr
 visit with a gigabyte of photos costs the server a megabyte of memory, not a gigabyte.
 """
 
+import struct
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timezone
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from schemas.accounts import Account
 from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
-from server.storage.blobs import CHUNK, BlobFiles, ExportNote, get_blobs, list_export_notes
-from server.storage.catalog import get_visit
+from server.storage.blobs import CHUNK, BlobFiles, get_blobs, list_export_notes
+from server.storage.catalog import get_event, get_visit
 from server.storage.db import Database
 
 INDEX_NAME = "index.csv"
-INDEX_HEADER = ["note_id", "author_name", "created", "updated_at", "body", "tags", "attachments", "pending"]
+INDEX_HEADER = [
+    "note_id",
+    "author_name",
+    "visit_id",
+    "visit_title",
+    "site_id",
+    "site_name",
+    "created",
+    "updated_at",
+    "body",
+    "tags",
+    "attachments",
+    "pending",
+]
 EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -27,16 +42,21 @@ EXTENSIONS = {
     "image/heic": "heic",
     "application/pdf": "pdf",
 }
-# ZIP cannot date a member before 1980.
+# A ZIP member's date is MS-DOS local time: years 1980 to 2107, in steps of two seconds.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ZIP_END = (2107, 12, 31, 23, 59, 58)
+# Info-ZIP's extended timestamp: the exact instant as Unix time, which unzip and file managers read.
+_EXTENDED_TIMESTAMP = 0x5455
+ZipTime = tuple[int, int, int, int, int, int]
 
 
 class ExportMember(msgspec.Struct, frozen=True):
-    """A photo in the zip: its name there and the blob it is."""
+    """A file in the zip: its name there, the blob it is, its date (event-local) and Unix time."""
 
     name: str
     sha256: str
-    date_time: tuple[int, int, int, int, int, int]
+    date_time: ZipTime
+    mtime: int | None = None
 
 
 class SharedExport(msgspec.Struct, frozen=True):
@@ -45,6 +65,8 @@ class SharedExport(msgspec.Struct, frozen=True):
     filename: str
     index: bytes
     members: list[ExportMember]
+    index_time: ZipTime = _ZIP_EPOCH
+    index_mtime: int | None = None
 
 
 def shared_export(db: Database, files: BlobFiles, account: Account, visit_id: str | None) -> SharedExport:
@@ -53,13 +75,20 @@ def shared_export(db: Database, files: BlobFiles, account: Account, visit_id: st
     with db.read() as conn:
         if visit_id is not None and get_visit(conn, account.event_id, visit_id) is None:
             raise InvalidQueryError(f"visit: there is no visit '{visit_id}' in this event.")
+        event = get_event(conn, account.event_id)
         notes = list_export_notes(conn, account.event_id, visit_id)
         blobs = get_blobs(conn, (a["sha256"] for note in notes for a in note.attachments))
+    # One format for every time in the index: RFC 3339 to the second, in the event's time zone,
+    # which is also the local time ZIP dates are read in.
+    zone = ZoneInfo(event.timezone) if event is not None else UTC
     rows: list[list[str]] = []
     members: list[ExportMember] = []
     for note in notes:
         names: list[str] = []
         pending: list[str] = []
+        captured = _local(note.captured_at, zone)
+        updated = _local(note.updated_at, zone)
+        dated = captured or updated
         for number, attachment in enumerate(note.attachments, start=1):
             blob = blobs.get(attachment["sha256"])
             if blob is None:
@@ -67,33 +96,70 @@ def shared_export(db: Database, files: BlobFiles, account: Account, visit_id: st
                 continue
             name = f"photos/{note.id}-{number}.{EXTENSIONS.get(blob.media_type, 'bin')}"
             names.append(name)
-            members.append(ExportMember(name=name, sha256=blob.sha256, date_time=_zip_time(note)))
+            members.append(ExportMember(name=name, sha256=blob.sha256, date_time=_zip_time(dated), mtime=_mtime(dated)))
         rows.append(
             [
                 note.id,
                 note.author_name,
-                note.captured_at or "",  # the device's capture time: the server keeps no creation time
-                note.updated_at,
+                note.visit_id or "",
+                note.visit_title or "",
+                note.site_id or "",
+                note.site_name or "",
+                captured.isoformat()
+                if captured
+                else "",  # the device's capture time: the server keeps no creation time
+                updated.isoformat() if updated else "",
                 note.body,
                 "; ".join(note.tags),
                 "; ".join(names),
                 "; ".join(pending),
             ]
         )
+    newest = max((u for u in (_local(n.updated_at, zone) for n in notes) if u is not None), default=None)
     scope = visit_id or "all-visits"
     return SharedExport(
         filename=f"{account.event_id}-{scope}-shared-notes.zip",
         index=csv_bytes(INDEX_HEADER, rows),
         members=members,
+        index_time=_zip_time(newest),
+        index_mtime=_mtime(newest),
     )
 
 
-def _zip_time(note: ExportNote) -> tuple[int, int, int, int, int, int]:
+def _local(stamp: str | None, zone: ZoneInfo | timezone) -> datetime | None:
+    """A stored RFC 3339 time in the event's zone, to the second (None when absent or unreadable)."""
+    if not stamp:
+        return None
     try:
-        stamp = datetime.fromisoformat(note.captured_at or note.updated_at)
+        parsed = datetime.fromisoformat(stamp)
     except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # the server writes UTC; a time without an offset is one of its
+    return parsed.astimezone(zone).replace(microsecond=0)
+
+
+def _zip_time(stamp: datetime | None) -> ZipTime:
+    if stamp is None:
         return _ZIP_EPOCH
-    return max(_ZIP_EPOCH, (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second))
+    wall = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
+    return min(_ZIP_END, max(_ZIP_EPOCH, wall))  # outside what ZIP can say: its nearest date
+
+
+def _mtime(stamp: datetime | None) -> int | None:
+    # The extended timestamp holds a signed 32-bit Unix time; a date past 2038 keeps only the DOS one.
+    if stamp is None:
+        return None
+    seconds = int(stamp.timestamp())
+    return seconds if 0 <= seconds < 2**31 else None
+
+
+def _zip_info(name: str, date_time: ZipTime, mtime: int | None) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time)
+    info.external_attr = 0o644 << 16
+    if mtime is not None:
+        info.extra = struct.pack("<HHBl", _EXTENDED_TIMESTAMP, 5, 1, mtime)  # flags 1: modification time
+    return info
 
 
 class _Pipe:
@@ -121,14 +187,12 @@ def zip_chunks(files: BlobFiles, export: SharedExport) -> Iterator[bytes]:
     """The zip, in pieces of about a megabyte, made as it is read."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
-        index = zipfile.ZipInfo(INDEX_NAME, _ZIP_EPOCH)
+        index = _zip_info(INDEX_NAME, export.index_time, export.index_mtime)
         index.compress_type = zipfile.ZIP_DEFLATED
-        index.external_attr = 0o644 << 16
         archive.writestr(index, export.index)
         yield from pipe.drain()
         for member in export.members:
-            info = zipfile.ZipInfo(member.name, member.date_time)
-            info.external_attr = 0o644 << 16
+            info = _zip_info(member.name, member.date_time, member.mtime)
             # Photos are compressed already: stored as they are, they cost no CPU.
             with files.open_blob(member.sha256) as source, archive.open(info, "w") as target:
                 while chunk := source.read(CHUNK):

@@ -33,6 +33,7 @@ from server.storage.records import (
     record_exists,
     record_value,
     resolve_feedback_alias,
+    scrub_history,
     update_record,
 )
 from server.storage.rows import encode_json
@@ -294,6 +295,7 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
         },
     )
     set_note_blobs(ctx.conn, ctx.event_id, args.id, [])  # a deleted note shares no photo
+    scrub_history(ctx.conn, ctx.event_id, "note", args.id)  # nor keeps its text in the audit trail
     record_change(
         ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
     )

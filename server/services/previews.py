@@ -7,18 +7,29 @@ a fixed list, and re-encoded from bare pixels, so no EXIF, GPS or maker note sur
 """
 
 import io
+import threading
 from typing import BinaryIO, Literal
 
 import msgspec
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from server.errors import InvalidQueryError, UnsupportedMediaTypeError
+from server.errors import DomainError, InvalidQueryError, UnsupportedMediaTypeError
 from server.storage.blobs import BlobFiles, BlobRow
 
 # A fixed list keeps the cache bounded: at most this many previews per photo and format.
 PREVIEW_WIDTHS = (120, 240, 320, 480, 640, 960, 1280, 1600)
 # Pillow decodes these; HEIC only when a HEIF plugin is registered (otherwise 415, like PDFs).
 PREVIEWABLE = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic"})
+# Decoded pixels a preview is made from at most (after JPEG's draft scaling): 4 bytes each as RGBA,
+# so one render holds about 100 MB of pixels however small the file that declared them.
+MAX_SOURCE_PIXELS = 25_000_000
+# Pillow's own guard judges the size before draft scaling (refusing big JPEGs that would decode
+# small) and only warns below twice its limit; the check above replaces it.
+Image.MAX_IMAGE_PIXELS = None
+# Renders at once, per process: each holds up to the pixels above, so memory stays bounded under load.
+MAX_CONCURRENT_RENDERS = 2
+RENDER_WAIT_S = 30.0
+_renders = threading.BoundedSemaphore(MAX_CONCURRENT_RENDERS)
 JPEG_QUALITY = 82
 WEBP_QUALITY = 80
 PreviewFormat = Literal["jpeg", "webp"]
@@ -31,6 +42,12 @@ _FORMATS: dict[PreviewFormat, tuple[str, str, str]] = {
 class NotPreviewableError(UnsupportedMediaTypeError):
     slug = "not-previewable"
     title = "This attachment has no preview"
+
+
+class PreviewBusyError(DomainError):
+    status = 503
+    slug = "preview-busy"
+    title = "The server is making other previews"
 
 
 class Preview(msgspec.Struct, frozen=True):
@@ -58,8 +75,13 @@ def preview(files: BlobFiles, blob: BlobRow, width: int, fmt: PreviewFormat) -> 
     path = files.preview_path(blob.sha256, width, extension)
     body = files.read_preview(path)
     if body is None:
-        with files.open_blob(blob.sha256) as source:
-            body = render_preview(source, width, pillow_format)
+        if not _renders.acquire(timeout=RENDER_WAIT_S):
+            raise PreviewBusyError("Too many previews are being made at once; try again in a moment.")
+        try:
+            with files.open_blob(blob.sha256) as source:
+                body = render_preview(source, width, pillow_format)
+        finally:
+            _renders.release()
         files.save_preview(path, body)
     return Preview(body=body, media_type=media_type, etag=etag)
 
@@ -71,7 +93,16 @@ def render_preview(source: BinaryIO, width: int, pillow_format: str) -> bytes:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale when asked: a 12 MP photo becomes a preview several
             # times faster. Both sides are kept at least ``width``, whichever way the photo is turned.
             image.draft("RGB", (width, width))
-            upright = ImageOps.exif_transpose(image)
+            # Only the header is read so far: refuse what would decode to too many pixels before a
+            # byte of them is allocated (a 700 KB PNG can declare 13,300 x 13,300: 2 GB decoded).
+            if image.width * image.height > MAX_SOURCE_PIXELS:
+                raise NotPreviewableError(
+                    f"This image has {image.width} x {image.height} pixels; previews are made of images of"
+                    f" at most {MAX_SOURCE_PIXELS // 1_000_000} megapixels. Fetch it without ?w=."
+                )
+            # In place: the default returns a copy even when nothing turns, doubling the peak.
+            ImageOps.exif_transpose(image, in_place=True)
+            upright = image
             icc_profile = upright.info.get("icc_profile")
             if upright.width > width:
                 height = max(1, round(upright.height * width / upright.width))

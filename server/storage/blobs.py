@@ -57,6 +57,9 @@ class ExportNote(msgspec.Struct, kw_only=True, frozen=True):
     id: str
     author_name: str
     visit_id: str | None
+    visit_title: str | None = None
+    site_id: str | None = None
+    site_name: str | None = None
     body: str
     tags: list[str]
     captured_at: str | None
@@ -94,9 +97,14 @@ def record_blob(conn: sqlite3.Connection, sha256: str, size: int, media_type: st
 
 def list_export_notes(conn: sqlite3.Connection, event_id: str, visit_id: str | None) -> list[ExportNote]:
     """Live notes shared with the organizers, of one visit or of the whole event, in the order they reached the server."""
+    # The site: the note's own, else its visit's, so that the index names the place either way.
     sql = (
-        "SELECT n.id, a.name AS author_name, n.visit_id, n.body, n.tags, n.captured_at, n.updated_at, n.attachments"
+        "SELECT n.id, a.name AS author_name, n.visit_id, v.title AS visit_title,"
+        " COALESCE(n.site_id, v.site_id) AS site_id, s.name AS site_name,"
+        " n.body, n.tags, n.captured_at, n.updated_at, n.attachments"
         " FROM notes n JOIN accounts a ON a.id = n.author_id"
+        " LEFT JOIN visits v ON v.event_id = n.event_id AND v.id = n.visit_id"
+        " LEFT JOIN sites s ON s.event_id = n.event_id AND s.id = COALESCE(n.site_id, v.site_id)"
         " WHERE n.event_id = ? AND n.share_with_organizers AND NOT n.deleted"
     )
     params: list[object] = [event_id]

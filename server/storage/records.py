@@ -130,6 +130,22 @@ def add_history(
     return int(cur.lastrowid or 0)
 
 
+def scrub_history(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> None:
+    """Forget the values a record's history holds, keeping who changed which field when.
+
+    A delete must not leave what was typed readable in the audit trail until the tombstone is purged.
+    """
+    rows = conn.execute(
+        "SELECT id, changes FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?",
+        (event_id, entity, entity_id),
+    ).fetchall()
+    for entry_id, changes in rows:
+        names = msgspec.json.decode(changes)
+        conn.execute(
+            "UPDATE history SET changes = ? WHERE id = ?", (encode_json(dict.fromkeys(names, (None, None))), entry_id)
+        )
+
+
 def changed_since(
     conn: sqlite3.Connection,
     event_id: str,
