@@ -45,8 +45,8 @@ class PushRequest(msgspec.Struct, kw_only=True):
     mutations: list[Mutation]
 
 
-class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What became of one mutation."""
+class MutationOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What became of one mutation when it was processed."""
 
     id: int
     status: MutationStatus
@@ -58,6 +58,14 @@ class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     conflicts: list[str] | None = None
     # Attachments whose bytes the server does not hold yet: upload them (the note is kept meanwhile).
     pending_blobs: list[str] | None = None
+
+
+class MutationResult(MutationOutcome, kw_only=True, omit_defaults=True):
+    """What became of one mutation of this push."""
+
+    # On a duplicate: the result the mutation got when it was processed, so that a rejection or
+    # conflict whose response was lost is still seen. Absent once it left the server's window.
+    result: MutationOutcome | None = None
 
 
 class PushResponse(msgspec.Struct, kw_only=True):

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from schemas.sync import BlobMediaType, EntitySummary, MutationResult, PullResponse
+from schemas.sync import BlobMediaType, EntitySummary, MutationOutcome, MutationResult, PullResponse
 from sync.checksum import checksum
 
 SCHEMA_VERSION = 2
@@ -323,8 +323,10 @@ class Replica:
         """
         tally = PushTally()
         with self.write() as conn:
-            for result in results:
-                setattr(tally, result.status, getattr(tally, result.status) + 1)
+            for sent in results:
+                setattr(tally, sent.status, getattr(tally, sent.status) + 1)
+                # A retry whose first answer was lost brings that answer back: show it as if new.
+                result: MutationOutcome = sent.result if sent.status == "duplicate" and sent.result else sent
                 if result.status not in ("rejected", "conflict") or result.id > last_mutation_id:
                     continue
                 row = conn.execute("SELECT type, args FROM outbox WHERE id = ?", (result.id,)).fetchone()

@@ -80,6 +80,7 @@ class FakeServer:
         self.seq = 0
         self.horizon = 0  # cursors before this seq were issued before a compaction: gone (410)
         self.last_mutation: dict[str, int] = {}
+        self.results: dict[tuple[str, int], dict[str, Any]] = {}  # kept to answer retries, as the server does
         self.processed: list[int] = []  # every mutation id applied, rejected or conflicted, in order
         self.pushes: list[list[int]] = []  # mutation ids of each push that arrived
         self.full_pulls = 0
@@ -177,11 +178,13 @@ class FakeServer:
         budget = len(body.mutations) if self.process_at_most is None else self.process_at_most
         for mutation in body.mutations:
             if mutation.id <= last:
-                results.append({"id": mutation.id, "status": "duplicate"})
+                earlier = self.results.get((body.client_id, mutation.id))
+                results.append({"id": mutation.id, "status": "duplicate", "result": earlier})
             elif mutation.id != last + 1 or budget == 0:
                 results.append({"id": mutation.id, "status": "out_of_order"})
             else:
                 results.append({"id": mutation.id, **self.apply(mutation)})
+                self.results[body.client_id, mutation.id] = results[-1]
                 self.processed.append(mutation.id)
                 last, budget = mutation.id, budget - 1
         self.last_mutation[body.client_id] = last
@@ -634,6 +637,24 @@ def test_rejected_mutations_stay_in_attention_until_dismissed(
     assert [i.id for i in synced.attention(include_dismissed=True)] == [item.id]
     with pytest.raises(RecordNotFoundError):
         synced.dismiss(item.id + 100)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [(queue_a_note_on_an_unknown_visit, "unknown-visit"), (delete_a_note_deleted_elsewhere, "not-found")],
+)
+def test_a_rejection_whose_response_was_lost_reaches_attention_from_the_retry(
+    synced: FieldClient, server: FakeServer, change: Callable[[FieldClient, FakeServer], None], reason: str
+) -> None:
+    change(synced, server)
+    server.fail("push", "drop")  # processed, but the answer never arrives; the retry is a duplicate
+
+    report = synced.sync()
+
+    assert (report.duplicate, report.rejected) == (1, 0)
+    [item] = synced.attention()
+    assert (item.kind, item.detail["error"]["title"]) == ("rejected", reason)
+    assert synced.status().pending == 0
 
 
 def test_a_conflicting_edit_is_kept_in_attention_and_the_server_state_stands(

@@ -129,7 +129,61 @@ def test_same_batch_sent_twice_is_all_duplicate_and_changes_nothing(
     assert statuses(again) == ["duplicate"] * 3
     assert again["last_mutation_id"] == 3
     assert all("version" not in r and "error" not in r for r in again["results"])
+    assert [r["result"] for r in again["results"]] == first["results"]
     assert progress(seeded) == before
+
+
+@pytest.mark.parametrize(
+    ("setup", "sent", "status"),
+    [
+        ([], [note_put(1, NOTE, body="kept")], "applied"),
+        ([], [note_put(1, NOTE, visit_id="no-such-visit")], "unknown-visit"),
+        ([], [feedback_put(1, FEEDBACK_A, visit_id=G2_VISIT, rating=3)], "forbidden"),
+        # Another install changes the body after mutation 1; mutation 2, from base 1, conflicts.
+        (
+            [(CLIENT_A, [note_put(1, NOTE, body="a")]), (CLIENT_B, [note_put(1, NOTE, body="b", base_version=1)])],
+            [note_put(1, NOTE, body="a"), note_put(2, NOTE, body="mine", base_version=1)],
+            "conflict",
+        ),
+    ],
+    ids=["applied", "unknown-visit", "forbidden", "conflict"],
+)
+def test_retry_of_a_lost_response_is_duplicate_with_the_original_result(
+    client: Client,
+    p1: dict[str, str],
+    setup: list[tuple[str, list[dict[str, Any]]]],
+    sent: list[dict[str, Any]],
+    status: str,
+) -> None:
+    for client_id, batch in setup:
+        push(client, p1, batch, client_id=client_id)
+    first = push(client, p1, sent)  # its response is lost on the way back
+
+    again = push(client, p1, sent)
+
+    assert statuses(again) == ["duplicate"] * len(sent)
+    original = again["results"][-1]["result"]
+    assert original == first["results"][-1]
+    assert original["status"] == status or original["error"]["type"] == PROBLEM + status
+    if status == "conflict":
+        assert original["conflicts"] == ["body"]
+
+
+def test_results_are_kept_for_a_window_and_past_it_a_duplicate_has_no_result(
+    client: Client, p1: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push_service, "RESULT_WINDOW", 3)
+    batch = [note_put(1, NOTE, visit_id="no-such-visit")] + [
+        note_put(i, f"00000000-0000-4000-8000-{i:012x}", body=str(i)) for i in range(2, 6)
+    ]
+    push(client, p1, batch)
+
+    again = push(client, p1, batch)
+
+    # Ids 3..5 are the last three: their results are kept; 1 and 2 fell out of the window.
+    assert statuses(again) == ["duplicate"] * 5
+    assert [r.get("result") for r in again["results"][:2]] == [None, None]
+    assert [r["result"]["id"] for r in again["results"][2:]] == [3, 4, 5]
 
 
 def test_retry_after_a_lost_response_with_new_mutations_appended_applies_only_the_new_ones(

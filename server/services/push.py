@@ -11,8 +11,18 @@ from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
 from server.storage.db import Database, savepoint
-from server.storage.records import NEW_NOTE_COLUMNS, insert_new_notes, last_mutation_id, set_last_mutation_id
+from server.storage.records import (
+    NEW_NOTE_COLUMNS,
+    insert_new_notes,
+    keep_mutation_results,
+    last_mutation_id,
+    mutation_results,
+    set_last_mutation_id,
+)
 from sync.mutations import InvalidMutationError, decode_args
+
+# How many of a client's latest results the server keeps to answer retries (docs §3, "Retries").
+RESULT_WINDOW = 1_000
 
 _TITLES = {
     "unknown-mutation-type": "Unknown mutation type",
@@ -53,6 +63,9 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
 
     with db.write() as conn:
         last = last_mutation_id(conn, account.id, request.client_id)
+        first_sent = min((m.id for m in request.mutations), default=last + 1)
+        # A retry is answered with what its mutation got the first time (a rejection must not hide).
+        earlier = mutation_results(conn, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
         gap = False
         for mutation in request.mutations:
             if gap or mutation.id > last + 1:
@@ -60,7 +73,7 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(MutationResult(id=mutation.id, status="out_of_order"))
                 continue
             if mutation.id <= last:
-                results.append(MutationResult(id=mutation.id, status="duplicate"))
+                results.append(MutationResult(id=mutation.id, status="duplicate", result=earlier.get(mutation.id)))
                 continue
             ctx = Context(conn=conn, account=account, client_id=request.client_id, mutation_id=mutation.id)
             try:
@@ -81,6 +94,8 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
             last = mutation.id
         flush()
         set_last_mutation_id(conn, account.id, request.client_id, last)
+        processed = [r for r in results if r.status in ("applied", "conflict", "rejected")]
+        keep_mutation_results(conn, account.id, request.client_id, processed, RESULT_WINDOW)
     return PushResponse(last_mutation_id=last, results=results)
 
 

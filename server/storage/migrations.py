@@ -245,4 +245,19 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX changes_feed ON changes(event_id, audience, seq, entity, entity_id);
         """,
     ),
+    Migration(
+        5,
+        "results of processed mutations, for answering retries",
+        """
+        -- Each processed mutation's result (msgspec JSON), so that a retry after a lost response
+        -- is answered "duplicate" with the original result; pruned to a window per client.
+        CREATE TABLE sync_results (
+            account_id TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            mutation_id INTEGER NOT NULL,
+            result BLOB NOT NULL,
+            PRIMARY KEY (account_id, client_id, mutation_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
