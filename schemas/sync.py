@@ -75,8 +75,12 @@ class PushResponse(msgspec.Struct, kw_only=True):
     results: list[MutationResult]
 
 
-class Conflict(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A losing concurrent value, kept on the record until its owner resolves it."""
+class Conflict(msgspec.Struct, kw_only=True):
+    """A losing concurrent value, kept on the record until its owner resolves it.
+
+    Every field is always on the wire (``client_id``, ``account_id`` and ``mutation_id`` are null
+    for a change made through the REST API), ``reason`` included.
+    """
 
     field: str
     value: Any

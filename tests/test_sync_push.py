@@ -432,7 +432,8 @@ def test_delete_racing_an_edit_stands_and_keeps_the_edit_on_the_tombstone(
         edited = push(client, p1, edit, client_id=CLIENT_B)
         deleted = push(client, p1, delete, client_id=CLIENT_A)
         assert statuses(edited) == ["applied"]
-        assert statuses(deleted) == ["applied"]
+        # The delete erased an edit it had not seen: a conflict, so the device shows it (§6.2).
+        assert statuses(deleted) == ["conflict"]
         assert deleted["results"][0]["conflicts"] == ["body"]
 
     note = note_row(seeded)
@@ -449,6 +450,24 @@ def test_delete_racing_an_edit_stands_and_keeps_the_edit_on_the_tombstone(
     organizer = pull_all(client, seeded.headers("organizer"), organizer)
     assert organizer.tombstones[("note", NOTE)]["data"] is None
     assert NOTE not in organizer.ids("note")
+
+
+CONFLICT_KEYS = {"field", "value", "client_id", "account_id", "mutation_id", "base_version", "version", "at", "reason"}
+
+
+def test_a_pulled_concurrent_edit_conflict_carries_every_field_and_its_reason(
+    client: Client, p1: dict[str, str]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="base")], client_id=CLIENT_A)
+    push(client, p1, [note_put(1, NOTE, body="from B", base_version=1)], client_id=CLIENT_B)
+    result = push(client, p1, [note_put(2, NOTE, body="from A", base_version=1)], client_id=CLIENT_A)
+    assert statuses(result) == ["conflict"]
+
+    [entry] = pull_all(client, p1).data("note", NOTE)["conflicts"]
+
+    assert set(entry) == CONFLICT_KEYS
+    assert (entry["field"], entry["value"], entry["reason"]) == ("body", "from A", "concurrent_edit")
+    assert (entry["client_id"], entry["mutation_id"], entry["base_version"]) == (CLIENT_A, 2, 1)
 
 
 def test_put_after_a_delete_keeps_the_delete_and_the_typed_values(
@@ -482,8 +501,8 @@ def test_deleting_someone_elses_note_is_not_found(client: Client, seeded: Seeded
         assert edit["results"][0]["error"]["type"] == PROBLEM + "not-found"
 
     after = snapshot(seeded.path)
-    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
-        t: r for t, r in before.items() if t != "sync_clients"
+    assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
+        t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
 
 
@@ -568,8 +587,8 @@ def test_feedback_only_from_participants_on_their_own_groups_visits(
     assert rejected["error"]["status"] == 403
     assert result["last_mutation_id"] == 1
     after = snapshot(seeded.path)
-    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
-        t: r for t, r in before.items() if t != "sync_clients"
+    assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
+        t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
 
 

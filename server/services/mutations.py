@@ -274,7 +274,8 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
     record_change(
         ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
     )
-    return _result(ctx, "applied", version, conflicts=[c.field for c in lost])
+    # Edits the delete erased unseen are a conflict like any other lost value: the client shows them.
+    return _result(ctx, "conflict" if lost else "applied", version, conflicts=[c.field for c in lost])
 
 
 def _check_answers(ctx: Context, answers: dict[str, Any]) -> None:
