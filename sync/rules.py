@@ -93,3 +93,11 @@ def audiences(account_id: str, role: str, site_ids: frozenset[str] | list[str]) 
     if role == "host":
         keys.extend(f"site:{s}" for s in site_ids)
     return keys
+
+
+def feedback_audiences(author_id: str, site_id: str | None, *former_sites: str | None) -> list[str]:
+    """Whom a change to feedback is addressed to: its author, organizers, the hosts of its visit's
+    site, and the hosts of sites it was at before (so that a moved visit's feedback reaches them
+    as a delete)."""
+    sites = dict.fromkeys(s for s in (site_id, *former_sites) if s is not None)
+    return [f"acct:{author_id}", "org", *(f"site:{s}" for s in sites)]

@@ -21,6 +21,7 @@ from server.storage.blob_refs import held_blobs, set_note_blobs
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.feedback_store import move_visit_feedback
 from server.storage.records import (
     add_feedback_alias,
     add_history,
@@ -35,7 +36,13 @@ from server.storage.records import (
     update_record,
 )
 from server.storage.rows import encode_json
-from sync.rules import HOST_SITE_FIELDS, ORGANIZER_SITE_FIELDS, flatten_translations, merge_fields
+from sync.rules import (
+    HOST_SITE_FIELDS,
+    ORGANIZER_SITE_FIELDS,
+    feedback_audiences,
+    flatten_translations,
+    merge_fields,
+)
 
 NOTE_FIELDS: dict[str, Any] = {
     "visit_id": None,
@@ -319,7 +326,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
             # Two devices of one person both answered offline: same record, merged by the usual rules.
             add_feedback_alias(ctx.conn, args.id, first_id)
             feedback = load_record(ctx.conn, ctx.event_id, "feedback", first_id)
-    audiences = [f"acct:{account.id}", "org", *([f"site:{visit['site_id']}"] if visit["site_id"] else [])]
+    audiences = feedback_audiences(account.id, visit["site_id"])
     values = flatten_translations({"rating": args.rating, "comment": args.comment, "answers": args.answers}, "answers")
     if feedback is None:
         insert_record(
@@ -433,6 +440,14 @@ def write_merge(
         else:
             columns[name] = value
     update_record(ctx.conn, ctx.event_id, entity, record["id"], columns)
+    if entity == "visit" and "site_id" in apply:
+        # Every change of a visit goes through here: its feedback follows it to the new site's hosts.
+        for feedback_id, author_id, former in move_visit_feedback(
+            ctx.conn, ctx.event_id, record["id"], apply["site_id"]
+        ):
+            record_change(
+                ctx.conn, ctx.event_id, "feedback", feedback_id, feedback_audiences(author_id, apply["site_id"], former)
+            )
     if apply:
         add_history(
             ctx.conn,

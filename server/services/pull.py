@@ -39,8 +39,10 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         raise BadRequestError(f"{exc}; pull again without a cursor.") from None
     event_id = account.event_id
     after = position.seq if position else 0
+    listens = audiences(account.id, account.role, account.site_ids)
     with db.read() as conn:
-        purge_mark = purged_seq(conn, event_id)
+        # Only purges of what this caller was told of can have hidden a deletion from its cursor.
+        purge_mark = purged_seq(conn, event_id, listens)
         # A full pull pages through everything once; tombstones purged before it began do not
         # matter to a replica built from nothing, but a purge during it might hide a deletion.
         full = position is None or position.in_full_pull
@@ -48,7 +50,7 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
             position.full_since_purge != purge_mark if position.in_full_pull else after < purge_mark
         ):
             raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
-        rows = feed_page(conn, event_id, audiences(account.id, account.role, account.site_ids), after, limit + 1)
+        rows = feed_page(conn, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         changes = _changes(conn, account, rows, full=full)
