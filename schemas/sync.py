@@ -144,19 +144,24 @@ class NoteAttachment(Attachment, kw_only=True):
     status: AttachmentStatus = "pending"
 
 
-class NotePutArgs(msgspec.Struct, kw_only=True):
-    """``note.put``: create or edit a note."""
+class NotePutArgs(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``note.put``: create a note, or change some of its fields.
+
+    Creating (the id is new): an omitted field takes its default. Editing (the id is a note of
+    the caller's): an omitted field is left as it is and ``null`` resets a field to its default,
+    as in a JSON merge patch (RFC 7396), so an edit sends only what it changes.
+    """
 
     id: Uuid
-    visit_id: Slug | None = None
-    site_id: Slug | None = None
-    body: NoteBody = ""
-    tags: Annotated[list[Tag], Meta(max_length=32)] = []
-    lat: Latitude | None = None
-    lon: Longitude | None = None
-    captured_at: Stamp | None = None
-    share_with_organizers: bool = False
-    attachments: Annotated[list[Attachment], Meta(max_length=10)] = []
+    visit_id: Slug | UnsetType | None = UNSET
+    site_id: Slug | UnsetType | None = UNSET
+    body: NoteBody | UnsetType | None = UNSET
+    tags: Annotated[list[Tag], Meta(max_length=32)] | UnsetType | None = UNSET
+    lat: Latitude | UnsetType | None = UNSET
+    lon: Longitude | UnsetType | None = UNSET
+    captured_at: Stamp | UnsetType | None = UNSET
+    share_with_organizers: bool | UnsetType | None = UNSET
+    attachments: Annotated[list[Attachment], Meta(max_length=10)] | UnsetType | None = UNSET
     base_version: Version = 0
     resolve_conflicts: bool = False
 
@@ -168,14 +173,21 @@ class NoteDeleteArgs(msgspec.Struct, kw_only=True):
     base_version: Version = 0
 
 
-class FeedbackPutArgs(msgspec.Struct, kw_only=True):
-    """``feedback.put``: one participant's feedback on one visit."""
+Comment = Annotated[str, Meta(max_length=10_000)]
+
+
+class FeedbackPutArgs(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``feedback.put``: one participant's feedback on one visit, created or changed.
+
+    As for ``note.put``: omitted fields are left as they are (defaults on a create), ``null``
+    resets one; each answer is its own field, and an answer set to ``null`` is removed.
+    """
 
     id: Uuid
     visit_id: Slug
-    rating: Rating | None = None
-    answers: Annotated[dict[Slug, Answer], Meta(max_length=64)] = {}
-    comment: Annotated[str, Meta(max_length=10_000)] = ""
+    rating: Rating | UnsetType | None = UNSET
+    answers: Annotated[dict[Slug, Answer | None], Meta(max_length=64)] | UnsetType = UNSET
+    comment: Comment | UnsetType | None = UNSET
     base_version: Version = 0
     resolve_conflicts: bool = False
 

@@ -572,10 +572,17 @@ def _coalesce(unsent: list[_Draft], new: _Draft, *, server_knows: Callable[[str,
             continue
         if old.type != new.type:
             break
-        args = new.args | {
-            "base_version": old.args.get("base_version", 0),
-            "resolve_conflicts": bool(old.args.get("resolve_conflicts") or new.args.get("resolve_conflicts")),
-        }
+        # Edits carry only what they change (docs §4): the merged one carries what either changed.
+        args = (
+            old.args
+            | new.args
+            | {
+                "base_version": old.args.get("base_version", 0),
+                "resolve_conflicts": bool(old.args.get("resolve_conflicts") or new.args.get("resolve_conflicts")),
+            }
+        )
+        if isinstance(old.args.get("answers"), dict) and isinstance(new.args.get("answers"), dict):
+            args["answers"] = old.args["answers"] | new.args["answers"]
         if new.type == "site.patch":
             fields = old.args["fields"] | new.args["fields"]
             if isinstance(old.args["fields"].get("description"), dict) and "description" in new.args["fields"]:

@@ -36,6 +36,7 @@ from sync.client import (
     SyncError,
 )
 from sync.cursor import Cursor, decode_cursor, encode_cursor
+from sync.rules import NOTE_DEFAULTS, edited_fields
 
 BASE_URL = "http://studyvisit.test"
 TOKEN = "token-hoa"
@@ -207,11 +208,13 @@ class FakeServer:
             return rejected("deleted", f"The {entity} {record_id!r} was deleted.")
         control = ("base_version", "resolve_conflicts")
         fields = args["fields"] if entity == "site" else {k: v for k, v in args.items() if k not in control}
+        if entity == "note":
+            fields = edited_fields(fields, {"id": None, **NOTE_DEFAULTS})  # null resets, as the server does
         base = current or {"author_id": self.account["id"], "conflicts": []}
         if args.get("resolve_conflicts"):
             base = {**base, "conflicts": []}
         edited = self.edited.get((entity, record_id), current_version)
-        lost = {} if args["base_version"] >= edited else {k: v for k, v in fields.items() if base.get(k) != v}
+        lost = {} if args.get("base_version", 0) >= edited else {k: v for k, v in fields.items() if base.get(k) != v}
         if lost:
             conflicts = [{"field": k, "value": v, "mutation_id": mutation.id} for k, v in lost.items()]
             version = self.put(entity, record_id, {**base, "conflicts": base.get("conflicts", []) + conflicts})
@@ -821,7 +824,7 @@ def test_acknowledged_changes_stay_visible_until_a_pull_brings_them(synced: Fiel
     assert server.processed == [1]
 
 
-def test_edits_send_the_whole_record_based_on_the_replica_version(synced: FieldClient, server: FakeServer) -> None:
+def test_edits_send_only_what_they_change_based_on_the_replica_version(synced: FieldClient, server: FakeServer) -> None:
     seen: list[httpx.Request] = []
     server.fail("push", seen.append, seen.append, seen.append)
     note_id = synced.add_note("body", visit_id="v-morning", tags=["a"])
@@ -834,9 +837,11 @@ def test_edits_send_the_whole_record_based_on_the_replica_version(synced: FieldC
     synced.sync()
 
     edit, *_, feedback, patch = sent_mutations(server, seen)[1:]
-    assert msgspec.convert(edit.args, NotePutArgs).body == "body"
-    assert (edit.args["tags"], edit.args["base_version"], edit.args["visit_id"]) == (["a", "b"], 1, "v-morning")
-    assert (first, feedback.args["id"], feedback.args["base_version"]) == (second, second, 1)
+    # An edit that omits share_with_organizers or rating must never unshare or wipe them (docs §4).
+    assert edit.args == {"id": note_id, "tags": ["a", "b"], "base_version": 1}
+    assert msgspec.convert(edit.args, NotePutArgs).body is msgspec.UNSET
+    assert (first, feedback.args) == (second, {"id": second, "visit_id": "v-morning", "rating": 5, "base_version": 1})
+    assert [(f.rating, f.comment) for f in synced.feedback()] == [(5, "Très bien")]
     assert (patch.type, patch.args) == (
         "site.patch",
         {"site_id": "dar", "base_version": 1, "fields": {"meeting_point": "Main gate"}, "resolve_conflicts": False},
@@ -922,3 +927,21 @@ def test_the_field_commands_work_offline_after_login_and_sync(
 def test_field_commands_need_a_login_first(tmp_path: Path) -> None:
     result = CliRunner().invoke(field, ["sites", "--data", str(tmp_path)])
     assert (result.exit_code, "not logged in" in result.output) == (1, True)
+
+
+def test_two_unsent_partial_edits_travel_as_one_carrying_both_changes(synced: FieldClient, server: FakeServer) -> None:
+    note_id = synced.add_note("Sportello lavoro", visit_id="v-morning", tags=["jobs"], share_with_organizers=True)
+    synced.sync()
+    seen: list[httpx.Request] = []
+    server.fail("push", seen.append)
+    synced.edit_note(note_id, body="Sportello lavoro: 12 volontari")
+    synced.edit_note(note_id, tags=None)  # None resets to the default: no tags
+
+    synced.sync()
+
+    [edit] = sent_mutations(server, seen)
+    assert {k: v for k, v in edit.args.items() if k != "resolve_conflicts"} == {
+        "id": note_id, "body": "Sportello lavoro: 12 volontari", "tags": None, "base_version": 1
+    }  # fmt: skip
+    [note] = synced.notes()
+    assert (note.body, note.tags, note.share_with_organizers) == ("Sportello lavoro: 12 volontari", [], True)

@@ -150,7 +150,8 @@ def test_unsupported_protocol_is_described_in_json_terms(
     response = push_raw(client, seeded.headers("participant", group="G1"), json_bytes(envelope))
     problem = assert_problem(response, 400, "unsupported-protocol")
     assert said in problem["detail"]
-    assert "None" not in problem["detail"] and "True" not in problem["detail"]
+    assert "None" not in problem["detail"]
+    assert "True" not in problem["detail"]
     assert problem["supported"] == [1]
 
 

@@ -415,7 +415,8 @@ def test_feedback_follows_its_visit_to_another_site_and_its_hosts(
     client: Client, activity: Callable[[str], Headers]
 ) -> None:
     old_host, new_host = pull_all(client, activity(HOST_G1)), pull_all(client, activity(HOST_G2))
-    assert F_P1 in old_host.ids("feedback") and F_P1 not in new_host.ids("feedback")
+    assert F_P1 in old_host.ids("feedback")
+    assert F_P1 not in new_host.ids("feedback")
     version = pull_all(client, activity(ORGANIZER)).data("visit", G1_VISIT)["version"]
 
     moved = push(

@@ -803,3 +803,116 @@ def test_site_patch_from_a_base_newer_than_the_site_is_rejected(client: Client, 
     result = push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 9, accessibility="Ramp")])
     assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-base-version"
     assert site_row(seeded)["version"] == 1
+
+
+# --- edits say what they change -------------------------------------------------------------------------
+
+FULL_NOTE = {
+    "body": "Cooperativa di comunità: 40 soci", "tags": ["coop"], "lat": 45.06, "lon": 7.68,
+    "captured_at": "2025-12-10T15:02:11+01:00", "share_with_organizers": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"body": "Cooperativa di comunità: 42 soci"}, {"body": "Cooperativa di comunità: 42 soci"}),
+        ({"tags": ["coop", "housing"]}, {"tags": ["coop", "housing"]}),
+        ({"share_with_organizers": False}, {"share_with_organizers": 0}),
+        ({"tags": None, "body": None}, {"tags": [], "body": ""}),
+        ({"lat": None, "lon": None}, {"lat": None, "lon": None}),
+        ({"captured_at": None}, {"captured_at": None}),
+    ],
+    ids=["body-only", "tags-only", "unshare-explicitly", "null-resets", "null-position", "null-captured-at"],
+)
+def test_a_note_edit_changes_only_the_fields_it_sends(
+    client: Client, seeded: Seeded, p1: dict[str, str], edit: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, **FULL_NOTE)])
+    before = note_row(seeded)
+
+    result = push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, **edit})])
+
+    assert statuses(result) == ["applied"]
+    after = note_row(seeded)
+    untouched = {"visit_id", "body", "tags", "lat", "lon", "captured_at", "share_with_organizers"}
+    assert {k: after[k] for k in untouched - set(expected)} == {k: before[k] for k in untouched - set(expected)}
+    assert {k: after[k] for k in expected} == expected
+    assert after["version"] == 2
+
+
+def test_an_edit_without_share_with_organizers_keeps_the_note_shared(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="shared", share_with_organizers=True)])
+
+    push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, "body": "shared, edited"})])
+
+    organizer = pull_all(client, seeded.headers("organizer"))
+    assert organizer.data("note", NOTE)["body"] == "shared, edited"
+
+
+def test_an_edit_sending_only_lat_is_rejected(client: Client, p1: dict[str, str]) -> None:
+    push(client, p1, [note_put(1, NOTE, **FULL_NOTE)])
+    result = push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, "lat": 45.1})])
+    assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-mutation"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            {"comment": "Più chiaro adesso"},
+            {
+                "rating": 4,
+                "comment": "Più chiaro adesso",
+                "answers": {"relevance": "very", "takeaway": "Banca del tempo"},
+            },
+        ),
+        ({"answers": {"takeaway": None}}, {"rating": 4, "comment": "Bene", "answers": {"relevance": "very"}}),
+        (
+            {"answers": {"overall": 5}},
+            {
+                "rating": 4,
+                "comment": "Bene",
+                "answers": {"relevance": "very", "takeaway": "Banca del tempo", "overall": 5},
+            },
+        ),
+        (
+            {"rating": None, "comment": None},
+            {"rating": None, "comment": "", "answers": {"relevance": "very", "takeaway": "Banca del tempo"}},
+        ),
+    ],
+    ids=["comment-keeps-rating", "answer-removed", "answer-added", "null-clears"],
+)
+def test_a_feedback_edit_changes_only_the_fields_it_sends(
+    client: Client, seeded: Seeded, p1: dict[str, str], edit: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    answers = {"relevance": "very", "takeaway": "Banca del tempo"}
+    push(client, p1, [feedback_put(1, FEEDBACK_A, rating=4, comment="Bene", answers=answers)])
+
+    result = push(client, p1, [feedback_put(2, FEEDBACK_A, base_version=1, **edit)])
+
+    assert statuses(result) == ["applied"]
+    [row] = feedback_rows(seeded)
+    assert {k: row[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "question"),
+    [
+        ({"overall": 7}, "overall"),
+        ({"takeaway": "x" * 5_001}, "takeaway"),
+        ({"relevance": "extremely"}, "relevance"),
+        ({"nope": "x"}, "nope"),
+    ],
+    ids=["rating-out-of-range", "text-too-long", "choice-not-offered", "unknown-question"],
+)
+def test_an_invalid_answer_is_rejected_naming_its_question(
+    client: Client, p1: dict[str, str], answers: dict[str, Any], question: str
+) -> None:
+    result = push(client, p1, [feedback_put(1, FEEDBACK_A, answers={"relevance": "very", **answers})])
+
+    [rejected] = result["results"]
+    assert rejected["status"] == "rejected"
+    assert f"'{question}'" in rejected["error"]["detail"] or f'"{question}"' in rejected["error"]["detail"]

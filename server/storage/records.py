@@ -1,7 +1,7 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,7 +211,7 @@ def mutation_results(
 
 
 def keep_mutation_results(
-    conn: sqlite3.Connection, account_id: str, client_id: str, results: list[MutationOutcome], window: int
+    conn: sqlite3.Connection, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
 ) -> None:
     """Keep the results of newly processed mutations, and forget those ``window`` ids or more behind."""
     if not results:
