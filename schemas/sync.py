@@ -45,8 +45,8 @@ class PushRequest(msgspec.Struct, kw_only=True):
     mutations: list[Mutation]
 
 
-class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What became of one mutation."""
+class MutationOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What became of one mutation when it was processed."""
 
     id: int
     status: MutationStatus
@@ -60,6 +60,14 @@ class MutationResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     pending_blobs: list[str] | None = None
 
 
+class MutationResult(MutationOutcome, kw_only=True, omit_defaults=True):
+    """What became of one mutation of this push."""
+
+    # On a duplicate: the result the mutation got when it was processed, so that a rejection or
+    # conflict whose response was lost is still seen. Absent once it left the server's window.
+    result: MutationOutcome | None = None
+
+
 class PushResponse(msgspec.Struct, kw_only=True):
     """The server's answer to a push."""
 
@@ -67,8 +75,12 @@ class PushResponse(msgspec.Struct, kw_only=True):
     results: list[MutationResult]
 
 
-class Conflict(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A losing concurrent value, kept on the record until its owner resolves it."""
+class Conflict(msgspec.Struct, kw_only=True):
+    """A losing concurrent value, kept on the record until its owner resolves it.
+
+    Every field is always on the wire (``client_id``, ``account_id`` and ``mutation_id`` are null
+    for a change made through the REST API), ``reason`` included.
+    """
 
     field: str
     value: Any
@@ -132,19 +144,24 @@ class NoteAttachment(Attachment, kw_only=True):
     status: AttachmentStatus = "pending"
 
 
-class NotePutArgs(msgspec.Struct, kw_only=True):
-    """``note.put``: create or edit a note."""
+class NotePutArgs(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``note.put``: create a note, or change some of its fields.
+
+    Creating (the id is new): an omitted field takes its default. Editing (the id is a note of
+    the caller's): an omitted field is left as it is and ``null`` resets a field to its default,
+    as in a JSON merge patch (RFC 7396), so an edit sends only what it changes.
+    """
 
     id: Uuid
-    visit_id: Slug | None = None
-    site_id: Slug | None = None
-    body: NoteBody = ""
-    tags: Annotated[list[Tag], Meta(max_length=32)] = []
-    lat: Latitude | None = None
-    lon: Longitude | None = None
-    captured_at: Stamp | None = None
-    share_with_organizers: bool = False
-    attachments: Annotated[list[Attachment], Meta(max_length=10)] = []
+    visit_id: Slug | UnsetType | None = UNSET
+    site_id: Slug | UnsetType | None = UNSET
+    body: NoteBody | UnsetType | None = UNSET
+    tags: Annotated[list[Tag], Meta(max_length=32)] | UnsetType | None = UNSET
+    lat: Latitude | UnsetType | None = UNSET
+    lon: Longitude | UnsetType | None = UNSET
+    captured_at: Stamp | UnsetType | None = UNSET
+    share_with_organizers: bool | UnsetType | None = UNSET
+    attachments: Annotated[list[Attachment], Meta(max_length=10)] | UnsetType | None = UNSET
     base_version: Version = 0
     resolve_conflicts: bool = False
 
@@ -156,14 +173,21 @@ class NoteDeleteArgs(msgspec.Struct, kw_only=True):
     base_version: Version = 0
 
 
-class FeedbackPutArgs(msgspec.Struct, kw_only=True):
-    """``feedback.put``: one participant's feedback on one visit."""
+Comment = Annotated[str, Meta(max_length=10_000)]
+
+
+class FeedbackPutArgs(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``feedback.put``: one participant's feedback on one visit, created or changed.
+
+    As for ``note.put``: omitted fields are left as they are (defaults on a create), ``null``
+    resets one; each answer is its own field, and an answer set to ``null`` is removed.
+    """
 
     id: Uuid
     visit_id: Slug
-    rating: Rating | None = None
-    answers: Annotated[dict[Slug, Answer], Meta(max_length=64)] = {}
-    comment: Annotated[str, Meta(max_length=10_000)] = ""
+    rating: Rating | UnsetType | None = UNSET
+    answers: Annotated[dict[Slug, Answer | None], Meta(max_length=64)] | UnsetType = UNSET
+    comment: Comment | UnsetType | None = UNSET
     base_version: Version = 0
     resolve_conflicts: bool = False
 

@@ -172,7 +172,9 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Re
     return problem_response(exc.problem(request.url.path), headers)
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def handle_http_exception(
+    request: Request[Any, Any, Any], exc: HTTPException, *, validation_slug: str = "validation-error"
+) -> Response[bytes]:
     """Map Litestar's own errors (routing, validation, auth) to the same problem shape."""
     status = exc.status_code
     if status >= 500:
@@ -181,7 +183,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     errors: list[str] | None = None
     detail = exc.detail
     if isinstance(exc, ValidationException):
-        slug, title = "validation-error", "The request did not validate"
+        slug, title = validation_slug, "The request did not validate"
         errors = [_describe(e) for e in (exc.extra or [])] if isinstance(exc.extra, list) else None
     if isinstance(exc, NotAuthorizedException):
         slug, title = _LITESTAR[401]

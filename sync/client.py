@@ -9,7 +9,7 @@ against the server's checksums.
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +17,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from schemas.accounts import Account
 from schemas.itinerary import Visit
@@ -39,6 +40,7 @@ from schemas.sync import (
 from sync.blobs import CHUNK_SIZE, MAX_ATTACHMENTS, MAX_PHOTO_BYTES, BlobFile, BlobStore, BlobUploader
 from sync.checksum import checksum
 from sync.replica import AttentionItem, OutboxEntry, PushTally, Replica, StoredRecord, Upload
+from sync.rules import FEEDBACK_DEFAULTS, NOTE_DEFAULTS, edited_fields
 from sync.transport import (
     AccountMismatchError,
     AuthenticationError,
@@ -74,17 +76,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-NOTE_FIELDS = (
-    "visit_id",
-    "site_id",
-    "body",
-    "tags",
-    "lat",
-    "lon",
-    "captured_at",
-    "share_with_organizers",
-    "attachments",
-)
+NOTE_FIELDS = tuple(NOTE_DEFAULTS)
 SITE_FIELDS = frozenset(SiteFieldsPatch.__struct_fields__)
 # Mutation arguments that steer the server and are no field of the record.
 _CONTROL_ARGS = ("base_version", "resolve_conflicts")
@@ -327,18 +319,31 @@ class FieldClient:
         captions: Iterable[str] | None = None,
         **changes: Any,
     ) -> None:
-        """Queue an edit: the whole note with ``changes``, based on the replica's version; ``photos`` are added."""
+        """Queue an edit of the fields in ``changes`` (None resets one), based on the replica's
+        version; ``photos`` are added. Only what changes is sent: the server keeps the rest."""
         unknown = set(changes) - set(NOTE_FIELDS)
         if unknown:
             raise TypeError(f"edit_note() got unknown note fields: {', '.join(sorted(unknown))}")
         current = self._local("note", note_id)
-        fields = {name: current.get(name) for name in NOTE_FIELDS if name in current} | changes
-        fields |= {"id": note_id, "base_version": self._version("note", note_id)}
+        whole = {name: current.get(name) for name in NOTE_FIELDS if name in current} | edited_fields(
+            changes, NOTE_DEFAULTS
+        )
+        fields = changes | {"id": note_id, "base_version": self._version("note", note_id)}
         fields["resolve_conflicts"] = resolve_conflicts
-        self._queue_note(fields, photos, captions)
+        if photos and "attachments" not in fields:
+            fields["attachments"] = whole.get("attachments") or []
+        self._queue_note(fields, photos, captions, whole=whole)
 
-    def _queue_note(self, fields: dict[str, Any], photos: Iterable[str | Path], captions: Iterable[str] | None) -> None:
-        """Check a note and its photos, copy the photos into the store, then queue the note with them."""
+    def _queue_note(
+        self,
+        fields: dict[str, Any],
+        photos: Iterable[str | Path],
+        captions: Iterable[str] | None,
+        *,
+        whole: dict[str, Any] | None = None,
+    ) -> None:
+        """Check a note (``whole``: as it will be, when ``fields`` are only an edit's changes) and its
+        photos, copy the photos into the store, then queue the note with them."""
         paths = [Path(p) for p in photos]
         texts = list(captions or ())
         if len(texts) > len(paths):
@@ -353,8 +358,12 @@ class FieldClient:
             {"sha256": "0" * 64, "media_type": media_type, "bytes": size, "caption": text}
             for (size, media_type), text in zip(checked, texts, strict=True)
         ]
-        _check_note(fields)
-        _args(fields | {"attachments": attached + placeholders}, NotePutArgs)
+        _check_note(fields if whole is None else whole)
+        if "lat" in fields or "lon" in fields:
+            fields = {"lat": (whole or fields).get("lat"), "lon": (whole or fields).get("lon")} | fields
+        # An edit that adds no photo leaves the attachments out: the server keeps them as they are.
+        with_photos = "attachments" in fields or bool(paths)
+        _args(fields | ({"attachments": attached + placeholders} if with_photos else {}), NotePutArgs)
         for _ in range(_COPY_RETRIES):
             copied = [self.blobs.add(p) for p in paths]
             new = [
@@ -362,7 +371,8 @@ class FieldClient:
                 for f, text in zip(copied, texts, strict=True)
             ]
             try:
-                self._enqueue("note.put", _args(fields | {"attachments": attached + new}, NotePutArgs), copied)
+                args = fields | ({"attachments": attached + new} if with_photos else {})
+                self._enqueue("note.put", _args(args, NotePutArgs), copied)
                 return
             except _PhotoVanishedError:
                 continue
@@ -377,26 +387,33 @@ class FieldClient:
     def put_feedback(
         self,
         visit_id: str,
-        rating: int | None = None,
-        answers: dict[str, str | int] | None = None,
-        comment: str = "",
+        rating: int | UnsetType | None = UNSET,
+        answers: Mapping[str, str | int | None] | None = None,
+        comment: str | UnsetType | None = UNSET,
         feedback_id: str | None = None,
         *,
         resolve_conflicts: bool = False,
     ) -> str:
-        """Queue this participant's feedback on a visit (replacing any earlier one); return its id."""
+        """Queue this participant's feedback on a visit; return its id.
+
+        Only what is given changes (the first time, the rest takes its default): ``rating`` or
+        ``comment`` None clears it, an answer None removes it, and everything left out is kept.
+        """
         if feedback_id is None:
             own = self._own_feedback(visit_id)
             feedback_id = own.id if own is not None else str(uuid.uuid4())
-        fields = {
+        fields: dict[str, Any] = {
             "id": feedback_id,
             "visit_id": visit_id,
-            "rating": rating,
-            "answers": answers or {},
-            "comment": comment,
             "base_version": self._version("feedback", feedback_id),
             "resolve_conflicts": resolve_conflicts,
         }
+        if rating is not UNSET:
+            fields["rating"] = rating
+        if comment is not UNSET:
+            fields["comment"] = comment
+        if answers:
+            fields["answers"] = dict(answers)
         self._enqueue("feedback.put", _args(fields, FeedbackPutArgs))
         return feedback_id
 
@@ -731,8 +748,17 @@ def _apply_pending(
     args = entry.args
     if entry.type in ("note.put", "feedback.put") and entry.type.startswith(entity):
         record_id = args["id"]
-        base = items[record_id][0] if record_id in items else {"author_id": account_id, "version": 0}
-        data = base | {k: v for k, v in args.items() if k not in _CONTROL_ARGS}
+        defaults = NOTE_DEFAULTS if entity == "note" else FEEDBACK_DEFAULTS
+        # As the server does: a create fills in defaults, an edit changes what it sent (null: default).
+        base: dict[str, Any] = (
+            items[record_id][0] if record_id in items else {"author_id": account_id, "version": 0, **defaults}
+        )
+        sent = {k: v for k, v in args.items() if k in defaults}
+        data = base | {k: v for k, v in args.items() if k not in _CONTROL_ARGS and k != "answers"}
+        data |= edited_fields(sent, defaults)
+        if "answers" in args:
+            answers: dict[str, Any] = {**(base.get("answers") or {}), **args["answers"]}
+            data["answers"] = {q: a for q, a in answers.items() if a is not None}
         if args.get("resolve_conflicts"):
             data["conflicts"] = []
         data["updated_at"] = entry.client_time

@@ -5,7 +5,9 @@ from typing import Any
 
 import msgspec
 
+from schemas.common import Slug
 from schemas.sync import (
+    Answer,
     FeedbackPutArgs,
     Mutation,
     NoteDeleteArgs,
@@ -52,7 +54,23 @@ def decode_args(mutation: Mutation) -> Any:
     try:
         return msgspec.convert(mutation.args, args_type)
     except msgspec.ValidationError as exc:
-        raise InvalidMutationError("invalid-mutation", f"{mutation.type}: {exc}") from None
+        raise InvalidMutationError(
+            "invalid-mutation", f"{mutation.type}: {_name_the_key(mutation.args, exc)}"
+        ) from None
+
+
+def _name_the_key(args: dict[str, Any], exc: msgspec.ValidationError) -> str:
+    # msgspec points into a mapping as "$.answers[...]", which leaves the client guessing which
+    # question it got wrong: find the answer that fails and name its question.
+    message = str(exc)
+    answers = args.get("answers")
+    if ("`$.answers[...]`" in message or "in `$.answers`" in message) and isinstance(answers, dict):
+        for question, answer in answers.items():  # pyright: ignore[reportUnknownVariableType]
+            try:
+                msgspec.convert({question: answer}, dict[Slug, Answer | None])
+            except msgspec.ValidationError as one:
+                return f"answer to question {msgspec.json.encode(question).decode()}: {str(one).split(' - at ')[0]}."
+    return message
 
 
 def clock_skewed(client_time: str | None, now: datetime) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from schemas.sync import BlobMediaType, EntitySummary, MutationResult, PullResponse
+from schemas.sync import BlobMediaType, EntitySummary, MutationOutcome, MutationResult, PullResponse
 from sync.checksum import checksum
 
 SCHEMA_VERSION = 2
@@ -337,8 +337,10 @@ class Replica:
         """
         tally = PushTally()
         with self.write() as conn:
-            for result in results:
-                setattr(tally, result.status, getattr(tally, result.status) + 1)
+            for sent in results:
+                setattr(tally, sent.status, getattr(tally, sent.status) + 1)
+                # A retry whose first answer was lost brings that answer back: show it as if new.
+                result: MutationOutcome = sent.result if sent.status == "duplicate" and sent.result else sent
                 if result.status not in ("rejected", "conflict") or result.id > last_mutation_id:
                     continue
                 row = conn.execute("SELECT type, args FROM outbox WHERE id = ?", (result.id,)).fetchone()
@@ -584,10 +586,17 @@ def _coalesce(unsent: list[_Draft], new: _Draft, *, server_knows: Callable[[str,
             continue
         if old.type != new.type:
             break
-        args = new.args | {
-            "base_version": old.args.get("base_version", 0),
-            "resolve_conflicts": bool(old.args.get("resolve_conflicts") or new.args.get("resolve_conflicts")),
-        }
+        # Edits carry only what they change (docs §4): the merged one carries what either changed.
+        args = (
+            old.args
+            | new.args
+            | {
+                "base_version": old.args.get("base_version", 0),
+                "resolve_conflicts": bool(old.args.get("resolve_conflicts") or new.args.get("resolve_conflicts")),
+            }
+        )
+        if isinstance(old.args.get("answers"), dict) and isinstance(new.args.get("answers"), dict):
+            args["answers"] = old.args["answers"] | new.args["answers"]
         if new.type == "site.patch":
             fields = old.args["fields"] | new.args["fields"]
             if isinstance(old.args["fields"].get("description"), dict) and "description" in new.args["fields"]:

@@ -1,7 +1,9 @@
 """The protocol's pure rules: field merging, conflict detection and who may see what. No I/O."""
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 # Site fields a host may change; organizers may change these and the organizer-only ones.
@@ -25,6 +27,36 @@ HOST_SITE_FIELDS = frozenset(
     }
 )
 ORGANIZER_SITE_FIELDS = HOST_SITE_FIELDS | {"name", "official_name", "kind", "legal_form", "themes"}
+
+
+# The fields of a note and of feedback, with the value each has when a create leaves it out and
+# that ``null`` restores in an edit (docs §4). Answers are fields of their own (``answers.<id>``),
+# whose default is "no answer".
+NOTE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "visit_id": None,
+        "site_id": None,
+        "body": "",
+        "tags": [],
+        "lat": None,
+        "lon": None,
+        "captured_at": None,
+        "share_with_organizers": False,
+        "attachments": [],
+    }
+)
+FEEDBACK_DEFAULTS: Mapping[str, Any] = MappingProxyType({"rating": None, "comment": ""})
+
+
+def edited_fields(sent: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """What an edit sets, as in a JSON merge patch (RFC 7396): the fields it sent, ``null``
+    standing for the field's default; fields it left out are not in the result (unchanged)."""
+    return {name: copy.deepcopy(defaults[name]) if value is None else value for name, value in sent.items()}
+
+
+def created_fields(sent: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of a new record: what was sent, the default for what was not (or was null)."""
+    return {**copy.deepcopy(dict(defaults)), **edited_fields(sent, defaults)}
 
 
 @dataclass
@@ -93,3 +125,11 @@ def audiences(account_id: str, role: str, site_ids: frozenset[str] | list[str]) 
     if role == "host":
         keys.extend(f"site:{s}" for s in site_ids)
     return keys
+
+
+def feedback_audiences(author_id: str, site_id: str | None, *former_sites: str | None) -> list[str]:
+    """Whom a change to feedback is addressed to: its author, organizers, the hosts of its visit's
+    site, and the hosts of sites it was at before (so that a moved visit's feedback reaches them
+    as a delete)."""
+    sites = dict.fromkeys(s for s in (site_id, *former_sites) if s is not None)
+    return [f"acct:{author_id}", "org", *(f"site:{s}" for s in sites)]

@@ -36,6 +36,7 @@ from sync.client import (
     SyncError,
 )
 from sync.cursor import Cursor, decode_cursor, encode_cursor
+from sync.rules import NOTE_DEFAULTS, edited_fields
 
 BASE_URL = "http://studyvisit.test"
 TOKEN = "token-hoa"
@@ -80,6 +81,7 @@ class FakeServer:
         self.seq = 0
         self.horizon = 0  # cursors before this seq were issued before a compaction: gone (410)
         self.last_mutation: dict[str, int] = {}
+        self.results: dict[tuple[str, int], dict[str, Any]] = {}  # kept to answer retries, as the server does
         self.processed: list[int] = []  # every mutation id applied, rejected or conflicted, in order
         self.pushes: list[list[int]] = []  # mutation ids of each push that arrived
         self.full_pulls = 0
@@ -177,11 +179,13 @@ class FakeServer:
         budget = len(body.mutations) if self.process_at_most is None else self.process_at_most
         for mutation in body.mutations:
             if mutation.id <= last:
-                results.append({"id": mutation.id, "status": "duplicate"})
+                earlier = self.results.get((body.client_id, mutation.id))
+                results.append({"id": mutation.id, "status": "duplicate", "result": earlier})
             elif mutation.id != last + 1 or budget == 0:
                 results.append({"id": mutation.id, "status": "out_of_order"})
             else:
                 results.append({"id": mutation.id, **self.apply(mutation)})
+                self.results[body.client_id, mutation.id] = results[-1]
                 self.processed.append(mutation.id)
                 last, budget = mutation.id, budget - 1
         self.last_mutation[body.client_id] = last
@@ -204,11 +208,13 @@ class FakeServer:
             return rejected("deleted", f"The {entity} {record_id!r} was deleted.")
         control = ("base_version", "resolve_conflicts")
         fields = args["fields"] if entity == "site" else {k: v for k, v in args.items() if k not in control}
+        if entity == "note":
+            fields = edited_fields(fields, {"id": None, **NOTE_DEFAULTS})  # null resets, as the server does
         base = current or {"author_id": self.account["id"], "conflicts": []}
         if args.get("resolve_conflicts"):
             base = {**base, "conflicts": []}
         edited = self.edited.get((entity, record_id), current_version)
-        lost = {} if args["base_version"] >= edited else {k: v for k, v in fields.items() if base.get(k) != v}
+        lost = {} if args.get("base_version", 0) >= edited else {k: v for k, v in fields.items() if base.get(k) != v}
         if lost:
             conflicts = [{"field": k, "value": v, "mutation_id": mutation.id} for k, v in lost.items()]
             version = self.put(entity, record_id, {**base, "conflicts": base.get("conflicts", []) + conflicts})
@@ -636,6 +642,24 @@ def test_rejected_mutations_stay_in_attention_until_dismissed(
         synced.dismiss(item.id + 100)
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [(queue_a_note_on_an_unknown_visit, "unknown-visit"), (delete_a_note_deleted_elsewhere, "not-found")],
+)
+def test_a_rejection_whose_response_was_lost_reaches_attention_from_the_retry(
+    synced: FieldClient, server: FakeServer, change: Callable[[FieldClient, FakeServer], None], reason: str
+) -> None:
+    change(synced, server)
+    server.fail("push", "drop")  # processed, but the answer never arrives; the retry is a duplicate
+
+    report = synced.sync()
+
+    assert (report.duplicate, report.rejected) == (1, 0)
+    [item] = synced.attention()
+    assert (item.kind, item.detail["error"]["title"]) == ("rejected", reason)
+    assert synced.status().pending == 0
+
+
 def test_a_conflicting_edit_is_kept_in_attention_and_the_server_state_stands(
     synced: FieldClient, server: FakeServer
 ) -> None:
@@ -800,7 +824,7 @@ def test_acknowledged_changes_stay_visible_until_a_pull_brings_them(synced: Fiel
     assert server.processed == [1]
 
 
-def test_edits_send_the_whole_record_based_on_the_replica_version(synced: FieldClient, server: FakeServer) -> None:
+def test_edits_send_only_what_they_change_based_on_the_replica_version(synced: FieldClient, server: FakeServer) -> None:
     seen: list[httpx.Request] = []
     server.fail("push", seen.append, seen.append, seen.append)
     note_id = synced.add_note("body", visit_id="v-morning", tags=["a"])
@@ -813,9 +837,11 @@ def test_edits_send_the_whole_record_based_on_the_replica_version(synced: FieldC
     synced.sync()
 
     edit, *_, feedback, patch = sent_mutations(server, seen)[1:]
-    assert msgspec.convert(edit.args, NotePutArgs).body == "body"
-    assert (edit.args["tags"], edit.args["base_version"], edit.args["visit_id"]) == (["a", "b"], 1, "v-morning")
-    assert (first, feedback.args["id"], feedback.args["base_version"]) == (second, second, 1)
+    # An edit that omits share_with_organizers or rating must never unshare or wipe them (docs §4).
+    assert edit.args == {"id": note_id, "tags": ["a", "b"], "base_version": 1}
+    assert msgspec.convert(edit.args, NotePutArgs).body is msgspec.UNSET
+    assert (first, feedback.args) == (second, {"id": second, "visit_id": "v-morning", "rating": 5, "base_version": 1})
+    assert [(f.rating, f.comment) for f in synced.feedback()] == [(5, "Très bien")]
     assert (patch.type, patch.args) == (
         "site.patch",
         {"site_id": "dar", "base_version": 1, "fields": {"meeting_point": "Main gate"}, "resolve_conflicts": False},
@@ -901,3 +927,21 @@ def test_the_field_commands_work_offline_after_login_and_sync(
 def test_field_commands_need_a_login_first(tmp_path: Path) -> None:
     result = CliRunner().invoke(field, ["sites", "--data", str(tmp_path)])
     assert (result.exit_code, "not logged in" in result.output) == (1, True)
+
+
+def test_two_unsent_partial_edits_travel_as_one_carrying_both_changes(synced: FieldClient, server: FakeServer) -> None:
+    note_id = synced.add_note("Sportello lavoro", visit_id="v-morning", tags=["jobs"], share_with_organizers=True)
+    synced.sync()
+    seen: list[httpx.Request] = []
+    server.fail("push", seen.append)
+    synced.edit_note(note_id, body="Sportello lavoro: 12 volontari")
+    synced.edit_note(note_id, tags=None)  # None resets to the default: no tags
+
+    synced.sync()
+
+    [edit] = sent_mutations(server, seen)
+    assert {k: v for k, v in edit.args.items() if k != "resolve_conflicts"} == {
+        "id": note_id, "body": "Sportello lavoro: 12 volontari", "tags": None, "base_version": 1
+    }  # fmt: skip
+    [note] = synced.notes()
+    assert (note.body, note.tags, note.share_with_organizers) == ("Sportello lavoro: 12 volontari", [], True)

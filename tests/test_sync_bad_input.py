@@ -136,11 +136,38 @@ def test_unusable_push_body_is_refused_and_writes_nothing(
     assert snapshot(seeded.path) == before
 
 
-def test_unsupported_protocol_names_the_requested_version(client: Client, seeded: Seeded) -> None:
-    response = push_raw(client, seeded.headers("participant", group="G1"), json_bytes(body(protocol=2)))
+@pytest.mark.parametrize(
+    ("protocol", "said"),
+    [(2, "asked for 2"), (None, "names no protocol"), ("1", 'asked for "1"'), (True, "asked for true")],
+    ids=["two", "missing", "string", "bool"],
+)
+def test_unsupported_protocol_is_described_in_json_terms(
+    client: Client, seeded: Seeded, protocol: Any, said: str
+) -> None:
+    envelope = body(protocol=protocol)
+    if protocol is None:
+        del envelope["protocol"]
+    response = push_raw(client, seeded.headers("participant", group="G1"), json_bytes(envelope))
     problem = assert_problem(response, 400, "unsupported-protocol")
-    assert "2" in problem["detail"]
+    assert said in problem["detail"]
+    assert "None" not in problem["detail"]
+    assert "True" not in problem["detail"]
     assert problem["supported"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("content", "offset"),
+    [
+        (b'{"client_id": "\xff\xfe", "protocol": 1, "mutations": []}', 15),
+        (b'{"protocol": 1, "mutations": [], "client_id": "ab\xc3\x28"}', 49),
+        (b"\xff\xfe{}", 0),
+    ],
+    ids=["in-first-string", "in-last-string", "leading"],
+)
+def test_invalid_utf8_names_the_byte_of_the_body(client: Client, seeded: Seeded, content: bytes, offset: int) -> None:
+    response = push_raw(client, seeded.headers("participant", group="G1"), content)
+    problem = assert_problem(response, 400, "bad-request")
+    assert f"byte {offset} of the body (0x{content[offset]:02x})" in problem["detail"]
 
 
 # --- size limits ------------------------------------------------------------------------------------
@@ -276,16 +303,18 @@ def test_invalid_mutation_is_rejected_uses_up_its_id_and_writes_nothing(
     assert rejected["error"]["detail"]
     assert "version" not in rejected
 
-    # Nothing but the client's progress changed.
+    # Nothing but the client's progress (its last id, the result kept for retries) changed.
+    progress = ("sync_clients", "sync_results")
     after = snapshot(seeded.path)
-    assert {t: rows for t, rows in after.items() if t != "sync_clients"} == {
-        t: rows for t, rows in before.items() if t != "sync_clients"
+    assert {t: rows for t, rows in after.items() if t not in progress} == {
+        t: rows for t, rows in before.items() if t not in progress
     }
     assert scalar(seeded.path, "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", CLIENT_A) == 1
 
-    # The id is used up: resending it is a duplicate, and the next id is processed.
+    # The id is used up: resending it is a duplicate that repeats the rejection, and the next id is processed.
     again = push(client, headers, [bad, note_put(2, uid(99), body="after the rejected one")])
     assert [r["status"] for r in again["results"]] == ["duplicate", "applied"]
+    assert again["results"][0]["result"] == rejected
     assert again["last_mutation_id"] == 2
 
 
@@ -332,7 +361,7 @@ BAD_PULLS = [
     pytest.param({"protocol": "2"}, "unsupported-protocol", id="protocol-2"),
     pytest.param({"protocol": "2", "cursor": "garbage!"}, "unsupported-protocol", id="protocol-2-bad-cursor"),
     pytest.param({"protocol": "0"}, "unsupported-protocol", id="protocol-0"),
-    pytest.param({"protocol": "one"}, "validation-error", id="protocol-not-int"),
+    pytest.param({"protocol": "one"}, "bad-request", id="protocol-not-int"),
     pytest.param({"cursor": "garbage!"}, "bad-request", id="cursor-garbage"),
     pytest.param({"cursor": "AAAA"}, "bad-request", id="cursor-not-msgpack"),
     pytest.param({"cursor": "%%%"}, "bad-request", id="cursor-not-base64"),
@@ -341,12 +370,12 @@ BAD_PULLS = [
     pytest.param({"cursor": cursor_of([1, "5"])}, "bad-request", id="cursor-seq-string"),
     pytest.param({"cursor": cursor_of({"v": 1, "seq": 5})}, "bad-request", id="cursor-map"),
     pytest.param({"cursor": cursor_of([1, 2**63])}, "bad-request", id="cursor-seq-over-int64"),
-    pytest.param({"cursor": "A" * 201}, "validation-error", id="cursor-too-long"),
-    pytest.param({"limit": "0"}, "validation-error", id="limit-0"),
-    pytest.param({"limit": "-5"}, "validation-error", id="limit-negative"),
-    pytest.param({"limit": "ten"}, "validation-error", id="limit-not-int"),
-    pytest.param({"client_id": "device-1"}, "validation-error", id="client-id-not-uuid"),
-    pytest.param({"client_id": CLIENT_A + "0"}, "validation-error", id="client-id-too-long"),
+    pytest.param({"cursor": "A" * 201}, "bad-request", id="cursor-too-long"),
+    pytest.param({"limit": "0"}, "bad-request", id="limit-0"),
+    pytest.param({"limit": "-5"}, "bad-request", id="limit-negative"),
+    pytest.param({"limit": "ten"}, "bad-request", id="limit-not-int"),
+    pytest.param({"client_id": "device-1"}, "bad-request", id="client-id-not-uuid"),
+    pytest.param({"client_id": CLIENT_A + "0"}, "bad-request", id="client-id-too-long"),
 ]
 
 

@@ -130,7 +130,7 @@ def test_feedback_authors_are_hidden_from_hosts_only(
         if authors_visible:
             assert data["author_id"] in seeded.accounts
         else:
-            assert data["author_id"] is None
+            assert "author_id" not in data  # absent, not null (§7)
             assert data["rating"] is not None  # what was said, not who said it
 
 
@@ -142,7 +142,7 @@ def test_host_sees_the_feedback_on_its_site_with_its_content(
     data = replica.data("feedback", F_P1)
     assert (data["visit_id"], data["site_id"], data["rating"], data["comment"]) == (G1_VISIT, G1_SITE, 5, "p1 says")
     assert data["answers"] == {"relevance": "very"}
-    assert data["author_id"] is None
+    assert "author_id" not in data
 
 
 def test_unsharing_a_note_reaches_the_organizer_as_a_delete_without_content(
@@ -385,3 +385,54 @@ def test_up_to_date_cursor_survives_a_purge_of_deletions_it_could_never_see(
     response = client.get(PULL_URL, params={"cursor": organizer.cursor}, headers=activity(ORGANIZER))
     assert response.status_code == 200, response.text
     assert response.json()["changes"] == []
+
+
+@pytest.mark.parametrize(
+    ("deleted", "gone_for"),
+    [
+        pytest.param(P1_PRIVATE, {P1}, id="private-note-only-its-author"),
+        pytest.param(P1_SHARED, {P1, ORGANIZER}, id="shared-note-author-and-organizers"),
+    ],
+)
+def test_a_purge_expires_only_the_cursors_that_were_told_of_the_purged_tombstone(
+    client: Client, seeded: Seeded, activity: Callable[[str], Headers], deleted: str, gone_for: set[str]
+) -> None:
+    everyone = (P1, P2, P_G2, ORGANIZER, HOST_G1, HOST_G2)
+    # Every cursor stands before the deletion: none of these devices has seen it yet.
+    cursors = {account_id: pull_all(client, activity(account_id)).cursor for account_id in everyone}
+    push(client, activity(P1), [mutation(4, "note.delete", {"id": deleted, "base_version": 1})])
+
+    assert purge_all(seeded) == 1
+
+    statuses = {
+        account_id: client.get(PULL_URL, params={"cursor": cursor}, headers=activity(account_id)).status_code
+        for account_id, cursor in cursors.items()
+    }
+    assert statuses == {account_id: 410 if account_id in gone_for else 200 for account_id in everyone}
+
+
+def test_feedback_follows_its_visit_to_another_site_and_its_hosts(
+    client: Client, activity: Callable[[str], Headers]
+) -> None:
+    old_host, new_host = pull_all(client, activity(HOST_G1)), pull_all(client, activity(HOST_G2))
+    assert F_P1 in old_host.ids("feedback")
+    assert F_P1 not in new_host.ids("feedback")
+    version = pull_all(client, activity(ORGANIZER)).data("visit", G1_VISIT)["version"]
+
+    moved = push(
+        client,
+        activity(ORGANIZER),
+        [mutation(1, "visit.patch", {"visit_id": G1_VISIT, "base_version": version, "fields": {"site_id": G2_SITE}})],
+    )
+    assert moved["results"][0]["status"] == "applied"
+    # A later edit by its author reaches the new site's hosts only.
+    push(client, activity(P1), [feedback_put(4, F_P1, comment="p1 says more", base_version=1)])
+
+    old_host, new_host = pull_all(client, activity(HOST_G1), old_host), pull_all(client, activity(HOST_G2), new_host)
+    assert F_P1 not in old_host.ids("feedback")
+    assert old_host.tombstones[("feedback", F_P1)]["data"] is None
+    data = new_host.data("feedback", F_P1)
+    assert (data["site_id"], data["comment"]) == (G2_SITE, "p1 says more")
+    for replica, account_id in ((old_host, HOST_G1), (new_host, HOST_G2)):
+        assert replica.ids("feedback") == pull_all(client, activity(account_id)).ids("feedback")
+        assert replica.last["summary"]["feedback"]["checksum"] == checksum(replica.versions("feedback"))

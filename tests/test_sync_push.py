@@ -129,7 +129,61 @@ def test_same_batch_sent_twice_is_all_duplicate_and_changes_nothing(
     assert statuses(again) == ["duplicate"] * 3
     assert again["last_mutation_id"] == 3
     assert all("version" not in r and "error" not in r for r in again["results"])
+    assert [r["result"] for r in again["results"]] == first["results"]
     assert progress(seeded) == before
+
+
+@pytest.mark.parametrize(
+    ("setup", "sent", "status"),
+    [
+        ([], [note_put(1, NOTE, body="kept")], "applied"),
+        ([], [note_put(1, NOTE, visit_id="no-such-visit")], "unknown-visit"),
+        ([], [feedback_put(1, FEEDBACK_A, visit_id=G2_VISIT, rating=3)], "forbidden"),
+        # Another install changes the body after mutation 1; mutation 2, from base 1, conflicts.
+        (
+            [(CLIENT_A, [note_put(1, NOTE, body="a")]), (CLIENT_B, [note_put(1, NOTE, body="b", base_version=1)])],
+            [note_put(1, NOTE, body="a"), note_put(2, NOTE, body="mine", base_version=1)],
+            "conflict",
+        ),
+    ],
+    ids=["applied", "unknown-visit", "forbidden", "conflict"],
+)
+def test_retry_of_a_lost_response_is_duplicate_with_the_original_result(
+    client: Client,
+    p1: dict[str, str],
+    setup: list[tuple[str, list[dict[str, Any]]]],
+    sent: list[dict[str, Any]],
+    status: str,
+) -> None:
+    for client_id, batch in setup:
+        push(client, p1, batch, client_id=client_id)
+    first = push(client, p1, sent)  # its response is lost on the way back
+
+    again = push(client, p1, sent)
+
+    assert statuses(again) == ["duplicate"] * len(sent)
+    original = again["results"][-1]["result"]
+    assert original == first["results"][-1]
+    assert original["status"] == status or original["error"]["type"] == PROBLEM + status
+    if status == "conflict":
+        assert original["conflicts"] == ["body"]
+
+
+def test_results_are_kept_for_a_window_and_past_it_a_duplicate_has_no_result(
+    client: Client, p1: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push_service, "RESULT_WINDOW", 3)
+    batch = [note_put(1, NOTE, visit_id="no-such-visit")] + [
+        note_put(i, f"00000000-0000-4000-8000-{i:012x}", body=str(i)) for i in range(2, 6)
+    ]
+    push(client, p1, batch)
+
+    again = push(client, p1, batch)
+
+    # Ids 3..5 are the last three: their results are kept; 1 and 2 fell out of the window.
+    assert statuses(again) == ["duplicate"] * 5
+    assert [r.get("result") for r in again["results"][:2]] == [None, None]
+    assert [r["result"]["id"] for r in again["results"][2:]] == [3, 4, 5]
 
 
 def test_retry_after_a_lost_response_with_new_mutations_appended_applies_only_the_new_ones(
@@ -376,7 +430,8 @@ def test_delete_racing_an_edit_stands_and_keeps_the_edit_on_the_tombstone(
         edited = push(client, p1, edit, client_id=CLIENT_B)
         deleted = push(client, p1, delete, client_id=CLIENT_A)
         assert statuses(edited) == ["applied"]
-        assert statuses(deleted) == ["applied"]
+        # The delete erased an edit it had not seen: a conflict, so the device shows it (§6.2).
+        assert statuses(deleted) == ["conflict"]
         assert deleted["results"][0]["conflicts"] == ["body"]
 
     note = note_row(seeded)
@@ -393,6 +448,24 @@ def test_delete_racing_an_edit_stands_and_keeps_the_edit_on_the_tombstone(
     organizer = pull_all(client, seeded.headers("organizer"), organizer)
     assert organizer.tombstones[("note", NOTE)]["data"] is None
     assert NOTE not in organizer.ids("note")
+
+
+CONFLICT_KEYS = {"field", "value", "client_id", "account_id", "mutation_id", "base_version", "version", "at", "reason"}
+
+
+def test_a_pulled_concurrent_edit_conflict_carries_every_field_and_its_reason(
+    client: Client, p1: dict[str, str]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="base")], client_id=CLIENT_A)
+    push(client, p1, [note_put(1, NOTE, body="from B", base_version=1)], client_id=CLIENT_B)
+    result = push(client, p1, [note_put(2, NOTE, body="from A", base_version=1)], client_id=CLIENT_A)
+    assert statuses(result) == ["conflict"]
+
+    [entry] = pull_all(client, p1).data("note", NOTE)["conflicts"]
+
+    assert set(entry) == CONFLICT_KEYS
+    assert (entry["field"], entry["value"], entry["reason"]) == ("body", "from A", "concurrent_edit")
+    assert (entry["client_id"], entry["mutation_id"], entry["base_version"]) == (CLIENT_A, 2, 1)
 
 
 def test_put_after_a_delete_keeps_the_delete_and_the_typed_values(
@@ -426,8 +499,8 @@ def test_deleting_someone_elses_note_is_not_found(client: Client, seeded: Seeded
         assert edit["results"][0]["error"]["type"] == PROBLEM + "not-found"
 
     after = snapshot(seeded.path)
-    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
-        t: r for t, r in before.items() if t != "sync_clients"
+    assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
+        t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
 
 
@@ -512,8 +585,8 @@ def test_feedback_only_from_participants_on_their_own_groups_visits(
     assert rejected["error"]["status"] == 403
     assert result["last_mutation_id"] == 1
     after = snapshot(seeded.path)
-    assert {t: r for t, r in after.items() if t != "sync_clients"} == {
-        t: r for t, r in before.items() if t != "sync_clients"
+    assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
+        t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
 
 
@@ -728,3 +801,116 @@ def test_site_patch_from_a_base_newer_than_the_site_is_rejected(client: Client, 
     result = push(client, seeded.headers("host", site=G1_SITE), [site_patch(1, G1_SITE, 9, accessibility="Ramp")])
     assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-base-version"
     assert site_row(seeded)["version"] == 1
+
+
+# --- edits say what they change -------------------------------------------------------------------------
+
+FULL_NOTE = {
+    "body": "Cooperativa di comunità: 40 soci", "tags": ["coop"], "lat": 45.06, "lon": 7.68,
+    "captured_at": "2025-12-10T15:02:11+01:00", "share_with_organizers": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"body": "Cooperativa di comunità: 42 soci"}, {"body": "Cooperativa di comunità: 42 soci"}),
+        ({"tags": ["coop", "housing"]}, {"tags": ["coop", "housing"]}),
+        ({"share_with_organizers": False}, {"share_with_organizers": 0}),
+        ({"tags": None, "body": None}, {"tags": [], "body": ""}),
+        ({"lat": None, "lon": None}, {"lat": None, "lon": None}),
+        ({"captured_at": None}, {"captured_at": None}),
+    ],
+    ids=["body-only", "tags-only", "unshare-explicitly", "null-resets", "null-position", "null-captured-at"],
+)
+def test_a_note_edit_changes_only_the_fields_it_sends(
+    client: Client, seeded: Seeded, p1: dict[str, str], edit: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, **FULL_NOTE)])
+    before = note_row(seeded)
+
+    result = push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, **edit})])
+
+    assert statuses(result) == ["applied"]
+    after = note_row(seeded)
+    untouched = {"visit_id", "body", "tags", "lat", "lon", "captured_at", "share_with_organizers"}
+    assert {k: after[k] for k in untouched - set(expected)} == {k: before[k] for k in untouched - set(expected)}
+    assert {k: after[k] for k in expected} == expected
+    assert after["version"] == 2
+
+
+def test_an_edit_without_share_with_organizers_keeps_the_note_shared(
+    client: Client, seeded: Seeded, p1: dict[str, str]
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="shared", share_with_organizers=True)])
+
+    push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, "body": "shared, edited"})])
+
+    organizer = pull_all(client, seeded.headers("organizer"))
+    assert organizer.data("note", NOTE)["body"] == "shared, edited"
+
+
+def test_an_edit_sending_only_lat_is_rejected(client: Client, p1: dict[str, str]) -> None:
+    push(client, p1, [note_put(1, NOTE, **FULL_NOTE)])
+    result = push(client, p1, [mutation(2, "note.put", {"id": NOTE, "base_version": 1, "lat": 45.1})])
+    assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-mutation"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            {"comment": "Più chiaro adesso"},
+            {
+                "rating": 4,
+                "comment": "Più chiaro adesso",
+                "answers": {"relevance": "very", "takeaway": "Banca del tempo"},
+            },
+        ),
+        ({"answers": {"takeaway": None}}, {"rating": 4, "comment": "Bene", "answers": {"relevance": "very"}}),
+        (
+            {"answers": {"overall": 5}},
+            {
+                "rating": 4,
+                "comment": "Bene",
+                "answers": {"relevance": "very", "takeaway": "Banca del tempo", "overall": 5},
+            },
+        ),
+        (
+            {"rating": None, "comment": None},
+            {"rating": None, "comment": "", "answers": {"relevance": "very", "takeaway": "Banca del tempo"}},
+        ),
+    ],
+    ids=["comment-keeps-rating", "answer-removed", "answer-added", "null-clears"],
+)
+def test_a_feedback_edit_changes_only_the_fields_it_sends(
+    client: Client, seeded: Seeded, p1: dict[str, str], edit: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    answers = {"relevance": "very", "takeaway": "Banca del tempo"}
+    push(client, p1, [feedback_put(1, FEEDBACK_A, rating=4, comment="Bene", answers=answers)])
+
+    result = push(client, p1, [feedback_put(2, FEEDBACK_A, base_version=1, **edit)])
+
+    assert statuses(result) == ["applied"]
+    [row] = feedback_rows(seeded)
+    assert {k: row[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "question"),
+    [
+        ({"overall": 7}, "overall"),
+        ({"takeaway": "x" * 5_001}, "takeaway"),
+        ({"relevance": "extremely"}, "relevance"),
+        ({"nope": "x"}, "nope"),
+    ],
+    ids=["rating-out-of-range", "text-too-long", "choice-not-offered", "unknown-question"],
+)
+def test_an_invalid_answer_is_rejected_naming_its_question(
+    client: Client, p1: dict[str, str], answers: dict[str, Any], question: str
+) -> None:
+    result = push(client, p1, [feedback_put(1, FEEDBACK_A, answers={"relevance": "very", **answers})])
+
+    [rejected] = result["results"]
+    assert rejected["status"] == "rejected"
+    assert f"'{question}'" in rejected["error"]["detail"] or f'"{question}"' in rejected["error"]["detail"]

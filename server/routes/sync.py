@@ -1,18 +1,26 @@
 """Sync protocol v1: push offline mutations, pull changes. JSON by default, MessagePack on request."""
 
+from functools import partial
 from typing import Any
 
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
 from schemas.accounts import Account
 from schemas.common import UUID_PATTERN
 from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
 from server.auth import same_event
-from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError, UnsupportedProtocolError
+from server.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    UnsupportedProtocolError,
+    handle_http_exception,
+)
 from server.observability import OTHER, Metrics, closed_label
 from server.representation import accepts_gzip, represent, serve
 from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
@@ -39,10 +47,26 @@ class _Envelope(msgspec.Struct):
 def _check_protocol(protocol: Any) -> None:
     if isinstance(protocol, bool) or protocol not in SUPPORTED_PROTOCOLS:
         speaks = ", ".join(map(str, SUPPORTED_PROTOCOLS))
+        # Said in the wire's terms (JSON), never as a Python value: clients are written in any language.
+        asked = "names no protocol" if protocol is None else f"asked for {msgspec.json.encode(protocol).decode()}"
         raise UnsupportedProtocolError(
-            f"This server speaks sync protocol {speaks}; the request asked for {protocol!r}.",
+            f'This server speaks sync protocol {speaks}; the request {asked}. Send "protocol": 1.',
             supported=list(SUPPORTED_PROTOCOLS),
         )
+
+
+def _utf8_problem(body: bytes, media: str, exc: Exception) -> str | None:
+    """Where a JSON body stops being UTF-8, as a byte of the body; None when it is valid UTF-8.
+
+    The decoder's own position counts within one string, which no client can map back to its body.
+    """
+    if media in ("", "application/json"):
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"The push body is not valid UTF-8: byte {bad.start} of the body (0x{body[bad.start]:02x})."
+        return None
+    return "A string in the push body is not valid UTF-8." if isinstance(exc, UnicodeDecodeError) else None
 
 
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
@@ -73,6 +97,8 @@ def _decode(body: bytes, content_type: str) -> PushRequest:
     except msgspec.ValidationError as exc:
         raise BadRequestError(f"The push body does not match the protocol: {exc}.") from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        if (invalid_utf8 := _utf8_problem(body, media, exc)) is not None:
+            raise BadRequestError(invalid_utf8) from None
         raise BadRequestError(f"The push body is not valid {media or 'JSON'}: {exc}.") from None
 
 
@@ -90,6 +116,9 @@ class SyncController(Controller):
     path = "/api/v1/events/{event_id:str}/sync"
     guards = [same_event]
     tags = ["sync"]
+    # One 400 type for whatever a sync client must fix in its request (docs §3.2, §5): a query
+    # parameter that does not validate is `bad-request` like a cursor the server never issued.
+    exception_handlers = {ValidationException: partial(handle_http_exception, validation_slug="bad-request")}
 
     @post(
         "/push",

@@ -25,7 +25,7 @@ from schemas.reports import (
     TextAnswer,
     VisitFeedback,
 )
-from schemas.sync import Feedback, FeedbackPutArgs
+from schemas.sync import Answer, Feedback, FeedbackPutArgs
 from server.errors import BadRequestError, ForbiddenError, NotFoundError
 from server.services.mutations import Context, MutationRejectedError, feedback_put
 from server.storage.accounts import group_sizes
@@ -108,11 +108,12 @@ def give_feedback(db: Database, account: Account, visit_id: str, fields: Feedbac
         feedback_id = fields.id or (existing.id if existing else str(uuid.uuid4()))
         # Online, the caller has just read what is stored: their values replace it unless they name an older base.
         base = fields.base_version if fields.base_version is not None else (existing.version if existing else 0)
+        answers: dict[str, Answer | None] = {**fields.answers}
         args = FeedbackPutArgs(
             id=feedback_id,
             visit_id=visit_id,
             rating=fields.rating,
-            answers=fields.answers,
+            answers=answers,
             comment=fields.comment,
             base_version=base,
         )

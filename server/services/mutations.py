@@ -2,9 +2,11 @@
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET
 
 from schemas.accounts import Account
 from schemas.sync import (
@@ -21,6 +23,7 @@ from server.storage.blob_refs import held_blobs, set_note_blobs
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.feedback_store import move_visit_feedback
 from server.storage.records import (
     add_feedback_alias,
     add_history,
@@ -37,22 +40,21 @@ from server.storage.records import (
     update_record,
 )
 from server.storage.rows import encode_json
-from sync.rules import HOST_SITE_FIELDS, ORGANIZER_SITE_FIELDS, flatten_translations, merge_fields
+from sync.rules import (
+    FEEDBACK_DEFAULTS,
+    HOST_SITE_FIELDS,
+    NOTE_DEFAULTS,
+    ORGANIZER_SITE_FIELDS,
+    created_fields,
+    edited_fields,
+    feedback_audiences,
+    flatten_translations,
+    merge_fields,
+)
 
-NOTE_FIELDS: dict[str, Any] = {
-    "visit_id": None,
-    "site_id": None,
-    "body": "",
-    "tags": [],
-    "lat": None,
-    "lon": None,
-    "captured_at": None,
-    "share_with_organizers": False,
-    "attachments": [],
-}
+NOTE_FIELDS = NOTE_DEFAULTS
 # Records that keep the device time of their last change beside the server's (migration 8).
 DEVICE_TIMED = frozenset({"note", "feedback"})
-FEEDBACK_DEFAULTS: dict[str, Any] = {"rating": None, "comment": ""}
 # A host moving a site further than this is asked to be checked by an organizer.
 REVIEW_DISTANCE_M = 500.0
 
@@ -155,32 +157,47 @@ def _own_note(ctx: Context, note_id: str) -> dict[str, Any] | None:
     return None if owner is None else load_record(ctx.conn, ctx.event_id, "note", note_id)
 
 
+def _sent_note_fields(args: NotePutArgs) -> dict[str, Any]:
+    """The note fields a ``note.put`` carries, as stored (RFC 3339 text, plain dicts); UNSET left out."""
+    sent = {name: getattr(args, name) for name in NOTE_DEFAULTS if getattr(args, name) is not UNSET}
+    if isinstance(captured := sent.get("captured_at"), datetime):
+        sent["captured_at"] = captured.isoformat()
+    if sent.get("attachments") is not None:
+        sent["attachments"] = msgspec.to_builtins(sent["attachments"])
+    if ("lat" in sent) != ("lon" in sent):
+        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
+    return sent
+
+
+def _check_position(values: dict[str, Any]) -> None:
+    if (values.get("lat") is None) != (values.get("lon") is None):
+        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
+
+
 def new_note_row(ctx: Context, args: NotePutArgs, taken: set[str]) -> tuple[Any, ...] | None:
     """The row of a plain new note (no photos, an id never seen), checked like ``note_put`` would;
     None when the mutation needs the general path. Writes nothing, so it needs no savepoint."""
     if args.attachments or args.id in taken or note_owner(ctx.conn, args.id) is not None:
         return None
-    if (args.lat is None) != (args.lon is None):
-        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
-    _check_place(ctx, args.visit_id, args.site_id)
+    values = created_fields(_sent_note_fields(args), NOTE_DEFAULTS)
+    _check_position(values)
+    _check_place(ctx, values["visit_id"], values["site_id"])
     return (
-        args.id, ctx.event_id, ctx.account.id, ctx.client_id, args.visit_id, args.site_id, args.body,
-        encode_json(args.tags), args.lat, args.lon, args.captured_at.isoformat() if args.captured_at else None,
-        int(args.share_with_organizers), utcnow(), *ctx.device_times().values(),
+        args.id, ctx.event_id, ctx.account.id, ctx.client_id, values["visit_id"], values["site_id"], values["body"],
+        encode_json(values["tags"]), values["lat"], values["lon"], values["captured_at"],
+        int(values["share_with_organizers"]), utcnow(), *ctx.device_times().values(),
     )  # fmt: skip
 
 
 def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
-    """Create or edit one of the caller's notes."""
-    if (args.lat is None) != (args.lon is None):
-        raise MutationRejectedError("invalid-mutation", "lat and lon come together or not at all.")
-    values = {name: getattr(args, name) for name in NOTE_FIELDS}
-    values["captured_at"] = args.captured_at.isoformat() if args.captured_at else None
-    values["attachments"] = msgspec.to_builtins(args.attachments)
+    """Create one of the caller's notes, or change the fields an edit sends (omitted: unchanged)."""
+    sent = _sent_note_fields(args)
     note = _own_note(ctx, args.id)
     now = utcnow()
     if note is None:
-        _check_place(ctx, args.visit_id, args.site_id)
+        values = created_fields(sent, NOTE_DEFAULTS)
+        _check_position(values)
+        _check_place(ctx, values["visit_id"], values["site_id"])
         insert_record(
             ctx.conn,
             "note",
@@ -197,10 +214,11 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             },
         )
         record_change(
-            ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, args.share_with_organizers)
+            ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, values["share_with_organizers"])
         )
         set_note_blobs(ctx.conn, ctx.event_id, args.id, values["attachments"])
         return _with_pending(ctx, _result(ctx, "applied", 1), values["attachments"])
+    values = edited_fields(sent, NOTE_DEFAULTS)
     if args.base_version > note["version"]:
         raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the note.")
     if note["deleted"]:
@@ -208,7 +226,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         lost = [
             ctx.conflict(k, v, args.base_version, note["version"] + 1, "edited_after_delete")
             for k, v in values.items()
-            if v != NOTE_FIELDS[k]
+            if v != NOTE_DEFAULTS[k]
         ]
         version = note["version"] + 1
         update_record(
@@ -225,6 +243,9 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         )
         record_change(ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id))
         return _result(ctx, "conflict", version, conflicts=[c.field for c in lost])
+    _check_position({"lat": note["lat"], "lon": note["lon"], **values})
+    values.setdefault("visit_id", note["visit_id"])
+    values.setdefault("site_id", note["site_id"])
     if values["visit_id"] != note["visit_id"] or values["site_id"] != note["site_id"]:
         _check_place(ctx, values["visit_id"], values["site_id"])
     current = {k: note[k] for k in NOTE_FIELDS}
@@ -299,12 +320,15 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
     record_change(
         ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
     )
-    return _result(ctx, "applied", version, conflicts=[c.field for c in lost])
+    # Edits the delete erased unseen are a conflict like any other lost value: the client shows them.
+    return _result(ctx, "conflict" if lost else "applied", version, conflicts=[c.field for c in lost])
 
 
 def _check_answers(ctx: Context, answers: dict[str, Any]) -> None:
     questions = {q.id: q for q in list_questions(ctx.conn, ctx.event_id)}
     for qid, answer in answers.items():
+        if answer is None:
+            continue  # removes an answer; even one to a question deleted since
         question = questions.get(qid)
         if question is None:
             raise MutationRejectedError("invalid-answer", f"No question '{qid}' in this event.")
@@ -314,13 +338,13 @@ def _check_answers(ctx: Context, answers: dict[str, Any]) -> None:
             "text": isinstance(answer, str),
         }[question.kind]
         if not ok:
-            raise MutationRejectedError(
-                "invalid-answer", f"Answer {answer!r} does not fit {question.kind} question '{qid}'."
-            )
+            shown = msgspec.json.encode(answer).decode()  # as the client sent it, not as Python shows it
+            raise MutationRejectedError("invalid-answer", f"Question '{qid}' ({question.kind}): {shown} does not fit.")
 
 
 def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
-    """One participant's feedback on a visit of their group; a second device's feedback merges into the first."""
+    """One participant's feedback on a visit of their group, created or changed field by field;
+    a second device's feedback merges into the first."""
     account = ctx.account
     if account.role != "participant":
         raise MutationRejectedError("forbidden", "Only participants give feedback on visits.", 403)
@@ -331,7 +355,8 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
         raise MutationRejectedError("forbidden", f"Visit '{args.visit_id}' is not in your group's programme.", 403)
     if visit["feedback_closed"]:
         raise MutationRejectedError("feedback-closed", f"Feedback on '{args.visit_id}' was closed by the organizers.")
-    _check_answers(ctx, args.answers)
+    answers: dict[str, Any] = {} if args.answers is UNSET else dict(args.answers)
+    _check_answers(ctx, answers)
     owner = feedback_owner(ctx.conn, args.id)
     if owner is not None and owner != (ctx.event_id, account.id):
         # Someone else's feedback (in any event: ids are unique across events) does not exist for this caller.
@@ -345,9 +370,12 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
             # Two devices of one person both answered offline: same record, merged by the usual rules.
             add_feedback_alias(ctx.conn, args.id, first_id)
             feedback = load_record(ctx.conn, ctx.event_id, "feedback", first_id)
-    audiences = [f"acct:{account.id}", "org", *([f"site:{visit['site_id']}"] if visit["site_id"] else [])]
-    values = flatten_translations({"rating": args.rating, "comment": args.comment, "answers": args.answers}, "answers")
+    audiences = feedback_audiences(account.id, visit["site_id"])
+    sent = {name: getattr(args, name) for name in FEEDBACK_DEFAULTS if getattr(args, name) is not UNSET}
+    # Each answer is a field of its own; null removes it (its default is "no answer").
+    values = {**edited_fields(sent, FEEDBACK_DEFAULTS), **{f"answers.{q}": a for q, a in answers.items()}}
     if feedback is None:
+        created = created_fields(sent, FEEDBACK_DEFAULTS)
         insert_record(
             ctx.conn,
             "feedback",
@@ -357,9 +385,9 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
                 "author_id": account.id,
                 "visit_id": args.visit_id,
                 "site_id": visit["site_id"],
-                "rating": args.rating,
-                "answers": args.answers,
-                "comment": args.comment,
+                "rating": created["rating"],
+                "answers": {q: a for q, a in answers.items() if a is not None},
+                "comment": created["comment"],
                 "origin_client": ctx.client_id,
                 "version": 1,
                 "conflicts": [],
@@ -462,6 +490,14 @@ def write_merge(
         else:
             columns[name] = value
     update_record(ctx.conn, ctx.event_id, entity, record["id"], columns)
+    if entity == "visit" and "site_id" in apply:
+        # Every change of a visit goes through here: its feedback follows it to the new site's hosts.
+        for feedback_id, author_id, former in move_visit_feedback(
+            ctx.conn, ctx.event_id, record["id"], apply["site_id"]
+        ):
+            record_change(
+                ctx.conn, ctx.event_id, "feedback", feedback_id, feedback_audiences(author_id, apply["site_id"], former)
+            )
     if apply:
         add_history(
             ctx.conn,

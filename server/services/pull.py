@@ -10,7 +10,7 @@ from schemas.accounts import Account
 from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
-from schemas.sync import Change, EntitySummary, Feedback, Note, PullResponse
+from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
 from server.errors import BadRequestError, GoneError
 from server.storage.blob_refs import held_blobs
 from server.storage.db import Database
@@ -39,8 +39,10 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         raise BadRequestError(f"{exc}; pull again without a cursor.") from None
     event_id = account.event_id
     after = position.seq if position else 0
+    listens = audiences(account.id, account.role, account.site_ids)
     with db.read() as conn:
-        purge_mark = purged_seq(conn, event_id)
+        # Only purges of what this caller was told of can have hidden a deletion from its cursor.
+        purge_mark = purged_seq(conn, event_id, listens)
         # A full pull pages through everything once; tombstones purged before it began do not
         # matter to a replica built from nothing, but a purge during it might hide a deletion.
         full = position is None or position.in_full_pull
@@ -48,7 +50,7 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
             position.full_since_purge != purge_mark if position.in_full_pull else after < purge_mark
         ):
             raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
-        rows = feed_page(conn, event_id, audiences(account.id, account.role, account.site_ids), after, limit + 1)
+        rows = feed_page(conn, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         changes = _changes(conn, account, rows, full=full)
@@ -111,7 +113,7 @@ def shape(
                 id=entity_id,
                 op="delete",
                 version=version,
-                data={"conflicts": record["conflicts"]} if mine else None,
+                data={"conflicts": _conflicts(record["conflicts"])} if mine else None,
             )
         attachments = [
             {**a, "status": "available" if a["sha256"] in held else "pending"} for a in record["attachments"]
@@ -138,12 +140,21 @@ def shape(
             feedback.author_id = None  # hosts see what was said, not who said it
         if record["author_id"] != account.id:
             feedback.conflicts = []
-        return Change(entity="feedback", id=entity_id, op="put", version=version, data=msgspec.to_builtins(feedback))
+        data = msgspec.to_builtins(feedback)
+        if feedback.author_id is None:
+            del data["author_id"]  # absent, not null: hosts are never told that there is an author to hide
+        return Change(entity="feedback", id=entity_id, op="put", version=version, data=data)
     data = msgspec.to_builtins(msgspec.convert(record, _SHAPES[entity], strict=False))
     if entity == "site":
         may_resolve = account.role == "organizer" or (account.role == "host" and entity_id in account.site_ids)
-        data["conflicts"] = record["conflicts"] if may_resolve else []
+        data["conflicts"] = _conflicts(record["conflicts"]) if may_resolve else []
     return Change(entity=entity, id=entity_id, op="put", version=version, data=data)  # type: ignore[arg-type]
+
+
+def _conflicts(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Stored entries omit what was a default when they were written (``reason`` among them):
+    # on the wire every entry carries every field.
+    return msgspec.to_builtins(msgspec.convert(stored, list[Conflict]))
 
 
 def summarise(conn: sqlite3.Connection, account: Account) -> dict[str, EntitySummary]:

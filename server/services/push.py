@@ -15,10 +15,20 @@ from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
 from server.storage.db import Database, rfc3339, savepoint, storage_failure
-from server.storage.records import NEW_NOTE_COLUMNS, insert_new_notes, last_mutation_id, set_last_mutation_id
+from server.storage.records import (
+    NEW_NOTE_COLUMNS,
+    insert_new_notes,
+    keep_mutation_results,
+    last_mutation_id,
+    mutation_results,
+    set_last_mutation_id,
+)
 from sync.mutations import InvalidMutationError, clock_skewed, decode_args
 
 log = logging.getLogger("studyvisit.push")
+
+# How many of a client's latest results the server keeps to answer retries (docs §3, "Retries").
+RESULT_WINDOW = 1_000
 
 _TITLES = {
     "unknown-mutation-type": "Unknown mutation type",
@@ -101,6 +111,9 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
 
     with db.write() as conn:
         last = last_mutation_id(conn, account.id, request.client_id)
+        first_sent = min((m.id for m in request.mutations), default=last + 1)
+        # A retry is answered with what its mutation got the first time (a rejection must not hide).
+        earlier = mutation_results(conn, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
         gap = False
         for mutation in request.mutations:
             if gap or mutation.id > last + 1:
@@ -108,7 +121,7 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(MutationResult(id=mutation.id, status="out_of_order"))
                 continue
             if mutation.id <= last:
-                results.append(MutationResult(id=mutation.id, status="duplicate"))
+                results.append(MutationResult(id=mutation.id, status="duplicate", result=earlier.get(mutation.id)))
                 continue
             ctx = Context(
                 conn=conn,
@@ -141,6 +154,8 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
             last = mutation.id
         flush()
         set_last_mutation_id(conn, account.id, request.client_id, last)
+        processed = [r for r in results if r.status in ("applied", "conflict", "rejected")]
+        keep_mutation_results(conn, account.id, request.client_id, processed, RESULT_WINDOW)
         fault_point("push.before_commit")  # every mutation applied, nothing committed yet
     fault_point("push.after_commit")  # committed, the client not told yet: its retry must be all duplicates
     return PushResponse(last_mutation_id=last, results=results)

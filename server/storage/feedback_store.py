@@ -68,6 +68,26 @@ def set_feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str, 
     record_change(conn, event_id, "visit", visit_id, ["all"])
 
 
+def move_visit_feedback(
+    conn: sqlite3.Connection, event_id: str, visit_id: str, site_id: str | None
+) -> list[tuple[str, str, str | None]]:
+    """Point every feedback on a visit at the visit's new site, each at a new version; returns
+    (id, author id, former site id) of each feedback moved."""
+    moved = [
+        (str(r[0]), str(r[1]), r[2])
+        for r in conn.execute(
+            "SELECT id, author_id, site_id FROM feedback WHERE event_id = ? AND visit_id = ? AND site_id IS NOT ?",
+            (event_id, visit_id, site_id),
+        )
+    ]
+    conn.execute(
+        "UPDATE feedback SET site_id = ?, version = version + 1, updated_at = ?"
+        " WHERE event_id = ? AND visit_id = ? AND site_id IS NOT ?",
+        (site_id, utcnow(), event_id, visit_id, site_id),
+    )
+    return moved
+
+
 def closed_visits(conn: sqlite3.Connection, event_id: str) -> set[str]:
     """Ids of the event's visits whose feedback is closed."""
     rows = conn.execute("SELECT id FROM visits WHERE event_id = ? AND feedback_closed", (event_id,))

@@ -246,6 +246,31 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
+        5,
+        "results of processed mutations for retries; purge marks per audience",
+        """
+        -- Each processed mutation's result (msgspec JSON), so that a retry after a lost response
+        -- is answered "duplicate" with the original result; pruned to a window per client.
+        CREATE TABLE sync_results (
+            account_id TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            mutation_id INTEGER NOT NULL,
+            result BLOB NOT NULL,
+            PRIMARY KEY (account_id, client_id, mutation_id)
+        ) WITHOUT ROWID;
+        -- How far purged tombstones reached, per feed audience: only a cursor of an audience that
+        -- was told of a purged record, from below its mark, answers 410. Replaces the event-wide
+        -- events.purged_seq (no longer written), carried over as the mark of everyone ("all").
+        CREATE TABLE purge_marks (
+            event_id TEXT NOT NULL,
+            audience TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (event_id, audience)
+        ) WITHOUT ROWID;
+        INSERT INTO purge_marks (event_id, audience, seq) SELECT id, 'all', purged_seq FROM events WHERE purged_seq > 0;
+        """,
+    ),
+    Migration(
         7,
         "account expiry, retirement and calendar feed tokens",
         """

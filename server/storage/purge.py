@@ -6,16 +6,19 @@ import sqlite3
 def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
     """Forget deleted notes last changed before ``older_than`` (RFC 3339 UTC); returns how many.
 
-    A cursor that had not yet seen such a deletion could never learn of it, so each event's
-    ``purged_seq`` rises to the newest purged change: pulls from below it answer 410.
+    A cursor that had not yet seen such a deletion could never learn of it, so the purge mark of
+    each audience the deletion was addressed to (the author, organizers when the note was shared)
+    rises to its change: pulls of that audience from below it answer 410. Cursors of everyone
+    else never held the note and are left alone.
     """
     rows = conn.execute(
-        "SELECT n.event_id, n.id, MAX(c.seq) FROM notes n LEFT JOIN changes c"
+        "SELECT n.event_id, n.id, c.audience, c.seq FROM notes n LEFT JOIN changes c"
         " ON c.event_id = n.event_id AND c.entity = 'note' AND c.entity_id = n.id"
-        " WHERE n.deleted = 1 AND n.updated_at < ? GROUP BY n.event_id, n.id",
+        " WHERE n.deleted = 1 AND n.updated_at < ?",
         (older_than,),
     ).fetchall()
-    for event_id, note_id, seq in rows:
+    notes = {(str(r[0]), str(r[1])) for r in rows}
+    for event_id, note_id in notes:
         conn.execute(
             "DELETE FROM changes WHERE event_id = ? AND entity = 'note' AND entity_id = ?", (event_id, note_id)
         )
@@ -23,6 +26,9 @@ def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
             "DELETE FROM history WHERE event_id = ? AND entity = 'note' AND entity_id = ?", (event_id, note_id)
         )
         conn.execute("DELETE FROM notes WHERE id = ?", (note_id,))
-        if seq is not None:
-            conn.execute("UPDATE events SET purged_seq = MAX(purged_seq, ?) WHERE id = ?", (seq, event_id))
-    return len(rows)
+    conn.executemany(
+        "INSERT INTO purge_marks (event_id, audience, seq) VALUES (?, ?, ?)"
+        " ON CONFLICT (event_id, audience) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        [(r[0], r[2], r[3]) for r in rows if r[2] is not None],
+    )
+    return len(notes)

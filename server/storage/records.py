@@ -1,12 +1,13 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from schemas.sync import MutationOutcome
 from server.storage.db import utcnow
 from server.storage.rows import JSON_COLUMNS, encode_json, row_dict
 
@@ -211,6 +212,39 @@ def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: s
         " updated_at = excluded.updated_at",
         (account_id, client_id, value, utcnow()),
     )
+
+
+def mutation_results(
+    conn: sqlite3.Connection, account_id: str, client_id: str, first: int, last: int
+) -> dict[int, MutationOutcome]:
+    """The kept results of this client's mutations ``first``..``last``, by mutation id."""
+    rows = conn.execute(
+        "SELECT mutation_id, result FROM sync_results WHERE account_id = ? AND client_id = ?"
+        " AND mutation_id BETWEEN ? AND ?",
+        (account_id, client_id, first, last),
+    )
+    return {int(r[0]): _RESULT_DECODER.decode(r[1]) for r in rows}
+
+
+def keep_mutation_results(
+    conn: sqlite3.Connection, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
+) -> None:
+    """Keep the results of newly processed mutations, and forget those ``window`` ids or more behind."""
+    if not results:
+        return
+    conn.executemany(
+        "INSERT OR REPLACE INTO sync_results (account_id, client_id, mutation_id, result) VALUES (?, ?, ?, ?)",
+        [(account_id, client_id, r.id, _RESULT_ENCODER.encode(r)) for r in results],
+    )
+    newest = max(r.id for r in results)
+    conn.execute(
+        "DELETE FROM sync_results WHERE account_id = ? AND client_id = ? AND mutation_id <= ?",
+        (account_id, client_id, newest - window),
+    )
+
+
+_RESULT_ENCODER = msgspec.json.Encoder()
+_RESULT_DECODER = msgspec.json.Decoder(MutationOutcome)
 
 
 def history_entries(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:

@@ -7,10 +7,13 @@ import sqlite3
 from schemas.accounts import Account
 
 
-def purged_seq(conn: sqlite3.Connection, event_id: str) -> int:
-    """Cursors below this may have missed tombstones that were purged since."""
-    row = conn.execute("SELECT purged_seq FROM events WHERE id = ?", (event_id,)).fetchone()
-    return 0 if row is None else int(row[0])
+def purged_seq(conn: sqlite3.Connection, event_id: str, audiences: list[str]) -> int:
+    """Cursors of these audiences below this may have missed tombstones that were purged since."""
+    marks = ", ".join("?" for _ in audiences)
+    row = conn.execute(
+        f"SELECT MAX(seq) FROM purge_marks WHERE event_id = ? AND audience IN ({marks})", (event_id, *audiences)
+    ).fetchone()
+    return int(row[0] or 0)
 
 
 def feed_head(conn: sqlite3.Connection) -> int:
