@@ -16,6 +16,7 @@ from server.errors import EXCEPTION_HANDLERS
 from server.observability import Metrics, observe
 from server.representation import RepresentationCache
 from server.routes.blobs import BlobController
+from server.routes.bodies import provide_payload
 from server.routes.common import provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
+            # The body of every handler that declares a BodySpec, decoded one way (routes/bodies.py).
+            "payload": Provide(provide_payload),
         },
         middleware=[
             DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS]),

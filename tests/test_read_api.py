@@ -745,7 +745,11 @@ def test_itinerary_legs_estimate_the_walk_between_different_places(
         gap = datetime.fromisoformat(item["visit"]["starts_at"]) - datetime.fromisoformat(before["visit"]["ends_at"])
         assert leg["gap_minutes"] == gap // timedelta(minutes=1)
         # A walk unless the group rides there; either way the warning says the gap is too short.
-        rides = [t for t in (item["visit"]["transport"], before["visit"]["transport"]) if t in ("minibus", "public_transport")]
+        rides = [
+            t
+            for t in (item["visit"]["transport"], before["visit"]["transport"])
+            if t in ("minibus", "public_transport")
+        ]
         ride = bool(rides)
         assert leg["mode"] == (rides[0] if ride else "walk")
         needed = math.ceil(straight / (20_000 / 60)) + 10 if ride else leg["walking_minutes"]
