@@ -1,7 +1,7 @@
 """Hosts and organizers keep the programme true: site and visit edits, history, revert, groups."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
@@ -47,6 +47,7 @@ IF_MATCH = HeaderParameter(
     default=None,
     description="The ETag of the version the edit is based on; without it the edit is refused with 428",
 )
+IfMatch = Annotated[str | None, IF_MATCH]
 
 
 def record_response(value: Site | Visit, status_code: int = 200) -> Response[Any]:

@@ -12,7 +12,7 @@ from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
 from server.routes.bodies import BODY_OPT
 from server.routes.common import SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH, IF_MATCH_DOC, merge_patch_body, patch_record
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
 from server.services.frab import schedule_xml
@@ -126,6 +126,6 @@ class ItineraryController(Controller):
         event_id: str,
         visit_id: str,
         payload: Any,
-        if_match: str | None = IF_MATCH,
+        if_match: IfMatch = None,
     ) -> Response[Visit]:
         return await patch_record(request, db, edit_visit, visit_id, payload, if_match)

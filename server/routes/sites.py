@@ -13,7 +13,7 @@ from server.errors import NotFoundError
 from server.geo import parse_point
 from server.routes.bodies import BODY_OPT
 from server.routes.common import SECURITY, AppDatabase, api_get, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH, IF_MATCH_DOC, merge_patch_body, patch_record
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
@@ -108,6 +108,6 @@ class SiteController(Controller):
         event_id: str,
         site_id: str,
         payload: Any,
-        if_match: str | None = IF_MATCH,
+        if_match: IfMatch = None,
     ) -> Response[Site]:
         return await patch_record(request, db, edit_site, site_id, payload, if_match)
