@@ -44,7 +44,6 @@ CREATE_ERRORS: dict[int, ResponseSpec] = {
 IF_MATCH_DOC = "Requires If-Match: the ETag of the version the edit is based on (from GET or the last edit)."
 IF_MATCH = HeaderParameter(
     name="If-Match",
-    default=None,
     description="The ETag of the version the edit is based on; without it the edit is refused with 428",
 )
 IfMatch = Annotated[str | None, IF_MATCH]
