@@ -7,13 +7,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.observability import Metrics, observe
+from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.representation import RepresentationCache
 from server.routes.blobs import BlobController
 from server.routes.bodies import provide_payload
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="Itinerary, sites and offline-first sync for study-visit participants, hosts and organizers.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin()],
+            render_plugins=[CompletedJsonPlugin(), LocalRedocPlugin()],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(

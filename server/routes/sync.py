@@ -15,7 +15,7 @@ from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedProt
 from server.observability import Metrics
 from server.representation import accepts_gzip, represent, serve
 from server.routes.bodies import BODY_OPT, JSON, MSGPACK, BodySpec, BodyValidationError, decode_body
-from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.common import CONDITIONAL_OPT, READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
@@ -122,6 +122,7 @@ class SyncController(Controller):
         security=SECURITY,
         responses=SYNC_ERRORS,
         sync_to_thread=True,
+        opt={CONDITIONAL_OPT: True},
     )
     def pull_changes(
         self,
