@@ -8,7 +8,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
@@ -16,9 +15,11 @@ from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.feeds import serve_feeds
 from server.observability import Metrics, observe
+from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.ratelimit import FailedAuthLimiter
 from server.representation import RepresentationCache
 from server.routes.blobs import BlobController
+from server.routes.bodies import provide_payload
 from server.routes.common import provide_db
 from server.routes.editing import EditingController
 from server.routes.events import EventController, MeController
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
+            # The body of every handler that declares a BodySpec, decoded one way (routes/bodies.py).
+            "payload": Provide(provide_payload),
         },
         middleware=[
             DefineMiddleware(BearerTokenMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS]),
@@ -97,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1.0.0",
             description="Itinerary, sites and offline-first sync for study-visit participants, hosts and organizers.",
             path="/schema",
-            render_plugins=[JsonRenderPlugin()],
+            render_plugins=[CompletedJsonPlugin(), LocalRedocPlugin()],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(

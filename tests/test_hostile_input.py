@@ -221,6 +221,57 @@ def test_100k_deep_json_nesting_is_refused_with_400_and_no_crash(
     http.assert_healthy()
 
 
+# Typed bodies: every handler that takes a Struct reads it through routes/bodies.py. These once answered
+# 500: msgspec raises UnicodeDecodeError and RecursionError, which are no DecodeError.
+HOSTILE = "@HOSTILE@"
+TYPED_BODIES = [
+    pytest.param(
+        "participant", "PUT", f"{E}/visits/{G1_VISIT}/feedback", {"rating": 4, "comment": HOSTILE}, id="feedback"
+    ),
+    pytest.param(
+        "organizer", "PUT", f"{E}/questions/overall", {"kind": "text", "texts": {"en": HOSTILE}}, id="question"
+    ),
+    pytest.param(
+        "organizer",
+        "POST",
+        f"{E}/visits",
+        {
+            "id": "hostile-visit",
+            "title": HOSTILE,
+            "starts_at": "2025-12-10T09:00:00+01:00",
+            "ends_at": "2025-12-10T10:00:00+01:00",
+        },
+        id="visit",
+    ),
+    pytest.param("organizer", "PUT", f"{E}/groups/G1/members", {"account_ids": [HOSTILE]}, id="group-members"),
+    pytest.param("organizer", "POST", f"{E}/itinerary/reorder", {"visit_ids": [G1_VISIT, HOSTILE]}, id="reorder"),
+    pytest.param("organizer", "PATCH", f"{E}/sites/{G1_SITE}", {"name": HOSTILE}, id="site-patch"),
+    pytest.param("organizer", "PATCH", f"{E}/visits/{G1_VISIT}", {"title": HOSTILE}, id="visit-patch"),
+]
+DEPTH_3000 = b"[" * 3000 + b"]" * 3000
+HOSTILE_VALUES = [
+    pytest.param(b'"Caf\xc3\xa9 \xff\xfe"', id="invalid-utf8-in-a-field"),
+    pytest.param(b'"ok", "unknown": "\xff"', id="invalid-utf8-in-an-ignored-field"),
+    pytest.param(DEPTH_3000, id="3000-deep-in-a-field"),
+    pytest.param(None, id="3000-deep-whole-body"),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+@pytest.mark.parametrize(("role", "method", "url", "template"), TYPED_BODIES)
+def test_hostile_typed_body_is_a_400_problem_and_writes_nothing(
+    http: Scanned, world: World, role: str, method: str, url: str, template: dict[str, Any], value: bytes | None
+) -> None:
+    before = table_state(world.path)
+    body = DEPTH_3000 if value is None else msgspec.json.encode(template).replace(b'"' + HOSTILE.encode() + b'"', value)
+    token = world.token(role, group="G1") if role == "participant" else world.token(role)
+    headers = {**bearer(token), "Content-Type": "application/json", "If-Match": '"v1"'}
+    response = http.request(method, url, content=body, headers=headers)
+    assert_problem(response, 400)
+    assert table_state(world.path) == before
+    http.assert_healthy()
+
+
 # --- SQL-looking strings --------------------------------------------------------------------------------
 
 # Every query parameter the API documents, with the other parameters a request needs to reach it.

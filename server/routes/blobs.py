@@ -10,14 +10,15 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.response import Stream
 
 from schemas.accounts import Account
 from schemas.common import SHA256_PATTERN
 from server.auth import same_event
 from server.errors import PROBLEM_MEDIA_TYPE, BadRequestError, problem_response
-from server.routes.common import AUTH_ERRORS, READ_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.bodies import BODY_OPT, OCTET_STREAM, BodySpec
+from server.routes.common import AUTH_ERRORS, CONDITIONAL_OPT, READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.routes.feedback import ORGANIZERS
 from server.services.blobs import (
     RangeNotSatisfiableError,
@@ -43,6 +44,17 @@ AppBlobFiles = NamedDependency[BlobFiles]
 # One range; several (a comma) are served whole, as RFC 9110 allows. 18 digits keep int() cheap.
 _RANGE = re.compile(r"^bytes=(?P<first>\d{0,18})-(?P<last>\d{0,18})\Z")
 Sha256Path = Annotated[str, SHA256]
+CONTENT_RANGE = HeaderParameter(
+    name="Content-Range",
+    description="bytes A-B/TOTAL: this body is bytes A to B of a resumable upload; A must be the Upload-Offset",
+)
+# Streamed to disk by receive_blob as it arrives, never decoded; the media type is sniffed from the bytes.
+UPLOAD_BODY = BodySpec(
+    bytes,
+    (OCTET_STREAM,),
+    description="The blob's bytes (any Content-Type is accepted: the server sniffs JPEG, PNG, WebP, HEIC or PDF)",
+    streamed=True,
+)
 
 UPLOAD_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
@@ -201,16 +213,23 @@ class BlobController(Controller):
         responses=UPLOAD_ERRORS,
         status_code=201,
         request_max_body_size=None,
+        opt={BODY_OPT: UPLOAD_BODY},
     )
     async def upload_blob(
-        self, request: Request[Account, Any, Any], state: State, files: AppBlobFiles, event_id: str, sha256: Sha256Path
+        self,
+        request: Request[Account, Any, Any],
+        state: State,
+        files: AppBlobFiles,
+        event_id: str,
+        sha256: Sha256Path,
+        content_range: Annotated[str | None, CONTENT_RANGE] = None,
     ) -> Response[BlobRow]:
         settings: Settings = state.settings
         db: AppDatabase = state.db
         held = await anyio.to_thread.run_sync(held_blob, db, sha256)
         if held is not None:
             return _blob_response(held, 200)  # uploading what the server has costs nothing
-        header = request.headers.get("content-range")
+        header = content_range
         part = parse_content_range(header) if header is not None else None
         declared = request.headers.get("content-length", "")
         if declared.isdigit():
@@ -235,6 +254,7 @@ class BlobController(Controller):
         security=SECURITY,
         responses=FETCH_RESPONSES,
         sync_to_thread=True,
+        opt={CONDITIONAL_OPT: True},
     )
     def fetch_blob(
         self,

@@ -19,6 +19,8 @@ from server.storage.changes import content_version
 from server.storage.db import Database
 
 SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+# In a handler's opt: it answers If-None-Match with 304 (server/openapi.py documents both).
+CONDITIONAL_OPT = "conditional"
 
 # Handler parameters filled by name from the app's dependencies (Litestar 3 requires the marker).
 AppDatabase = NamedDependency[Database]
@@ -56,6 +58,7 @@ api_get = partial(
     security=SECURITY,
     responses=READ_ERRORS,
     sync_to_thread=False,
+    opt={CONDITIONAL_OPT: True},
 )
 
 

@@ -1,12 +1,13 @@
 """Hosts and organizers keep the programme true: site and visit edits, history, revert, groups."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
 
 from schemas.accounts import Account
 from schemas.editing import GroupMembers, HistoryEntry
@@ -14,8 +15,8 @@ from schemas.itinerary import Visit
 from schemas.places import Site
 from schemas.sync import VisitPutArgs
 from server.auth import same_event
-from server.errors import BadRequestError
 from server.representation import encode_json, represent
+from server.routes.bodies import BODY_OPT, JSON, MERGE_PATCH, BodySpec
 from server.routes.common import AUTH_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.editing import (
     create_visit,
@@ -29,10 +30,23 @@ EDIT_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
     400: problem_spec("The patch is not valid for this record"),
     412: problem_spec("If-Match names an older version: the record changed since it was read"),
+    415: problem_spec("The body is neither application/merge-patch+json nor application/json"),
     428: problem_spec("If-Match is missing"),
     422: problem_spec("The change breaks a rule (a visit ending before it starts, an unknown site...)"),
 }
+# Writes that take no If-Match: a new visit, a group's members.
+CREATE_ERRORS: dict[int, ResponseSpec] = {
+    **AUTH_ERRORS,
+    400: problem_spec("The body is not valid for this request"),
+    415: problem_spec("The body is not application/json"),
+    422: problem_spec("The change breaks a rule (a visit ending before it starts, an unknown site...)"),
+}
 IF_MATCH_DOC = "Requires If-Match: the ETag of the version the edit is based on (from GET or the last edit)."
+IF_MATCH = HeaderParameter(
+    name="If-Match",
+    description="The ETag of the version the edit is based on; without it the edit is refused with 428",
+)
+IfMatch = Annotated[str | None, IF_MATCH]
 
 
 def record_response(value: Site | Visit, status_code: int = 200) -> Response[Any]:
@@ -43,12 +57,15 @@ def record_response(value: Site | Visit, status_code: int = 200) -> Response[Any
     )
 
 
-async def read_patch(request: Request[Any, Any, Any]) -> Any:
-    """The JSON merge patch in the body (``application/merge-patch+json`` or ``application/json``)."""
-    try:
-        return msgspec.json.decode(await request.body())
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequestError(f"The body is not JSON: {exc}.") from None
+def merge_patch_body(fields: type[msgspec.Struct]) -> BodySpec:
+    """An RFC 7396 merge patch of ``fields``: decoded raw, since ``null`` (restore the default) differs from absent."""
+    return BodySpec(
+        fields,
+        (MERGE_PATCH, JSON),
+        description=f"An RFC 7396 merge patch of {fields.__name__}: absent fields are unchanged, null restores"
+        " a field's default.",
+        raw=True,
+    )
 
 
 async def patch_record(
@@ -56,10 +73,11 @@ async def patch_record(
     db: Database,
     edit: Callable[[Database, Account, str, Any, str | None], Site | Visit],
     record_id: str,
+    patch: Any,
+    if_match: str | None,
 ) -> Response[Any]:
     """Apply a merge patch to one record through ``edit``, guarded by the request's If-Match."""
-    body = await read_patch(request)
-    record = await anyio.to_thread.run_sync(edit, db, request.user, record_id, body, request.headers.get("if-match"))
+    record = await anyio.to_thread.run_sync(edit, db, request.user, record_id, patch, if_match)
     return record_response(record)
 
 
@@ -70,11 +88,18 @@ class EditingController(Controller):
     guards = [same_event]
     tags = ["editing"]
 
-    @post("/visits", summary="Add a visit (organizers)", security=SECURITY, responses=EDIT_ERRORS, status_code=201)
+    @post(
+        "/visits",
+        summary="Add a visit (organizers)",
+        security=SECURITY,
+        responses=CREATE_ERRORS,
+        status_code=201,
+        opt={BODY_OPT: BodySpec(VisitPutArgs)},
+    )
     async def post_visit(
-        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, data: VisitPutArgs
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, payload: VisitPutArgs
     ) -> Response[Visit]:
-        visit = await anyio.to_thread.run_sync(create_visit, db, request.user, data)
+        visit = await anyio.to_thread.run_sync(create_visit, db, request.user, payload)
         return record_response(visit, 201)
 
     @get(
@@ -118,10 +143,11 @@ class EditingController(Controller):
         "/groups/{group_id:str}/members",
         summary="Set a group's participants (organizers)",
         security=SECURITY,
-        responses=EDIT_ERRORS,
+        responses=CREATE_ERRORS,
+        opt={BODY_OPT: BodySpec(GroupMembers)},
         sync_to_thread=True,
     )
     def put_members(
-        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, group_id: str, data: GroupMembers
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, group_id: str, payload: GroupMembers
     ) -> GroupMembers:
-        return GroupMembers(account_ids=put_group_members(db, request.user, group_id, data.account_ids))
+        return GroupMembers(account_ids=put_group_members(db, request.user, group_id, payload.account_ids))

@@ -11,6 +11,7 @@ from schemas.feedback import Question
 from schemas.reports import FeedbackFields, FeedbackState, FeedbackSummary, QuestionFields
 from schemas.sync import Feedback
 from server.auth import requires, same_event
+from server.routes.bodies import BODY_OPT, BodySpec
 from server.routes.common import AUTH_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.feedback import (
     feedback_csv,
@@ -66,6 +67,7 @@ class FeedbackController(Controller):
         description="Phones receive the question on their next pull. Each replacement bumps its version.",
         security=SECURITY,
         responses={**QUESTION_ERRORS, 201: ResponseSpec(data_container=Question, description="A new question")},
+        opt={BODY_OPT: BodySpec(QuestionFields)},
         sync_to_thread=True,
     )
     def put_question(
@@ -74,9 +76,9 @@ class FeedbackController(Controller):
         db: AppDatabase,
         event_id: str,
         question_id: str,
-        data: QuestionFields,
+        payload: QuestionFields,
     ) -> Response[Question]:
-        question, created = save_question(db, request.user, question_id, data)
+        question, created = save_question(db, request.user, question_id, payload)
         return Response(question, status_code=201 if created else 200)
 
     @delete(
@@ -101,12 +103,18 @@ class FeedbackController(Controller):
         " visits of your group, while feedback is open. Answers not sent are kept. 201 when created.",
         security=SECURITY,
         responses={**FEEDBACK_ERRORS, 201: ResponseSpec(data_container=Feedback, description="New feedback")},
+        opt={BODY_OPT: BodySpec(FeedbackFields)},
         sync_to_thread=True,
     )
     def put_feedback(
-        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, visit_id: str, data: FeedbackFields
+        self,
+        request: Request[Account, Any, Any],
+        db: AppDatabase,
+        event_id: str,
+        visit_id: str,
+        payload: FeedbackFields,
     ) -> Response[Feedback]:
-        feedback, created = give_feedback(db, request.user, visit_id, data)
+        feedback, created = give_feedback(db, request.user, visit_id, payload)
         return Response(feedback, status_code=201 if created else 200)
 
     @post(

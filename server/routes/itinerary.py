@@ -7,10 +7,12 @@ from litestar.params import Parameter
 
 from schemas.accounts import Account
 from schemas.itinerary import Itinerary, Visit
+from schemas.sync import VisitFields
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
+from server.routes.bodies import BODY_OPT
 from server.routes.common import SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
 from server.services.frab import schedule_xml
@@ -115,6 +117,7 @@ class ItineraryController(Controller):
         description="Body: an RFC 7396 JSON merge patch (application/merge-patch+json) of VisitFields. " + IF_MATCH_DOC,
         security=SECURITY,
         responses=EDIT_ERRORS,
+        opt={BODY_OPT: merge_patch_body(VisitFields)},
     )
     async def patch_visit(
         self,
@@ -122,5 +125,7 @@ class ItineraryController(Controller):
         db: AppDatabase,
         event_id: str,
         visit_id: str,
+        payload: Any,
+        if_match: IfMatch = None,
     ) -> Response[Visit]:
-        return await patch_record(request, db, edit_visit, visit_id)
+        return await patch_record(request, db, edit_visit, visit_id, payload, if_match)

@@ -8,6 +8,7 @@ from litestar.params import Parameter
 from schemas.accounts import Account
 from schemas.schedule import ItineraryCheck, ReorderedVisits, ReorderRequest, ScheduleChanges
 from server.auth import requires, same_event
+from server.routes.bodies import BODY_OPT, BodySpec
 from server.routes.common import (
     AUTH_ERRORS,
     READ_ERRORS,
@@ -94,9 +95,10 @@ class ScheduleController(Controller):
         security=SECURITY,
         responses=REORDER_ERRORS,
         status_code=200,
+        opt={BODY_OPT: BodySpec(ReorderRequest)},
         sync_to_thread=True,
     )
     def reorder(
-        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, data: ReorderRequest
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, payload: ReorderRequest
     ) -> ReorderedVisits:
-        return reorder_visits(db, request.user, data.visit_ids)
+        return reorder_visits(db, request.user, payload.visit_ids)

@@ -7,11 +7,13 @@ from litestar.params import Parameter
 
 from schemas.accounts import Account
 from schemas.places import Site, SiteView
+from schemas.sync import SiteFieldsPatch
 from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
+from server.routes.bodies import BODY_OPT
 from server.routes.common import SECURITY, AppDatabase, api_get, serve_cached
-from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, patch_record
+from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.editing import edit_site
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
@@ -97,6 +99,7 @@ class SiteController(Controller):
         + IF_MATCH_DOC,
         security=SECURITY,
         responses=EDIT_ERRORS,
+        opt={BODY_OPT: merge_patch_body(SiteFieldsPatch)},
     )
     async def patch_site(
         self,
@@ -104,5 +107,7 @@ class SiteController(Controller):
         db: AppDatabase,
         event_id: str,
         site_id: str,
+        payload: Any,
+        if_match: IfMatch = None,
     ) -> Response[Site]:
-        return await patch_record(request, db, edit_site, site_id)
+        return await patch_record(request, db, edit_site, site_id, payload, if_match)

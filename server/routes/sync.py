@@ -14,23 +14,17 @@ from schemas.accounts import Account
 from schemas.common import UUID_PATTERN
 from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
 from server.auth import same_event
-from server.errors import (
-    BadRequestError,
-    PayloadTooLargeError,
-    UnsupportedMediaTypeError,
-    UnsupportedProtocolError,
-    handle_http_exception,
-)
+from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedProtocolError, handle_http_exception
 from server.observability import OTHER, Metrics, closed_label
 from server.representation import accepts_gzip, represent, serve
-from server.routes.common import READ_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.bodies import BODY_OPT, JSON, MSGPACK, BodySpec, BodyValidationError, decode_body
+from server.routes.common import CONDITIONAL_OPT, READ_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
 from server.storage.db import Database
 from sync.mutations import MUTATION_TYPES
 
-MSGPACK = "application/msgpack"
 SYNC_ERRORS = {
     **READ_ERRORS,
     400: problem_spec("Malformed body, invalid cursor, or an unsupported protocol version"),
@@ -55,20 +49,6 @@ def _check_protocol(protocol: Any) -> None:
         )
 
 
-def _utf8_problem(body: bytes, media: str, exc: Exception) -> str | None:
-    """Where a JSON body stops being UTF-8, as a byte of the body; None when it is valid UTF-8.
-
-    The decoder's own position counts within one string, which no client can map back to its body.
-    """
-    if media in ("", "application/json"):
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            return f"The push body is not valid UTF-8: byte {bad.start} of the body (0x{body[bad.start]:02x})."
-        return None
-    return "A string in the push body is not valid UTF-8." if isinstance(exc, UnicodeDecodeError) else None
-
-
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -83,23 +63,18 @@ async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     return b"".join(chunks)
 
 
+PUSH_BODY = BodySpec(PushRequest, (JSON, MSGPACK), description="A batch of offline mutations, in id order")
+# The protocol is read first, so that a client of a newer protocol is told so rather than which field failed.
+_ENVELOPE_BODY = BodySpec(_Envelope, PUSH_BODY.media_types)
+
+
 def _decode(body: bytes, content_type: str) -> PushRequest:
-    media = content_type.split(";")[0].strip().lower()
-    if media in ("", "application/json"):
-        decode: Any = msgspec.json.decode
-    elif media in (MSGPACK, "application/x-msgpack", "application/vnd.msgpack"):
-        decode = msgspec.msgpack.decode
-    else:
-        raise UnsupportedMediaTypeError(f"Send application/json or {MSGPACK}, not {media!r}.")
     try:
-        _check_protocol(decode(body, type=_Envelope).protocol)
-        return decode(body, type=PushRequest)  # type: ignore[no-any-return]
-    except msgspec.ValidationError as exc:
-        raise BadRequestError(f"The push body does not match the protocol: {exc}.") from None
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        if (invalid_utf8 := _utf8_problem(body, media, exc)) is not None:
-            raise BadRequestError(invalid_utf8) from None
-        raise BadRequestError(f"The push body is not valid {media or 'JSON'}: {exc}.") from None
+        _check_protocol(decode_body(body, content_type, _ENVELOPE_BODY, "The push body").protocol)
+        return decode_body(body, content_type, PUSH_BODY, "The push body")  # type: ignore[no-any-return]
+    except BodyValidationError as exc:
+        # docs/sync-protocol.md names this bad-request, and deployed field clients read it so.
+        raise BadRequestError(exc.detail) from None
 
 
 def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
@@ -126,7 +101,9 @@ class SyncController(Controller):
         security=SECURITY,
         responses=SYNC_ERRORS,
         status_code=200,
+        # Read here, against the settings' limit, as it streams in (see _read_body).
         request_max_body_size=None,
+        opt={BODY_OPT: PUSH_BODY},
     )
     async def push_mutations(
         self, request: Request[Account, Any, Any], state: State, event_id: str
@@ -154,6 +131,7 @@ class SyncController(Controller):
         security=SECURITY,
         responses=SYNC_ERRORS,
         sync_to_thread=True,
+        opt={CONDITIONAL_OPT: True},
     )
     def pull_changes(
         self,
