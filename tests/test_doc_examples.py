@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EVENT_ID, Seeded
+from conftest import Seeded
 from doc_examples import read_examples, read_exports, run
 from litestar import Litestar
 from litestar.testing import TestClient
