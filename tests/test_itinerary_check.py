@@ -11,10 +11,11 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from schemas.fixtures import Fixture
+from schemas.itinerary import Visit
 from schemas.places import OpeningHours
 from server.fixtures import load_fixture
 from server.geo import distance_m, transit_minutes
-from server.services.itinerary_check import parse_opening_hours, times_in_text, within_opening_hours
+from server.services.itinerary_check import parse_opening_hours, stale_times, times_in_text, within_opening_hours
 from server.storage.db import Database
 
 ROME = ZoneInfo("Europe/Rome")
@@ -385,3 +386,28 @@ def test_rewriting_the_notes_after_the_move_clears_the_warning_language_by_langu
     )
     [problem] = stale(client, seeded)
     assert "they still mention 14:45" in problem["message"]
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "notes", "stale_times_named"),
+    [
+        pytest.param(
+            "2025-12-12T22:30:00+01:00", "2025-12-13T00:30:00+01:00", "Bus at 00:15", None, id="past-midnight"
+        ),
+        pytest.param("2025-12-12T22:30:00+01:00", "2025-12-13T00:30:00+01:00", "Bus at 21:00", "21:00", id="before"),
+        # 13:30 UTC is 14:30 in Rome: the visit's span is read in the event's zone, not in the offset it was sent with.
+        pytest.param("2025-12-12T13:30:00Z", "2025-12-12T15:00:00Z", "Meet at 14:30", None, id="event-zone"),
+    ],
+)
+def test_times_in_notes_are_compared_with_the_span_in_the_event_zone(
+    starts: str, ends: str, notes: str, stale_times_named: str | None
+) -> None:
+    moved = msgspec.convert(
+        {"id": "v", "title": "Night walk", "starts_at": starts, "ends_at": ends, "notes": {"en": notes}}, Visit
+    )
+    problem = stale_times(moved, frozenset(), ROME)
+    if stale_times_named is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert f"they still mention {stale_times_named}: check the notes (en)." in problem.message

@@ -168,8 +168,11 @@ def stale_times(visit: Visit, rewritten: frozenset[str], zone: ZoneInfo) -> Itin
         return None
     starts, ends = visit.starts_at.astimezone(zone), visit.ends_at.astimezone(zone)
     start, end = f"{starts:%H:%M}", f"{ends:%H:%M}"
-    # A visit past midnight spans the end of the clock and its start: "23:30" and "00:15" both fit.
-    inside = (lambda t: start <= t <= end) if start <= end else (lambda t: t >= start or t <= end)
+
+    def inside(time: str) -> bool:
+        # A visit past midnight spans the end of the clock and its start: "23:30" and "00:15" both fit.
+        return start <= time <= end if start <= end else (time >= start or time <= end)
+
     old_notes = {lang: text for lang, text in visit.notes.items() if lang not in rewritten}
     stale = [t for t in times_in_text(" ".join(old_notes.values())) if not inside(t)]
     if not stale:
