@@ -9,7 +9,7 @@ from schemas.common import Slug
 from schemas.itinerary import Visit
 
 ChangeKind = Literal["new", "moved", "ends", "cancelled", "restored", "place", "meeting_point", "transport", "groups"]
-ProblemKind = Literal["overlap", "tight_gap", "outside_opening_hours", "empty_group"]
+ProblemKind = Literal["overlap", "tight_gap", "outside_opening_hours", "empty_group", "stale_time_in_text"]
 Severity = Literal["error", "warning"]
 
 

@@ -1,8 +1,11 @@
 """The ``studyvisit`` command."""
 
 import csv
+import errno
 import os
 import re
+import socket
+import sqlite3
 import sys
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -16,7 +19,7 @@ import uvicorn
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
 from server.feeds import feed_urls
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.fixtures import DEMO_FIXTURE, FixtureConflictError, FixtureLoad, load_fixture_report, read_fixture
 from server.services.blobs import blob_files
 from server.settings import Settings
 from server.storage.accounts import (
@@ -30,13 +33,26 @@ from server.storage.accounts import (
     rotate_token,
     set_expiry,
 )
-from server.storage.catalog import get_event
+from server.storage.catalog import get_event, get_group, get_site
 from server.storage.db import Database, migrate, migration_status
 from server.storage.purge import purge_tombstones
 
 DEFAULT_DB = Path("data/studyvisit.db")
+# The environment variable the server reads too, so one export configures every command.
 db_option = click.option(
-    "--db", "db_path", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True, help="SQLite file"
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    envvar="STUDYVISIT_DB_PATH",
+    show_envvar=True,
+    default=DEFAULT_DB,
+    show_default=True,
+    help="SQLite file",
+)
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite records edited since they were loaded (each becomes a new version, kept in history)",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object per account, first")
 
@@ -89,6 +105,47 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60]
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail now, before anything is printed or loaded, when the server could not listen there."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT from a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} on {host} is already in use (another server?): pick a free one with --port, "
+                    f"e.g. --port {port + 1}"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
+    """Load a fixture file; records edited since they were loaded make it refuse, naming them."""
+    try:
+        fixture = read_fixture(path)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    try:
+        return load_fixture_report(db, fixture, force=force)
+    except FixtureConflictError as exc:
+        raise click.ClickException(
+            f"{exc}. Nothing was loaded. Serve the edited data as it is with `studyvisit serve`, or overwrite "
+            "those records with the fixture with --force (each becomes a new version; the edits stay in history)."
+        ) from None
+
+
+def report_load(report: FixtureLoad) -> None:
+    """What a load did, on stderr (stdout is for the tokens, and only JSON with --json)."""
+    parts = [f"{len(report.added)} added", f"{len(report.updated)} updated"]
+    if report.overwritten:
+        parts.append(f"{len(report.overwritten)} edited record(s) overwritten")
+    parts.append(f"{len(report.unchanged)} unchanged")
+    accounts = f"{len(report.accounts)} new account(s)" if report.accounts else "no new accounts (existing tokens kept)"
+    click.echo(f"Loaded records: {', '.join(parts)}; {accounts}.", err=True)
+
+
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
     os.environ["STUDYVISIT_DB_PATH"] = str(db_path)
     click.echo(f"Serving on http://{host}:{port} (database {db_path}); OpenAPI at /schema/openapi.json", err=True)
@@ -109,6 +166,7 @@ def serve_options(f: Any) -> Any:
 
 
 @click.group()
+@click.version_option(package_name="studyvisit", prog_name="studyvisit")
 def main() -> None:
     """studyvisit: itinerary, sites and offline-first sync for study visits."""
 
@@ -117,6 +175,7 @@ def main() -> None:
 @serve_options
 def serve(host: str, port: int, workers: int, db_path: Path) -> None:
     """Serve the API."""
+    check_port(host, port)
     open_db(db_path).close()
     run_server(db_path, host, port, workers)
 
@@ -125,11 +184,14 @@ def serve(host: str, port: int, workers: int, db_path: Path) -> None:
 @serve_options
 @json_option
 @click.option("--no-serve", is_flag=True, help="Load the data and print the tokens, then exit")
-def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_serve: bool) -> None:
+@force_option
+def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_serve: bool, force: bool) -> None:
     """Load the Turin 2025 demo event, print a token per role, and serve."""
+    if not no_serve:
+        check_port(host, port)
     db = open_db(db_path)
     fixture = read_fixture(DEMO_FIXTURE)
-    load_fixture(db, fixture)
+    report_load(load_or_explain(db, DEMO_FIXTURE, force))
     demo_accounts: list[NewAccount] = []
     with db.write() as conn:
         for role in ("organizer", "host", "participant"):
@@ -160,13 +222,16 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @db_option
 @json_option
-def load_fixtures(path: Path, db_path: Path, as_json: bool) -> None:
-    """Load an event from a fixture file; prints tokens of the accounts it creates."""
-    try:
-        fixture = read_fixture(path)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from None
-    print_accounts(load_fixture(open_db(db_path), fixture), as_json)
+@force_option
+def load_fixtures(path: Path, db_path: Path, as_json: bool, force: bool) -> None:
+    """Load an event from a fixture file; prints tokens of the accounts it creates.
+
+    Loading again changes only what differs from the file, each change a new version; records
+    edited since they were loaded are left alone (the load is refused) unless --force.
+    """
+    report = load_or_explain(open_db(db_path), path, force)
+    print_accounts(report.accounts, as_json)
+    report_load(report)
 
 
 @main.group()
@@ -178,6 +243,12 @@ def db() -> None:
 @db_option
 def db_status(db_path: Path) -> None:
     """List schema migrations, applied or pending (migrations apply at start-up)."""
+    if not db_path.exists():
+        # Opening would create an empty database: a typo in --db would look like a fresh install.
+        raise click.ClickException(
+            f"no database at {db_path}: `studyvisit serve`, `demo` or `load-fixtures` creates one "
+            "(choose the file with --db or STUDYVISIT_DB_PATH)"
+        )
     database = Database(db_path)
     for m in migration_status(database):
         state = f"applied {m['applied_at']}" if m["applied_at"] else "pending"
@@ -212,17 +283,42 @@ def accounts() -> None:
     """Participants, hosts and organizers."""
 
 
-def _add_all(db: Database, accounts: list[Account], expires_at: str | None = None) -> list[NewAccount]:
-    """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown."""
+def _add_all(
+    db: Database,
+    accounts: list[Account],
+    *,
+    expires_at: str | None = None,
+    where: list[str] | None = None,
+    names: tuple[str, str] = ("--group", "--site"),
+) -> list[NewAccount]:
+    """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown.
+
+    ``where`` names each account's source in messages (a CSV line), ``names`` the group and site inputs.
+    """
     created: list[NewAccount] = []
     with db.write() as conn:
-        for account in accounts:
-            if get_event(conn, account.event_id) is None:
-                raise click.ClickException(f"no event '{account.event_id}'")
-            if get_account(conn, account.id) is not None:
-                raise click.ClickException(f"an account '{account.id}' exists already")
-            created.append(create_account(conn, account, expires_at=expires_at))
+        for n, account in enumerate(accounts):
+            try:
+                created.append(_add_one(conn, account, names, expires_at))
+            except click.ClickException as exc:
+                raise click.ClickException(f"{where[n]}: {exc.message}" if where else exc.message) from None
     return created
+
+
+def _add_one(conn: sqlite3.Connection, account: Account, names: tuple[str, str], expires_at: str | None) -> NewAccount:
+    if get_event(conn, account.event_id) is None:
+        raise click.ClickException(f"no event '{account.event_id}'")
+    if get_account(conn, account.id) is not None:
+        raise click.ClickException(f"an account '{account.id}' exists already")
+    if account.group_id and get_group(conn, account.event_id, account.group_id) is None:
+        raise click.ClickException(f"no group '{account.group_id}' in event '{account.event_id}' ({names[0]})")
+    for site_id in account.site_ids:
+        if get_site(conn, account.event_id, site_id) is None:
+            raise click.ClickException(f"no site '{site_id}' in event '{account.event_id}' ({names[1]})")
+    try:
+        return create_account(conn, account, expires_at=expires_at)
+    except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
+        raise click.ClickException(f"account '{account.id}' cannot be stored: {exc}") from None
 
 
 def _unique_id(db: Database, name: str, taken: set[str]) -> str:
@@ -271,7 +367,7 @@ def accounts_add(
     expires_at = parse_expiry(expires) if expires else None
     db = open_db(db_path)
     account = _new_account(db, set(), id=account_id, site_ids=list(site_ids), **fields)
-    print_accounts(_add_all(db, [account], expires_at), as_json)
+    print_accounts(_add_all(db, [account], expires_at=expires_at), as_json)
 
 
 def parse_expiry(text: str) -> str | None:
@@ -361,6 +457,7 @@ def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool)
     """Create accounts from a CSV (name, role, group, sites, language, country, organization, id); prints tokens."""
     db = open_db(db_path)
     accounts: list[Account] = []
+    lines: list[str] = []
     taken: set[str] = set()
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
@@ -382,7 +479,8 @@ def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool)
             except click.ClickException as exc:
                 raise click.ClickException(f"{csv_path}:{line}: {exc.message}") from None
             accounts.append(account)
-    print_accounts(_add_all(db, accounts), as_json)
+            lines.append(f"{csv_path}:{line}")
+    print_accounts(_add_all(db, accounts, where=lines, names=("the group column", "the sites column")), as_json)
 
 
 main.add_command(field)

@@ -7,6 +7,7 @@ every FieldClient the commands open.
 """
 
 import io
+import re
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from sync.client import (
     SyncError,
     SyncReport,
 )
+from sync.transport import check_base_url
 
 DEFAULT_DIR = "~/.studyvisit-field"
 REPLICA_FILE = "replica.db"
@@ -52,11 +54,62 @@ def _utf8_output() -> None:
             stream.reconfigure(encoding="utf-8")
 
 
+def _say_retry(what: str, wait: float) -> None:
+    """Progress while the server does not answer: each retry, why, and how long until the next."""
+    click.echo(f"{what}; trying again in {wait:.1f} s", err=True)
+
+
 def _options() -> dict[str, Any]:
     """FieldClient options from click's ``obj`` (``{"client_options": {"http": ..., "sleep": ...}}``)."""
     obj = click.get_current_context().obj
     options = obj.get("client_options") if isinstance(obj, dict) else None
-    return dict(options) if isinstance(options, dict) else {}
+    found: dict[str, Any] = dict(options) if isinstance(options, dict) else {}
+    found.setdefault("on_retry", _say_retry)
+    return found
+
+
+# API field names in validation messages, as the options a person typed.
+_OPTION_OF_FIELD = {"visit_id": "--visit", "site_id": "--site", "tags": "--tag", "body": "TEXT", "rating": "--rating"}
+
+
+def _in_option_terms(message: str) -> str:
+    """A message about ``$.visit_id`` or ``$.tags[0]`` in the terms of the command line."""
+    return re.sub(
+        r"`\$\.(\w+)(\[\d+\])?[^`]*`",
+        lambda m: _OPTION_OF_FIELD.get(m[1], m[0]),
+        message,
+    )
+
+
+def _check_visit(client: FieldClient, visit_id: str, purpose: str, label: str = "--visit") -> None:
+    """Refuse now, not at the next sync, a visit this device does not know or that is not the user's."""
+    known = {r.id: r for r in client.records("visit")}
+    if not known:
+        raise click.ClickException(
+            "this device has no programme yet: run `studyvisit field sync` first "
+            f"(then `studyvisit field itinerary` lists the visits for {label})"
+        )
+    if visit_id not in known:
+        raise click.ClickException(
+            f"{label} {visit_id}: no such visit in the programme on this device "
+            "(see `studyvisit field itinerary`; run `studyvisit field sync` if it was added since)"
+        )
+    account = client.account()
+    if account is None or account.role != "participant" or account.group_id is None:
+        return  # organizers and hosts may write about any visit; a participant without a group sees them all
+    if visit_id not in {v.id for v in client.itinerary()}:
+        raise click.ClickException(
+            f"{label} {visit_id} is not in your group's programme (group {account.group_id}): {purpose} "
+            "a visit of `studyvisit field itinerary`"
+        )
+
+
+def _check_site(client: FieldClient, site_id: str) -> None:
+    if site_id not in {s.id for s in client.sites()}:
+        raise click.ClickException(
+            f"--site {site_id}: no such site on this device (see `studyvisit field sites`; "
+            "run `studyvisit field sync` if it is new)"
+        )
 
 
 @contextmanager
@@ -92,6 +145,10 @@ def field() -> None:
 @data_option
 def login(url: str, token: str, data: str | None) -> None:
     """Check the token with the server and store it with the server URL."""
+    try:
+        check_base_url(url)
+    except SyncError as exc:
+        raise click.ClickException(f"--url {exc}") from None
     path = _data_dir(data) / REPLICA_FILE
     with FieldClient(url, token, path, **_options()) as client:
         try:
@@ -162,16 +219,25 @@ def note(
     data: str | None,
 ) -> None:
     """Write a note on this device; the next sync sends it, and uploads its photos."""
+    if not visit and not site:
+        raise click.ClickException("a note is about a visit or a site: give --visit VISIT or --site SITE")
     with opened(data) as client:
-        note_id = client.add_note(
-            text,
-            visit_id=visit,
-            site_id=site,
-            tags=tags,
-            share_with_organizers=share,
-            photos=photos,
-            captions=captions,
-        )
+        if visit:
+            _check_visit(client, visit, "write about")
+        if site:
+            _check_site(client, site)
+        try:
+            note_id = client.add_note(
+                text,
+                visit_id=visit,
+                site_id=site,
+                tags=tags,
+                share_with_organizers=share,
+                photos=photos,
+                captions=captions,
+            )
+        except (ValueError, TypeError) as exc:  # msgspec's validation errors are ValueErrors
+            raise click.ClickException(_in_option_terms(str(exc))) from None
     kept = f" with {len(photos)} photo(s), copied to this device (the originals may be deleted)" if photos else ""
     click.echo(f"Note {note_id} saved on this device{kept}.")
 
@@ -201,6 +267,10 @@ def notes(data: str | None) -> None:
 def feedback(visit: str, rating: int, comment: str, data: str | None) -> None:
     """Rate a visit (1-5), replacing your earlier feedback on it."""
     with opened(data) as client:
+        account = client.account()
+        if account is not None and account.role != "participant":
+            raise click.ClickException(f"only participants give feedback on visits; you are a {account.role}")
+        _check_visit(client, visit, "give feedback on", "VISIT")
         feedback_id = client.put_feedback(visit, rating=rating, comment=comment)
     click.echo(f"Feedback {feedback_id} on {visit} saved on this device.")
 

@@ -185,6 +185,7 @@ class FieldClient:
         upload_chunk_size: int = CHUNK_SIZE,
         max_photo_bytes: int = MAX_PHOTO_BYTES,
         orphan_grace: float = ORPHAN_GRACE_SECONDS,
+        on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
         self.replica = Replica(path)
         # Next to the replica, named after it: two replicas in one directory keep their own photos.
@@ -203,6 +204,7 @@ class FieldClient:
             backoff_cap=backoff_cap,
             sleep=sleep,
             rng=rng if rng is not None else random.Random(),
+            on_retry=on_retry,
         )
         self.batch_size = max(1, batch_size)
         self.page_limit = max(1, page_limit)

@@ -44,8 +44,10 @@ class ServerError(SyncError):
 class RequestRejectedError(SyncError):
     """The server refused a request with a problem document (RFC 9457)."""
 
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(f"{problem.status} {problem.title}" + (f": {problem.detail}" if problem.detail else ""))
+    def __init__(self, problem: Problem, where: str = "") -> None:
+        what = f"{problem.status} {problem.title}" + (f": {problem.detail}" if problem.detail else "")
+        # The request it answered: a 404 from a wrong --url says where it looked.
+        super().__init__(f"{where}: {what}" if where else what)
         self.problem = problem
         self.status = problem.status
 
@@ -80,9 +82,22 @@ def raise_for_problem(response: httpx.Response) -> None:
     if response.is_success:
         return
     problem = problem_of(response)
+    where = f"{response.request.method} {response.request.url}"
     if response.status_code in (401, 403):
-        raise AuthenticationError(problem)
-    raise RequestRejectedError(problem)
+        raise AuthenticationError(problem, where)
+    raise RequestRejectedError(problem, where)
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse at once a server URL no request could go to (no scheme, no host): retrying would not help."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise SyncError(f"{base_url!r} is not a server URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise SyncError(
+            f"{base_url!r} is not a server URL: give it with http:// or https://, e.g. https://{base_url or 'example.org'}"
+        )
 
 
 def decode(response: httpx.Response, kind: type[T]) -> T:
@@ -108,6 +123,7 @@ class Transport:
         backoff_cap: float,
         sleep: Callable[[float], None],
         rng: random.Random,
+        on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -118,6 +134,8 @@ class Transport:
         self.backoff_cap = backoff_cap
         self.sleep = sleep
         self.rng = rng
+        # Told why and for how long before each wait, so a person at a terminal sees progress.
+        self.on_retry = on_retry
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """How long to wait after the n-th consecutive failure (AWS "full jitter")."""
@@ -150,17 +168,20 @@ class Transport:
             content = msgspec.json.encode(json)
             sent_headers["Content-Type"] = "application/json"
         sent_headers |= headers or {}
+        check_base_url(self.base_url)
         url = f"{self.base_url}{path}"
         max_attempts = self.max_attempts if attempts is None else max(1, attempts)
         for attempt in range(1, max_attempts + 1):
             retry_after: float | None = None
+            reason = ""
             try:
                 response = self.http.request(
                     method, url, params=params, content=content, headers=sent_headers, timeout=self.timeout
                 )
             except httpx.TransportError as exc:
                 if attempt == max_attempts:
-                    raise OfflineError(f"{method} {url}: {exc!r} after {attempt} attempts") from exc
+                    raise OfflineError(f"{method} {url}: {_describe(exc)} after {attempt} attempts") from exc
+                reason = _describe(exc)
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return response
@@ -171,8 +192,17 @@ class Transport:
                         response.status_code,
                     )
                 retry_after = _retry_after(response)
-            self.sleep(self.delay(attempt, retry_after))
+                reason = f"{response.status_code} {response.reason_phrase}".strip()
+            wait = self.delay(attempt, retry_after)
+            if self.on_retry is not None:
+                self.on_retry(f"{method} {url}: {reason} (attempt {attempt} of {max_attempts})", wait)
+            self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    """A network error in words: its kind and what the system said (``ConnectError: [Errno 111] ...``)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -71,6 +71,26 @@ def read_examples(path: Path) -> list[Example]:
     return examples
 
 
+EXPORT = re.compile(r"^\$ export ([A-Z][A-Z0-9_]*)=(\S*)", re.MULTILINE)
+# A value a reader must fill in themselves (a token they were given): the test supplies it.
+PLACEHOLDER = "…"
+
+
+def read_exports(path: Path) -> dict[str, str]:
+    """The variables a guide's ``console`` blocks export, as written (``$ export SINCE=2025-12-09T18:00:00Z``).
+
+    Values the reader fills in (``sv_…``, ``$(…)``) are left out: those are what a test must supply.
+    """
+    text = path.read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for match in FENCE.finditer(text):
+        if match[1] == "console":
+            for name, value in EXPORT.findall(match[2]):
+                if PLACEHOLDER not in value and "$" not in value:
+                    found[name] = value
+    return found
+
+
 def line_of(text: str, offset: int) -> int:
     """The line number of a character of the text, from 1."""
     return text.count("\n", 0, offset) + 1

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -30,11 +31,14 @@ PARTICIPANTS_CSV = (
 )
 
 
-def studyvisit(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m server.cli`` with these arguments in the repository."""
+def studyvisit(
+    *args: str | Path, check: bool = True, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m server.cli`` with these arguments in the repository (or ``cwd``), with extra environment variables."""
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", *map(str, args)],
-        cwd=ROOT,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -221,6 +225,7 @@ def test_accounts_import_names_the_bad_line(demo_db: tuple[Path, list[dict[str, 
 
 def test_db_status_lists_every_migration_pending_then_applied(tmp_path: Path) -> None:
     path = tmp_path / "status.db"
+    path.touch()  # an empty database file, as `sqlite3 status.db` leaves it
     before = studyvisit("db", "status", "--db", path).stdout.splitlines()
     assert before
     assert all(line.rstrip().endswith("pending") for line in before)
@@ -229,6 +234,85 @@ def test_db_status_lists_every_migration_pending_then_applied(tmp_path: Path) ->
     after = studyvisit("db", "status", "--db", path).stdout.splitlines()
     assert [line.split()[0] for line in after] == [line.split()[0] for line in before]
     assert all(" applied 20" in line for line in after)
+
+
+def test_db_status_of_a_missing_file_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    result = studyvisit("db", "status", "--db", path, check=False)
+    assert_clean_failure(result, f"no database at {path}", "--db")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "reads"),
+    [
+        pytest.param(["load-fixtures", DEMO_FIXTURE], "Loaded records: 46 added", id="load-fixtures"),
+        pytest.param(["db", "status"], "applied 20", id="db-status"),
+    ],
+)
+def test_the_database_path_comes_from_studyvisit_db_path(tmp_path: Path, command: list[Any], reads: str) -> None:
+    path = tmp_path / "from-env.db"
+    if command[0] == "db":
+        studyvisit("load-fixtures", DEMO_FIXTURE, "--db", path)
+    result = studyvisit(*command, env={"STUDYVISIT_DB_PATH": str(path)}, cwd=tmp_path)
+    assert reads in result.stdout + result.stderr
+    assert "pending" not in result.stdout
+    assert not (tmp_path / "data").exists()  # the --db default, ./data/studyvisit.db, was not used
+
+
+def test_version_option_prints_the_package_version() -> None:
+    result = studyvisit("--version")
+    assert result.stdout.strip() == "studyvisit, version 0.1.0"
+
+
+def test_demo_on_a_port_in_use_fails_before_printing_tokens_and_names_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = studyvisit("demo", "--port", str(port), "--db", tmp_path / "demo.db", check=False)
+    assert_clean_failure(result, f"port {port} on 127.0.0.1 is already in use", "--port")
+    assert result.stdout == ""
+    assert "sv_" not in result.stderr
+    assert "Serving on" not in result.stderr
+    assert not (tmp_path / "demo.db").exists()  # nothing loaded either: the tokens of a next try stay valid
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--group", "G9"], "no group 'G9' in event 'turin-sse-2025' (--group)", id="unknown-group"),
+        pytest.param(
+            ["--site", "no-such-site"], "no site 'no-such-site' in event 'turin-sse-2025' (--site)", id="site"
+        ),
+    ],
+)
+def test_accounts_add_naming_an_unknown_group_or_site_is_one_line_of_error(
+    demo_db: tuple[Path, list[dict[str, Any]]], args: list[str], message: str
+) -> None:
+    result = studyvisit(
+        "accounts", "add", "--db", demo_db[0], "--event", EVENT_ID, "--name", "Ana Lima", "--role", "participant",
+        *args, check=False,
+    )  # fmt: skip
+    assert_clean_failure(result, message)
+    assert result.stderr.strip() == f"Error: {message}"
+
+
+def test_accounts_import_naming_an_unknown_group_names_the_line_and_creates_nobody(
+    demo_db: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text(
+        "name,role,group,id\nAna Lima,participant,G1,p-ana-g\nBruno,participant,G9,\n", encoding="utf-8"
+    )
+    result = studyvisit("accounts", "import", csv_path, "--event", EVENT_ID, "--db", demo_db[0], check=False)
+    assert_clean_failure(result, f"{csv_path}:3: no group 'G9' in event 'turin-sse-2025' (the group column)")
+    assert len(result.stderr.strip().splitlines()) == 1
+    db = Database(demo_db[0])
+    try:
+        assert "p-ana-g" not in {a.id for a in list_accounts(db.conn, EVENT_ID)}
+    finally:
+        db.close()
 
 
 def test_load_fixtures_prints_every_new_account_once(tmp_path: Path) -> None:

@@ -914,7 +914,7 @@ def test_the_field_commands_work_offline_after_login_and_sync(
     assert "saved" in run("feedback", "v-morning", "--rating", "5", "--comment", "ممتاز")
     assert "Unsynced:    2 change(s)" in run("status")
     nowhere = runner.invoke(field, ["note", "about nowhere", *data], obj={"client_options": options})
-    assert (nowhere.exit_code, "give visit_id or site_id" in nowhere.output) == (1, True)
+    assert (nowhere.exit_code, "give --visit VISIT or --site SITE" in nowhere.output) == (1, True)
 
     server.fail("push", *["network"] * MAX_ATTEMPTS)
     offline = runner.invoke(field, ["sync", *data], obj={"client_options": options})

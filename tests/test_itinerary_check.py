@@ -11,10 +11,11 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from schemas.fixtures import Fixture
+from schemas.itinerary import Visit
 from schemas.places import OpeningHours
 from server.fixtures import load_fixture
 from server.geo import distance_m, transit_minutes
-from server.services.itinerary_check import parse_opening_hours, within_opening_hours
+from server.services.itinerary_check import parse_opening_hours, stale_times, times_in_text, within_opening_hours
 from server.storage.db import Database
 
 ROME = ZoneInfo("Europe/Rome")
@@ -314,3 +315,99 @@ def test_opening_hours(hours: list[dict[str, Any]], starts: datetime, ends: date
 @pytest.mark.parametrize("bad", ["9am", "25:00", "12:60", "24:30", ""])
 def test_opening_hours_that_are_not_hhmm_are_not_guessed_at(bad: str) -> None:
     assert parse_opening_hours([OpeningHours(days=["fr"], opens=bad, closes="18:00")]) == []
+
+
+# --- times in a moved visit's notes --------------------------------------------------------
+
+SAN_SALVARIO = "d1-g1-casa-quartiere-san-salvario"  # notes: "Minibus leaves ... at 13:45. Back on campus by 17:30."
+
+
+def organizer_patch(client: TestClient[Litestar], seeded: Seeded, visit_id: str, body: dict[str, Any]) -> None:
+    url = f"/api/v1/events/{EVENT_ID}/visits/{visit_id}"
+    headers = seeded.headers("organizer")
+    etag = client.get(url, headers=headers).headers["etag"]
+    response = client.patch(url, json=body, headers={**headers, "If-Match": etag})
+    assert response.status_code == 200, response.text
+
+
+def stale(client: TestClient[Litestar], seeded: Seeded) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/events/{EVENT_ID}/itinerary/check", headers=seeded.headers("organizer"))
+    assert response.status_code == 200, response.text
+    return [p for p in response.json()["problems"] if p["kind"] == "stale_time_in_text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "times"),
+    [
+        pytest.param("Minibus leaves at 13:45. Back by 17:30.", ["13:45", "17:30"], id="en"),
+        pytest.param("Départ en minibus à 13 h 45 ; retour à 9h05.", ["13:45", "09:05"], id="fr-h"),
+        pytest.param("المغادرة الساعة 13:45، العودة 17:30", ["13:45", "17:30"], id="ar"),
+        pytest.param("Xe buýt khởi hành lúc 13:45 và 13:45", ["13:45"], id="vi-once"),
+        pytest.param("Room 2.13:45 seats, 25:00, 12:345, version 1,5", [], id="not-times"),
+    ],
+)
+def test_times_are_read_from_notes_in_any_language(text: str, times: list[str]) -> None:
+    assert times_in_text(text) == times
+
+
+def test_an_unmoved_demo_programme_has_no_stale_time(client: TestClient[Litestar], seeded: Seeded) -> None:
+    # Its notes name minibus times before and after visits: the plan, not a mistake.
+    assert stale(client, seeded) == []
+
+
+def test_moving_a_visit_warns_about_the_times_its_notes_still_mention(
+    client: TestClient[Litestar], seeded: Seeded
+) -> None:
+    organizer_patch(
+        client, seeded, SAN_SALVARIO, {"starts_at": "2025-12-10T15:30:00+01:00", "ends_at": "2025-12-10T17:30:00+01:00"}
+    )
+    [problem] = stale(client, seeded)
+    assert (problem["visit_ids"], problem["group_id"], problem["severity"]) == ([SAN_SALVARIO], "G1", "warning")
+    # 13:45 is before the new start, read in Rome's time; 17:30 is the new end, and still fits.
+    assert problem["message"] == (
+        "'Visit: Casa del Quartiere San Salvario' moved to Wed 15:30–17:30 after its notes were written; "
+        "they still mention 13:45: check the notes (en, fr, es, it)."
+    )
+
+
+def test_rewriting_the_notes_after_the_move_clears_the_warning_language_by_language(
+    client: TestClient[Litestar], seeded: Seeded
+) -> None:
+    moved = {"starts_at": "2025-12-10T15:30:00+01:00", "ends_at": "2025-12-10T17:30:00+01:00"}
+    organizer_patch(client, seeded, SAN_SALVARIO, moved)
+    organizer_patch(client, seeded, SAN_SALVARIO, {"notes": {"en": "Minibus leaves at 14:45.", "fr": None}})
+    [problem] = stale(client, seeded)
+    assert problem["message"].endswith("they still mention 13:45: check the notes (es, it).")
+    organizer_patch(client, seeded, SAN_SALVARIO, {"notes": {"es": None, "it": "Partenza alle 14:45."}})
+    assert stale(client, seeded) == []
+    # Moved again afterwards, the rewritten note is stale in turn.
+    organizer_patch(
+        client, seeded, SAN_SALVARIO, {"starts_at": "2025-12-10T16:00:00+01:00", "ends_at": "2025-12-10T18:00:00+01:00"}
+    )
+    [problem] = stale(client, seeded)
+    assert "they still mention 14:45" in problem["message"]
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "notes", "stale_times_named"),
+    [
+        pytest.param(
+            "2025-12-12T22:30:00+01:00", "2025-12-13T00:30:00+01:00", "Bus at 00:15", None, id="past-midnight"
+        ),
+        pytest.param("2025-12-12T22:30:00+01:00", "2025-12-13T00:30:00+01:00", "Bus at 21:00", "21:00", id="before"),
+        # 13:30 UTC is 14:30 in Rome: the visit's span is read in the event's zone, not in the offset it was sent with.
+        pytest.param("2025-12-12T13:30:00Z", "2025-12-12T15:00:00Z", "Meet at 14:30", None, id="event-zone"),
+    ],
+)
+def test_times_in_notes_are_compared_with_the_span_in_the_event_zone(
+    starts: str, ends: str, notes: str, stale_times_named: str | None
+) -> None:
+    moved = msgspec.convert(
+        {"id": "v", "title": "Night walk", "starts_at": starts, "ends_at": ends, "notes": {"en": notes}}, Visit
+    )
+    problem = stale_times(moved, frozenset(), ROME)
+    if stale_times_named is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert f"they still mention {stale_times_named}: check the notes (en)." in problem.message

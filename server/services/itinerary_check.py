@@ -1,4 +1,5 @@
-"""Checking a programme before people live it: overlaps, transfers too tight to make, closed sites, empty groups."""
+"""Checking a programme before people live it: overlaps, transfers too tight to make, closed sites, empty groups,
+times in a moved visit's notes that no longer fit it."""
 
 import math
 import re
@@ -12,11 +13,14 @@ from schemas.schedule import ItineraryCheck, ItineraryProblem
 from server.services.itinerary import build_itinerary, visit_place
 from server.storage.accounts import group_sizes
 from server.storage.catalog import list_groups, list_sites, list_visits
+from server.storage.records import history_since
 
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)\Z")
 _MINUTES_PER_DAY = 24 * 60
+# A clock time as notes write it in the event's languages: "13:45", "9:30", "13 h 45", "13h45".
+_CLOCK_IN_TEXT = re.compile(r"(?<![\d:.,])([01]?\d|2[0-3])(?::| ?h ?)([0-5]\d)(?![\d:])")
 
 
 def check_event(conn: sqlite3.Connection, event: Event) -> ItineraryCheck:
@@ -25,11 +29,31 @@ def check_event(conn: sqlite3.Connection, event: Event) -> ItineraryCheck:
     sites = {s.id: s for s in list_sites(conn, event.id)}
     groups = list_groups(conn, event.id)
     sizes = group_sizes(conn, event.id)
-    return ItineraryCheck(event_id=event.id, problems=find_problems(event, visits, sites, groups, sizes))
+    moved = moved_since_notes(conn, event.id)
+    return ItineraryCheck(event_id=event.id, problems=find_problems(event, visits, sites, groups, sizes, moved))
+
+
+def moved_since_notes(conn: sqlite3.Connection, event_id: str) -> dict[str, frozenset[str]]:
+    """Visits whose start or end changed (by the history), each with the note languages rewritten since."""
+    moved: dict[str, frozenset[str]] = {}
+    for entry in history_since(conn, event_id, "visit", ""):  # oldest first
+        visit_id, names = entry["entity_id"], entry["changes"].keys()
+        if "starts_at" in names or "ends_at" in names:
+            moved[visit_id] = frozenset()
+        if visit_id in moved:
+            # Edits record one key per language ("notes.fr"); a whole "notes" rewrites them all.
+            langs = {name.partition(".")[2] or "*" for name in names if name.split(".")[0] == "notes"}
+            moved[visit_id] |= langs
+    return moved
 
 
 def find_problems(
-    event: Event, visits: list[Visit], sites: dict[str, Site], groups: list[Group], sizes: dict[str, int]
+    event: Event,
+    visits: list[Visit],
+    sites: dict[str, Site],
+    groups: list[Group],
+    sizes: dict[str, int],
+    moved: dict[str, frozenset[str]] | None = None,
 ) -> list[ItineraryProblem]:
     """Overlaps and tight transfers per group, visits outside opening hours, groups with no one; errors first."""
     zone = ZoneInfo(event.timezone)
@@ -53,6 +77,8 @@ def find_problems(
     for visit in active:
         place = visit_place(visit, sites, event)
         if place is not None and (problem := closed_site(visit, place, zone)) is not None:
+            problems.append(problem)
+        if moved and visit.id in moved and (problem := stale_times(visit, moved[visit.id], zone)) is not None:
             problems.append(problem)
     # sorted() is stable: within a severity, problems stay by group and time.
     return sorted(problems, key=lambda p: p.severity != "error")
@@ -122,6 +148,44 @@ def closed_site(visit: Visit, site: Site, zone: ZoneInfo) -> ItineraryProblem | 
         message=(
             f"'{visit.title}' ({_span(visit, zone)}) is outside the opening hours of {site.name}: "
             f"{describe_opening_hours(spans)}."
+        ),
+    )
+
+
+def times_in_text(text: str) -> list[str]:
+    """The clock times a text mentions, as ``HH:MM``, in order and each once."""
+    found = [f"{int(h):02d}:{m}" for h, m in _CLOCK_IN_TEXT.findall(text)]
+    return list(dict.fromkeys(found))
+
+
+def stale_times(visit: Visit, rewritten: frozenset[str], zone: ZoneInfo) -> ItineraryProblem | None:
+    """A warning when a moved visit's notes mention times outside its new span, in the event's zone.
+
+    Only notes written before the move count (``rewritten``: languages written since, "*" for all):
+    a minibus leaving 45 minutes before a visit that has not moved is the plan, not a mistake.
+    """
+    if "*" in rewritten:
+        return None
+    starts, ends = visit.starts_at.astimezone(zone), visit.ends_at.astimezone(zone)
+    start, end = f"{starts:%H:%M}", f"{ends:%H:%M}"
+
+    def inside(time: str) -> bool:
+        # A visit past midnight spans the end of the clock and its start: "23:30" and "00:15" both fit.
+        return start <= time <= end if start <= end else (time >= start or time <= end)
+
+    old_notes = {lang: text for lang, text in visit.notes.items() if lang not in rewritten}
+    stale = [t for t in times_in_text(" ".join(old_notes.values())) if not inside(t)]
+    if not stale:
+        return None
+    langs = ", ".join(lang for lang, text in old_notes.items() if any(t in times_in_text(text) for t in stale))
+    return ItineraryProblem(
+        kind="stale_time_in_text",
+        severity="warning",
+        visit_ids=[visit.id],
+        group_id=visit.group_ids[0] if len(visit.group_ids) == 1 else None,
+        message=(
+            f"'{visit.title}' moved to {_span(visit, zone)} after its notes were written; they still mention "
+            f"{', '.join(stale)}: check the notes ({langs})."
         ),
     )
 

@@ -107,6 +107,9 @@ def update_record(
     json_cols = JSON_COLUMNS[table]
     sets = ", ".join(f"{c} = ?" for c in values)
     params = [encode_json(v) if c in json_cols else v for c, v in values.items()]
+    if table == "events":  # an event is its own key
+        conn.execute(f"UPDATE events SET {sets} WHERE id = ?", [*params, record_id])
+        return
     conn.execute(f"UPDATE {table} SET {sets} WHERE event_id = ? AND id = ?", [*params, event_id, record_id])
 
 
@@ -281,6 +284,18 @@ def latest_history_id(conn: sqlite3.Connection, event_id: str, entity: str, enti
         "SELECT MAX(id) FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?", (event_id, entity, entity_id)
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
+
+
+def last_history_author(
+    conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str
+) -> tuple[str | None, str | None] | None:
+    """(account id, client id) of a record's newest history entry, or None when it has no history."""
+    row = conn.execute(
+        "SELECT account_id, client_id FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?"
+        " ORDER BY id DESC LIMIT 1",
+        (event_id, entity, entity_id),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _history(row: sqlite3.Row) -> dict[str, Any]:
