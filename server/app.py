@@ -14,6 +14,7 @@ from litestar.types import ASGIApp, LifeSpanReceive, LifeSpanScope, LifeSpanSend
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.feeds import serve_feeds
+from server.http_limits import limit_headers
 from server.observability import Metrics, observe
 from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.ratelimit import FailedAuthLimiter
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db.close()
 
     def layers(app: ASGIApp) -> ASGIApp:
-        return observe(metrics, serve_feeds(app, db, limiter))
+        return observe(metrics, limit_headers(serve_feeds(app, db, limiter), settings))
 
     return ObservedLitestar(
         layers,

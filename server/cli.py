@@ -149,7 +149,22 @@ def report_load(report: FixtureLoad) -> None:
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
     os.environ["STUDYVISIT_DB_PATH"] = str(db_path)
     click.echo(f"Serving on http://{host}:{port} (database {db_path}); OpenAPI at /schema/openapi.json", err=True)
-    uvicorn.run("server.asgi:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+    limits = Settings.from_env()
+    uvicorn.run(
+        "server.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        # The limits of docs/deployment.md: heads, slow clients, connections and requests in flight
+        # are limited by this protocol (uvicorn's own httptools protocol has no such limits).
+        http="server.http_limits:LimitedHttpToolsProtocol",
+        timeout_keep_alive=limits.keep_alive_timeout_seconds,  # type: ignore[arg-type]  # a float works
+        backlog=limits.backlog,
+        # Only under `--http h11`; the same size, should the protocol be switched.
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+    )
 
 
 def serve_options(f: Any) -> Any:

@@ -5,7 +5,14 @@ from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    InternalServerException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Send
 
 from schemas.problems import Problem
 
@@ -14,6 +21,8 @@ PROBLEM_BASE = "urn:studyvisit:problem:"
 # RFC 9110 §15.5.2: a 401 must say, in WWW-Authenticate, which scheme would be accepted.
 BEARER_CHALLENGE = 'Bearer realm="studyvisit"'
 log = logging.getLogger("studyvisit")
+# Litestar's message when the body's stream ends with http.disconnect (litestar/connection/request.py).
+CLIENT_DISCONNECTED = "client disconnected prematurely"
 
 
 class DomainError(Exception):
@@ -164,6 +173,21 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+async def send_problem(scope: HTTPScope, send: Send, problem: Problem, headers: dict[str, str] | None = None) -> None:
+    """Answer with a problem document straight from ASGI, for layers that run before Litestar's handlers."""
+    body = msgspec.json.encode(problem)
+    raw = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": problem.status, "headers": raw}
+    await send(start)
+    content: HTTPResponseBodyEvent = {
+        "type": "http.response.body",
+        "body": b"" if scope["method"] == "HEAD" else body,
+        "more_body": False,
+    }
+    await send(content)
+
+
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     """Map a domain error to its problem document."""
     headers = {"WWW-Authenticate": BEARER_CHALLENGE} if exc.status == 401 else None
@@ -177,6 +201,16 @@ def handle_http_exception(
 ) -> Response[bytes]:
     """Map Litestar's own errors (routing, validation, auth) to the same problem shape."""
     status = exc.status_code
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_DISCONNECTED:
+        # The client left before its body was all sent (out of signal, or dropped as too slow): no
+        # bug, and nobody to answer. Counted as the client's error, not logged as the server's.
+        problem = Problem(
+            type=PROBLEM_BASE + "client-disconnected",
+            title="The client disconnected",
+            status=400,
+            detail="The connection closed before the request body was complete; nothing was changed.",
+        )
+        return problem_response(problem)
     if status >= 500:
         return handle_unexpected(request, exc)  # the framework's own message may describe its insides
     slug, title = _LITESTAR.get(status, ("http-error", "HTTP error"))

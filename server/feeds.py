@@ -11,13 +11,11 @@ paths are rewritten, and the bearer-token lookup never sees feed tokens.
 import re
 from typing import Any, cast
 
-import msgspec
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from schemas.accounts import FeedUrls
-from schemas.problems import Problem
 from server.auth import FEED_ACCOUNT, count_failed_auth
-from server.errors import PROBLEM_MEDIA_TYPE, NotFoundError, TooManyAuthFailuresError
+from server.errors import NotFoundError, TooManyAuthFailuresError, send_problem
 from server.ratelimit import FailedAuthLimiter
 from server.storage.accounts import account_by_feed_token
 from server.storage.db import Database
@@ -39,21 +37,6 @@ def feed_urls(base_url: str, feed_token: str) -> FeedUrls:
     ics = f"{base}/itinerary.ics"
     # webcal:// is http(s):// for calendar apps: opening it offers "subscribe" instead of a download.
     return FeedUrls(ics=ics, schedule_xml=f"{base}/schedule.xml", webcal="webcal://" + ics.partition("://")[2])
-
-
-async def send_problem(scope: HTTPScope, send: Send, problem: Problem, headers: dict[str, str] | None = None) -> None:
-    """Answer with a problem document straight from ASGI (this layer runs before Litestar's handlers)."""
-    body = msgspec.json.encode(problem)
-    raw = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": problem.status, "headers": raw}
-    await send(start)
-    content: HTTPResponseBodyEvent = {
-        "type": "http.response.body",
-        "body": b"" if scope["method"] == "HEAD" else body,
-        "more_body": False,
-    }
-    await send(content)
 
 
 def serve_feeds(app: ASGIApp, db: Database, limiter: FailedAuthLimiter) -> ASGIApp:

@@ -56,6 +56,13 @@ class Settings(msgspec.Struct, kw_only=True):
     # The listen socket's queue of connections not yet accepted.
     backlog: int = 2048
 
+    def __post_init__(self) -> None:
+        # A mistyped network must stop the start-up, not turn every scrape into a 500.
+        try:
+            self.metrics_networks()
+        except ValueError as exc:
+            raise ValueError(f"metrics_allow_from: {exc}") from None
+
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The networks of ``metrics_allow_from``."""
         return [ipaddress.ip_network(n.strip(), strict=False) for n in self.metrics_allow_from.split(",") if n.strip()]

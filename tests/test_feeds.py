@@ -247,3 +247,22 @@ def test_an_old_feed_url_stops_working_when_the_feed_is_rotated_or_revoked_or_th
         else:
             assert urlsplit(new["ics"]).path != path
             assert client.get(urlsplit(new["ics"]).path).status_code == 200
+
+
+def test_a_subscribed_feed_updates_a_changed_visit_in_place(client: Client, seeded: Seeded) -> None:
+    path = feed_path(client, seeded.token("participant", group="G1"))
+
+    def events() -> dict[str, tuple[int, str]]:
+        calendar = icalendar.Calendar.from_ical(client.get(path).content)
+        return {str(e["UID"]): (int(e["SEQUENCE"]), str(e["LOCATION"])) for e in calendar.walk("VEVENT")}
+
+    before = events()
+    visit = "d1-g1-casa-quartiere-san-salvario"
+    organizer = {**bearer(seeded.token("organizer")), "If-Match": "*"}
+    changed = client.patch(f"{E}/visits/{visit}", json={"meeting_point": "Via Morgari 14, cortile"}, headers=organizer)
+    assert changed.status_code == 200, changed.text
+    after = events()
+    assert set(after) == set(before)  # the same events: updated, not added
+    uid = next(u for u in after if u.startswith(visit + "@"))
+    assert after[uid][0] == before[uid][0] + 1
+    assert all(after[u] == before[u] for u in after if u != uid)

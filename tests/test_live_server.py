@@ -203,6 +203,8 @@ def test_api_doc_example_is_what_the_server_answers(
         "TOKEN": world.token("participant"),
         "HOST_TOKEN": world.token("host"),
         "ORG_TOKEN": world.token("organizer"),
+        # The participant's feed URL, as GET /api/v1/me gives it: the example sends no token.
+        "FEED_ICS": http.get("/api/v1/me", headers=world.headers("participant")).json()["feed_urls"]["ics"],
     }
     run(http, example, variables)
 

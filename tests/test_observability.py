@@ -8,6 +8,7 @@ import random
 import uuid
 
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -167,3 +168,8 @@ def test_metrics_allow_from_setting_limits_scrapes_to_networks(seeded: Seeded, a
         assert httpx.get(server.url + "/health").status_code == 200
     finally:
         server.stop()
+
+
+def test_a_mistyped_metrics_network_stops_the_start_up(seeded: Seeded) -> None:
+    with pytest.raises(msgspec.ValidationError, match="metrics"):
+        make_app(seeded.path, metrics_allow_from="10.0.0.0/8, not-a-network")
