@@ -18,7 +18,14 @@ import uvicorn
 
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
-from server.fixtures import DEMO_FIXTURE, FixtureConflictError, FixtureLoad, load_fixture_report, read_fixture
+from server.fixtures import (
+    DEMO_FIXTURE,
+    FixtureConflictError,
+    FixtureError,
+    FixtureLoad,
+    load_fixture_report,
+    read_fixture,
+)
 from server.services.blobs import blob_files
 from server.settings import Settings
 from server.storage.accounts import create_account, get_account, rotate_token
@@ -109,6 +116,8 @@ def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
         raise click.ClickException(f"{path}: {exc}") from None
     try:
         return load_fixture_report(db, fixture, force=force)
+    except FixtureError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
     except FixtureConflictError as exc:
         raise click.ClickException(
             f"{exc}. Nothing was loaded. Serve the edited data as it is with `studyvisit serve`, or overwrite "
