@@ -125,14 +125,14 @@ def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
         ) from None
 
 
-def report_load(report: FixtureLoad) -> None:
+def report_load(report: FixtureLoad, *, tell_accounts: bool = True) -> None:
     """What a load did, on stderr (stdout is for the tokens, and only JSON with --json)."""
     parts = [f"{len(report.added)} added", f"{len(report.updated)} updated"]
     if report.overwritten:
         parts.append(f"{len(report.overwritten)} edited record(s) overwritten")
     parts.append(f"{len(report.unchanged)} unchanged")
     accounts = f"{len(report.accounts)} new account(s)" if report.accounts else "no new accounts (existing tokens kept)"
-    click.echo(f"Loaded records: {', '.join(parts)}; {accounts}.", err=True)
+    click.echo(f"Loaded records: {', '.join(parts)}" + (f"; {accounts}." if tell_accounts else "."), err=True)
 
 
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
@@ -180,7 +180,8 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
         check_port(host, port)
     db = open_db(db_path)
     fixture = read_fixture(DEMO_FIXTURE)
-    report_load(load_or_explain(db, DEMO_FIXTURE, force))
+    # The demo prints fresh tokens of its own below, whatever the load created.
+    report_load(load_or_explain(db, DEMO_FIXTURE, force), tell_accounts=False)
     demo_accounts: list[NewAccount] = []
     with db.write() as conn:
         for role in ("organizer", "host", "participant"):
