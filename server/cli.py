@@ -19,7 +19,14 @@ import uvicorn
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
 from server.feeds import feed_urls
-from server.fixtures import DEMO_FIXTURE, FixtureConflictError, FixtureLoad, load_fixture_report, read_fixture
+from server.fixtures import (
+    DEMO_FIXTURE,
+    FixtureConflictError,
+    FixtureError,
+    FixtureLoad,
+    load_fixture_report,
+    read_fixture,
+)
 from server.services.blobs import blob_files
 from server.settings import Settings
 from server.storage.accounts import (
@@ -129,6 +136,8 @@ def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
         raise click.ClickException(f"{path}: {exc}") from None
     try:
         return load_fixture_report(db, fixture, force=force)
+    except FixtureError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
     except FixtureConflictError as exc:
         raise click.ClickException(
             f"{exc}. Nothing was loaded. Serve the edited data as it is with `studyvisit serve`, or overwrite "
@@ -136,14 +145,14 @@ def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
         ) from None
 
 
-def report_load(report: FixtureLoad) -> None:
+def report_load(report: FixtureLoad, *, tell_accounts: bool = True) -> None:
     """What a load did, on stderr (stdout is for the tokens, and only JSON with --json)."""
     parts = [f"{len(report.added)} added", f"{len(report.updated)} updated"]
     if report.overwritten:
         parts.append(f"{len(report.overwritten)} edited record(s) overwritten")
     parts.append(f"{len(report.unchanged)} unchanged")
     accounts = f"{len(report.accounts)} new account(s)" if report.accounts else "no new accounts (existing tokens kept)"
-    click.echo(f"Loaded records: {', '.join(parts)}; {accounts}.", err=True)
+    click.echo(f"Loaded records: {', '.join(parts)}" + (f"; {accounts}." if tell_accounts else "."), err=True)
 
 
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
@@ -206,7 +215,8 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
         check_port(host, port)
     db = open_db(db_path)
     fixture = read_fixture(DEMO_FIXTURE)
-    report_load(load_or_explain(db, DEMO_FIXTURE, force))
+    # The demo prints fresh tokens of its own below, whatever the load created.
+    report_load(load_or_explain(db, DEMO_FIXTURE, force), tell_accounts=False)
     demo_accounts: list[NewAccount] = []
     with db.write() as conn:
         for role in ("organizer", "host", "participant"):

@@ -23,6 +23,10 @@ LOADER_CLIENT = "load-fixtures"
 TRANSLATED = {"site": "description", "visit": "notes", "question": "texts"}
 
 
+class FixtureError(ValueError):
+    """A fixture whose records do not fit together (an account of a group the event lacks...)."""
+
+
 class FixtureConflictError(Exception):
     """Records the fixture would overwrite were edited since they were loaded."""
 
@@ -80,7 +84,15 @@ def load_fixture_report(db: Database, fixture: Fixture, *, force: bool = False) 
             raise FixtureConflictError(edited)  # rolls the whole load back
         for account in fixture.accounts:
             if get_account(conn, account.id) is None:
-                report.accounts.append(create_account(conn, account))
+                try:
+                    report.accounts.append(create_account(conn, account))
+                except sqlite3.IntegrityError as exc:  # rolls the whole load back
+                    named = [f"group '{account.group_id}'"] if account.group_id else []
+                    named += [f"site '{site_id}'" for site_id in account.site_ids]
+                    raise FixtureError(
+                        f"account '{account.id}' names {' or '.join(named) or 'a record'} that event "
+                        f"'{event_id}' does not have ({exc})"
+                    ) from None
     return report
 
 

@@ -363,3 +363,19 @@ def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path) ->
     assert "removed 1" in result.stdout
     assert not old.exists()
     assert fresh.exists()
+
+
+def test_load_fixtures_with_an_account_of_an_unknown_group_names_it_and_loads_nothing(tmp_path: Path) -> None:
+    doc = json.loads(DEMO_FIXTURE.read_text(encoding="utf-8"))
+    doc["accounts"][-1]["group_id"] = "G9"
+    bad = tmp_path / "bad-group.json"
+    bad.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    result = studyvisit("load-fixtures", bad, "--db", tmp_path / "x.db", check=False)
+    account = doc["accounts"][-1]["id"]
+    assert_clean_failure(result, f"{bad}: account '{account}' names group 'G9' that event '{EVENT_ID}' does not have")
+    assert result.stdout == ""  # no token of an account that was not kept
+    db = Database(tmp_path / "x.db")
+    try:
+        assert list_accounts(db.conn, EVENT_ID) == []
+    finally:
+        db.close()
