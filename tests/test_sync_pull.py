@@ -4,6 +4,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 import msgspec
 import pytest
 from conftest import Seeded, make_app
@@ -436,3 +437,32 @@ def test_feedback_follows_its_visit_to_another_site_and_its_hosts(
     for replica, account_id in ((old_host, HOST_G1), (new_host, HOST_G2)):
         assert replica.ids("feedback") == pull_all(client, activity(account_id)).ids("feedback")
         assert replica.last["summary"]["feedback"]["checksum"] == checksum(replica.versions("feedback"))
+
+
+@pytest.mark.parametrize("account_id", [P1, ORGANIZER, HOST_G1], ids=["participant", "organizer", "host"])
+def test_every_pulled_change_matches_the_published_typed_schema(
+    client: Client, seeded: Seeded, activity: Callable[[str], Headers], account_id: str
+) -> None:
+    # Records of every kind and shape: a site with a conflict, a tombstone carrying lost values.
+    host = activity(HOST_G1)
+    push(client, host, [site_patch(2, G1_SITE, 1, accessibility="Ramp")], client_id=CLIENT_A)
+    push(client, host, [site_patch(1, G1_SITE, 1, accessibility="Lift")], client_id=CLIENT_B)
+    replica = pull_all(client, activity(account_id))
+    push(client, activity(P1), [note_put(1, P1_PRIVATE, body="typed on B", base_version=1)], client_id=CLIENT_B)
+    push(client, activity(P1), [mutation(4, "note.delete", {"id": P1_PRIVATE, "base_version": 1})])
+    document = client.get("/schema/openapi.json").json()
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/PullPage", "components": document["components"]}
+    )
+
+    full = pull_all(client, activity(account_id), limit=7)
+    pages = [*full.pages, *pull_all(client, activity(account_id), replica).pages]
+
+    entities = set()
+    for page in pages:
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(page)]
+        assert errors == [], errors[:3]
+        entities |= {c["entity"] for c in page["changes"]}
+    assert entities == ENTITY_KINDS
+    pulled = document["paths"]["/api/v1/events/{event_id}/sync/pull"]["get"]["responses"]["200"]
+    assert pulled["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PullPage"}
