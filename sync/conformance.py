@@ -341,6 +341,8 @@ def bad_requests_are_problems_of_the_listed_types(kit: Kit) -> None:
     push_url = p.sync_path + "/push"
     no_protocol = {"client_id": new_id(), "mutations": []}
     cases.append(("push without protocol", p.request("POST", push_url, json=no_protocol), 400, "unsupported-protocol"))
+    over_cap = {"client_id": new_id(), "protocol": PROTOCOL_VERSION, "mutations": [note_delete(2**53, new_id(), 0)]}
+    cases.append(("a mutation id over 2**53 - 1", p.request("POST", push_url, json=over_cap), 400, "bad-request"))
     bad_utf8 = b'{"client_id": "\xff", "protocol": 1, "mutations": []}'
     headers = {"Content-Type": "application/json"}
     cases.append(("invalid UTF-8", p.request("POST", push_url, content=bad_utf8, headers=headers), 400, "bad-request"))
@@ -353,7 +355,7 @@ def bad_requests_are_problems_of_the_listed_types(kit: Kit) -> None:
         if slug == "unsupported-protocol":
             expect(problem.get("supported") == [PROTOCOL_VERSION], f"{what}: supported {problem.get('supported')}")
         expect("None" not in (problem.get("detail") or ""), f"{what}: a Python value in {problem.get('detail')!r}")
-    expect("15" in cases[4][1].json()["detail"], "invalid UTF-8 must name its byte offset in the body (15)")
+    expect("15" in cases[5][1].json()["detail"], "invalid UTF-8 must name its byte offset in the body (15)")
 
 
 @check
