@@ -2,6 +2,7 @@
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -31,8 +32,13 @@ from sync_helpers import (
     uid,
 )
 
+from server.storage import db as db_module
+from server.storage.db import Database, migrate
+from server.storage.migrations import MIGRATIONS
 from server.storage.purge import purge_tombstones
+from server.storage.sync_feed import purged_seq
 from sync.checksum import checksum
+from sync.rules import audiences
 
 Client = TestClient[Litestar]
 Headers = dict[str, str]
@@ -466,3 +472,24 @@ def test_every_pulled_change_matches_the_published_typed_schema(
     assert entities == ENTITY_KINDS
     pulled = document["paths"]["/api/v1/events/{event_id}/sync/pull"]["get"]["responses"]["200"]
     assert pulled["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PullPage"}
+
+
+def test_an_event_wide_purge_mark_from_before_migration_5_still_expires_every_older_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(tmp_path / "old.db")
+    monkeypatch.setattr(db_module, "MIGRATIONS", [m for m in MIGRATIONS if m.version < 5])
+    migrate(database)
+    database.conn.execute(
+        "INSERT INTO events (id, title, starts_on, ends_on, timezone, purged_seq) VALUES ('e', 'E', '2025-12-10', '2025-12-12', 'Europe/Rome', 42)"
+    )
+    database.conn.commit()
+    monkeypatch.setattr(db_module, "MIGRATIONS", MIGRATIONS)
+
+    assert migrate(database) == [5]
+
+    with database.read() as conn:
+        assert [
+            purged_seq(conn, "e", audiences(who, role, [])) for who, role in (("a", "participant"), ("o", "organizer"))
+        ] == [42, 42]
+    database.close()
