@@ -10,8 +10,9 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.common import SHA256_PATTERN, LanguageTag, Latitude, Longitude, LongText, ShortText, Slug, Stamp, Uuid
-from schemas.itinerary import TransportMode, VisitDraft, VisitKind, VisitStatus
-from schemas.places import CoordSource, OpeningHours, SiteKind
+from schemas.feedback import Question
+from schemas.itinerary import Group, TransportMode, Visit, VisitDraft, VisitKind, VisitStatus
+from schemas.places import CoordSource, Event, OpeningHours, Site, SiteKind
 from schemas.problems import Problem
 
 PROTOCOL_VERSION = 1
@@ -300,3 +301,100 @@ class Feedback(msgspec.Struct, kw_only=True):
     client_time: str | None = None
     received_at: str | None = None
     clock_skewed: bool = False
+
+
+# --- pulled records, typed per entity (what OpenAPI publishes for a pull page) -------------
+
+
+class SyncedSite(Site, kw_only=True):
+    """A site as pulled: its ``conflicts`` are shown to its hosts and organizers (empty for others)."""
+
+    conflicts: list[Conflict] = []
+
+
+class NoteTombstone(msgspec.Struct, kw_only=True):
+    """The ``data`` of a deleted note for its author when values were lost to the delete (§6.2)."""
+
+    conflicts: list[Conflict]
+
+
+class _TypedChange(msgspec.Struct, kw_only=True, tag_field="entity"):
+    id: str
+    op: Literal["put", "delete"]
+    version: int
+
+
+class EventChange(_TypedChange, kw_only=True, tag="event"):
+    """A change of the event."""
+
+    data: Event | None
+
+
+class SiteChange(_TypedChange, kw_only=True, tag="site"):
+    """A change of a site."""
+
+    data: SyncedSite | None
+
+
+class VisitChange(_TypedChange, kw_only=True, tag="visit"):
+    """A change of a visit."""
+
+    data: Visit | None
+
+
+class GroupChange(_TypedChange, kw_only=True, tag="group"):
+    """A change of a group."""
+
+    data: Group | None
+
+
+class QuestionChange(_TypedChange, kw_only=True, tag="question"):
+    """A change of a feedback question."""
+
+    data: Question | None
+
+
+# msgspec (and so Litestar's schema generator) cannot take a union of two untagged objects, so
+# the note's published schema names the tombstone's shape itself.
+# anyOf, not oneOf: a note has conflicts too, so it matches the tombstone's schema as well.
+_NOTE_OR_TOMBSTONE = {
+    "oneOf": None,  # replaces the generated "Note or null"
+    "anyOf": [
+        {"$ref": "#/components/schemas/Note"},
+        {
+            "type": "object",
+            "title": "NoteTombstone",
+            "description": NoteTombstone.__doc__,
+            "required": ["conflicts"],
+            "properties": {"conflicts": {"type": "array", "items": {"$ref": "#/components/schemas/Conflict"}}},
+        },
+        {"type": "null"},
+    ],
+}
+
+
+class NoteChange(_TypedChange, kw_only=True, tag="note"):
+    """A change of a note: ``put`` with the note, ``delete`` with null or the author's lost values."""
+
+    data: Annotated[Note | None, Meta(extra_json_schema={"extra": _NOTE_OR_TOMBSTONE})]
+
+
+class FeedbackChange(_TypedChange, kw_only=True, tag="feedback"):
+    """A change of feedback."""
+
+    data: Feedback | None
+
+
+TypedChange = EventChange | SiteChange | VisitChange | GroupChange | QuestionChange | NoteChange | FeedbackChange
+
+
+class PullPage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A pull page as OpenAPI publishes it: ``PullResponse`` with each change's ``data`` typed by
+    its ``entity``. For the published schema only (a note's ``data`` may also be a
+    ``NoteTombstone``): clients decode ``PullResponse``."""
+
+    changes: list[TypedChange]
+    cursor: str
+    has_more: bool
+    last_mutation_id: int
+    summary: dict[str, EntitySummary] | None = None

@@ -124,6 +124,8 @@ class SyncReport(msgspec.Struct, kw_only=True):
     mismatched: list[str] = []
     pending: int = 0
     attention: int = 0
+    # The server had lost mutations it acknowledged: this device became a new client (§3, "Gaps").
+    restarted_client: bool = False
     # Photos: uploaded whole this sync, bytes sent for them, already held by the server (not
     # sent), that could not be uploaded (see attention), and still waiting after this sync.
     uploaded: int = 0
@@ -665,10 +667,11 @@ class FieldClient:
             stuck_at = last
             first = self.replica.outbox(limit=1)
             if first and first[0].id > last + 1:
-                raise ProtocolError(
-                    f"server has processed mutations up to {last}, but this device no longer holds "
-                    f"{last + 1}..{first[0].id - 1}: the server lost them"
-                )
+                # The server processed up to `last`, but this device dropped last+1.. after the
+                # server acknowledged them: the server lost them (a restore). Start over (§3, "Gaps").
+                self.replica.start_over_as_new_client()
+                report.restarted_client = True
+                stuck_at = None
         return missing
 
     def _pull(self, report: SyncReport, *, restart: bool) -> dict[str, EntitySummary] | None:

@@ -256,6 +256,27 @@ class Replica:
             _put_meta(conn, "client_id", str(uuid.uuid4()))
             _put_meta(conn, "next_mutation_id", "1")
 
+    def start_over_as_new_client(self) -> None:
+        """The server lost mutations it had acknowledged (restored from a backup): the ids between
+        its last one and this outbox can never be filled. Become a new install (new client id),
+        renumber the outbox from 1 in its order, to be sent again whole, and rebuild the replica
+        with a full pull, since the server's state went back in time (docs §3, "Gaps")."""
+        old_client = self.client_id
+        with self.write() as conn:
+            first = conn.execute("SELECT MIN(id) FROM outbox").fetchone()[0]
+            offset = int(first or 1) - 1
+            # Two steps, so that no row takes an id another still holds mid-update.
+            conn.execute("UPDATE outbox SET id = -id")
+            conn.execute("UPDATE outbox SET id = -id - ?, sent = 0, acked = 0", (offset,))
+            # Results of the old client's mutations stay visible, under keys the new ids cannot take.
+            conn.execute("UPDATE attention SET key = key || ':' || ? WHERE key LIKE 'mutation:%'", (old_client,))
+            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
+            _put_meta(conn, "client_id", str(uuid.uuid4()))
+            _put_meta(conn, "next_mutation_id", str(int(last) + 1))
+            conn.execute("DELETE FROM staging")
+            _put_meta(conn, "cursor", None)
+            _put_meta(conn, "full_pull_cursor", "")
+
     # --- outbox ---------------------------------------------------------------------------
 
     def enqueue(

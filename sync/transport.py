@@ -12,8 +12,10 @@ Errors the field client raises::
     └── AccountMismatchError    the token is another account's while this one's changes are queued
 """
 
+import email.utils
 import random
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -206,9 +208,24 @@ def _describe(exc: httpx.TransportError) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, when the server sent it as a number."""
-    value = response.headers.get("Retry-After", "")
+    """Retry-After in seconds: either form of RFC 9110 §10.2.3, delay-seconds (``120``) or an
+    HTTP-date (``Wed, 10 Dec 2025 14:02:00 GMT``), the date measured from the response's own
+    ``Date`` when it has one (so a device clock that is off does not matter), else from now."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        until = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    try:
+        sent = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        sent = datetime.now(UTC)
+    if until.tzinfo is None or sent.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; one without a zone is not one
+    return max(0.0, (until - sent).total_seconds())

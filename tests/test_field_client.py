@@ -8,6 +8,7 @@ the hash checked when the last part lands). Faults (network errors, 5xx, lost re
 crashes, connections that break after N bytes of an upload) are queued per endpoint.
 """
 
+import copy
 import hashlib
 import random
 import re
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 import sync.replica
 from schemas.sync import Change, EntitySummary, Mutation, NotePutArgs, PullResponse, PushRequest, PushResponse
 from server.cli_field import field
+from sync import transport as transport_module
 from sync.checksum import checksum
 from sync.client import (
     AccountMismatchError,
@@ -945,3 +947,46 @@ def test_two_unsent_partial_edits_travel_as_one_carrying_both_changes(synced: Fi
     }  # fmt: skip
     [note] = synced.notes()
     assert (note.body, note.tags, note.share_with_organizers) == ("Sportello lavoro: 12 volontari", [], True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "120"}, 120.0),
+        ({"Retry-After": "Wed, 10 Dec 2025 14:02:00 GMT", "Date": "Wed, 10 Dec 2025 14:00:00 GMT"}, 120.0),
+        ({"Retry-After": "Wed, 10 Dec 2025 13:59:00 GMT", "Date": "Wed, 10 Dec 2025 14:00:00 GMT"}, 0.0),
+        ({"Retry-After": "Wed, 10 Dec 2025 14:02:00", "Date": "Wed, 10 Dec 2025 14:00:00 GMT"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+    ids=["delay-seconds", "http-date", "http-date-past", "date-without-zone", "garbage", "absent"],
+)
+def test_retry_after_is_read_in_both_forms_against_the_servers_date(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    response = httpx.Response(429, headers=headers)
+    assert transport_module._retry_after(response) == seconds  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_server_restored_from_a_backup_is_met_as_a_new_client_without_losing_the_outbox(
+    synced: FieldClient, server: FakeServer
+) -> None:
+    backup = copy.deepcopy(
+        {k: getattr(server, k) for k in ("state", "log", "edited", "seq", "last_mutation", "results")}
+    )
+    lost = synced.add_note("acknowledged, then lost in the restore", visit_id="v-morning")
+    synced.sync()  # mutation 1 is applied and pulled back: the device drops it
+    old_client = synced.replica.client_id
+    for key, value in backup.items():
+        setattr(server, key, value)  # the server comes back from a backup taken before mutation 1
+    kept = synced.add_note("written after the restore", visit_id="v-morning")  # mutation 2: a gap
+
+    report = synced.sync()
+
+    assert report.restarted_client
+    assert synced.replica.client_id != old_client
+    assert server.last_mutation[synced.replica.client_id] == 1  # renumbered from 1 under the new id
+    assert [n.id for n in synced.notes()] == [kept]
+    assert lost not in server.live("note")
+    assert report.full_pull
+    assert_converged(synced, server)

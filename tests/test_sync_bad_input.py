@@ -468,3 +468,12 @@ def test_no_bad_input_causes_a_server_error(client: Client, seeded: Seeded) -> N
         statuses[f"mutation {case.id}"] = push_raw(client, headers, json_bytes(body(mutations=[bad]))).status_code
     errors = {name: status for name, status in statuses.items() if status >= 500}
     assert not errors, errors
+
+
+def test_the_largest_mutation_id_is_accepted(client: Client, seeded: Seeded) -> None:
+    # 2**53 - 1 is the cap (docs §3): every JSON implementation holds it exactly.
+    result = push_raw(
+        client, seeded.headers("participant", group="G1"), json_bytes(body(mutations=[note_put(2**53 - 1, uid(1))]))
+    )
+    assert result.status_code == 200, result.text
+    assert result.json()["results"][0]["status"] == "out_of_order"  # a gap from 0, but a valid id

@@ -2,8 +2,10 @@
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgspec
 import pytest
 from conftest import Seeded, make_app
@@ -30,8 +32,13 @@ from sync_helpers import (
     uid,
 )
 
+from server.storage import db as db_module
+from server.storage.db import Database, migrate
+from server.storage.migrations import MIGRATIONS
 from server.storage.purge import purge_tombstones
+from server.storage.sync_feed import purged_seq
 from sync.checksum import checksum
+from sync.rules import audiences
 
 Client = TestClient[Litestar]
 Headers = dict[str, str]
@@ -436,3 +443,53 @@ def test_feedback_follows_its_visit_to_another_site_and_its_hosts(
     for replica, account_id in ((old_host, HOST_G1), (new_host, HOST_G2)):
         assert replica.ids("feedback") == pull_all(client, activity(account_id)).ids("feedback")
         assert replica.last["summary"]["feedback"]["checksum"] == checksum(replica.versions("feedback"))
+
+
+@pytest.mark.parametrize("account_id", [P1, ORGANIZER, HOST_G1], ids=["participant", "organizer", "host"])
+def test_every_pulled_change_matches_the_published_typed_schema(
+    client: Client, seeded: Seeded, activity: Callable[[str], Headers], account_id: str
+) -> None:
+    # Records of every kind and shape: a site with a conflict, a tombstone carrying lost values.
+    host = activity(HOST_G1)
+    push(client, host, [site_patch(2, G1_SITE, 1, accessibility="Ramp")], client_id=CLIENT_A)
+    push(client, host, [site_patch(1, G1_SITE, 1, accessibility="Lift")], client_id=CLIENT_B)
+    replica = pull_all(client, activity(account_id))
+    push(client, activity(P1), [note_put(1, P1_PRIVATE, body="typed on B", base_version=1)], client_id=CLIENT_B)
+    push(client, activity(P1), [mutation(4, "note.delete", {"id": P1_PRIVATE, "base_version": 1})])
+    document = client.get("/schema/openapi.json").json()
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/PullPage", "components": document["components"]}
+    )
+
+    full = pull_all(client, activity(account_id), limit=7)
+    pages = [*full.pages, *pull_all(client, activity(account_id), replica).pages]
+
+    entities = set()
+    for page in pages:
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(page)]
+        assert errors == [], errors[:3]
+        entities |= {c["entity"] for c in page["changes"]}
+    assert entities == ENTITY_KINDS
+    pulled = document["paths"]["/api/v1/events/{event_id}/sync/pull"]["get"]["responses"]["200"]
+    assert pulled["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PullPage"}
+
+
+def test_an_event_wide_purge_mark_from_before_migration_5_still_expires_every_older_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(tmp_path / "old.db")
+    monkeypatch.setattr(db_module, "MIGRATIONS", [m for m in MIGRATIONS if m.version < 5])
+    migrate(database)
+    database.conn.execute(
+        "INSERT INTO events (id, title, starts_on, ends_on, timezone, purged_seq) VALUES ('e', 'E', '2025-12-10', '2025-12-12', 'Europe/Rome', 42)"
+    )
+    database.conn.commit()
+    monkeypatch.setattr(db_module, "MIGRATIONS", MIGRATIONS)
+
+    assert migrate(database) == [5]
+
+    with database.read() as conn:
+        assert [
+            purged_seq(conn, "e", audiences(who, role, [])) for who, role in (("a", "participant"), ("o", "organizer"))
+        ] == [42, 42]
+    database.close()

@@ -914,3 +914,19 @@ def test_an_invalid_answer_is_rejected_naming_its_question(
     [rejected] = result["results"]
     assert rejected["status"] == "rejected"
     assert f"'{question}'" in rejected["error"]["detail"] or f'"{question}"' in rejected["error"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "status"),
+    [({"body": "typed after the delete"}, "conflict"), ({"body": ""}, "applied"), ({}, "applied")],
+    ids=["typed", "default-value", "nothing"],
+)
+def test_conflicts_appear_on_a_result_exactly_when_its_status_is_conflict(
+    client: Client, p1: dict[str, str], edit: dict[str, Any], status: str
+) -> None:
+    push(client, p1, [note_put(1, NOTE, body="base"), mutation(2, "note.delete", {"id": NOTE, "base_version": 1})])
+
+    [result] = push(client, p1, [mutation(3, "note.put", {"id": NOTE, "base_version": 2, **edit})])["results"]
+
+    assert result["status"] == status
+    assert ("conflicts" in result) == (status == "conflict")

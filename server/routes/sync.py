@@ -12,7 +12,7 @@ from litestar.params import Parameter
 
 from schemas.accounts import Account
 from schemas.common import UUID_PATTERN
-from schemas.sync import SUPPORTED_PROTOCOLS, PullResponse, PushRequest, PushResponse
+from schemas.sync import SUPPORTED_PROTOCOLS, PullPage, PushRequest, PushResponse
 from server.auth import same_event
 from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedProtocolError, handle_http_exception
 from server.observability import OTHER, Metrics, closed_label
@@ -143,7 +143,7 @@ class SyncController(Controller):
         limit: int | None = Parameter(default=None, ge=1, description="Page size; the server caps it"),
         client_id: str | None = Parameter(default=None, pattern=UUID_PATTERN, description="This install's id"),
         protocol: int = Parameter(default=1, description="Sync protocol version"),
-    ) -> Response[PullResponse]:
+    ) -> Response[PullPage]:  # the published shape; what is sent is a PullResponse
         _check_protocol(protocol)
         settings: Settings = state.settings
         page = min(limit or settings.pull_default_limit, settings.pull_max_limit)

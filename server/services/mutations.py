@@ -228,6 +228,8 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             for k, v in values.items()
             if v != NOTE_DEFAULTS[k]
         ]
+        if not lost:
+            return _result(ctx, "applied", note["version"])  # nothing typed, nothing lost: no conflict
         version = note["version"] + 1
         update_record(
             ctx.conn,
