@@ -133,10 +133,10 @@ class Database:
         its busy handler would make the others sleep and poll, which stretches tail latency.
         Other processes are still kept apart by SQLite's own lock (BEGIN IMMEDIATE).
         """
-        conn = self.conn
         if not self._writer.acquire(timeout=self.lock_timeout):
             raise DatabaseBusyError("Other writes held the database too long; nothing was written. Retry shortly.")
         try:
+            conn = self.conn  # after the wait: a failed write meanwhile may have had it reopened
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -169,7 +169,7 @@ class Database:
         this thread opens a fresh one, so a database that was unwritable for a moment recovers
         without a restart.
         """
-        if conn.in_transaction:
+        if _in_transaction(conn):
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
