@@ -137,11 +137,17 @@ def test_any_decodable_mutation_is_answered_without_an_error_of_the_server_and_t
     follower = note_put(2, str(uuid.uuid5(uuid.NAMESPACE_URL, client_id)), body="after it")
     if role == "host":
         follower["args"] = {**follower["args"], "visit_id": None, "site_id": found["sites"][0]}
-    result = push(client, headers, [{"id": 1, "type": mutation_type, "args": args}, follower], client_id=client_id)
+    mutation: dict[str, Any] = {"id": 1, "type": mutation_type, "args": args}
+    # Any device clock, however wrong (or not a time at all): display only, never a reason to refuse.
+    client_time = data.draw(st.none() | STAMPS | TEXT, label="client_time")
+    if client_time is not None:
+        mutation["client_time"] = client_time
+    result = push(client, headers, [mutation, follower], client_id=client_id)
     first, second = result["results"]
     assert first["status"] in ("applied", "conflict", "rejected"), first
     if first["status"] == "rejected":
         assert first["error"]["type"] != PROBLEM + "internal-error", first
         assert first["error"]["status"] < 500, first
+        assert "client-time" not in first["error"]["type"], first  # the device clock is never the reason
     assert second["status"] == "applied", second
     assert result["last_mutation_id"] == 2
