@@ -30,7 +30,7 @@ CONFLICT_KEYS = frozenset(
 # Per-mutation error types the document lists (§4.1): a server answering another one is off-spec.
 MUTATION_ERRORS = frozenset(
     {
-        "unknown-mutation-type", "invalid-mutation", "invalid-client-time", "invalid-base-version", "not-found",
+        "unknown-mutation-type", "invalid-mutation", "invalid-base-version", "not-found",
         "forbidden", "unknown-visit", "unknown-site", "unknown-group", "invalid-visit", "visit-exists",
         "invalid-answer", "feedback-closed", "internal-error",
     }

@@ -23,7 +23,8 @@ import msgspec
 
 from schemas.problems import Problem
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 507: the server's disk is full; nothing was written and the same push succeeds once there is room.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507})
 T = TypeVar("T")
 
 

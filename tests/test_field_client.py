@@ -566,7 +566,7 @@ def test_the_outbox_is_pushed_in_order_in_batches(
 # --- errors and retries -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["network", 500, 503, 429])
+@pytest.mark.parametrize("fault", ["network", 500, 503, 507, 429])
 def test_network_errors_and_5xx_are_retried_with_backoff(
     synced: FieldClient, server: FakeServer, delays: list[float], fault: str | int
 ) -> None:

@@ -8,6 +8,7 @@ tried on a valid value with a newline appended.
 """
 
 import ast
+import hashlib
 import re
 import re._constants as sre
 import re._parser as sre_parse
@@ -181,3 +182,15 @@ def test_pull_with_a_client_id_ending_in_a_newline_is_refused(client: Client, se
         headers=seeded.headers("participant", group="G1"),
     )
     assert response.status_code == 400, response.text
+
+
+def test_a_blob_hash_ending_in_an_encoded_newline_is_refused_and_names_no_file(client: Client, seeded: Seeded) -> None:
+    data = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    digest = hashlib.sha256(data).hexdigest()
+    headers = {**seeded.headers("participant", group="G1"), "Content-Type": "image/png"}
+    response = client.put(f"/api/v1/events/turin-sse-2025/blobs/{digest}%0A", content=data, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    names = [p.name for p in seeded.path.parent.rglob("*")]
+    assert not any("\n" in name for name in names), names
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 0

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -334,6 +335,37 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
     # The lock is free again: the same push goes through, once.
     retry = push(client, headers, [note_put(2, uid(2), body=ARABIC)])
     assert statuses(retry) == ["applied"]
+
+
+def test_a_write_queued_behind_a_long_one_in_this_process_is_answered_503_not_held(
+    client_with: Callable[..., Client], seeded: Seeded
+) -> None:
+    # Writers of one process queue on a lock before SQLite's: that wait is bounded too.
+    client = client_with(db_lock_timeout_s=0.2)
+    db: Database = client.app.state.db
+    inside, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with db.write():
+            inside.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=long_write)
+    holder.start()
+    assert inside.wait(30)
+    try:
+        response = client.post(
+            PUSH_URL,
+            json={"client_id": CLIENT_A, "protocol": 1, "mutations": [note_put(1, uid(1))]},
+            headers=seeded.headers("participant", group="G1"),
+        )
+    finally:
+        release.set()
+        holder.join(30)
+    assert response.status_code == 503, response.text
+    assert response.json()["type"] == PROBLEM + "database-busy"
+    assert "retry-after" in response.headers
+    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 0
 
 
 def test_the_lock_timeout_is_a_setting_of_a_few_seconds() -> None:

@@ -44,13 +44,16 @@ def storage_failure(exc: BaseException) -> DomainError | None:
     has room or the file is writable again, so they are answered 503/507, never "rejected".
     """
     if isinstance(exc, sqlite3.Error):
-        code = (exc.sqlite_errorcode or 0) & 0xFF  # the primary result code of an extended one
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code of an extended one
         if code in _BUSY:
             return DatabaseBusyError("Another write held the database too long; nothing was written. Retry shortly.")
         if code == sqlite3.SQLITE_FULL:
             return InsufficientStorageError("The server's storage is full; nothing was written. Retry later.")
         if code in _UNAVAILABLE:
             return DatabaseUnavailableError("The database cannot be written just now; nothing was written.")
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
+            # A connection closed under a request because the file had failed (Database._reopen_all).
+            return DatabaseUnavailableError("The database was being reopened; nothing was written. Retry shortly.")
         return None
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorageError("The server's storage is full; nothing was written. Retry later.")
@@ -68,6 +71,13 @@ def _open(path: Path, lock_timeout: float) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
     return conn
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    try:
+        return conn.in_transaction
+    except sqlite3.ProgrammingError:  # closed
+        return False
 
 
 class Database:
@@ -93,7 +103,7 @@ class Database:
     def conn(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use (and again after the file failed)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.generation != self._generation and not conn.in_transaction:
+        if conn is not None and self._local.generation != self._generation and not _in_transaction(conn):
             self._discard(conn)
             conn = None
         if conn is None:
@@ -123,10 +133,10 @@ class Database:
         its busy handler would make the others sleep and poll, which stretches tail latency.
         Other processes are still kept apart by SQLite's own lock (BEGIN IMMEDIATE).
         """
-        conn = self.conn
         if not self._writer.acquire(timeout=self.lock_timeout):
             raise DatabaseBusyError("Other writes held the database too long; nothing was written. Retry shortly.")
         try:
+            conn = self.conn  # after the wait: a failed write meanwhile may have had it reopened
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -159,7 +169,7 @@ class Database:
         this thread opens a fresh one, so a database that was unwritable for a moment recovers
         without a restart.
         """
-        if conn.in_transaction:
+        if _in_transaction(conn):
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -169,9 +179,22 @@ class Database:
             return
         if isinstance(failure, DatabaseUnavailableError):  # busy or full: the connection itself is fine
             self._discard(conn)
-            with self._lock:
-                self._generation += 1
+            self._reopen_all()
         raise failure from exc
+
+    def _reopen_all(self) -> None:
+        """Have every connection reopened: the one that failed may not be the only one opened in
+        the bad moment, and while any connection of this process still holds the file's shared
+        memory (-shm) as it was opened then (read-only), SQLite hands that same state to every new
+        connection. Idle connections are closed now; one in a transaction is left to finish, and
+        its thread reopens at its next use (the generation)."""
+        with self._lock:
+            self._generation += 1
+            idle = [c for c in self._all if not _in_transaction(c)]
+            self._all = [c for c in self._all if _in_transaction(c)]
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def _discard(self, conn: sqlite3.Connection) -> None:
         with self._lock:
