@@ -20,6 +20,9 @@ class Settings(msgspec.Struct, kw_only=True):
     data_dir: str = ""
     # One blob's size limit (413 past it, checked before the body is read when the request says its size).
     max_blob_bytes: int = 20 * 1024 * 1024
+    # Storage quotas (507 past them): the bytes one account's uploads, and one event's, may hold.
+    max_account_blob_bytes: int = 200 * 1024 * 1024
+    max_event_blob_bytes: int = 5 * 1024 * 1024 * 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -17,7 +17,7 @@ from schemas.sync import (
 )
 from server.errors import DomainError
 from server.geo import distance_m
-from server.storage.blob_refs import held_blobs, set_note_blobs
+from server.storage.blob_refs import referable_blobs, set_note_blobs
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
@@ -235,7 +235,9 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
 
 def _with_pending(ctx: Context, result: MutationResult, attachments: list[dict[str, Any]]) -> MutationResult:
     # The note never waits for its photos: it is stored now, and the client is told what to upload.
-    missing = {a["sha256"] for a in attachments} - held_blobs(ctx.conn, (a["sha256"] for a in attachments))
+    # Knowing a hash is no proof of holding the bytes: pending until the author uploads them.
+    hashes = {a["sha256"] for a in attachments}
+    missing = hashes - referable_blobs(ctx.conn, ctx.account, hashes)
     result.pending_blobs = sorted(missing) or None
     return result
 
