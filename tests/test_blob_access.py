@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import io
 import random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from schemas.accounts import Account
 from schemas.places import Event
 from server.storage.accounts import create_account
 from server.storage.catalog import get_site, put_event, put_site
-from server.storage.db import Database
+from server.storage.db import Database, migrate
 
 AUTHOR = "p-nguyen-thi-hoa"
 OTHER = "p-aicha-diallo"
@@ -265,3 +266,30 @@ def test_one_accounts_unfinished_upload_is_its_own(api: Client, tokens: dict[str
     assert api.put(blob_url(AUTHOR, digest), content=data[1000:], headers=author | rest).status_code == 201
     assert api.head(blob_url(OTHER, digest), headers=other).headers["upload-offset"] == "1000"
     assert api.put(blob_url(OTHER, digest), content=data[1000:], headers=other | rest).status_code == 201
+
+
+# --- upgrading a database whose blobs were uploaded before uploads were recorded -------------
+
+
+def test_upgrading_takes_the_first_note_to_reference_a_blob_as_its_uploaders(
+    seeded: Seeded, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    shared, bobs = jpeg(seed=50), jpeg(seed=51)
+    with TestClient(app=make_app(seeded.path, data_dir=tmp_path / "data")) as api:
+        push_note(api, auth(tokens, AUTHOR), 1, shared)  # first: the photographer
+        push_note(api, auth(tokens, OTHER), 2, shared)  # later: someone who learnt the hash
+        push_note(api, auth(tokens, OTHER), 3, bobs, mutation=2)
+        assert upload(api, AUTHOR, tokens, shared).status_code == 201
+        assert upload(api, OTHER, tokens, bobs).status_code == 201
+    conn = sqlite3.connect(seeded.path)
+    with conn:  # the database as version 5 left it
+        conn.execute("DROP TABLE blob_owners")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+    conn.close()
+    db = Database(seeded.path)
+    try:
+        assert 6 in migrate(db)
+    finally:
+        db.close()
+    owners = {(r[0], r[1]) for r in sqlite3.connect(seeded.path).execute("SELECT account_id, sha256 FROM blob_owners")}
+    assert owners == {(AUTHOR, sha(shared)), (OTHER, sha(bobs))}
