@@ -20,7 +20,7 @@ from conftest import EVENT_ID, Seeded, make_app
 from litestar import Litestar
 from litestar.testing import TestClient
 from PIL import Image
-from sync_helpers import note_put, pull_all, push, scalar, uid
+from sync_helpers import note_put, pull, pull_all, push, scalar, uid
 
 from schemas.accounts import Account
 from schemas.places import Event
@@ -158,6 +158,9 @@ def test_an_organizers_own_reference_stops_giving_access_once_the_author_unshare
     organizer, author = auth(tokens, ORGANIZER), auth(tokens, AUTHOR)
     push_note(api, organizer, 20, participants_photo)
     assert api.get(blob_url(ORGANIZER, digest), headers=organizer).status_code == 200  # it sees the shared note
+    laptop = pull_all(api, organizer)
+    assert laptop.data("note", uid(20))["attachments"][0]["status"] == "available"
+    other = pull_all(api, auth(tokens, OTHER))
     if how == "unshared":
         kept = {"body": "nota 1", "attachments": [attach(participants_photo)]}
         change = note_put(2, uid(1), share_with_organizers=False, base_version=2, **kept)
@@ -167,7 +170,11 @@ def test_an_organizers_own_reference_stops_giving_access_once_the_author_unshare
     for query in ("", "?w=120"):
         assert api.get(blob_url(ORGANIZER, digest) + query, headers=organizer).status_code == 404
     assert pull_all(api, organizer).data("note", uid(20))["attachments"][0]["status"] == "pending"
+    # The organizer's device learns it from its next pull: its note got a new version.
+    laptop.apply(pull(api, organizer, laptop.cursor))
+    assert laptop.data("note", uid(20))["attachments"][0]["status"] == "pending"
     assert api.head(blob_url(ORGANIZER, digest), headers=organizer).status_code == 404
+    assert pull(api, auth(tokens, OTHER), other.cursor)["changes"] == []  # nothing of it reaches others
     # The author keeps its photo while its note lives.
     if how == "unshared":
         assert api.get(blob_url(AUTHOR, digest), headers=author).content == participants_photo
@@ -202,6 +209,23 @@ def test_a_strangers_note_gets_no_new_version_when_somebody_else_uploads_the_byt
     replica = pull_all(api, other)
     assert replica.records[("note", uid(9))]["version"] == version
     assert replica.data("note", uid(9))["attachments"][0]["status"] == "pending"
+
+
+def test_an_organizers_own_reference_becomes_available_when_the_author_shares_the_note(
+    api: Client, tokens: dict[str, str]
+) -> None:
+    data = jpeg(seed=48)
+    author, organizer = auth(tokens, AUTHOR), auth(tokens, ORGANIZER)
+    push_note(api, author, 1, data)  # private for now
+    assert upload(api, AUTHOR, tokens, data).status_code == 201
+    assert push_note(api, organizer, 20, data)["pending_blobs"] == [sha(data)]
+    laptop = pull_all(api, organizer)
+    assert laptop.data("note", uid(20))["attachments"][0]["status"] == "pending"
+    kept = {"body": "nota 1", "attachments": [attach(data)]}
+    assert push(api, author, [note_put(2, uid(1), share_with_organizers=True, base_version=2, **kept)])
+    laptop.apply(pull(api, organizer, laptop.cursor))
+    assert laptop.data("note", uid(20))["attachments"][0]["status"] == "available"
+    assert api.get(blob_url(ORGANIZER, sha(data)), headers=organizer).content == data
 
 
 # --- no oracle: a stored blob looks to a stranger exactly like one nobody uploaded -----------

@@ -7,7 +7,7 @@ access only when the note's author proved to hold the bytes, and only to whoever
 """
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from schemas.accounts import Account
@@ -110,6 +110,41 @@ def blob_landed(conn: sqlite3.Connection, event_id: str, sha256: str) -> int:
             continue
         conn.execute("UPDATE notes SET version = version + 1, updated_at = ? WHERE id = ?", (now, note_id))
         record_change(conn, event_id, "note", note_id, [f"acct:{author_id}", *(["org"] if shared else [])])
+        bumped += 1
+    return bumped
+
+
+def grants_changed(
+    conn: sqlite3.Connection,
+    event_id: str,
+    note_id: str,
+    author_id: str,
+    hashes: Iterable[str],
+    seen_by: Sequence[Mapping[str, Any]],
+) -> int:
+    """A note's references, sharing or life changed: other live notes that reference the same blobs,
+    and whose authors could see the note before or after (``seen_by``: its states, for
+    ``note_visible``), get a new version, as whether they may reference the blobs may have changed.
+
+    Only blobs the note's author holds matter (a reference by anyone else grants nothing), and only
+    authors who saw the note are told: to anyone else its change is no business. Returns how many.
+    """
+    wanted = sorted(_owned(conn, event_id, author_id, sorted(set(hashes))))
+    if not wanted:
+        return 0
+    rows = conn.execute(
+        "SELECT DISTINCT n.id, n.author_id, a.role, n.share_with_organizers FROM note_blobs b"
+        " JOIN notes n ON n.id = b.note_id JOIN accounts a ON a.id = n.author_id"
+        f" WHERE b.event_id = ? AND n.deleted = 0 AND n.author_id != ? AND b.sha256 IN ({_marks(wanted)})",
+        [event_id, author_id, *wanted],
+    ).fetchall()
+    now = utcnow()
+    bumped = 0
+    for other_id, other_author, role, shared in rows:
+        if other_id == note_id or not any(note_visible(state, other_author, role) for state in seen_by):
+            continue
+        conn.execute("UPDATE notes SET version = version + 1, updated_at = ? WHERE id = ?", (now, other_id))
+        record_change(conn, event_id, "note", other_id, [f"acct:{other_author}", *(["org"] if shared else [])])
         bumped += 1
     return bumped
 
