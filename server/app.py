@@ -31,6 +31,7 @@ from server.routes.notes import NotesController
 from server.routes.schedule import ScheduleController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
+from server.services.blobs import blob_files, repair_uploads
 from server.settings import Settings
 from server.storage.db import Database, migrate
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     def on_startup() -> None:
         migrate(db)
+        repair_uploads(db, blob_files(settings))  # uploads a crash left between their file and their row
 
     def on_shutdown() -> None:
         db.close()

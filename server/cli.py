@@ -27,7 +27,7 @@ from server.fixtures import (
     load_fixture_report,
     read_fixture,
 )
-from server.services.blobs import blob_files
+from server.services.blobs import blob_files, purge_uploads
 from server.settings import Settings
 from server.storage.accounts import (
     Access,
@@ -297,10 +297,19 @@ def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
 @db_option
 @click.option("--data-dir", default="", help="Blob directory (default: beside the database)")
 def db_purge_uploads(older_than_hours: float, db_path: Path, data_dir: str) -> None:
-    """Remove photo uploads abandoned half-way longer ago than this; a device resumes from zero then."""
+    """Remove photo uploads abandoned half-way, and photos no live note references, older than this.
+
+    A device resumes an abandoned upload from zero then; an upload no note of its uploader
+    references stops counting against the quotas, and its bytes go once nobody holds them.
+    """
     settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
-    count = blob_files(settings).purge_stale(older_than_hours * 3600)
-    click.echo(f"removed {count} abandoned upload file(s)")
+    database = Database(settings.db_path)
+    try:
+        migrate(database)
+        partial, blobs = purge_uploads(database, blob_files(settings), older_than_hours * 3600)
+    finally:
+        database.close()
+    click.echo(f"removed {partial} abandoned upload file(s) and {blobs} unreferenced blob(s)")
 
 
 @main.group()

@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, kw_only=True):
     # The listen socket's queue of connections not yet accepted.
     backlog: int = 2048
 
+    # Storage quotas (507 past them): the bytes one account's uploads, and one event's, may hold.
+    max_account_blob_bytes: int = 200 * 1024 * 1024
+    max_event_blob_bytes: int = 5 * 1024 * 1024 * 1024
+
     def __post_init__(self) -> None:
         # A mistyped network must stop the start-up, not turn every scrape into a 500.
         try:

@@ -7,11 +7,13 @@ app dies at. Which stored files are still wanted is the replica's business (its 
 table); this module only knows files and the server's blob HTTP contract.
 
 Blob upload contract (``/api/v1/events/{event_id}/blobs/{sha256}``): ``HEAD`` answers 200 when
-the server holds the whole blob, else 404 with ``Upload-Offset`` (the bytes of an unfinished
-upload it kept). ``PUT`` with ``Content-Range: bytes A-B/TOTAL`` (A must be the server's offset,
-else 409 with ``Upload-Offset``) answers 308 with the new ``Upload-Offset`` while incomplete,
-201 once the server verified the hash (422 ``blob-hash-mismatch`` if not: it drops the partial
-upload), 200 when it already held the blob, 413 when the blob is too large.
+this account holds the whole blob (it uploaded the bytes, or may see a note whose author did: a
+hash alone is no proof), else 404 with ``Upload-Offset`` (the bytes of this account's unfinished
+upload the server kept). ``PUT`` with ``Content-Range: bytes A-B/TOTAL`` (A must be the server's
+offset, else 409 with ``Upload-Offset``) answers 308 with the new ``Upload-Offset`` while
+incomplete, 201 once the server verified the hash (422 ``blob-hash-mismatch`` if not: it drops
+the partial upload), 200 when the account already held the blob, 413 when the blob is too large,
+507 when it would pass the account's or the event's storage quota (reported, not retried).
 """
 
 import hashlib

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from PIL import ExifTags, Image
 from sync_helpers import PROBLEM, note_put, pull, pull_all, push, rows, scalar, uid
 
-from server.storage.blobs import BlobFiles, PartialState, sniff_media_type
+from server.storage.blobs import BlobFiles, PartialState, UploadOwner, sniff_media_type
 
 MIB = 1024 * 1024
 BLOBS = f"/api/v1/events/{EVENT_ID}/blobs"
@@ -30,6 +30,8 @@ AUTHOR = "p-nguyen-thi-hoa"
 OTHER_PARTICIPANT = "p-aicha-diallo"
 HOST = "host-san-salvario"
 ORGANIZER = "org-marta"
+
+OWNER = UploadOwner(EVENT_ID, AUTHOR)
 
 Client = TestClient[Litestar]
 
@@ -187,7 +189,7 @@ def test_whole_upload_lands_under_its_hash_after_an_fsynced_rename(
     }
     assert files_on_disk(data_dir) == [f"blobs/{digest[:2]}/{digest}"]
     assert (data_dir / "blobs" / digest[:2] / digest).read_bytes() == data
-    status = api.head(f"{BLOBS}/{digest}", headers=auth(seeded, OTHER_PARTICIPANT))
+    status = api.head(f"{BLOBS}/{digest}", headers=auth(seeded, AUTHOR))
     assert (status.status_code, status.headers["content-length"]) == (200, str(len(data)))
     assert scalar(seeded.path, "SELECT media_type FROM blobs WHERE sha256 = ?", digest) == media_type
 
@@ -271,7 +273,7 @@ def test_uploading_a_blob_the_server_holds_costs_nothing(
     stored = data_dir / "blobs" / digest[:2] / digest
     before = (stored.stat().st_ino, stored.stat().st_mtime_ns)
     junk = random.Random(3).randbytes(len(data))  # never read: were it read, it would be a 422
-    headers = auth(seeded, OTHER_PARTICIPANT)
+    headers = auth(seeded, AUTHOR)  # the account that uploaded it: another one must prove it holds the bytes
     if resumable:
         response = put_part(api, headers, digest, junk, 0, 9)
     else:
@@ -403,7 +405,7 @@ def test_bytes_past_the_acknowledged_offset_are_cut_off_when_the_upload_resumes(
     digest = sha(data)
     headers = auth(seeded, AUTHOR)
     assert put_part(api, headers, digest, data, 0, 999).status_code == 308
-    with (data_dir / "partial" / digest).open("ab") as partial:
+    with BlobFiles(data_dir).partial_path(OWNER, digest).open("ab") as partial:
         partial.write(b"\x00" * 4096)  # as a power cut after write() and before the sidecar might leave
     assert api.head(f"{BLOBS}/{digest}", headers=headers).headers["upload-offset"] == "1000"
     assert put_part(api, headers, digest, data, 1000, len(data) - 1).status_code == 201
@@ -413,17 +415,19 @@ def test_bytes_past_the_acknowledged_offset_are_cut_off_when_the_upload_resumes(
 def test_partial_upload_is_locked_against_a_second_writer(data_dir: Path) -> None:
     files = BlobFiles(data_dir)
     digest = sha(b"locked")
-    first = files.open_partial(digest)
+    first = files.open_partial(OWNER, digest)
     assert first is not None
     try:
         first.total = 10
         first.append(b"abc")
         first.commit()
-        assert files.open_partial(digest, wait_s=0.05) is None
-        assert files.partial_state(digest) == PartialState(total=10, offset=3)
+        assert files.open_partial(OWNER, digest, wait_s=0.05) is None
+        assert files.partial_state(OWNER, digest) == PartialState(
+            total=10, offset=3, event_id=EVENT_ID, account_id=AUTHOR
+        )
     finally:
         first.close()
-    second = files.open_partial(digest, wait_s=0)
+    second = files.open_partial(OWNER, digest, wait_s=0)
     assert second is not None
     assert second.offset == 3
     second.discard()
@@ -435,27 +439,28 @@ def test_abandoned_uploads_are_purged_but_one_in_flight_is_kept(data_dir: Path) 
     files = BlobFiles(data_dir)
     abandoned, in_flight = sha(b"abandoned"), sha(b"in flight")
     for digest in (abandoned, in_flight):
-        upload = files.open_partial(digest)
+        upload = files.open_partial(OWNER, digest)
         assert upload is not None
         upload.total = 10
         upload.append(b"abc")
         upload.commit()
         upload.close()
     files.new_temp().finish()  # what a crash mid-upload leaves in tmp/
-    holder = files.open_partial(in_flight)
+    holder = files.open_partial(OWNER, in_flight)
     assert holder is not None
     try:
         assert files.purge_stale(3600) == 0  # nothing is an hour old
         assert files.purge_stale(3600, now=time.time() + 7200) == 2  # the temp file and the abandoned upload
     finally:
         holder.close()
-    assert files_on_disk(data_dir) == [f"partial/{in_flight}", f"partial/{in_flight}.json"]
+    where = files.owner_dir(OWNER).relative_to(data_dir).as_posix()
+    assert files_on_disk(data_dir) == [f"{where}/{in_flight}", f"{where}/{in_flight}.json"]
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "ABC", "0" * 63, "0" * 64 + "/x"])
 def test_no_file_name_is_made_from_anything_but_a_hash(data_dir: Path, name: str) -> None:
     files = BlobFiles(data_dir)
-    for make in (files.blob_path, files.partial_path, files.sidecar_path):
+    for make in (files.blob_path, lambda h: files.partial_path(OWNER, h), lambda h: files.sidecar_path(OWNER, h)):
         with pytest.raises(ValueError, match="SHA-256"):
             make(name)
 
@@ -531,7 +536,7 @@ def test_interrupted_upload_resumes_from_what_the_server_kept_and_ends_byte_iden
     assert resume(live_server, headers, photo) == 201
     # The live server runs with the default data directory: the database's own.
     assert (seeded.path.parent / "blobs" / digest[:2] / digest).read_bytes() == photo
-    assert not (seeded.path.parent / "partial" / digest).exists()
+    assert not BlobFiles(seeded.path.parent).partial_path(OWNER, digest).exists()
 
 
 @pytest.mark.parametrize("resumable", [False, True], ids=["whole", "resumable"])
@@ -582,7 +587,7 @@ def test_concurrent_uploads_of_one_blob_across_two_workers_end_byte_identical(
         assert statuses.count(201) == 1
         assert (seeded.path.parent / "blobs" / digest[:2] / digest).read_bytes() == photo
         assert scalar(seeded.path, "SELECT size FROM blobs WHERE sha256 = ?", digest) == len(photo)
-        assert not any((seeded.path.parent / "partial").iterdir())
+        assert not any(p.is_file() for p in (seeded.path.parent / "partial").rglob("*"))
         assert not any((seeded.path.parent / "tmp").iterdir())
     finally:
         server.stop()
@@ -625,9 +630,9 @@ def test_note_pushed_before_its_blob_is_pending_then_available_with_a_new_versio
         assert notes == []
 
 
-def test_note_whose_blob_is_held_already_has_nothing_pending(api: Client, seeded: Seeded) -> None:
+def test_note_whose_blob_its_author_uploaded_already_has_nothing_pending(api: Client, seeded: Seeded) -> None:
     data = jpeg(seed=10)
-    upload(api, auth(seeded, OTHER_PARTICIPANT), data)
+    upload(api, auth(seeded, AUTHOR), data)
     result = note_with(api, auth(seeded, AUTHOR), 1, data)
     assert "pending_blobs" not in result
     assert pull_all(api, auth(seeded, AUTHOR)).data("note", uid(1))["attachments"][0]["status"] == "available"
@@ -639,7 +644,8 @@ def test_same_photo_in_two_notes_is_stored_once(api: Client, seeded: Seeded, dat
     note_with(api, auth(seeded, AUTHOR), 1, data)
     note_with(api, auth(seeded, OTHER_PARTICIPANT), 2, data, shared=True)
     assert upload(api, auth(seeded, AUTHOR), data).status_code == 201
-    assert upload(api, auth(seeded, OTHER_PARTICIPANT), data, expect=200).json()["sha256"] == digest
+    # The second account proves it holds the bytes by sending them, and is told what the first was.
+    assert upload(api, auth(seeded, OTHER_PARTICIPANT), data, expect=201).json()["sha256"] == digest
     assert files_on_disk(data_dir) == [f"blobs/{digest[:2]}/{digest}"]
     assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 1
     assert [tuple(r) for r in rows(seeded.path, "SELECT note_id FROM note_blobs ORDER BY note_id")] == [

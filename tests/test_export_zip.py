@@ -94,8 +94,15 @@ class World:
             carol,
             [note_put(1, uid(6), visit_id=G2_VISIT, body="Another visit", attachments=[attach(self.blue)], **shared)],
         )
-        for data in (self.red, self.blue, self.png):
-            response = client.put(f"{BLOBS}/{sha(data)}", content=data, headers=alice)
+        # Each author uploads the photos of their own notes: a hash alone would leave them pending.
+        for headers, data in (
+            (alice, self.red),
+            (alice, self.blue),
+            (alice, self.png),
+            (bob, self.red),
+            (carol, self.blue),
+        ):
+            response = client.put(f"{BLOBS}/{sha(data)}", content=data, headers=headers)
             assert response.status_code == 201, response.text
 
 

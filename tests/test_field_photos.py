@@ -783,6 +783,53 @@ def test_an_upload_broken_off_mid_part_resumes_against_the_real_server(
         server.stop()
 
 
+def test_a_photo_past_the_accounts_storage_quota_is_reported_once_and_not_retried(
+    seeded: Seeded, tmp_path: Path, photos: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    author = seeded.first("participant", group="G1")
+    fits, too_many = jpeg(40, (320, 240)), jpeg(41, (320, 240))
+    monkeypatch.setenv("STUDYVISIT_MAX_ACCOUNT_BLOB_BYTES", str(len(fits) + len(too_many) - 1))
+    server = LiveServer(seeded.path).start()
+    try:
+        with FieldClient(server.url, author.token, tmp_path / "phone.db", sleep=lambda _: None) as phone:
+            phone.sync()
+            phone.add_note("Primo", visit_id=VISIT, photos=[photos("a.jpg", fits)])
+            assert phone.sync().uploaded == 1
+            phone.add_note("Secondo", visit_id=VISIT, photos=[photos("b.jpg", too_many)])
+            phone.sync()
+            phone.sync()
+            [item] = phone.attention()
+            assert (item.detail["reason"], item.detail["error"]["status"]) == ("refused", 507)
+            assert str(item.detail["error"]["type"]).endswith("storage-quota-exceeded")
+            assert phone.photo_path(sha(too_many)) is not None  # never confirmed: kept on the phone
+            assert phone.status().pending == 0  # the note itself went
+    finally:
+        server.stop()
+
+
+def test_two_participants_with_the_same_photo_each_upload_it_and_each_see_it(
+    seeded: Seeded, tmp_path: Path, photos: Callable[..., Path]
+) -> None:
+    """The second device is not told the server holds it: it proves it holds the bytes by sending them."""
+    first, second = [a for a in seeded.accounts.values() if a.role == "participant" and a.group_id == "G1"][:2]
+    same = jpeg(42, (320, 240))
+    server = LiveServer(seeded.path).start()
+    try:
+        with (
+            FieldClient(server.url, first.token, tmp_path / "a.db", sleep=lambda _: None) as phone_a,
+            FieldClient(server.url, second.token, tmp_path / "b.db", sleep=lambda _: None) as phone_b,
+        ):
+            for phone, name in ((phone_a, "a.jpg"), (phone_b, "b.jpg")):
+                phone.sync()
+                phone.add_note("La stessa foto", visit_id=VISIT, photos=[photos(name, same)])
+                report = phone.sync()
+                assert (report.uploaded, report.uploaded_bytes) == (1, len(same))
+                assert [a.status for n in phone.notes() for a in n.attachments] == ["available"]
+                assert phone.fetch_photo(sha(same)) == same
+    finally:
+        server.stop()
+
+
 # --- the replica file holds the token: the device's other users may not read it ----------------
 
 

@@ -27,7 +27,7 @@ from server.services.blobs import (
     blob_files,
     check_size,
     find_blob,
-    held_blob,
+    held_for,
     parse_content_range,
     receive_blob,
     upload_state,
@@ -59,7 +59,7 @@ UPLOAD_BODY = BodySpec(
 UPLOAD_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
     200: ResponseSpec(
-        BlobRow, description="The server already held this blob; nothing was read or written", generate_examples=False
+        BlobRow, description="The caller already held this blob; nothing was read or written", generate_examples=False
     ),
     308: ResponseSpec(
         None,
@@ -71,6 +71,9 @@ UPLOAD_ERRORS: dict[int, ResponseSpec] = {
         "The part does not start at the upload's offset (given in Upload-Offset), or another request is appending to it"
     ),
     413: problem_spec("More bytes than a blob may hold (said by Content-Length or Content-Range before reading)"),
+    507: problem_spec(
+        "storage-quota-exceeded: the blob would pass the account's or the event's storage quota; nothing was kept"
+    ),
     415: problem_spec("The bytes are not JPEG, PNG, WebP, HEIC or PDF"),
     422: problem_spec("blob-hash-mismatch: the bytes' SHA-256 is not the one in the path; nothing was kept"),
 }
@@ -82,7 +85,9 @@ STATUS_RESPONSES: dict[int, ResponseSpec] = {
         generate_examples=False,
     ),
     # A HEAD answer has no body; documented as the problem a GET would carry, like every error.
-    404: problem_spec("Not held; the Upload-Offset header says how many bytes of an upload the server keeps"),
+    404: problem_spec(
+        "Not held by the caller; the Upload-Offset header says how many bytes of its upload the server keeps"
+    ),
 }
 FETCH_RESPONSES: dict[int, ResponseSpec] = {
     **READ_ERRORS,
@@ -187,9 +192,17 @@ class BlobController(Controller):
         responses=STATUS_RESPONSES,
         sync_to_thread=True,
     )
-    def blob_status(self, db: AppDatabase, files: AppBlobFiles, event_id: str, sha256: Sha256Path) -> Response[None]:
-        state = upload_state(db, files, sha256)
+    def blob_status(
+        self,
+        request: Request[Account, Any, Any],
+        db: AppDatabase,
+        files: AppBlobFiles,
+        event_id: str,
+        sha256: Sha256Path,
+    ) -> Response[None]:
+        state = upload_state(db, files, request.user, sha256)
         if state.blob is None:
+            # Also when the server stores these bytes for another account: the same answer, nothing leaks.
             # The media type a GET's problem would have (documented so); a HEAD answer carries no body.
             headers = {"Upload-Offset": str(state.offset)}
             return Response(content=None, status_code=404, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
@@ -226,9 +239,10 @@ class BlobController(Controller):
     ) -> Response[BlobRow]:
         settings: Settings = state.settings
         db: AppDatabase = state.db
-        held = await anyio.to_thread.run_sync(held_blob, db, sha256)
+        held = await anyio.to_thread.run_sync(held_for, db, request.user, sha256)
         if held is not None:
-            return _blob_response(held, 200)  # uploading what the server has costs nothing
+            return _blob_response(held, 200)  # uploading what the account holds costs nothing
+        # Bytes stored for another account are read and verified like any: uploading them is the proof.
         header = content_range
         part = parse_content_range(header) if header is not None else None
         declared = request.headers.get("content-length", "")
@@ -236,8 +250,9 @@ class BlobController(Controller):
             check_size(int(declared), settings.max_blob_bytes, "request's Content-Length")
             if part is not None and int(declared) > part.length:
                 raise BadRequestError(f"Content-Length {declared} is longer than Content-Range {header!r}.")
+        length = int(declared) if declared.isdigit() and part is None else None
         try:
-            outcome = await receive_blob(db, files, sha256, _body(request), part, settings.max_blob_bytes)
+            outcome = await receive_blob(db, files, request.user, sha256, _body(request), part, settings, length)
         except UploadOffsetError as exc:
             return _offset_problem(request, exc)
         if outcome.status == "incomplete":

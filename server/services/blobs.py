@@ -1,14 +1,23 @@
 """Photos and documents of notes: content-addressed uploads (whole or resumable) and who may fetch them.
 
 A blob is named by the SHA-256 of its bytes, so an upload is checked against its own name before
-the server accepts it, and uploading a blob the server already holds costs nothing. Notes may
-reference a blob before it lands; when it does, every such note gets a new version, so that the
-devices which see the note pull its attachment as ``available``.
+the server accepts it. The name is no key: an account holds a blob once it uploaded the bytes in
+its event (or may see a note whose author did), and to anyone else a blob the server stores looks
+exactly like one nobody uploaded: same status, same headers, the bytes asked for and read. Notes
+may reference a blob before it lands; when it does, the notes whose author may now reference it
+get a new version, so that the devices which see them pull the attachment as ``available``.
+
+Landing a complete upload is: move the verified file to its final name, then record it (row,
+owner, notes' versions) in one transaction, then drop the partial upload's sidecar. A crash between
+the first two leaves the sidecar with every byte acknowledged; the next HEAD or PUT of that upload,
+or the server's start-up, finishes the landing, so an upload is never wedged.
 """
 
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -18,9 +27,27 @@ import msgspec
 
 from schemas.accounts import Account
 from server.errors import BadRequestError, DomainError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
+from server.faults import fault_point
 from server.settings import Settings
-from server.storage.blob_refs import blob_landed, may_fetch_blob
-from server.storage.blobs import BlobFiles, BlobRow, PartialUpload, TempUpload, get_blob, record_blob, sniff_media_type
+from server.storage.blob_refs import (
+    add_blob_owner,
+    blob_landed,
+    blob_usage,
+    fetchable_blobs,
+    owned_at,
+    purge_unreferenced_blobs,
+    referable_blobs,
+)
+from server.storage.blobs import (
+    BlobFiles,
+    BlobRow,
+    PartialUpload,
+    TempUpload,
+    UploadOwner,
+    get_blob,
+    record_blob,
+    sniff_media_type,
+)
 from server.storage.db import Database
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,15})-(\d{1,15})/(\d{1,15})\Z")
@@ -54,6 +81,12 @@ class UploadInProgressError(UploadOffsetError):
 class UploadInterruptedError(DomainError):
     slug = "upload-interrupted"
     title = "The connection closed before the body was complete"
+
+
+class StorageQuotaError(DomainError):
+    status = 507
+    slug = "storage-quota-exceeded"
+    title = "The upload would pass a storage quota"
 
 
 class RangeNotSatisfiableError(DomainError):
@@ -130,21 +163,58 @@ def check_size(declared: int, limit: int, what: str) -> None:
         raise PayloadTooLargeError(f"A blob may hold at most {limit} bytes; this {what} declares {declared}.")
 
 
+def quota_room(db: Database, files: BlobFiles, owner: UploadOwner, sha256: str, settings: Settings) -> int:
+    """How many bytes this upload may still hold: the smaller room of the account's and the event's quota.
+
+    Recorded uploads and other unfinished ones (their acknowledged bytes) count; this blob's own
+    unfinished upload does not, as the blob is counted whole by the caller.
+    """
+    with db.read() as conn:
+        usage = blob_usage(conn, owner.event_id, owner.account_id)
+    account = settings.max_account_blob_bytes - usage.account - files.partial_bytes(owner, besides=sha256)
+    event = settings.max_event_blob_bytes - usage.event - files.partial_bytes(owner, event_wide=True, besides=sha256)
+    return min(account, event)
+
+
+def check_quota(room: int, size: int) -> None:
+    """507 when a blob of ``size`` bytes does not fit the room the quotas leave."""
+    if size > room:
+        raise StorageQuotaError(
+            f"This {size}-byte blob does not fit: the account's or the event's uploads may hold only"
+            f" {max(0, room)} more bytes. Delete notes with photos you no longer need, or ask an organizer."
+        )
+
+
 # --- upload -------------------------------------------------------------------------------
 
 
-def upload_state(db: Database, files: BlobFiles, sha256: str) -> UploadState:
-    """Whether the server holds the blob, else how far an upload of it got (0 when none began)."""
-    blob = get_blob(db.conn, sha256)
+def upload_owner(account: Account) -> UploadOwner:
+    """Whose an upload is: partial uploads and proofs of holding are per account and event."""
+    return UploadOwner(account.event_id, account.id)
+
+
+def held_for(db: Database, account: Account, sha256: str) -> BlobRow | None:
+    """The blob as this account holds it (uploaded by it, or on a note it may see), else None.
+
+    None also when the server stores the bytes for somebody else: nothing tells the two apart.
+    """
+    with db.read() as conn:
+        blob = get_blob(conn, sha256)
+        if blob is None or sha256 not in referable_blobs(conn, account, [sha256]):
+            return None
+        since = owned_at(conn, account.event_id, account.id, sha256)
+    return msgspec.structs.replace(blob, created_at=since) if since else blob
+
+
+def upload_state(db: Database, files: BlobFiles, account: Account, sha256: str) -> UploadState:
+    """Whether the account holds the blob, else how far its own upload of it got (0 when none began)."""
+    owner = upload_owner(account)
+    finish_landing(db, files, owner, sha256)
+    blob = held_for(db, account, sha256)
     if blob is not None:
         return UploadState(blob=blob, offset=blob.size)
-    state = files.partial_state(sha256)
+    state = files.partial_state(owner, sha256)
     return UploadState(blob=None, offset=state.offset if state else 0)
-
-
-def held_blob(db: Database, sha256: str) -> BlobRow | None:
-    """The blob's row when the server holds it whole."""
-    return get_blob(db.conn, sha256)
 
 
 async def _thread(func: Callable[..., T], *args: object) -> T:
@@ -154,20 +224,32 @@ async def _thread(func: Callable[..., T], *args: object) -> T:
 async def receive_blob(
     db: Database,
     files: BlobFiles,
+    account: Account,
     sha256: str,
     chunks: AsyncIterator[bytes],
     part: ContentRange | None,
-    max_bytes: int,
+    settings: Settings,
+    declared: int | None = None,
 ) -> UploadOutcome:
     """Store an upload: the whole blob, or one part of a resumable upload (``part``)."""
+    owner = upload_owner(account)
     if part is None:
-        return await _receive_whole(db, files, sha256, chunks, max_bytes)
-    check_size(part.total, max_bytes, "Content-Range")
-    return await _receive_part(db, files, sha256, chunks, part)
+        room: int = await _thread(quota_room, db, files, owner, sha256, settings)
+        if declared is not None:
+            check_quota(room, declared)
+        return await _receive_whole(db, files, owner, sha256, chunks, min(settings.max_blob_bytes, room), room)
+    check_size(part.total, settings.max_blob_bytes, "Content-Range")
+    return await _receive_part(db, files, owner, sha256, chunks, part, settings)
 
 
 async def _receive_whole(
-    db: Database, files: BlobFiles, sha256: str, chunks: AsyncIterator[bytes], max_bytes: int
+    db: Database,
+    files: BlobFiles,
+    owner: UploadOwner,
+    sha256: str,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    room: int,
 ) -> UploadOutcome:
     temp: TempUpload = await _thread(files.new_temp)
     try:
@@ -175,35 +257,52 @@ async def _receive_whole(
             if not chunk:
                 continue
             if temp.size + len(chunk) > max_bytes:
+                check_quota(room, temp.size + len(chunk))  # 507 when it is the quota that is passed
                 raise PayloadTooLargeError(f"A blob may hold at most {max_bytes} bytes.")
             await _thread(temp.write, chunk)
         digest = await _thread(temp.finish)
+        fault_point("blob.whole-written")
         _verify(sha256, digest, temp.size)
         media_type = _media_type(temp.head)
-        return await _thread(_land_whole, db, files, temp, sha256, media_type)
+        return await _thread(_land_whole, db, files, owner, temp, sha256, media_type)
     finally:
         with anyio.CancelScope(shield=True):
             await _thread(temp.discard)
 
 
-def _land_whole(db: Database, files: BlobFiles, temp: TempUpload, sha256: str, media_type: str) -> UploadOutcome:
-    files.install_temp(temp, sha256)
-    outcome = _record(db, sha256, temp.size, media_type)
-    files.drop_partial(sha256)  # a resumable attempt at the same bytes is moot now
+def _land_whole(
+    db: Database, files: BlobFiles, owner: UploadOwner, temp: TempUpload, sha256: str, media_type: str
+) -> UploadOutcome:
+    if not files.blob_path(sha256).exists():  # stored once, whoever uploads the same bytes later
+        files.install_temp(temp, sha256)
+        fault_point("blob.installed")
+    outcome = _record(db, owner, sha256, temp.size, media_type)
+    files.drop_partial(owner, sha256)  # a resumable attempt at the same bytes is moot now
     return outcome
 
 
 async def _receive_part(
-    db: Database, files: BlobFiles, sha256: str, chunks: AsyncIterator[bytes], part: ContentRange
+    db: Database,
+    files: BlobFiles,
+    owner: UploadOwner,
+    sha256: str,
+    chunks: AsyncIterator[bytes],
+    part: ContentRange,
+    settings: Settings,
 ) -> UploadOutcome:
-    upload: PartialUpload | None = await _thread(files.open_partial, sha256)
+    upload: PartialUpload | None = await _thread(files.open_partial, owner, sha256)
     if upload is None:
-        state = files.partial_state(sha256)
+        state = files.partial_state(owner, sha256)
         raise UploadInProgressError(
             "Another request is appending to this upload; ask HEAD for the offset and retry.",
             state.offset if state else 0,
         )
     try:
+        if upload.landing or upload.bytes_moved:
+            # Every byte arrived before, and a crash came before the blob was recorded: finish now.
+            landed = await _thread(_land_partial, db, files, upload)
+            if landed is not None:
+                return landed
         if upload.offset and upload.total != part.total:
             raise BadRequestError(f"This upload is of {upload.total} bytes, not {part.total}.")
         if part.first != upload.offset:
@@ -211,41 +310,95 @@ async def _receive_part(
                 f"The server holds {upload.offset} bytes of this blob: send the part from byte {upload.offset}.",
                 upload.offset,
             )
+        room = await _thread(quota_room, db, files, owner, sha256, settings)
+        check_quota(room, part.total)
         upload.total = part.total
         await _append(upload, chunks, part)
         if upload.offset < upload.total:
             return UploadOutcome(status="incomplete", offset=upload.offset)
-        return await _thread(_land_partial, db, files, upload, sha256)
+        landed = await _thread(_land_partial, db, files, upload)
+        if landed is None:  # the bytes vanished under us: impossible short of a broken disk; start over
+            raise UploadOffsetError("The server lost this upload's bytes: send it again from byte 0.", 0)
+        return landed
     finally:
         with anyio.CancelScope(shield=True):
             await _thread(upload.close)
 
 
 async def _append(upload: PartialUpload, chunks: AsyncIterator[bytes], part: ContentRange) -> None:
-    end = part.last + 1
+    start, end = upload.offset, part.last + 1
     try:
         async for chunk in chunks:
             if upload.offset + len(chunk) > end:
-                await _thread(upload.append, chunk[: end - upload.offset])
                 raise BadRequestError(f"The body is longer than Content-Range says ({part.length} bytes).")
             if chunk:
                 await _thread(upload.append, chunk)
-    finally:
-        # Keep what arrived, also when the connection broke: the client resumes from HEAD's offset.
+    except UploadInterruptedError:
+        # Keep what arrived when the connection broke: the client resumes from HEAD's offset.
         with anyio.CancelScope(shield=True):
             await _thread(upload.commit)
-
-
-def _land_partial(db: Database, files: BlobFiles, upload: PartialUpload, sha256: str) -> UploadOutcome:
-    digest, head = upload.digest()
-    try:
-        _verify(sha256, digest, upload.total)
-        media_type = _media_type(head)
-    except DomainError:
-        upload.discard()  # nothing of a refused upload stays behind
         raise
-    upload.install()
-    return _record(db, sha256, upload.total, media_type)
+    except DomainError:
+        # A refused part keeps none of its bytes: HEAD goes on telling the offset before it.
+        with anyio.CancelScope(shield=True):
+            await _thread(upload.rollback, start)
+        raise
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _thread(upload.commit)
+        raise
+    fault_point("blob.part-appended")
+    await _thread(upload.commit)
+    fault_point("blob.part-acknowledged")
+
+
+def _land_partial(db: Database, files: BlobFiles, upload: PartialUpload) -> UploadOutcome | None:
+    """Land an upload whose bytes all arrived (lock held); None when it must start over from 0."""
+    sha256 = upload.sha256
+    if not upload.bytes_moved:
+        digest, head = upload.digest()
+        try:
+            _verify(sha256, digest, upload.total)
+            media_type = _media_type(head)
+        except DomainError:
+            upload.discard()  # nothing of a refused upload stays behind
+            raise
+        if files.blob_path(sha256).exists():
+            upload.drop_bytes()  # stored once already
+        else:
+            upload.install()
+            fault_point("blob.installed")
+    elif upload.landing and files.file_digest(sha256) == sha256:
+        # Installed by a request that died before recording it: the file under the final name is whole.
+        with files.open_blob(sha256) as file:
+            media_type = _media_type(file.read(16))
+    else:
+        upload.restart()
+        return None
+    outcome = _record(db, upload.owner, sha256, upload.total, media_type)
+    upload.finish()
+    return outcome
+
+
+def finish_landing(db: Database, files: BlobFiles, owner: UploadOwner, sha256: str) -> UploadOutcome | None:
+    """Finish an upload whose every byte arrived but which a crash kept from being recorded.
+
+    Called on HEAD and at start-up. An upload another request holds is left to it.
+    """
+    state = files.partial_state(owner, sha256)
+    if state is None or state.offset != state.total:
+        return None
+    upload = files.open_partial(owner, sha256, wait_s=0)
+    if upload is None:
+        return None
+    try:
+        if not (upload.landing or upload.bytes_moved):
+            return None
+        return _land_partial(db, files, upload)
+    except DomainError:
+        return None  # refused bytes: discarded, the client starts over from 0
+    finally:
+        upload.close()
 
 
 def _verify(sha256: str, digest: str, size: int) -> None:
@@ -262,25 +415,74 @@ def _media_type(head: bytes) -> str:
     return media_type
 
 
-def _record(db: Database, sha256: str, size: int, media_type: str) -> UploadOutcome:
-    # The row and the notes' new versions commit together: a device that pulls a note referencing
-    # this blob after the commit sees it available, and one that pulled before gets the new version.
+def _record(db: Database, owner: UploadOwner, sha256: str, size: int, media_type: str) -> UploadOutcome:
+    # The row, the proof of holding and the notes' new versions commit together: a device that pulls
+    # a note referencing this blob after the commit sees it available, one that pulled before gets
+    # the new version.
     with db.write() as conn:
-        created = record_blob(conn, sha256, size, media_type)
-        if created:
-            blob_landed(conn, sha256)
+        record_blob(conn, sha256, size, media_type)
+        since = add_blob_owner(conn, owner.event_id, owner.account_id, sha256, size)
+        if since is not None:
+            blob_landed(conn, owner.event_id, sha256)
         blob = get_blob(conn, sha256)
-    return UploadOutcome(status="created" if created else "held", offset=size, blob=blob)
+        created_at = since or owned_at(conn, owner.event_id, owner.account_id, sha256)
+    fault_point("blob.recorded")
+    assert blob is not None
+    # The account's own date: when somebody else first stored the bytes is none of its business.
+    blob = msgspec.structs.replace(blob, created_at=created_at or blob.created_at)
+    return UploadOutcome(status="created" if since else "held", offset=size, blob=blob)
+
+
+def repair_uploads(db: Database, files: BlobFiles) -> int:
+    """At start-up: finish every upload a crash left between its file and its row; returns how many.
+
+    Files under ``blobs/`` without a row (a whole upload that died there) get their row, owned by
+    nobody: the uploader's retry proves it holds them, and ``db purge-uploads`` removes them if none comes.
+    """
+    repaired = 0
+    for owner, sha256, state in list(files.partial_uploads()):
+        if state.offset == state.total and finish_landing(db, files, owner, sha256) is not None:
+            repaired += 1
+    with db.read() as conn:
+        orphans = list(files.unrecorded_blobs(lambda h: get_blob(conn, h) is not None))
+    for sha256, size, head in orphans:
+        media_type = sniff_media_type(head)
+        if media_type is None or files.file_digest(sha256) != sha256:
+            files.remove_blob(sha256)  # cannot be: only verified bytes are ever moved there
+            continue
+        with db.write() as conn:
+            record_blob(conn, sha256, size, media_type)
+        repaired += 1
+    return repaired
+
+
+def purge_uploads(db: Database, files: BlobFiles, older_than_s: float, now: float | None = None) -> tuple[int, int]:
+    """Remove abandoned partial uploads, and blobs no live note references, untouched for this long.
+
+    Returns (upload files removed, blobs removed). An account's upload that no note of its own
+    references stops counting against its quota; the bytes go once no account holds them.
+    """
+    moment = time.time() if now is None else now
+    cutoff = datetime.fromtimestamp(moment - older_than_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    partial = files.purge_stale(older_than_s, now=moment)
+    with db.write() as conn:
+        gone = purge_unreferenced_blobs(conn, cutoff)
+    for sha256 in gone:
+        with db.read() as conn:
+            if get_blob(conn, sha256) is not None:
+                continue  # uploaded again in the meantime
+        files.remove_blob(sha256)
+    return partial, len(gone)
 
 
 # --- fetch --------------------------------------------------------------------------------
 
 
 def find_blob(db: Database, account: Account, sha256: str) -> BlobRow:
-    """A blob the caller may fetch: one held whole and attached to a live note they can see; else 404."""
+    """A blob the caller may fetch: on a live note they can see, whose author uploaded it; else 404."""
     with db.read() as conn:
         blob = get_blob(conn, sha256)
-        if blob is None or not may_fetch_blob(conn, account, sha256):
+        if blob is None or sha256 not in fetchable_blobs(conn, account, [sha256]):
             # The same answer for a blob that does not exist and one the caller may not see.
             raise NotFoundError(f"No blob {sha256} among the notes you can see.")
     return blob

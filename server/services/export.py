@@ -16,6 +16,7 @@ import msgspec
 from schemas.accounts import Account
 from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
+from server.storage.blob_refs import fetchable_blobs
 from server.storage.blobs import CHUNK, BlobFiles, get_blobs, list_export_notes
 from server.storage.catalog import get_event, get_visit
 from server.storage.db import Database
@@ -77,7 +78,9 @@ def shared_export(db: Database, files: BlobFiles, account: Account, visit_id: st
             raise InvalidQueryError(f"visit: there is no visit '{visit_id}' in this event.")
         event = get_event(conn, account.event_id)
         notes = list_export_notes(conn, account.event_id, visit_id)
-        blobs = get_blobs(conn, (a["sha256"] for note in notes for a in note.attachments))
+        # What the organizer may fetch: attachments whose note's author uploaded the bytes.
+        held = fetchable_blobs(conn, account, (a["sha256"] for note in notes for a in note.attachments))
+        blobs = get_blobs(conn, held)
     # One format for every time in the index: RFC 3339 to the second, in the event's time zone,
     # which is also the local time ZIP dates are read in.
     zone = ZoneInfo(event.timezone) if event is not None else UTC

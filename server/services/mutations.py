@@ -19,7 +19,7 @@ from schemas.sync import (
 )
 from server.errors import DomainError
 from server.geo import distance_m
-from server.storage.blob_refs import held_blobs, set_note_blobs
+from server.storage.blob_refs import grants_changed, referable_blobs, set_note_blobs
 from server.storage.catalog import list_questions
 from server.storage.changes import record_change
 from server.storage.db import utcnow
@@ -217,6 +217,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, values["share_with_organizers"])
         )
         set_note_blobs(ctx.conn, ctx.event_id, args.id, values["attachments"])
+        _grants_changed(ctx, args.id, values["attachments"], [bool(values["share_with_organizers"])])
         return _with_pending(ctx, _result(ctx, "applied", 1), values["attachments"])
     values = edited_fields(sent, NOTE_DEFAULTS)
     if args.base_version > note["version"]:
@@ -275,12 +276,24 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     attachments = merge.apply.get("attachments", note["attachments"])
     if "attachments" in merge.apply:
         set_note_blobs(ctx.conn, ctx.event_id, args.id, attachments)
+    if "attachments" in merge.apply or "share_with_organizers" in merge.apply:
+        shared_before = bool(note["share_with_organizers"])
+        shared_after = bool(merge.apply.get("share_with_organizers", shared_before))
+        _grants_changed(ctx, args.id, [*note["attachments"], *attachments], [shared_before, shared_after])
     return _with_pending(ctx, result, attachments)
+
+
+def _grants_changed(ctx: Context, note_id: str, attachments: list[dict[str, Any]], shared: list[bool]) -> None:
+    # Who may reference a blob through this note may have changed: their notes are pulled again.
+    seen_by = [{"author_id": ctx.account.id, "share_with_organizers": s} for s in shared]
+    grants_changed(ctx.conn, ctx.event_id, note_id, ctx.account.id, (a["sha256"] for a in attachments), seen_by)
 
 
 def _with_pending(ctx: Context, result: MutationResult, attachments: list[dict[str, Any]]) -> MutationResult:
     # The note never waits for its photos: it is stored now, and the client is told what to upload.
-    missing = {a["sha256"] for a in attachments} - held_blobs(ctx.conn, (a["sha256"] for a in attachments))
+    # Knowing a hash is no proof of holding the bytes: pending until the author uploads them.
+    hashes = {a["sha256"] for a in attachments}
+    missing = hashes - referable_blobs(ctx.conn, ctx.account, hashes)
     result.pending_blobs = sorted(missing) or None
     return result
 
@@ -318,6 +331,7 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
         },
     )
     set_note_blobs(ctx.conn, ctx.event_id, args.id, [])  # a deleted note shares no photo
+    _grants_changed(ctx, args.id, note["attachments"], [bool(note["share_with_organizers"])])
     scrub_history(ctx.conn, ctx.event_id, "note", args.id)  # nor keeps its text in the audit trail
     record_change(
         ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))

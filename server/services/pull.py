@@ -12,7 +12,7 @@ from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
 from server.errors import BadRequestError, GoneError
-from server.storage.blob_refs import held_blobs
+from server.storage.blob_refs import fetchable_blobs
 from server.storage.db import Database
 from server.storage.records import last_mutation_id, load_records
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
@@ -81,7 +81,9 @@ def _changes(
             order.append((entity, entity_id))
             by_entity[entity].append(entity_id)
     records = {entity: load_records(conn, account.event_id, entity, ids) for entity, ids in by_entity.items()}
-    held = held_blobs(conn, (a["sha256"] for note in records.get("note", {}).values() for a in note["attachments"]))
+    # "available": this account may fetch it (a note it sees, whose author uploaded the bytes).
+    notes = records.get("note", {}).values()
+    held = fetchable_blobs(conn, account, (a["sha256"] for note in notes for a in note["attachments"]))
     changes: list[Change] = []
     for entity, entity_id in order:
         change = shape(account, entity, entity_id, records[entity].get(entity_id), held)

@@ -2,29 +2,33 @@
 
 Layout of the data directory::
 
-    blobs/ab/abcdef...           complete blobs, immutable
-    partial/<sha256>             an unfinished resumable upload, appended part by part
-    partial/<sha256>.json        its declared total and the offset acknowledged so far
+    blobs/ab/abcdef...           complete blobs, immutable, stored once whoever uploaded them
+    partial/<event>/<account>/<sha256>       one account's unfinished resumable upload
+    partial/<event>/<account>/<sha256>.json  its declared total, the offset acknowledged so far, whose
     previews/ab/<sha256>-w480.jpg  downsized copies, made once
     tmp/                         files being written; what a crash leaves here is garbage, never a blob
 
+``<event>`` and ``<account>`` are SHA-256 digests of the ids (file names never come from input).
+Partial uploads are kept per account: how far one account got says nothing to another.
+
 Every file that looks whole got there by a rename of a file that was fsynced first, followed by an
 fsync of the directory, so a crash never leaves a half file under a final name. The ``blobs`` row
-is inserted only after that rename: a row always has its bytes.
+is inserted only after that rename: a row always has its bytes. A crash between the rename and the
+row leaves a sidecar whose offset is its total: ``PartialUpload.landing`` tells, and the upload
+service finishes the landing on the next request, or at start-up.
 """
 
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
 
@@ -191,10 +195,29 @@ class TempUpload:
 
 
 class PartialState(msgspec.Struct, kw_only=True):
-    """What the sidecar of a partial upload keeps: the blob's size and the bytes acknowledged so far."""
+    """What the sidecar of a partial upload keeps: the blob's size, the bytes acknowledged so far, whose it is."""
 
     total: int
     offset: int
+    event_id: str = ""
+    account_id: str = ""
+
+
+class UploadOwner(NamedTuple):
+    """The account a partial upload belongs to, in its event."""
+
+    event_id: str
+    account_id: str
+
+    @property
+    def event_key(self) -> str:
+        """The event's directory name under ``partial/``."""
+        return hashlib.sha256(self.event_id.encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        """The account's directory name under its event's."""
+        return hashlib.sha256(f"{self.event_id}\n{self.account_id}".encode()).hexdigest()
 
 
 class PartialUpload:
@@ -205,15 +228,28 @@ class PartialUpload:
     by a request that crashed before acknowledging it, and is cut off when the upload is reopened.
     """
 
-    def __init__(self, files: "BlobFiles", sha256: str, fd: int, state: PartialState | None) -> None:
+    def __init__(
+        self, files: "BlobFiles", owner: UploadOwner, sha256: str, fd: int, state: PartialState | None
+    ) -> None:
         self._files = files
+        self.owner = owner
         self.sha256 = sha256
         self._fd = fd
         self.total = state.total if state else 0
         self.offset = state.offset if state else 0
         self._finished = False
-        os.ftruncate(fd, self.offset)
-        os.lseek(fd, self.offset, os.SEEK_SET)
+        held = os.fstat(fd).st_size
+        # Every acknowledged byte was fsynced first, so fewer bytes than acknowledged means they moved:
+        # a crash between installing the complete file and recording it. ``landing`` tells the caller.
+        self.bytes_moved = held < self.offset
+        if not self.bytes_moved:
+            os.ftruncate(fd, self.offset)
+            os.lseek(fd, self.offset, os.SEEK_SET)
+
+    @property
+    def landing(self) -> bool:
+        """Every byte arrived and was acknowledged, but the blob was not recorded (a crash came between)."""
+        return self.total > 0 and self.offset == self.total
 
     def append(self, chunk: bytes) -> None:
         """Write bytes at the current offset (not yet acknowledged)."""
@@ -222,10 +258,19 @@ class PartialUpload:
             view = view[os.write(self._fd, view) :]
         self.offset += len(chunk)
 
+    def rollback(self, offset: int) -> None:
+        """Forget what was appended after ``offset`` (not acknowledged yet): a refused part keeps nothing."""
+        os.ftruncate(self._fd, offset)
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        self.offset = offset
+
     def commit(self) -> None:
         """Make what was appended durable, then acknowledge it in the sidecar."""
         os.fsync(self._fd)
-        self._files.write_sidecar(self.sha256, PartialState(total=self.total, offset=self.offset))
+        state = PartialState(
+            total=self.total, offset=self.offset, event_id=self.owner.event_id, account_id=self.owner.account_id
+        )
+        self._files.write_sidecar(self.owner, self.sha256, state)
 
     def digest(self) -> tuple[str, bytes]:
         """The SHA-256 of the whole file, read in chunks, and its first bytes."""
@@ -239,16 +284,34 @@ class PartialUpload:
         return digest.hexdigest(), head
 
     def install(self) -> None:
-        """Move the complete file to its final name; the sidecar goes."""
-        self._files.install(self._files.partial_path(self.sha256), self.sha256)
-        self._files.sidecar_path(self.sha256).unlink(missing_ok=True)
+        """Move the complete file to the blob's final name; the sidecar stays until ``finish``."""
+        self._files.install(self._files.partial_path(self.owner, self.sha256), self.sha256)
+        self.bytes_moved = True
+
+    def drop_bytes(self) -> None:
+        """Forget this upload's copy of bytes the server holds already; the sidecar stays until ``finish``."""
+        self._files.partial_path(self.owner, self.sha256).unlink(missing_ok=True)
+        self.bytes_moved = True
+
+    def finish(self) -> None:
+        """The blob is recorded: the sidecar goes, and the file this lock was taken on if it is still here
+        (an empty one, when another request installed the bytes while this one waited for the lock)."""
+        self._files.sidecar_path(self.owner, self.sha256).unlink(missing_ok=True)
+        self._files.partial_path(self.owner, self.sha256).unlink(missing_ok=True)
         self._finished = True
 
     def discard(self) -> None:
         """Forget every byte of this upload."""
-        self._files.sidecar_path(self.sha256).unlink(missing_ok=True)
-        self._files.partial_path(self.sha256).unlink(missing_ok=True)
+        self._files.sidecar_path(self.owner, self.sha256).unlink(missing_ok=True)
+        self._files.partial_path(self.owner, self.sha256).unlink(missing_ok=True)
         self._finished = True
+
+    def restart(self) -> None:
+        """Start over from byte 0 (the bytes the sidecar counted are gone)."""
+        self.rollback(0)
+        self.total = 0
+        self.bytes_moved = False
+        self._files.sidecar_path(self.owner, self.sha256).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Release the lock; an upload that holds nothing leaves nothing behind."""
@@ -275,13 +338,17 @@ class BlobFiles:
         """Where a complete blob lives."""
         return self.blobs_dir / _name(sha256)[:2] / sha256
 
-    def partial_path(self, sha256: str) -> Path:
-        """Where an unfinished upload of this blob lives."""
-        return self.partial_dir / _name(sha256)
+    def owner_dir(self, owner: UploadOwner) -> Path:
+        """Where one account's unfinished uploads live."""
+        return self.partial_dir / owner.event_key / owner.key
 
-    def sidecar_path(self, sha256: str) -> Path:
+    def partial_path(self, owner: UploadOwner, sha256: str) -> Path:
+        """Where an account's unfinished upload of this blob lives."""
+        return self.owner_dir(owner) / _name(sha256)
+
+    def sidecar_path(self, owner: UploadOwner, sha256: str) -> Path:
         """The partial upload's declared total and acknowledged offset."""
-        return self.partial_dir / f"{_name(sha256)}.json"
+        return self.owner_dir(owner) / f"{_name(sha256)}.json"
 
     def preview_path(self, sha256: str, width: int, extension: str) -> Path:
         """Where a downsized copy lives."""
@@ -348,30 +415,31 @@ class BlobFiles:
 
     # --- partial uploads
 
-    def partial_state(self, sha256: str) -> PartialState | None:
+    def partial_state(self, owner: UploadOwner, sha256: str) -> PartialState | None:
         """The sidecar of an unfinished upload (read without the lock: it is replaced atomically)."""
-        try:
-            return msgspec.json.decode(self.sidecar_path(sha256).read_bytes(), type=PartialState)
-        except (FileNotFoundError, msgspec.DecodeError):
-            return None
+        return _read_sidecar(self.sidecar_path(owner, sha256))
 
-    def write_sidecar(self, sha256: str, state: PartialState) -> None:
+    def write_sidecar(self, owner: UploadOwner, sha256: str, state: PartialState) -> None:
         """Replace the sidecar atomically and durably."""
-        fd, name = tempfile.mkstemp(dir=self.partial_dir, prefix=".sidecar-")
+        directory = self.owner_dir(owner)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".sidecar-")
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(json.dumps({"total": state.total, "offset": state.offset}).encode())
+                file.write(msgspec.json.encode(state))
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(name, self.sidecar_path(sha256))
+            os.replace(name, self.sidecar_path(owner, sha256))
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.partial_dir)
+        _fsync_dir(directory)
 
-    def open_partial(self, sha256: str, wait_s: float = LOCK_WAIT_S) -> PartialUpload | None:
-        """The upload of this blob, locked for the caller; None if another request keeps it locked."""
-        path = self.partial_path(sha256)
+    def open_partial(self, owner: UploadOwner, sha256: str, wait_s: float = LOCK_WAIT_S) -> PartialUpload | None:
+        """The account's upload of this blob, locked for the caller; None if another request keeps it locked."""
+        path = self.partial_path(owner, sha256)
+        if not path.parent.is_dir():
+            _make_dir(path.parent.parent)
+            _make_dir(path.parent)
         deadline = time.monotonic() + wait_s
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -390,13 +458,34 @@ class BlobFiles:
             except FileNotFoundError:
                 same = False
             if same:
-                return PartialUpload(self, sha256, fd, self.partial_state(sha256))
+                return PartialUpload(self, owner, sha256, fd, self.partial_state(owner, sha256))
             os.close(fd)
+
+    def partial_uploads(self, event_id: str | None = None) -> Iterator[tuple[UploadOwner, str, PartialState]]:
+        """Every unfinished upload (of one event, when given) that has acknowledged bytes, as its sidecar says."""
+        pattern = f"{UploadOwner(event_id, '').event_key}/*/*.json" if event_id is not None else "*/*/*.json"
+        for sidecar in self.partial_dir.glob(pattern):
+            sha256 = sidecar.name.removesuffix(".json")
+            state = _read_sidecar(sidecar)
+            if state is None or not _SHA256_NAME.match(sha256) or not state.event_id:
+                continue
+            owner = UploadOwner(state.event_id, state.account_id)
+            if sidecar.parent.name == owner.key:
+                yield owner, sha256, state
+
+    def partial_bytes(self, owner: UploadOwner, *, event_wide: bool = False, besides: str = "") -> int:
+        """Bytes held by unfinished uploads of this account (or of its whole event), except of one blob."""
+        return sum(
+            state.offset
+            for other, sha256, state in self.partial_uploads(owner.event_id)
+            if (event_wide or other == owner) and not (other == owner and sha256 == besides)
+        )
 
     def purge_stale(self, older_than_s: float, now: float | None = None) -> int:
         """Remove unfinished uploads and temporary files untouched for this long; returns how many.
 
-        An upload being appended to right now is locked and left alone.
+        An upload being appended to right now is locked and left alone, and so is one whose bytes
+        all arrived: it is finished on the next request or at start-up, never thrown away.
         """
         cutoff = (time.time() if now is None else now) - older_than_s
         removed = 0
@@ -405,20 +494,67 @@ class BlobFiles:
                 path.unlink(missing_ok=True)
                 removed += 1
         for path in self.partial_dir.iterdir():
+            if path.is_file() and path.stat().st_mtime < cutoff:  # of the layout before uploads were per account
+                path.unlink(missing_ok=True)
+                removed += 1
+        for path in self.partial_dir.glob("*/*/*"):
             if not _SHA256_NAME.match(path.name) or path.stat().st_mtime >= cutoff:
                 continue
-            upload = self.open_partial(path.name, wait_s=0)
+            state = _read_sidecar(path.with_name(path.name + ".json"))
+            if state is None or not state.event_id:
+                # No sidecar: no byte of it was ever acknowledged; nobody can resume it.
+                path.unlink(missing_ok=True)
+                removed += 1
+                continue
+            upload = self.open_partial(UploadOwner(state.event_id, state.account_id), path.name, wait_s=0)
             if upload is not None:
+                if upload.landing:
+                    upload.close()
+                    continue
                 upload.discard()
                 upload.close()
                 removed += 1
         return removed
 
-    def drop_partial(self, sha256: str) -> None:
-        """Forget an unfinished upload of a blob that landed whole another way (unless one is in flight)."""
-        if not self.partial_path(sha256).exists():
+    def drop_partial(self, owner: UploadOwner, sha256: str) -> None:
+        """Forget an account's unfinished upload of a blob it now holds another way (unless one is in flight)."""
+        if not self.partial_path(owner, sha256).exists() and not self.sidecar_path(owner, sha256).exists():
             return
-        upload = self.open_partial(sha256, wait_s=0)
+        upload = self.open_partial(owner, sha256, wait_s=0)
         if upload is not None:
             upload.discard()
             upload.close()
+
+    def unrecorded_blobs(self, recorded: Callable[[str], bool]) -> Iterator[tuple[str, int, bytes]]:
+        """Complete files under ``blobs/`` without a row (a crash between rename and insert): hash, size, head."""
+        for path in self.blobs_dir.glob("??/*"):
+            if not _SHA256_NAME.match(path.name) or recorded(path.name):
+                continue
+            with path.open("rb") as file:
+                head = file.read(SNIFF_BYTES)
+                size = os.fstat(file.fileno()).st_size
+            yield path.name, size, head
+
+    def file_digest(self, sha256: str) -> str | None:
+        """The SHA-256 of a complete blob's file as it is on disk now (None when there is none)."""
+        digest = hashlib.sha256()
+        try:
+            with self.blob_path(sha256).open("rb") as file:
+                while chunk := file.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        return digest.hexdigest()
+
+    def remove_blob(self, sha256: str) -> None:
+        """Delete a blob's file and its previews (its row is gone already)."""
+        self.blob_path(sha256).unlink(missing_ok=True)
+        for preview in self.previews_dir.glob(f"{_name(sha256)[:2]}/{sha256}-w*"):
+            preview.unlink(missing_ok=True)
+
+
+def _read_sidecar(path: Path) -> PartialState | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=PartialState)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None

@@ -271,6 +271,32 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
+        6,
+        "photos: who proved to hold which blob, per event",
+        """
+        -- A blob's hash is no key to it: an account holds a blob in its event once it uploaded the
+        -- bytes (size: what the copy counts against the quotas; created_at: since when, for purging).
+        CREATE TABLE blob_owners (
+            event_id TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (event_id, account_id, sha256)
+        );
+        CREATE INDEX blob_owners_by_blob ON blob_owners(event_id, sha256);
+        -- Blobs uploaded before uploads were recorded: the author of the first note of the event that
+        -- referenced one is taken as its uploader (who referenced it later may have only known its hash).
+        INSERT OR IGNORE INTO blob_owners (event_id, account_id, sha256, size, created_at)
+        SELECT b.event_id, n.author_id, b.sha256, blobs.size, blobs.created_at
+        FROM note_blobs b JOIN notes n ON n.id = b.note_id JOIN blobs ON blobs.sha256 = b.sha256
+        WHERE n.rowid = (
+            SELECT MIN(n2.rowid) FROM note_blobs b2 JOIN notes n2 ON n2.id = b2.note_id
+            WHERE b2.sha256 = b.sha256 AND b2.event_id = b.event_id
+        );
+        """,
+    ),
+    Migration(
         7,
         "account expiry, retirement and calendar feed tokens",
         """
