@@ -25,6 +25,8 @@ from schemas.problems import Problem
 
 # 507: the server's disk is full; nothing was written and the same push succeeds once there is room.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507})
+# ...but a 507 for a storage quota does not clear by waiting (the account's uploads fill it): not retried.
+QUOTA_PROBLEM = "urn:studyvisit:problem:storage-quota-exceeded"
 T = TypeVar("T")
 
 
@@ -69,6 +71,12 @@ class NotLoggedInError(SyncError):
 
 class AccountMismatchError(SyncError):
     """The token belongs to another account than the one whose changes are still queued here."""
+
+
+def _retryable(response: httpx.Response) -> bool:
+    if response.status_code not in RETRY_STATUSES:
+        return False
+    return response.status_code != 507 or problem_of(response).type != QUOTA_PROBLEM
 
 
 def problem_of(response: httpx.Response) -> Problem:
@@ -186,7 +194,7 @@ class Transport:
                     raise OfflineError(f"{method} {url}: {_describe(exc)} after {attempt} attempts") from exc
                 reason = _describe(exc)
             else:
-                if response.status_code not in RETRY_STATUSES:
+                if not _retryable(response):
                     return response
                 if attempt == max_attempts:
                     problem = problem_of(response)
