@@ -25,7 +25,7 @@ from litestar.static_files import create_static_files_router
 from litestar.typing import FieldDefinition
 
 from server.routes.bodies import BODY_OPT, BodySpec
-from server.routes.common import CONDITIONAL_OPT
+from server.routes.common import CACHE_OPT, CONDITIONAL_OPT
 
 # Vendored Redoc (see its README.md): the docs must work on an intranet without any CDN.
 REDOC_DIR = Path(__file__).parent / "static" / "redoc"
@@ -97,10 +97,27 @@ def complete_document(app: Litestar, document: dict[str, Any]) -> dict[str, Any]
         components.setdefault(name, generated)
 
     for _, _, (handler, operation) in declared:
+        # Litestar adds a 400 to every operation with a path parameter; a plain string in the path cannot
+        # fail to validate, so only the 400s a handler declares are kept.
+        if "400" in operation["responses"] and 400 not in (handler.responses or {}):
+            del operation["responses"]["400"]
         spec = handler.opt.get(BODY_OPT)
         if isinstance(spec, BodySpec):
             schema = None if spec.streamed else _schema_dict(schemas[id(spec)])
             operation["requestBody"] = _request_body(spec, schema)
+        success = operation["responses"].get("200")
+        if handler.opt.get(CACHE_OPT) and success is not None:
+            success.setdefault("headers", {})["Cache-Control"] = {
+                "required": True,
+                "description": "How long a client or cache may keep this answer",
+                "schema": {"type": "string", "const": handler.opt[CACHE_OPT]},
+            }
+        if handler.opt.get(CONDITIONAL_OPT) and success is not None:
+            success.setdefault("headers", {})["ETag"] = {
+                "required": True,
+                "description": "A strong ETag of this answer, for If-None-Match (or If-Match on an edit)",
+                "schema": {"type": "string"},
+            }
         if handler.opt.get(CONDITIONAL_OPT):
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name") == "If-None-Match" for p in parameters):
