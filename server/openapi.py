@@ -44,6 +44,147 @@ NOT_MODIFIED: dict[str, Any] = {
 }
 
 
+E = "/api/v1/events/{event_id}"
+_SAME_EVENT = {"event_id": "$request.path.event_id"}
+_VISIT_FROM_BODY = {**_SAME_EVENT, "visit_id": "$response.body#/id"}
+_SITE_FROM_PATH = {**_SAME_EVENT, "site_id": "$request.path.site_id"}
+_VISIT_FROM_PATH = {**_SAME_EVENT, "visit_id": "$request.path.visit_id"}
+_EDIT_WITH_ETAG = {"header.If-Match": "$response.header.ETag"}
+# OpenAPI links (3.1 §4.8.20): how the answer of one operation feeds the next, for generated clients and
+# for stateful fuzzing (tests/test_schemathesis.py): an edit needs the ETag its read answered, a new
+# visit's id leads to its history, an upload's hash to its download, a pull's cursor to the next page.
+# (source method, source path, status, link name, target method, target path, parameters)
+LINKS: list[tuple[str, str, str, str, str, str, dict[str, str]]] = [
+    (
+        "get",
+        f"{E}/visits/{{visit_id}}",
+        "200",
+        "EditThisVisit",
+        "patch",
+        f"{E}/visits/{{visit_id}}",
+        {**_VISIT_FROM_PATH, **_EDIT_WITH_ETAG},
+    ),
+    (
+        "get",
+        f"{E}/visits/{{visit_id}}",
+        "200",
+        "HistoryOfThisVisit",
+        "get",
+        f"{E}/visits/{{visit_id}}/history",
+        _VISIT_FROM_PATH,
+    ),
+    (
+        "patch",
+        f"{E}/visits/{{visit_id}}",
+        "200",
+        "EditAgain",
+        "patch",
+        f"{E}/visits/{{visit_id}}",
+        {**_VISIT_FROM_BODY, **_EDIT_WITH_ETAG},
+    ),
+    (
+        "patch",
+        f"{E}/visits/{{visit_id}}",
+        "200",
+        "HistoryOfTheEdit",
+        "get",
+        f"{E}/visits/{{visit_id}}/history",
+        _VISIT_FROM_BODY,
+    ),
+    ("post", f"{E}/visits", "201", "ReadTheNewVisit", "get", f"{E}/visits/{{visit_id}}", _VISIT_FROM_BODY),
+    (
+        "post",
+        f"{E}/visits",
+        "201",
+        "EditTheNewVisit",
+        "patch",
+        f"{E}/visits/{{visit_id}}",
+        {**_VISIT_FROM_BODY, **_EDIT_WITH_ETAG},
+    ),
+    (
+        "get",
+        f"{E}/sites/{{site_id}}",
+        "200",
+        "EditThisSite",
+        "patch",
+        f"{E}/sites/{{site_id}}",
+        {**_SITE_FROM_PATH, **_EDIT_WITH_ETAG},
+    ),
+    (
+        "patch",
+        f"{E}/sites/{{site_id}}",
+        "200",
+        "HistoryOfTheSite",
+        "get",
+        f"{E}/sites/{{site_id}}/history",
+        _SITE_FROM_PATH,
+    ),
+    (
+        "get",
+        f"{E}/visits/{{visit_id}}/history",
+        "200",
+        "RevertTheFirstChange",
+        "post",
+        f"{E}/history/{{entry_id}}/revert",
+        {**_SAME_EVENT, "entry_id": "$response.body#/0/id"},
+    ),
+    (
+        "get",
+        f"{E}/sites/{{site_id}}/history",
+        "200",
+        "RevertTheFirstChange",
+        "post",
+        f"{E}/history/{{entry_id}}/revert",
+        {**_SAME_EVENT, "entry_id": "$response.body#/0/id"},
+    ),
+    (
+        "put",
+        f"{E}/questions/{{question_id}}",
+        "201",
+        "RemoveTheQuestion",
+        "delete",
+        f"{E}/questions/{{question_id}}",
+        {**_SAME_EVENT, "question_id": "$request.path.question_id"},
+    ),
+    (
+        "put",
+        f"{E}/blobs/{{sha256}}",
+        "201",
+        "FetchTheBlob",
+        "get",
+        f"{E}/blobs/{{sha256}}",
+        {**_SAME_EVENT, "sha256": "$request.path.sha256"},
+    ),
+    (
+        "post",
+        f"{E}/sync/push",
+        "200",
+        "PullWhatWasPushed",
+        "get",
+        f"{E}/sync/pull",
+        {**_SAME_EVENT, "query.client_id": "$request.body#/client_id"},
+    ),
+    (
+        "get",
+        f"{E}/sync/pull",
+        "200",
+        "NextPage",
+        "get",
+        f"{E}/sync/pull",
+        {**_SAME_EVENT, "query.cursor": "$response.body#/cursor"},
+    ),
+]
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for method, path, status, name, target_method, target_path, parameters in LINKS:
+        target = paths[target_path][target_method]
+        response = paths[path][method]["responses"][status]
+        link = {"operationId": target["operationId"], "parameters": parameters}
+        response.setdefault("links", {})[name] = link
+
+
 def _schema_dict(value: Schema | Reference) -> dict[str, Any]:
     return value.to_schema()
 
@@ -123,6 +264,7 @@ def complete_document(app: Litestar, document: dict[str, Any]) -> dict[str, Any]
             if not any(p.get("name") == "If-None-Match" for p in parameters):
                 parameters.append(IF_NONE_MATCH)
             operation["responses"].setdefault("304", NOT_MODIFIED)
+    _add_links(document)
     app.state[_COMPLETED] = True
     return document
 
