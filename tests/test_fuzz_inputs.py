@@ -44,7 +44,8 @@ MEDIA_TYPES = st.sampled_from(
     [JSON, "application/json; charset=utf-8", MSGPACK, "application/x-msgpack", "", "text/plain", "APPLICATION/JSON"]
 )
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    # Within 64 bits: MessagePack has no larger integers (the JSON of a larger one is in push_bodies).
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
@@ -70,10 +71,11 @@ def push_bodies() -> st.SearchStrategy[bytes]:
     replaced = st.tuples(st.sampled_from(["client_id", "protocol", "mutations"]), JSON_VALUES).map(
         lambda kv: msgspec.json.encode({**valid, kv[0]: kv[1]})
     )
+    huge = st.integers(2**64, 10**30).map(lambda n: msgspec.json.encode({**valid, "protocol": n}))
     mutated_args = JSON_VALUES.map(
         lambda v: msgspec.json.encode({**valid, "mutations": [{"id": 1, "type": "note.put", "args": v}]})
     )
-    return st.one_of(st.just(msgspec.json.encode(valid)), replaced, mutated_args, st.binary(max_size=200))
+    return st.one_of(st.just(msgspec.json.encode(valid)), replaced, mutated_args, huge, st.binary(max_size=200))
 
 
 @PURE
