@@ -14,6 +14,7 @@ either render plugin below), so that an app that never serves it pays nothing.
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request
 from litestar._openapi.datastructures import SchemaRegistry
 from litestar._openapi.schema_generation import SchemaCreator
@@ -45,144 +46,74 @@ NOT_MODIFIED: dict[str, Any] = {
 
 
 E = "/api/v1/events/{event_id}"
-_SAME_EVENT = {"event_id": "$request.path.event_id"}
-_VISIT_FROM_BODY = {**_SAME_EVENT, "visit_id": "$response.body#/id"}
-_SITE_FROM_PATH = {**_SAME_EVENT, "site_id": "$request.path.site_id"}
-_VISIT_FROM_PATH = {**_SAME_EVENT, "visit_id": "$request.path.visit_id"}
-_EDIT_WITH_ETAG = {"header.If-Match": "$response.header.ETag"}
-# OpenAPI links (3.1 §4.8.20): how the answer of one operation feeds the next, for generated clients and
-# for stateful fuzzing (tests/test_schemathesis.py): an edit needs the ETag its read answered, a new
-# visit's id leads to its history, an upload's hash to its download, a pull's cursor to the next page.
-# (source method, source path, status, link name, target method, target path, parameters)
-LINKS: list[tuple[str, str, str, str, str, str, dict[str, str]]] = [
-    (
-        "get",
-        f"{E}/visits/{{visit_id}}",
-        "200",
-        "EditThisVisit",
-        "patch",
-        f"{E}/visits/{{visit_id}}",
-        {**_VISIT_FROM_PATH, **_EDIT_WITH_ETAG},
-    ),
-    (
-        "get",
-        f"{E}/visits/{{visit_id}}",
-        "200",
-        "HistoryOfThisVisit",
-        "get",
-        f"{E}/visits/{{visit_id}}/history",
-        _VISIT_FROM_PATH,
-    ),
-    (
-        "patch",
-        f"{E}/visits/{{visit_id}}",
-        "200",
-        "EditAgain",
-        "patch",
-        f"{E}/visits/{{visit_id}}",
-        {**_VISIT_FROM_BODY, **_EDIT_WITH_ETAG},
-    ),
-    (
-        "patch",
-        f"{E}/visits/{{visit_id}}",
-        "200",
-        "HistoryOfTheEdit",
-        "get",
-        f"{E}/visits/{{visit_id}}/history",
-        _VISIT_FROM_BODY,
-    ),
-    ("post", f"{E}/visits", "201", "ReadTheNewVisit", "get", f"{E}/visits/{{visit_id}}", _VISIT_FROM_BODY),
-    (
-        "post",
-        f"{E}/visits",
-        "201",
-        "EditTheNewVisit",
-        "patch",
-        f"{E}/visits/{{visit_id}}",
-        {**_VISIT_FROM_BODY, **_EDIT_WITH_ETAG},
-    ),
-    (
-        "get",
-        f"{E}/sites/{{site_id}}",
-        "200",
-        "EditThisSite",
-        "patch",
-        f"{E}/sites/{{site_id}}",
-        {**_SITE_FROM_PATH, **_EDIT_WITH_ETAG},
-    ),
-    (
-        "patch",
-        f"{E}/sites/{{site_id}}",
-        "200",
-        "HistoryOfTheSite",
-        "get",
-        f"{E}/sites/{{site_id}}/history",
-        _SITE_FROM_PATH,
-    ),
-    (
-        "get",
-        f"{E}/visits/{{visit_id}}/history",
-        "200",
-        "RevertTheFirstChange",
-        "post",
-        f"{E}/history/{{entry_id}}/revert",
-        {**_SAME_EVENT, "entry_id": "$response.body#/0/id"},
-    ),
-    (
-        "get",
-        f"{E}/sites/{{site_id}}/history",
-        "200",
-        "RevertTheFirstChange",
-        "post",
-        f"{E}/history/{{entry_id}}/revert",
-        {**_SAME_EVENT, "entry_id": "$response.body#/0/id"},
-    ),
-    (
+VISIT, SITE, VISITS = f"{E}/visits/{{visit_id}}", f"{E}/sites/{{site_id}}", f"{E}/visits"
+VISIT_HISTORY, SITE_HISTORY, REVERT = f"{VISIT}/history", f"{SITE}/history", f"{E}/history/{{entry_id}}/revert"
+QUESTION, BLOB, PUSH, PULL = (
+    f"{E}/questions/{{question_id}}",
+    f"{E}/blobs/{{sha256}}",
+    f"{E}/sync/push",
+    f"{E}/sync/pull",
+)
+_EVENT = {"event_id": "$request.path.event_id"}
+_VISIT_OF_BODY = {**_EVENT, "visit_id": "$response.body#/id"}
+_SITE_OF_PATH = {**_EVENT, "site_id": "$request.path.site_id"}
+_VISIT_OF_PATH = {**_EVENT, "visit_id": "$request.path.visit_id"}
+_ETAG = {"header.If-Match": "$response.header.ETag"}
+_FIRST_ENTRY = {**_EVENT, "entry_id": "$response.body#/0/id"}
+
+
+class Link(msgspec.Struct, frozen=True):
+    """An OpenAPI link (3.1 §4.8.20) from one operation's answer to the next operation's parameters."""
+
+    method: str
+    path: str
+    status: str
+    name: str
+    target_method: str
+    target_path: str
+    parameters: dict[str, str]
+
+
+# How the answer of one operation feeds the next, for generated clients and for stateful fuzzing
+# (tests/test_schemathesis.py): an edit needs the ETag its read answered, a new visit's id leads to its
+# history and a revert, an upload's hash to its download, a push's client id to a pull, a cursor onwards.
+LINKS = [
+    Link("get", VISIT, "200", "EditThisVisit", "patch", VISIT, {**_VISIT_OF_PATH, **_ETAG}),
+    Link("get", VISIT, "200", "HistoryOfThisVisit", "get", VISIT_HISTORY, _VISIT_OF_PATH),
+    Link("patch", VISIT, "200", "EditAgain", "patch", VISIT, {**_VISIT_OF_BODY, **_ETAG}),
+    Link("patch", VISIT, "200", "HistoryOfTheEdit", "get", VISIT_HISTORY, _VISIT_OF_BODY),
+    Link("post", VISITS, "201", "ReadTheNewVisit", "get", VISIT, _VISIT_OF_BODY),
+    Link("post", VISITS, "201", "EditTheNewVisit", "patch", VISIT, {**_VISIT_OF_BODY, **_ETAG}),
+    Link("get", SITE, "200", "EditThisSite", "patch", SITE, {**_SITE_OF_PATH, **_ETAG}),
+    Link("patch", SITE, "200", "HistoryOfTheSite", "get", SITE_HISTORY, _SITE_OF_PATH),
+    Link("get", VISIT_HISTORY, "200", "RevertTheFirstChange", "post", REVERT, _FIRST_ENTRY),
+    Link("get", SITE_HISTORY, "200", "RevertTheFirstChange", "post", REVERT, _FIRST_ENTRY),
+    Link(
         "put",
-        f"{E}/questions/{{question_id}}",
+        QUESTION,
         "201",
         "RemoveTheQuestion",
         "delete",
-        f"{E}/questions/{{question_id}}",
-        {**_SAME_EVENT, "question_id": "$request.path.question_id"},
+        QUESTION,
+        {**_EVENT, "question_id": "$request.path.question_id"},
     ),
-    (
-        "put",
-        f"{E}/blobs/{{sha256}}",
-        "201",
-        "FetchTheBlob",
-        "get",
-        f"{E}/blobs/{{sha256}}",
-        {**_SAME_EVENT, "sha256": "$request.path.sha256"},
+    Link("put", BLOB, "201", "FetchTheBlob", "get", BLOB, {**_EVENT, "sha256": "$request.path.sha256"}),
+    Link(
+        "post", PUSH, "200", "PullWhatWasPushed", "get", PULL, {**_EVENT, "query.client_id": "$request.body#/client_id"}
     ),
-    (
-        "post",
-        f"{E}/sync/push",
-        "200",
-        "PullWhatWasPushed",
-        "get",
-        f"{E}/sync/pull",
-        {**_SAME_EVENT, "query.client_id": "$request.body#/client_id"},
-    ),
-    (
-        "get",
-        f"{E}/sync/pull",
-        "200",
-        "NextPage",
-        "get",
-        f"{E}/sync/pull",
-        {**_SAME_EVENT, "query.cursor": "$response.body#/cursor"},
-    ),
+    Link("get", PULL, "200", "NextPage", "get", PULL, {**_EVENT, "query.cursor": "$response.body#/cursor"}),
 ]
 
 
 def _add_links(document: dict[str, Any]) -> None:
     paths = document["paths"]
-    for method, path, status, name, target_method, target_path, parameters in LINKS:
-        target = paths[target_path][target_method]
-        response = paths[path][method]["responses"][status]
-        link = {"operationId": target["operationId"], "parameters": parameters}
-        response.setdefault("links", {})[name] = link
+    for link in LINKS:
+        target = paths[link.target_path][link.target_method]
+        response = paths[link.path][link.method]["responses"][link.status]
+        response.setdefault("links", {})[link.name] = {
+            "operationId": target["operationId"],
+            "parameters": link.parameters,
+        }
 
 
 def _schema_dict(value: Schema | Reference) -> dict[str, Any]:
