@@ -14,6 +14,7 @@ either render plugin below), so that an app that never serves it pays nothing.
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request
 from litestar._openapi.datastructures import SchemaRegistry
 from litestar._openapi.schema_generation import SchemaCreator
@@ -25,7 +26,7 @@ from litestar.static_files import create_static_files_router
 from litestar.typing import FieldDefinition
 
 from server.routes.bodies import BODY_OPT, BodySpec
-from server.routes.common import CONDITIONAL_OPT
+from server.routes.common import CACHE_OPT, CONDITIONAL_OPT
 
 # Vendored Redoc (see its README.md): the docs must work on an intranet without any CDN.
 REDOC_DIR = Path(__file__).parent / "static" / "redoc"
@@ -42,6 +43,77 @@ NOT_MODIFIED: dict[str, Any] = {
     "description": "If-None-Match names the current representation: the client has it",
     "headers": {"ETag": {"schema": {"type": "string"}, "description": "The current strong ETag"}},
 }
+
+
+E = "/api/v1/events/{event_id}"
+VISIT, SITE, VISITS = f"{E}/visits/{{visit_id}}", f"{E}/sites/{{site_id}}", f"{E}/visits"
+VISIT_HISTORY, SITE_HISTORY, REVERT = f"{VISIT}/history", f"{SITE}/history", f"{E}/history/{{entry_id}}/revert"
+QUESTION, BLOB, PUSH, PULL = (
+    f"{E}/questions/{{question_id}}",
+    f"{E}/blobs/{{sha256}}",
+    f"{E}/sync/push",
+    f"{E}/sync/pull",
+)
+_EVENT = {"event_id": "$request.path.event_id"}
+_VISIT_OF_BODY = {**_EVENT, "visit_id": "$response.body#/id"}
+_SITE_OF_PATH = {**_EVENT, "site_id": "$request.path.site_id"}
+_VISIT_OF_PATH = {**_EVENT, "visit_id": "$request.path.visit_id"}
+_ETAG = {"header.If-Match": "$response.header.ETag"}
+_FIRST_ENTRY = {**_EVENT, "entry_id": "$response.body#/0/id"}
+
+
+class Link(msgspec.Struct, frozen=True):
+    """An OpenAPI link (3.1 §4.8.20) from one operation's answer to the next operation's parameters."""
+
+    method: str
+    path: str
+    status: str
+    name: str
+    target_method: str
+    target_path: str
+    parameters: dict[str, str]
+
+
+# How the answer of one operation feeds the next, for generated clients and for stateful fuzzing
+# (tests/test_schemathesis.py): an edit needs the ETag its read answered, a new visit's id leads to its
+# history and a revert, an upload's hash to its download, a push's client id to a pull, a cursor onwards.
+LINKS = [
+    Link("get", VISIT, "200", "EditThisVisit", "patch", VISIT, {**_VISIT_OF_PATH, **_ETAG}),
+    Link("get", VISIT, "200", "HistoryOfThisVisit", "get", VISIT_HISTORY, _VISIT_OF_PATH),
+    Link("patch", VISIT, "200", "EditAgain", "patch", VISIT, {**_VISIT_OF_BODY, **_ETAG}),
+    Link("patch", VISIT, "200", "HistoryOfTheEdit", "get", VISIT_HISTORY, _VISIT_OF_BODY),
+    Link("post", VISITS, "201", "ReadTheNewVisit", "get", VISIT, _VISIT_OF_BODY),
+    Link("post", VISITS, "201", "EditTheNewVisit", "patch", VISIT, {**_VISIT_OF_BODY, **_ETAG}),
+    Link("get", SITE, "200", "EditThisSite", "patch", SITE, {**_SITE_OF_PATH, **_ETAG}),
+    Link("patch", SITE, "200", "HistoryOfTheSite", "get", SITE_HISTORY, _SITE_OF_PATH),
+    Link("get", VISIT_HISTORY, "200", "RevertTheFirstChange", "post", REVERT, _FIRST_ENTRY),
+    Link("get", SITE_HISTORY, "200", "RevertTheFirstChange", "post", REVERT, _FIRST_ENTRY),
+    Link(
+        "put",
+        QUESTION,
+        "201",
+        "RemoveTheQuestion",
+        "delete",
+        QUESTION,
+        {**_EVENT, "question_id": "$request.path.question_id"},
+    ),
+    Link("put", BLOB, "201", "FetchTheBlob", "get", BLOB, {**_EVENT, "sha256": "$request.path.sha256"}),
+    Link(
+        "post", PUSH, "200", "PullWhatWasPushed", "get", PULL, {**_EVENT, "query.client_id": "$request.body#/client_id"}
+    ),
+    Link("get", PULL, "200", "NextPage", "get", PULL, {**_EVENT, "query.cursor": "$response.body#/cursor"}),
+]
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for link in LINKS:
+        target = paths[link.target_path][link.target_method]
+        response = paths[link.path][link.method]["responses"][link.status]
+        response.setdefault("links", {})[link.name] = {
+            "operationId": target["operationId"],
+            "parameters": link.parameters,
+        }
 
 
 def _schema_dict(value: Schema | Reference) -> dict[str, Any]:
@@ -97,15 +169,33 @@ def complete_document(app: Litestar, document: dict[str, Any]) -> dict[str, Any]
         components.setdefault(name, generated)
 
     for _, _, (handler, operation) in declared:
+        # Litestar adds a 400 to every operation with a path parameter; a plain string in the path cannot
+        # fail to validate, so only the 400s a handler declares are kept.
+        if "400" in operation["responses"] and 400 not in (handler.responses or {}):
+            del operation["responses"]["400"]
         spec = handler.opt.get(BODY_OPT)
         if isinstance(spec, BodySpec):
             schema = None if spec.streamed else _schema_dict(schemas[id(spec)])
             operation["requestBody"] = _request_body(spec, schema)
+        success = operation["responses"].get("200")
+        if handler.opt.get(CACHE_OPT) and success is not None:
+            success.setdefault("headers", {})["Cache-Control"] = {
+                "required": True,
+                "description": "How long a client or cache may keep this answer",
+                "schema": {"type": "string", "const": handler.opt[CACHE_OPT]},
+            }
+        if handler.opt.get(CONDITIONAL_OPT) and success is not None:
+            success.setdefault("headers", {})["ETag"] = {
+                "required": True,
+                "description": "A strong ETag of this answer, for If-None-Match (or If-Match on an edit)",
+                "schema": {"type": "string"},
+            }
         if handler.opt.get(CONDITIONAL_OPT):
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name") == "If-None-Match" for p in parameters):
                 parameters.append(IF_NONE_MATCH)
             operation["responses"].setdefault("304", NOT_MODIFIED)
+    _add_links(document)
     app.state[_COMPLETED] = True
     return document
 

@@ -5,8 +5,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import EVENT_ID, Seeded
 from icalendar import Calendar
 from icalendar import Event as CalendarEvent
+from litestar import Litestar
+from litestar.testing import TestClient
 from lxml import etree
 
 from schemas.itinerary import Visit
@@ -17,7 +20,7 @@ from server.services.frab import schedule_xml
 from server.services.itinerary import build_itinerary
 
 ROME = ZoneInfo("Europe/Rome")
-XSD_PATH = Path(__file__).parent / "data" / "frab-schedule.xml.xsd"
+XSD_PATH = Path(__file__).parent / "data" / "c3voc-schedule.xml.xsd"
 SCHEMA = etree.XMLSchema(etree.parse(str(XSD_PATH)))
 
 EVENT = Event(
@@ -348,8 +351,8 @@ def test_schedule_ids_stay_positive_and_unique_with_bad_numbers(numbers: list[in
 def test_schedule_fields_of_a_visit() -> None:
     element = schedule_event(VISITS[1])
     assert element.findtext("type") == "visit"
-    assert element.findtext("subtitle") == "Study visit"
-    assert element.findtext("track") == "G1"
+    assert element.findtext("subtitle") == "Groups G1"
+    assert element.findtext("track") == "Study visit"
     assert element.findtext("language") == "en"
     assert element.findtext("abstract") == SITES["casa-quartiere-san-salvario"].description["en"]
     assert [link.get("href") for link in element.iter("link")] == ["https://casadelquartiere.it"]
@@ -357,7 +360,43 @@ def test_schedule_fields_of_a_visit() -> None:
     site_less = schedule_event(VISITS[2])
     assert (site_less.findtext("abstract"), site_less.findall("links/link")) == ("", [])
     for_all = with_changes(VISITS[0], group_ids=[])
-    assert schedule_event(for_all, [for_all]).findtext("track") == "all groups"
+    assert schedule_event(for_all, [for_all]).findtext("subtitle") == "All groups"
+
+
+@pytest.mark.parametrize(
+    ("kind", "track"),
+    [("visit", "Study visit"), ("plenary", "Plenary"), ("break", "Break"), ("meal", "Meal"), ("transfer", "Transfer")],
+)
+def test_schedule_track_is_the_kind_of_visit_not_its_groups(kind: str, track: str) -> None:
+    """Schedule apps filter by track: one per kind, whatever the groups (not "G1, G2" next to "G1")."""
+    visits = [with_changes(VISITS[0], kind=kind, group_ids=["G1", "G2"]), with_changes(VISITS[1], kind=kind)]
+    assert {e.findtext("track") for e in schedule_root(visits).iter("event")} == {track}
+
+
+def test_schedule_conference_carries_the_time_zone_name() -> None:
+    assert schedule_root().findtext("conference/time_zone_name") == "Europe/Rome"
+
+
+def test_group_feed_names_its_conference_apart_from_the_whole_programme() -> None:
+    group = etree.fromstring(schedule_xml(EVENT, VISITS, SITES, ("G1", "Gruppo 1 — Économie")))
+    SCHEMA.assertValid(group)
+    assert group.findtext("conference/title") == f"{EVENT.title} — Gruppo 1 — Économie"
+    assert group.findtext("conference/acronym") == f"{EVENT.id}-g1"
+    assert group.findtext("conference/title") != schedule_root().findtext("conference/title")
+
+
+def test_conference_title_and_acronym_stay_the_same_when_the_programme_changes() -> None:
+    """ConfClerk updates the conference whose title it has; a title that changed would add a second one."""
+    moved = [
+        with_changes(v, starts_at=v.starts_at + timedelta(hours=1), ends_at=v.ends_at + timedelta(hours=1))
+        for v in VISITS
+    ]
+    for feed in [None, ("G1", "Gruppo 1")]:
+        before = etree.fromstring(schedule_xml(EVENT, VISITS, SITES, feed))
+        after = etree.fromstring(schedule_xml(EVENT, moved[:2], SITES, feed))
+        assert before.findtext("version") != after.findtext("version")
+        for tag in ("conference/title", "conference/acronym"):
+            assert before.findtext(tag) == after.findtext(tag)
 
 
 @pytest.mark.parametrize(
@@ -418,3 +457,66 @@ def test_schedule_version_changes_with_the_data_and_only_then() -> None:
     assert version(VISITS) == version(list(reversed(VISITS)))
     assert version(VISITS) != version([with_changes(VISITS[0], version=2), *VISITS[1:]])
     assert version(VISITS) != version(VISITS[:-1])
+
+
+# --- schedule.xml as schedule apps fetch it ---------------------------------------------------------
+
+DEMO = read_fixture(DEMO_FIXTURE)
+SCHEDULE_URL = f"/api/v1/events/{EVENT_ID}/schedule.xml"
+
+
+def demo_slugs(group: str | None) -> set[str]:
+    return {f"{EVENT_ID}-{v.id}" for v in DEMO.visits if group is None or group in v.group_ids}
+
+
+@pytest.mark.parametrize(
+    ("role", "query", "group"),
+    [
+        pytest.param("organizer", "?group=G1", "G1", id="organizer-asks-for-G1"),
+        pytest.param("organizer", "?group=G2", "G2", id="organizer-asks-for-G2"),
+        pytest.param("participant", "", "G1", id="participant-own-feed"),
+        pytest.param("participant", "?group=G2", "G2", id="participant-asks-for-G2"),
+        pytest.param("organizer", "", None, id="organizer-whole-programme"),
+    ],
+)
+def test_schedule_feed_holds_only_the_visits_of_the_group_asked_for(
+    client: TestClient[Litestar], seeded: Seeded, role: str, query: str, group: str | None
+) -> None:
+    headers = seeded.headers(role, group="G1") if role == "participant" else seeded.headers(role)
+    response = client.get(SCHEDULE_URL + query, headers=headers)
+    assert response.status_code == 200
+    root = etree.fromstring(response.content)
+    SCHEMA.assertValid(root)
+    slugs = set(root.xpath("day/room/event/slug/text()"))
+    assert slugs == demo_slugs(group)
+    assert slugs < demo_slugs(None) or group is None
+    title = root.findtext("conference/title")
+    names = {g.id: g.name for g in DEMO.groups}
+    assert title == (DEMO.event.title if group is None else f"{DEMO.event.title} — {names[group]}")
+
+
+def test_schedule_feed_is_the_same_conference_on_every_fetch_and_after_a_change(
+    client: TestClient[Litestar], seeded: Seeded
+) -> None:
+    headers = seeded.headers("participant", group="G1")
+    first = etree.fromstring(client.get(SCHEDULE_URL, headers=headers).content)
+    organizer = seeded.headers("organizer")
+    visit = next(v for v in DEMO.visits if "G1" in v.group_ids)
+    etag = client.get(f"/api/v1/events/{EVENT_ID}/visits/{visit.id}", headers=organizer).headers["etag"]
+    moved = client.patch(
+        f"/api/v1/events/{EVENT_ID}/visits/{visit.id}",
+        json={"title": "Visita spostata: Café Müller"},
+        headers={**organizer, "If-Match": etag, "Content-Type": "application/merge-patch+json"},
+    )
+    assert moved.status_code == 200
+    second = etree.fromstring(client.get(SCHEDULE_URL, headers=headers).content)
+    assert first.findtext("version") != second.findtext("version")
+    for tag in ("conference/title", "conference/acronym"):
+        assert first.findtext(tag) == second.findtext(tag)
+    assert "Visita spostata: Café Müller" in second.xpath("day/room/event/title/text()")
+
+
+def test_schedule_feed_of_an_unknown_group_is_a_400_problem(client: TestClient[Litestar], seeded: Seeded) -> None:
+    response = client.get(SCHEDULE_URL + "?group=G99", headers=seeded.headers("organizer"))
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:studyvisit:problem:invalid-query"

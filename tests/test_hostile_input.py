@@ -283,6 +283,7 @@ QUERY_PARAMETERS: list[tuple[str, str, dict[str, str]]] = [
     (f"{E}/sites.geojson", "lang", {}),
     (f"{E}/itinerary", "group", {}),
     (f"{E}/itinerary.ics", "group", {}),
+    (f"{E}/schedule.xml", "group", {}),
     (PULL_URL, "cursor", {}),
     (PULL_URL, "limit", {}),
     (PULL_URL, "client_id", {}),

@@ -9,11 +9,13 @@ this module's own. Generation is derandomized and operations run in a fixed orde
 the same way; every operation must keep its contract whatever the earlier ones left behind.
 """
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import schemathesis
 from conftest import EVENT_ID, Seeded, make_app
@@ -48,20 +50,35 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-# Bounded so the module runs in about half a minute on two cores.
+# The CI budget keeps this module near half a minute on two cores; a nightly run raises it:
+#   STUDYVISIT_FUZZ_EXAMPLES=500 .venv/bin/pytest tests/test_schemathesis.py tests/test_fuzz_inputs.py -p no:randomly
+FUZZ_EXAMPLES = int(os.environ.get("STUDYVISIT_FUZZ_EXAMPLES", "8"))
 EXAMPLES = settings(
-    max_examples=25,
+    max_examples=FUZZ_EXAMPLES,
     derandomize=True,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+HOSTED_SITE = "casa-quartiere-san-salvario"
+# What a host does: read the programme, correct their site, see its history and feedback.
+HOST_OPERATIONS = [
+    "GET /api/v1/events/{event_id}/sites/{site_id}",
+    "PATCH /api/v1/events/{event_id}/sites/{site_id}",
+    "GET /api/v1/events/{event_id}/sites/{site_id}/history",
+    "GET /api/v1/events/{event_id}/itinerary",
+    "GET /api/v1/events/{event_id}/feedback/summary",
+    "GET /api/v1/events/{event_id}/schedule.xml",
+]
 PARTICIPANT_OPERATIONS = [
     "GET /api/v1/me",
     "GET /api/v1/events/{event_id}/itinerary",
     "GET /api/v1/events/{event_id}/sync/pull",
     "POST /api/v1/events/{event_id}/sync/push",
     "PUT /api/v1/events/{event_id}/visits/{visit_id}/feedback",
+    "PUT /api/v1/events/{event_id}/blobs/{sha256}",
+    "GET /api/v1/events/{event_id}/blobs/{sha256}",
+    "GET /api/v1/events/{event_id}/schedule.xml",
 ]
 
 
@@ -74,6 +91,19 @@ def published_document() -> dict[str, Any]:
         response = client.get("/schema/openapi.json")
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
+
+
+@schemathesis.serializer("application/msgpack")
+def to_msgpack(_: schemathesis.SerializationContext, value: Any) -> bytes:
+    """Pushes are documented as JSON and MessagePack; generated MessagePack bodies are the same values.
+
+    MessagePack has no integers beyond 64 bits: such a value goes as its JSON text, which the server must
+    refuse as malformed MessagePack, as it would refuse any other bytes.
+    """
+    try:
+        return msgspec.msgpack.encode(value)
+    except OverflowError:
+        return msgspec.json.encode(value)
 
 
 DOCUMENT = published_document()
@@ -129,6 +159,70 @@ def test_participant_operations_keep_their_documented_contract_for_a_participant
     case.call_and_validate(app=app, headers=world.headers("participant", group="G1"), checks=CHECKS)
 
 
+@schema.include(name=HOST_OPERATIONS).parametrize()
+@EXAMPLES
+def test_host_operations_keep_their_documented_contract_for_a_host(
+    case: schemathesis.Case, app: Litestar, world: Seeded
+) -> None:
+    case.call_and_validate(app=app, headers=world.headers("host", site=HOSTED_SITE), checks=CHECKS)
+
+
+# --- stateful: sequences of calls along the document's links (server/openapi.py, LINKS) ----------------
+
+# Each role walks the links from a read to an edit with its ETag, from an edit to the history and a revert,
+# from a push to a pull and page to page. Short runs in CI; STUDYVISIT_FUZZ_EXAMPLES lengthens them too.
+STATEFUL = settings(
+    max_examples=max(2, FUZZ_EXAMPLES // 2),
+    stateful_step_count=6,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+ROLES = {
+    "participant": {"group": "G1"},
+    "host": {"site": HOSTED_SITE},
+    "organizer": {},
+}
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_linked_sequences_keep_their_documented_contract(app: Litestar, world: Seeded, role: str) -> None:
+    headers = world.headers(role, **ROLES[role])
+    base = schema.as_state_machine()
+
+    class Workflow(base):  # type: ignore[misc, valid-type]
+        def call(self, case: schemathesis.Case, **kwargs: Any) -> Any:
+            return case.call(app=app, headers=headers, **kwargs)
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Workflow.run(settings=STATEFUL)
+
+
+def test_the_document_links_reads_to_edits_and_pushes_to_pulls() -> None:
+    """The links the stateful runs walk are in the published document, each naming a real operation."""
+    operation_ids = {
+        operation["operationId"]
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        if "operationId" in operation
+    }
+    links = {
+        name: link
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        for response in operation.get("responses", {}).values()
+        for name, link in response.get("links", {}).items()
+    }
+    ours = {"EditThisVisit", "EditThisSite", "RevertTheFirstChange", "PullWhatWasPushed", "NextPage"}
+    assert ours <= set(links)
+    # (schemathesis adds links it infers to this copy of the document, by operationRef)
+    assert {links[name]["operationId"] for name in ours} <= operation_ids
+    assert links["EditThisVisit"]["parameters"]["header.If-Match"] == "$response.header.ETag"
+
+
 def test_every_operation_is_generated() -> None:
     """Guards the filters above: an operation silently dropped would never be checked."""
     documented = {
@@ -140,6 +234,7 @@ def test_every_operation_is_generated() -> None:
     generated = {result.ok().label for result in schema.get_all_operations()}
     assert generated == documented
     assert set(PARTICIPANT_OPERATIONS) <= documented
+    assert set(HOST_OPERATIONS) <= documented
 
 
 # --- OPTIONS, which the generated run leaves out (see CONFIG) ------------------------------------------

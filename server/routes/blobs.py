@@ -18,7 +18,17 @@ from schemas.common import SHA256_PATTERN
 from server.auth import same_event
 from server.errors import PROBLEM_MEDIA_TYPE, BadRequestError, problem_response
 from server.routes.bodies import BODY_OPT, OCTET_STREAM, BodySpec
-from server.routes.common import AUTH_ERRORS, CONDITIONAL_OPT, READ_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.common import (
+    AUTH_ERRORS,
+    CACHE_OPT,
+    CONDITIONAL_OPT,
+    EVENT_ERRORS,
+    NO_STORE,
+    READ_ERRORS,
+    SECURITY,
+    AppDatabase,
+    problem_spec,
+)
 from server.routes.feedback import ORGANIZERS
 from server.services.blobs import (
     RangeNotSatisfiableError,
@@ -56,8 +66,9 @@ UPLOAD_BODY = BodySpec(
     streamed=True,
 )
 
+# Any role may upload and fetch what it can see (services/blobs.py): no 403 here but the export's.
 UPLOAD_ERRORS: dict[int, ResponseSpec] = {
-    **AUTH_ERRORS,
+    **EVENT_ERRORS,
     200: ResponseSpec(
         BlobRow, description="The caller already held this blob; nothing was read or written", generate_examples=False
     ),
@@ -78,7 +89,8 @@ UPLOAD_ERRORS: dict[int, ResponseSpec] = {
     422: problem_spec("blob-hash-mismatch: the bytes' SHA-256 is not the one in the path; nothing was kept"),
 }
 STATUS_RESPONSES: dict[int, ResponseSpec] = {
-    **AUTH_ERRORS,
+    **EVENT_ERRORS,
+    400: problem_spec("Malformed hash"),
     200: ResponseSpec(
         None,
         description="Held: Content-Length, Content-Type and ETag as a GET would send them",
@@ -108,7 +120,7 @@ FETCH_RESPONSES: dict[int, ResponseSpec] = {
     416: problem_spec("The Range starts past the end of the blob (Content-Range gives its size)"),
     503: problem_spec("preview-busy: every preview render slot stayed taken; try again in a moment"),
 }
-EXPORT_RESPONSES: dict[int, ResponseSpec] = {**READ_ERRORS, 400: problem_spec("No such visit in this event")}
+EXPORT_RESPONSES: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("No such visit in this event")}
 
 
 def provide_blob_files(state: State) -> BlobFiles:
@@ -269,7 +281,7 @@ class BlobController(Controller):
         security=SECURITY,
         responses=FETCH_RESPONSES,
         sync_to_thread=True,
-        opt={CONDITIONAL_OPT: True},
+        opt={CONDITIONAL_OPT: True, CACHE_OPT: IMMUTABLE},
     )
     def fetch_blob(
         self,
@@ -324,6 +336,7 @@ class BlobController(Controller):
         security=SECURITY,
         responses=EXPORT_RESPONSES,
         sync_to_thread=True,
+        opt={CACHE_OPT: NO_STORE},
     )
     def export_zip(
         self,
@@ -334,5 +347,5 @@ class BlobController(Controller):
         visit: str | None = Parameter(default=None, description="Only notes on this visit (all visits when absent)"),
     ) -> Stream:
         export = shared_export(db, files, request.user, visit)
-        headers = {"Content-Disposition": f'attachment; filename="{export.filename}"', "Cache-Control": "no-store"}
+        headers = {"Content-Disposition": f'attachment; filename="{export.filename}"', "Cache-Control": NO_STORE}
         return Stream(zip_chunks(files, export), media_type="application/zip", headers=headers)

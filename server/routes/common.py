@@ -21,6 +21,11 @@ from server.storage.db import Database
 SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 # In a handler's opt: it answers If-None-Match with 304 (server/openapi.py documents both).
 CONDITIONAL_OPT = "conditional"
+# In a handler's opt: the Cache-Control its 200 answers carry (documented by server/openapi.py).
+CACHE_OPT = "cache_control"
+# Keep it, but ask before using it (docs/api.md, Caching); and what no cache may keep.
+REVALIDATE = "private, no-cache"
+NO_STORE = "no-store"
 
 # Handler parameters filled by name from the app's dependencies (Litestar 3 requires the marker).
 AppDatabase = NamedDependency[Database]
@@ -38,15 +43,27 @@ def problem_spec(description: str) -> ResponseSpec:
     )
 
 
-AUTH_ERRORS: dict[int, ResponseSpec] = {
-    # Litestar answers a path, query or body value that does not validate with a 400; without this entry it
+_ERROR_DESCRIPTIONS = {
+    # Litestar answers a path, query or body value that does not validate with a 400; without an entry it
     # documents that 400 in its own JSON error shape, which the API never sends (errors.py makes it a problem).
-    400: problem_spec("A path, query or body value did not validate"),
-    401: problem_spec("Missing or invalid bearer token"),
-    403: problem_spec("The caller's role may not do this"),
-    404: problem_spec("No such resource in the caller's event"),
+    400: "A path, query or body value did not validate",
+    401: "Missing or invalid bearer token",
+    403: "The caller's role may not do this",
+    404: "No such resource in the caller's event",
 }
-READ_ERRORS: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("A query value is invalid")}
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """The common problems an operation can answer; each lists only those it can (tests/test_openapi.py)."""
+    return {status: problem_spec(_ERROR_DESCRIPTIONS[status]) for status in statuses}
+
+
+# Every path under /api/v1/events/{event_id} can be a 404: the same_event guard answers so for another event.
+EVENT_ERRORS = errors(401, 404)
+READ_ERRORS: dict[int, ResponseSpec] = {**errors(400, 401, 404), 400: problem_spec("A query value is invalid")}
+# Behind a role guard (or a service's own role check), with nothing to validate / with values to validate.
+ROLE_ERRORS = errors(401, 403, 404)
+AUTH_ERRORS = errors(400, 401, 403, 404)
 
 # A GET in the API: authenticated, with documented errors. It runs on the event loop, not in a
 # worker thread: almost every answer is a cached representation found after one indexed SQLite
@@ -58,7 +75,7 @@ api_get = partial(
     security=SECURITY,
     responses=READ_ERRORS,
     sync_to_thread=False,
-    opt={CONDITIONAL_OPT: True},
+    opt={CONDITIONAL_OPT: True, CACHE_OPT: REVALIDATE},
 )
 
 
@@ -113,4 +130,8 @@ def serve_cached(
 
 def serve_fresh(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
     """Serve a value that is not worth caching, with the same ETag and gzip handling."""
-    return serve(request, represent(encode_json(value), "application/json"))
+    return serve(request, represent(encode_json(value), "application/json"), REVALIDATE)
+
+
+# The opt of a GET served by serve_fresh: conditional, and revalidated.
+FRESH_OPT = {CONDITIONAL_OPT: True, CACHE_OPT: REVALIDATE}

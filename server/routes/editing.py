@@ -17,7 +17,7 @@ from schemas.sync import VisitPutArgs
 from server.auth import same_event
 from server.representation import encode_json, represent
 from server.routes.bodies import BODY_OPT, JSON, MERGE_PATCH, BodySpec
-from server.routes.common import AUTH_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.common import AUTH_ERRORS, FRESH_OPT, ROLE_ERRORS, SECURITY, AppDatabase, problem_spec, serve_fresh
 from server.services.editing import (
     create_visit,
     put_group_members,
@@ -40,6 +40,11 @@ CREATE_ERRORS: dict[int, ResponseSpec] = {
     400: problem_spec("The body is not valid for this request"),
     415: problem_spec("The body is not application/json"),
     422: problem_spec("The change breaks a rule (a visit ending before it starts, an unknown site...)"),
+}
+REVERT_ERRORS: dict[int, ResponseSpec] = {
+    **AUTH_ERRORS,
+    400: problem_spec("The change was reverted already"),
+    422: problem_spec("Restoring the old values breaks a rule of the record as it is now"),
 }
 IF_MATCH_DOC = "Requires If-Match: the ETag of the version the edit is based on (from GET or the last edit)."
 IF_MATCH = HeaderParameter(
@@ -106,31 +111,34 @@ class EditingController(Controller):
         "/sites/{site_id:str}/history",
         summary="Changes to a site",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
+        opt=FRESH_OPT,
     )
     def site_history(
         self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, site_id: str
-    ) -> list[HistoryEntry]:
-        return record_history(db, request.user, "site", site_id)
+    ) -> Response[list[HistoryEntry]]:
+        return serve_fresh(request, record_history(db, request.user, "site", site_id))
 
     @get(
         "/visits/{visit_id:str}/history",
         summary="Changes to a visit",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
+        opt=FRESH_OPT,
     )
     def visit_history(
         self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, visit_id: str
-    ) -> list[HistoryEntry]:
-        return record_history(db, request.user, "visit", visit_id)
+    ) -> Response[list[HistoryEntry]]:
+        return serve_fresh(request, record_history(db, request.user, "visit", visit_id))
 
     @post(
         "/history/{entry_id:int}/revert",
         summary="Undo a change (organizers)",
+        description="Takes no body: the change's old values are restored as a new change, kept in the history.",
         security=SECURITY,
-        responses=EDIT_ERRORS,
+        responses=REVERT_ERRORS,
         status_code=200,
         sync_to_thread=True,
     )

@@ -10,7 +10,7 @@ from schemas.accounts import Account, Me
 from schemas.places import Event
 from server.auth import same_event
 from server.feeds import feed_urls
-from server.routes.common import AppDatabase, api_get, require_event, serve_cached, serve_fresh
+from server.routes.common import EVENT_ERRORS, AppDatabase, api_get, errors, require_event, serve_cached, serve_fresh
 from server.settings import Settings
 from server.storage.accounts import get_access
 
@@ -28,6 +28,7 @@ class MeController(Controller):
             "`feed_urls` are read-only URLs of the caller's own itinerary.ics and schedule.xml for calendar apps "
             "that cannot send a header; they carry a feed token, not the bearer token (null: revoked)."
         ),
+        responses=errors(401),
     )
     def me(self, request: Request[Account, Any, Any], db: AppDatabase, state: State) -> Response[Me]:
         account = request.user
@@ -51,6 +52,6 @@ class EventController(Controller):
     guards = [same_event]
     tags = ["events"]
 
-    @api_get("/", summary="The event: title, dates, time zone and venue")
+    @api_get("/", summary="The event: title, dates, time zone and venue", responses=EVENT_ERRORS)
     def get_event(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[Event]:
         return serve_cached(request, db, event_id, (), lambda: require_event(db, event_id))

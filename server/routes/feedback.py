@@ -12,7 +12,7 @@ from schemas.reports import FeedbackFields, FeedbackState, FeedbackSummary, Ques
 from schemas.sync import Feedback
 from server.auth import requires, same_event
 from server.routes.bodies import BODY_OPT, BodySpec
-from server.routes.common import AUTH_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.common import AUTH_ERRORS, CACHE_OPT, ROLE_ERRORS, SECURITY, AppDatabase, problem_spec
 from server.services.feedback import (
     feedback_csv,
     feedback_summary,
@@ -30,11 +30,13 @@ NO_STORE = CacheControlHeader(no_store=True)
 QUESTION_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
     400: problem_spec("The body is not a valid question"),
+    415: problem_spec("The body is not application/json"),
     422: problem_spec("invalid-question: no text, a choice question without choices, or repeated choice ids"),
 }
 FEEDBACK_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
     400: problem_spec("The body is not valid feedback"),
+    415: problem_spec("The body is not application/json"),
     403: problem_spec("Not a participant, or the visit is not in the participant's group's programme"),
     404: problem_spec("No such visit, or the feedback id is someone else's"),
     422: problem_spec(
@@ -87,7 +89,7 @@ class FeedbackController(Controller):
         summary="Remove a feedback question (organizers)",
         description="Phones drop it on their next pull; answers already given to it are kept.",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
     )
     def delete_question(
@@ -123,7 +125,7 @@ class FeedbackController(Controller):
         summary="Stop taking feedback on a visit (organizers)",
         description="Later feedback.put on this visit, online or through sync, is refused as feedback-closed.",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         status_code=200,
         sync_to_thread=True,
     )
@@ -137,7 +139,7 @@ class FeedbackController(Controller):
         guards=ORGANIZERS,
         summary="Take feedback on a visit again (organizers)",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         status_code=200,
         sync_to_thread=True,
     )
@@ -151,9 +153,10 @@ class FeedbackController(Controller):
         guards=[requires("organizer", "host")],
         summary="Feedback per visit and per site (organizers; hosts for their own sites, without names)",
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
         cache_control=NO_STORE,
+        opt={CACHE_OPT: NO_STORE.to_header()},
     )
     def summary(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> FeedbackSummary:
         return feedback_summary(db, request.user)
@@ -164,8 +167,9 @@ class FeedbackController(Controller):
         summary="Every answer as a spreadsheet row, with participants' names (organizers)",
         media_type=CSV_MEDIA_TYPE,
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
+        opt={CACHE_OPT: NO_STORE.to_header()},
     )
     def export_csv(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[bytes]:
         return csv_response(feedback_csv(db, request.user), f"{event_id}-feedback.csv")

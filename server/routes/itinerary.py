@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, patch
 from litestar.params import Parameter
 
@@ -11,7 +12,7 @@ from schemas.sync import VisitFields
 from server.auth import same_event
 from server.errors import InvalidQueryError, NotFoundError
 from server.routes.bodies import BODY_OPT
-from server.routes.common import SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
+from server.routes.common import EVENT_ERRORS, SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
@@ -26,23 +27,43 @@ GROUP = Parameter(
 )
 
 
+class Programme(msgspec.Struct, frozen=True):
+    """The visits a caller asked for (see GROUP), and whose they are."""
+
+    visits: list[Visit]
+    group_id: str | None
+    # What a feed of these visits is called after the event's own name and id; None for the whole programme.
+    label: str | None
+    key: str | None
+
+
+def programme_for(db: Database, account: Account, event_id: str, group: str | None) -> Programme:
+    """One rule for the itinerary, its calendar and the schedule feed: which visits the caller gets."""
+    conn = db.conn
+    if group is not None:
+        found = get_group(conn, event_id, group)
+        if found is None:
+            raise InvalidQueryError(f"group: there is no group '{group}' in this event.")
+        return Programme(list_visits(conn, event_id, group_id=group), group, found.name, group)
+    if account.role == "participant" and account.group_id is not None:
+        own = get_group(conn, event_id, account.group_id)
+        name = own.name if own is not None else account.group_id
+        return Programme(
+            list_visits(conn, event_id, group_id=account.group_id), account.group_id, name, account.group_id
+        )
+    if account.role == "host":
+        return Programme(list_visits(conn, event_id, site_ids=account.site_ids), None, account.name, account.id)
+    return Programme(list_visits(conn, event_id), None, None, None)
+
+
 def itinerary_for(db: Database, account: Account, event_id: str, group: str | None) -> Itinerary:
     """The itinerary the caller asked for (see GROUP)."""
-    conn = db.conn
     event = require_event(db, event_id)
-    if group is not None:
-        if get_group(conn, event_id, group) is None:
-            raise InvalidQueryError(f"group: there is no group '{group}' in this event.")
-        visits, group_id = list_visits(conn, event_id, group_id=group), group
-    elif account.role == "participant" and account.group_id is not None:
-        visits, group_id = list_visits(conn, event_id, group_id=account.group_id), account.group_id
-    elif account.role == "host":
-        visits, group_id = list_visits(conn, event_id, site_ids=account.site_ids), None
-    else:
-        visits, group_id = list_visits(conn, event_id), None
-    sites = {s.id: s for s in list_sites(conn, event_id)}
+    programme = programme_for(db, account, event_id, group)
+    sites = {s.id: s for s in list_sites(db.conn, event_id)}
     # Walking legs only make sense along one group's path.
-    return build_itinerary(event, visits, sites, group_id, with_legs=group_id is not None)
+    group_id = programme.group_id
+    return build_itinerary(event, programme.visits, sites, group_id, with_legs=group_id is not None)
 
 
 class ItineraryController(Controller):
@@ -52,7 +73,7 @@ class ItineraryController(Controller):
     guards = [same_event]
     tags = ["itinerary"]
 
-    @api_get("/visits/{visit_id:str}", summary="One visit")
+    @api_get("/visits/{visit_id:str}", summary="One visit", responses=EVENT_ERRORS)
     def get_visit(
         self,
         request: Request[Account, Any, Any],
@@ -102,14 +123,32 @@ class ItineraryController(Controller):
         key = ("ics", group, *scope_key(account))
         return serve_cached(request, db, event_id, key, build, media_type="text/calendar")
 
-    @api_get("/schedule.xml", summary="The programme as frab schedule XML", media_type="application/xml")
-    def schedule(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[str]:
+    @api_get(
+        "/schedule.xml",
+        summary="The programme as frab schedule XML, for ConfClerk, EventFahrplan and Giggity",
+        description="The same visits as the itinerary (see `group`): one group's day in a schedule app."
+        " Tracks are visit kinds; the conference title and acronym name the group, and stay the same"
+        " on every fetch, so a schedule app updates the conference it has (docs/api.md).",
+        media_type="application/xml",
+    )
+    def schedule(
+        self,
+        request: Request[Account, Any, Any],
+        db: AppDatabase,
+        event_id: str,
+        group: str | None = GROUP,
+    ) -> Response[str]:
+        account = request.user
+
         def build() -> bytes:
             event = require_event(db, event_id)
+            programme = programme_for(db, account, event_id, group)
             sites = {s.id: s for s in list_sites(db.conn, event_id)}
-            return schedule_xml(event, list_visits(db.conn, event_id), sites)
+            feed = None if programme.key is None else (programme.key, programme.label or programme.key)
+            return schedule_xml(event, programme.visits, sites, feed)
 
-        return serve_cached(request, db, event_id, ("frab",), build, media_type="application/xml")
+        key = ("frab", group, *scope_key(account))
+        return serve_cached(request, db, event_id, key, build, media_type="application/xml")
 
     @patch(
         "/visits/{visit_id:str}",

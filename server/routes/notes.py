@@ -8,7 +8,7 @@ from litestar.params import Parameter
 from schemas.accounts import Account
 from schemas.reports import SharedNote
 from server.auth import same_event
-from server.routes.common import READ_ERRORS, SECURITY, AppDatabase
+from server.routes.common import AUTH_ERRORS, CACHE_OPT, SECURITY, AppDatabase
 from server.routes.feedback import CSV_MEDIA_TYPE, NO_STORE, ORGANIZERS, csv_response
 from server.services.shared_notes import shared_notes, shared_notes_csv
 
@@ -27,9 +27,10 @@ class NotesController(Controller):
         "/shared",
         summary="Shared notes with author, visit and site (organizers)",
         security=SECURITY,
-        responses=READ_ERRORS,
+        responses=AUTH_ERRORS,
         sync_to_thread=True,
         cache_control=NO_STORE,
+        opt={CACHE_OPT: NO_STORE.to_header()},
     )
     def list_shared(
         self,
@@ -46,8 +47,9 @@ class NotesController(Controller):
         summary="Shared notes as a spreadsheet (organizers)",
         media_type=CSV_MEDIA_TYPE,
         security=SECURITY,
-        responses=READ_ERRORS,
+        responses=AUTH_ERRORS,
         sync_to_thread=True,
+        opt={CACHE_OPT: NO_STORE.to_header()},
     )
     def export_shared(
         self,

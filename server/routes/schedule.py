@@ -11,7 +11,9 @@ from server.auth import requires, same_event
 from server.routes.bodies import BODY_OPT, BodySpec
 from server.routes.common import (
     AUTH_ERRORS,
+    FRESH_OPT,
     READ_ERRORS,
+    ROLE_ERRORS,
     SECURITY,
     AppDatabase,
     problem_spec,
@@ -32,6 +34,7 @@ LANG = Parameter(
 REORDER_ERRORS = {
     **AUTH_ERRORS,
     400: problem_spec("The body is not a list of distinct visit ids"),
+    415: problem_spec("The body is not application/json"),
     422: problem_spec("The visits are on different days, or a move breaks a rule of visits"),
 }
 
@@ -54,6 +57,7 @@ class ScheduleController(Controller):
         security=SECURITY,
         responses=READ_ERRORS,
         sync_to_thread=True,
+        opt=FRESH_OPT,
     )
     def changes(
         self,
@@ -75,8 +79,9 @@ class ScheduleController(Controller):
         ),
         guards=[requires("organizer")],
         security=SECURITY,
-        responses=AUTH_ERRORS,
+        responses=ROLE_ERRORS,
         sync_to_thread=True,
+        opt=FRESH_OPT,
     )
     def check(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[ItineraryCheck]:
         # Not cached: a group's members change without changing the event's content version.

@@ -18,17 +18,30 @@ from server.errors import BadRequestError, PayloadTooLargeError, UnsupportedProt
 from server.observability import OTHER, Metrics, closed_label
 from server.representation import accepts_gzip, represent, serve
 from server.routes.bodies import BODY_OPT, JSON, MSGPACK, BodySpec, BodyValidationError, decode_body
-from server.routes.common import CONDITIONAL_OPT, READ_ERRORS, SECURITY, AppDatabase, problem_spec
+from server.routes.common import (
+    CACHE_OPT,
+    CONDITIONAL_OPT,
+    NO_STORE,
+    READ_ERRORS,
+    SECURITY,
+    AppDatabase,
+    errors,
+    problem_spec,
+)
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
 from server.storage.db import Database
 from sync.mutations import MUTATION_TYPES
 
-SYNC_ERRORS = {
+PULL_ERRORS = {
     **READ_ERRORS,
-    400: problem_spec("Malformed body, invalid cursor, or an unsupported protocol version"),
+    400: problem_spec("Invalid cursor, limit or client id, or an unsupported protocol version"),
     410: problem_spec("The cursor is older than purged deletions: pull again from an empty cursor"),
+}
+PUSH_ERRORS = {
+    **errors(401, 404),
+    400: problem_spec("Malformed body, or an unsupported protocol version"),
     413: problem_spec("More bytes or mutations than the server accepts in one push"),
     415: problem_spec("Body neither JSON nor MessagePack"),
 }
@@ -81,8 +94,8 @@ def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
     # Sync answers are made for one client: compress them only for a client that asked.
     gzip_wanted = accepts_gzip(request)
     if MSGPACK in request.headers.get("accept", ""):
-        return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK, compress=gzip_wanted), "no-store")
-    return serve(request, represent(msgspec.json.encode(value), "application/json", compress=gzip_wanted), "no-store")
+        return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK, compress=gzip_wanted), NO_STORE)
+    return serve(request, represent(msgspec.json.encode(value), "application/json", compress=gzip_wanted), NO_STORE)
 
 
 class SyncController(Controller):
@@ -99,7 +112,7 @@ class SyncController(Controller):
         "/push",
         summary="Upload offline mutations; each is processed exactly once",
         security=SECURITY,
-        responses=SYNC_ERRORS,
+        responses=PUSH_ERRORS,
         status_code=200,
         # Read here, against the settings' limit, as it streams in (see _read_body).
         request_max_body_size=None,
@@ -129,9 +142,9 @@ class SyncController(Controller):
         "/pull",
         summary="Changes since a cursor, paginated",
         security=SECURITY,
-        responses=SYNC_ERRORS,
+        responses=PULL_ERRORS,
         sync_to_thread=True,
-        opt={CONDITIONAL_OPT: True},
+        opt={CONDITIONAL_OPT: True, CACHE_OPT: NO_STORE},
     )
     def pull_changes(
         self,

@@ -1,7 +1,13 @@
 """The programme as frab schedule XML, the format offline schedule apps (EventFahrplan, Giggity, ConfClerk) import.
 
-The output validates against the public frab schema (voc/schedule, validator/xsd/schedule.xml.xsd; a copy is in
-tests/data). It depends only on the data, because responses are cached and ETagged by their content.
+The output validates against the current c3voc schema (voc/schedule, validator/xsd/schedule.xml.xsd; a copy with
+its commit is in tests/data). It depends only on the data, because responses are cached and ETagged by their content.
+
+A schedule app keeps each conference it imported and updates it when the feed is fetched again. ConfClerk finds
+the conference to update by its <conference><title> (src/sql/sqlengine.cpp, addConferenceToDB), other apps by the
+acronym or the URL: so title and acronym never change between fetches (no dates, versions or counts in them), and
+a partial feed (one group's, one host's) has a title and acronym of its own, so that it never merges into the
+whole programme's conference.
 """
 
 import hashlib
@@ -22,8 +28,13 @@ GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "studyvisit.schedule")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def schedule_xml(event: Event, visits: list[Visit], sites: dict[str, Site]) -> bytes:
-    """Every visit of the event as a frab <schedule>: one <day> per event day, one <room> per place."""
+def schedule_xml(
+    event: Event, visits: list[Visit], sites: dict[str, Site], feed: tuple[str, str] | None = None
+) -> bytes:
+    """These visits as a frab <schedule>: one <day> per event day, one <room> per place.
+
+    ``feed`` is the (key, name) of a partial feed, such as a group's ("G1", "Group 1"): it names the conference.
+    """
     zone = ZoneInfo(event.timezone)
     ordered = sorted(visits, key=lambda v: (v.starts_at, v.number, v.id))
     by_day: dict[date, list[Visit]] = defaultdict(list)
@@ -38,12 +49,14 @@ def schedule_xml(event: Event, visits: list[Visit], sites: dict[str, Site]) -> b
     root = ET.Element("schedule")
     _text(root, "version", _version(event, visits, sites))
     conference = ET.SubElement(root, "conference")
-    _text(conference, "title", event.title)
-    _text(conference, "acronym", event.id)
+    _text(conference, "title", event.title if feed is None else f"{event.title} — {feed[1]}")
+    _text(conference, "acronym", event.id if feed is None else f"{event.id}-{_acronym_part(feed[0])}")
     _text(conference, "start", first.isoformat())
     _text(conference, "end", last.isoformat())
     _text(conference, "days", str(len(days)))
     _text(conference, "timeslot_duration", "00:15")
+    # IANA name: apps show times in the venue's zone, whatever the phone's (c3voc schema, since 2020).
+    _text(conference, "time_zone_name", event.timezone)
     for index, day in enumerate(days, start=1):
         day_start = datetime.combine(day, time(0), zone)
         day_end = datetime.combine(day + timedelta(days=1), time(0), zone)
@@ -87,8 +100,10 @@ def _event(
     _text(element, "slug", f"{event.id}-{visit.id}")
     title = f"CANCELLED: {visit.title}" if visit.status == "cancelled" else visit.title
     _text(element, "title", title)
-    _text(element, "subtitle", KIND_LABELS.get(visit.kind, visit.kind))
-    _text(element, "track", ", ".join(visit.group_ids) or "all groups")
+    _text(element, "subtitle", _groups(visit))
+    # Apps colour and filter by track: the kind of item (visit, plenary, break...) is what a participant
+    # filters by; one track per combination of groups would be noise.
+    _text(element, "track", KIND_LABELS.get(visit.kind, visit.kind))
     _text(element, "type", visit.kind)
     _text(element, "language", "en")
     _text(element, "abstract", site.description.get("en", "") if site else "")
@@ -98,6 +113,15 @@ def _event(
     if site is not None and site.website:
         link = ET.SubElement(links, "link", href=_clean(_absolute_url(site.website)))
         link.text = _clean(site.name)
+
+
+def _groups(visit: Visit) -> str:
+    return f"Groups {', '.join(visit.group_ids)}" if visit.group_ids else "All groups"
+
+
+def _acronym_part(key: str) -> str:
+    # Acronyms end up in file names and URLs of some apps: keep them to letters, digits and dashes.
+    return re.sub(r"[^A-Za-z0-9-]+", "-", key).strip("-").lower() or "feed"
 
 
 def _room(event: Event, visit: Visit, sites: dict[str, Site]) -> str:
