@@ -97,13 +97,14 @@ def published_document() -> dict[str, Any]:
 def to_msgpack(_: schemathesis.SerializationContext, value: Any) -> bytes:
     """Pushes are documented as JSON and MessagePack; generated MessagePack bodies are the same values.
 
-    MessagePack has no integers beyond 64 bits: such a value goes as its JSON text, which the server must
-    refuse as malformed MessagePack, as it would refuse any other bytes.
+    A value MessagePack cannot carry (an integer beyond 64 bits) goes as its JSON text, which the server
+    must refuse as malformed MessagePack, as it would any other bytes. The serializer never fails: one
+    that did would make schemathesis skip the MessagePack cases of the push as unserializable.
     """
     try:
         return msgspec.msgpack.encode(value)
-    except OverflowError:
-        return msgspec.json.encode(value)
+    except (OverflowError, TypeError, ValueError):
+        return repr(value).encode("utf-8", "surrogateescape")
 
 
 DOCUMENT = published_document()
