@@ -98,6 +98,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class PortTakenError(RuntimeError):
+    """The server's port was taken by another process before the server could bind it."""
+
+
 class LiveServer:
     """``studyvisit serve`` in a child process, on a free local port."""
 
@@ -122,6 +135,19 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "LiveServer":
+        # free_port() cannot reserve the port: another test's server may bind it first. `serve` then
+        # exits at once (it checks the port before anything else), and a fresh port is tried.
+        for _ in range(3):
+            try:
+                return self._start()
+            except PortTakenError:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        return self._start()
+
+    def _start(self) -> "LiveServer":
+        if not _port_free(self.port):  # taken already: its answers would not be this server's
+            raise PortTakenError(self.port)
         cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path)]
         cmd += ["--port", str(self.port), "--workers", str(self.workers)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
@@ -132,6 +158,8 @@ class LiveServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if not _port_free(self.port):
+                    raise PortTakenError(self.port)
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
                 if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
