@@ -75,11 +75,17 @@ def public_url() -> str:
     return Settings.from_env().public_url or "http://127.0.0.1:8000"
 
 
+def invitation_link(base_url: str, token: str) -> str:
+    """The field app's sign-in link: the token rides in the fragment, which browsers never send to a server."""
+    return f"{base_url.rstrip('/')}/app/#t={token}"
+
+
 def account_json(account: NewAccount, base_url: str) -> bytes:
     """One account as a JSON line for scripts: group, site_ids and token only where set."""
     data: dict[str, Any] = {"id": account.id, "name": account.name, "role": account.role, "event_id": account.event_id}
     if account.token:
         data["token"] = account.token
+        data["app_url"] = invitation_link(base_url, account.token)
     if account.group_id:
         data["group"] = account.group_id
     if account.site_ids:
@@ -100,6 +106,7 @@ def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | No
         click.echo(f"{account.role:<12} {account.name} ({account.id}{extra})")
         if account.token:
             click.echo(f"             token: {account.token}")
+            click.echo(f"             app:   {invitation_link(base_url, account.token)}")
         if account.feed_token:
             urls = feed_urls(base_url, account.feed_token)
             click.echo(f"             calendar: {urls.webcal}\n             frab:     {urls.schedule_xml}")
