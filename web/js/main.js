@@ -64,6 +64,7 @@ async function renderStatus() {
   status.className = navigator.onLine ? "" : "offline";
   status.dataset.waiting = String(waiting.length);
   status.dataset.syncing = String(state.syncing);
+  status.dataset.lastSynced = last || "";
   status.textContent = parts.join(" · ");
   const list = $("problems");
   list.hidden = problems.length === 0;
@@ -121,7 +122,9 @@ async function signOut() {
   const waiting = (await store.outbox()).length;
   const question = waiting ? i18n.t("confirm.sign_out_unsynced", { count: waiting }) : i18n.t("confirm.sign_out");
   if (!window.confirm(question)) return;
-  await store.wipe();
+  clearTimeout(state.timer);
+  clearTimeout(state.debounce);
+  await store.wipe(true);
   if ("caches" in window) for (const key of await caches.keys()) await caches.delete(key);
   if (navigator.serviceWorker) for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
   location.replace(location.pathname);

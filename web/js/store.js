@@ -13,6 +13,9 @@ const DB_VERSION = 1;
 
 /** @type {Promise<IDBDatabase> | null} */
 let opening = null;
+// Set by a sign-out's wipe: a sync still running must not reopen (and so re-create) the database,
+// which would also hold the deletion up until this page closes.
+let signedOut = false;
 
 /** @template T @param {IDBRequest<T>} request @returns {Promise<T>} */
 function done(request) {
@@ -33,6 +36,7 @@ function committed(tx) {
 
 /** @returns {Promise<IDBDatabase>} */
 function db() {
+  if (signedOut) return Promise.reject(new Error("signed out"));
   if (!opening) {
     opening = new Promise((resolve, reject) => {
       const request = indexedDB.open(DB_NAME, DB_VERSION);
@@ -160,8 +164,10 @@ export async function setDoc(key, value) {
   await committed(tx);
 }
 
-/** Delete everything this device holds (sign-out, or another account signing in). */
-export async function wipe() {
+/** Delete everything this device holds: at sign-out (`final`: no more use on this page), or when
+ * another account signs in. @param {boolean} [final] */
+export async function wipe(final = false) {
+  signedOut = final;
   if (opening) {
     (await opening).close();
     opening = null;
