@@ -15,7 +15,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from sync.checksum import checksum
 from tests.conftest import EVENT_ID, LiveServer, Seeded
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, as .ci/run and the README install it.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -72,7 +73,7 @@ def web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory) -> It
 def browser() -> Iterator[Browser]:
     # A browser test that cannot run is a failure, never a skip: CI installs Chromium (see .ci/run).
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: apt-get install chromium")
+        pytest.fail(f"Chromium is missing ({CHROMIUM}): apt-get install chromium")
     with sync_playwright() as playwright:
         launched = launch(playwright)
         yield launched

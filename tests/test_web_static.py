@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -140,6 +141,19 @@ def test_the_service_worker_lists_the_whole_shell_and_changes_with_it(app_client
     assert re.fullmatch(r"[0-9a-f]{16}", manifest["version"])
 
 
+def test_accounts_add_prints_the_invitation_link_at_the_public_url(tmp_path: Path) -> None:
+    db = str(tmp_path / "d.db")
+    run = [sys.executable, "-m", "server.cli"]
+    subprocess.run([*run, "demo", "--no-serve", "--db", db], capture_output=True, check=True)
+    env = {**os.environ, "STUDYVISIT_PUBLIC_URL": "https://visit.example.org"}
+    added = [*run, "accounts", "add", "--db", db, "--event", "turin-sse-2025", "--name", "Lê Văn Anh"]
+    out = subprocess.run(
+        [*added, "--role", "participant", "--group", "G1"], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    token = re.findall(r"token: (\S+)", out)[0]
+    assert re.findall(r"app:\s+(\S+)", out) == [f"https://visit.example.org/app/#t={token}"]
+
+
 def test_the_invitation_link_is_printed_for_each_demo_account(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "server.cli", "demo", "--no-serve", "--port", "8123", "--db", str(tmp_path / "d.db")],
@@ -151,3 +165,14 @@ def test_the_invitation_link_is_printed_for_each_demo_account(tmp_path: Path) ->
     links = re.findall(r"app:\s+(\S+)", out)
     assert len(tokens) == 3
     assert links == [f"http://127.0.0.1:8123/app/#t={t}" for t in tokens]
+
+
+def test_ci_and_the_readme_install_chromium_before_running_the_tests() -> None:
+    readme = (WEB.parent / "README.md").read_text(encoding="utf-8")
+    quick = readme[readme.index("## Quick start") : readme.index("## Tour")]
+    commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
+    assert len(commands) == 2, "the quick start stays two commands"
+    ci = (WEB.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
+    install = "(command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)) && "
+    assert commands[1].startswith(install)
+    assert ci.replace("pip install -q ", "pip install ") == commands[1]
