@@ -1,6 +1,7 @@
 """The field app in a real browser (Chromium through Playwright) against a real server with the demo data."""
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -118,6 +119,19 @@ def open_app(ctx: BrowserContext, web: Web, account_id: str) -> Page:
     synced_since(page, "")
     page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")  # the shell is cached
     return page
+
+
+def last_synced(page: Page) -> str:
+    return str(page.get_attribute("#status", "data-last-synced"))
+
+
+def pushed_since(page: Page, before: str) -> None:
+    """Wait for a sync that finished after ``before`` and left nothing waiting."""
+    page.wait_for_function(
+        """before => { const s = document.getElementById('status');
+             return s.dataset.syncing === 'false' && s.dataset.waiting === '0' && s.dataset.lastSynced !== before; }""",
+        arg=before,
+    )
 
 
 def sync_now(page: Page) -> None:
@@ -282,9 +296,10 @@ def test_arabic_ui_is_right_to_left_and_arabic_notes_round_trip(
     page.get_by_role("link", name="الملاحظات", exact=True).click()
     page.get_by_role("button", name="ملاحظة جديدة").click()
     page.get_by_role("textbox", name="ملاحظة").fill(text)
+    before = last_synced(page)
     page.get_by_role("button", name="حفظ").click()
     page.get_by_role("button", name="مزامنة الآن").click()
-    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    pushed_since(page, before)
     assert [n["body"] for n in web.notes(who).values()] == [text]
     # The language picker switches back to left-to-right English.
     page.get_by_label("اللغة").select_option("en")
@@ -324,7 +339,7 @@ def test_sign_out_warns_about_unsynced_items_then_wipes_the_device(
     ctx.set_offline(True)
     write_note(page, "Not synced yet")
     with page.expect_event("dialog") as asked:
-        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign out").click(no_wait_after=True)
     warning = asked.value
     assert "1 change(s) are not synced yet and will be lost" in warning.message
     warning.dismiss()
@@ -372,3 +387,69 @@ def test_the_apps_replica_checksum_is_the_python_clients(context: tuple[BrowserC
             """e => import('./js/store.js').then(async s => (await s.records(e)).map(r => [r.id, r.version]))""", entity
         )
         assert (len(held), checksum((i, v) for i, v in held)) == (expected["count"], expected["checksum"]), entity
+
+
+def test_a_page_closed_mid_push_loses_nothing_and_doubles_nothing(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-joao-goncalves"
+    page = open_app(ctx, web, who)
+    ctx.set_offline(True)
+    write_note(page, "Written before the page was closed")
+    write_note(page, "Second one, same push")
+    answered: list[int] = []
+
+    def push_then_vanish(route: Any) -> None:
+        # The server gets the push and applies it; the page is gone before the answer arrives.
+        answered.append(route.fetch().status)
+        route.abort()
+
+    page.route("**/sync/push", push_then_vanish)
+    with page.expect_event("requestfailed", lambda r: r.url.endswith("/sync/push")):
+        ctx.set_offline(False)
+        page.get_by_role("button", name="Sync now").click()
+    page.close()
+    assert answered == [200]
+    assert sorted(n["body"] for n in web.notes(who).values()) == [
+        "Second one, same push",
+        "Written before the page was closed",
+    ]
+
+    again = ctx.new_page()
+    again.goto(web.server.url + "/app/#/notes")
+    again.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    expect(again.locator("li.note")).to_have_count(2)
+    notes = web.notes(who)
+    assert sorted(n["body"] for n in notes.values()) == ["Second one, same push", "Written before the page was closed"]
+    assert all(n["version"] == 1 for n in notes.values()), "the re-sent push was a duplicate, not a second write"
+
+
+def test_a_second_device_of_the_same_account_sees_the_note_and_organizers_see_it_shared(
+    browser: Browser, context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-ayse-yilmaz"
+    page = open_app(ctx, web, who)
+    page.get_by_label("Language").select_option("en")
+    page.get_by_role("link", name="Notes", exact=True).click()
+    page.get_by_role("button", name="New note").click()
+    page.get_by_role("textbox", name="Note").fill("Shared: the cooperative's statutes, article 4")
+    page.get_by_label("Share with organizers").check()
+    before = last_synced(page)
+    page.get_by_role("button", name="Save").click()
+    pushed_since(page, before)
+
+    other = browser.new_context(timezone_id="Europe/Rome")
+    try:
+        phone = open_app(other, web, who)
+        phone.get_by_label("Language").select_option("en")
+        phone.get_by_role("link", name="Notes", exact=True).click()
+        expect(phone.locator("li.note")).to_have_text(re.compile("the cooperative's statutes, article 4"))
+        expect(phone.locator("li.note")).to_contain_text("Shared with organizers")
+    finally:
+        other.close()
+    organizer = web.notes("org-marta")
+    assert [n["body"] for n in organizer.values() if n["author_id"] == who] == [
+        "Shared: the cooperative's statutes, article 4"
+    ]

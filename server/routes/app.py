@@ -14,15 +14,15 @@ from litestar.exceptions import NotFoundException
 from server.settings import Settings
 
 MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
     ".json": "application/json",
     ".webmanifest": "application/manifest+json",
     ".svg": "image/svg+xml",
     ".png": "image/png",
-    ".txt": "text/plain; charset=utf-8",
-    ".md": "text/plain; charset=utf-8",
+    ".txt": "text/plain",
+    ".md": "text/plain",
 }
 # What the service worker precaches: everything the app needs to open offline. Python files and the
 # vendored libraries' notes are not part of the shell.

@@ -50,7 +50,7 @@ export async function itineraryScreen() {
             status ? h("span", { class: `badge ${status}` }, t(`visit.${status}`)) : null,
             item.site_name && item.site_name !== v.title ? h("div", { class: "place" }, item.site_name) : null,
             v.meeting_point ? h("div", { class: "meeting" }, t("visit.meeting_point", { place: v.meeting_point })) : null,
-            h("div", { class: "actions" }, h("a", { href: `#/notes/${encodeURIComponent(v.id)}` }, t("visit.notes_link"))),
+            h("div", { class: "actions" }, h("a", { href: `#/notes/${encodeURIComponent(v.id)}`, "aria-label": t("visit.notes_for", { visit: v.title }) }, t("visit.notes_link"))),
           );
         }),
       ),
