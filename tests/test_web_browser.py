@@ -453,3 +453,23 @@ def test_a_second_device_of_the_same_account_sees_the_note_and_organizers_see_it
     assert [n["body"] for n in organizer.values() if n["author_id"] == who] == [
         "Shared: the cooperative's statutes, article 4"
     ]
+
+
+def test_another_accounts_link_asks_before_dropping_unsynced_changes(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-wanjiru-kamau")
+    ctx.set_offline(True)
+    write_note(page, "Wanjiru's unsynced note")
+    ctx.set_offline(False)
+    page.route("**/sync/push", lambda route: route.abort())  # it stays unsynced
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.goto(web.invitation("p-ananya-iyer"))
+    page.wait_for_function("() => !location.hash.startsWith('#t=') && document.querySelector('li.visit')")
+    expect(page.locator("li.visit[data-visit-id='d1-g1-casa-quartiere-san-salvario']")).to_have_count(1)  # still G1
+    held = page.evaluate("() => import('./js/store.js').then(async s => (await s.outbox()).map(m => m.args.body))")
+    assert held == ["Wanjiru's unsynced note"]
+    assert asked == ["1 change(s) are not synced yet and will be lost. Sign out anyway?"]
+    assert web.token("p-ananya-iyer") not in page.url

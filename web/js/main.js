@@ -150,9 +150,14 @@ export function render() {
 }
 
 async function start() {
+  await i18n.load((await store.getMeta("language")) || navigator.language);
   const invitation = location.hash.match(/^#t=([^&]+)/);
   if (invitation) {
-    await store.signIn(decodeURIComponent(invitation[1]));
+    const token = decodeURIComponent(invitation[1]);
+    const current = await store.getMeta("token");
+    const waiting = current && current !== token ? (await store.outbox()).length : 0;
+    // Another account's link replaces this one's data: never silently while changes wait to sync.
+    if (!waiting || window.confirm(i18n.t("confirm.sign_out_unsynced", { count: waiting }))) await store.signIn(token);
     // The token never stays in the address bar, the history or a bookmark.
     history.replaceState(null, "", location.pathname + location.search + "#/itinerary");
   }
@@ -163,7 +168,11 @@ async function start() {
     mount($("main"), h("p", null, i18n.t("app.need_invitation")));
     return;
   }
-  window.addEventListener("hashchange", () => void render().then(() => $("main").focus()));
+  window.addEventListener("hashchange", () => {
+    // An invitation link opened in this very tab: start again, as when it opens a new one.
+    if (location.hash.startsWith("#t=")) location.reload();
+    else void render().then(() => $("main").focus());
+  });
   window.addEventListener("online", () => void requestSync());
   window.addEventListener("offline", () => void renderStatus());
   await render();
