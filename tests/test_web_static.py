@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import segno
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -176,3 +177,41 @@ def test_ci_and_the_readme_install_chromium_before_running_the_tests() -> None:
     install = "(command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)) && "
     assert commands[1].startswith(install)
     assert ci.replace("pip install -q ", "pip install ") == commands[1]
+
+
+def read_terminal_qr(text: str) -> list[list[bool]]:
+    """The dark modules of a compact terminal QR code: each character is two rows (upper, lower),
+    a full block light on both, a space dark on both, half blocks light on the half they fill."""
+    rows: list[list[bool]] = []
+    for line in text.splitlines():
+        rows.append([c not in "█▀" for c in line])
+        rows.append([c not in "█▄" for c in line])
+    return rows
+
+
+def test_qr_prints_each_invitation_link_as_a_code_that_reads_back_as_the_link(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "demo",
+            "--no-serve",
+            "--qr",
+            "--port",
+            "8123",
+            "--db",
+            str(tmp_path / "d.db"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    links = re.findall(r"app:\s+(\S+)", out)
+    codes = re.findall(r"app:\s+\S+\n((?:[█▀▄ ]+\n)+)", out)
+    assert len(links) == len(codes) == 3
+    for link, code in zip(links, codes, strict=True):
+        expected = [[bool(m) for m in row] for row in segno.make(link, error="m").matrix_iter(border=4)]
+        shown = read_terminal_qr(code)
+        assert shown[: len(expected)] == expected
+        assert len(shown) - len(expected) in (0, 1)  # an odd row count leaves half of the last line unused
