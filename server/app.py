@@ -19,6 +19,7 @@ from server.observability import Metrics, observe
 from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.ratelimit import FailedAuthLimiter
 from server.representation import RepresentationCache
+from server.routes.app import app_file
 from server.routes.blobs import BlobController
 from server.routes.bodies import provide_payload
 from server.routes.common import provide_db
@@ -63,6 +64,7 @@ ROUTES = [
     NotesController,
     ScheduleController,
     BlobController,
+    app_file,
 ]
 
 

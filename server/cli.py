@@ -2,6 +2,7 @@
 
 import csv
 import errno
+import io
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 import msgspec
+import segno
 import uvicorn
 
 from schemas.accounts import Account, NewAccount
@@ -62,6 +64,9 @@ force_option = click.option(
     help="Overwrite records edited since they were loaded (each becomes a new version, kept in history)",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object per account, first")
+qr_option = click.option(
+    "--qr", is_flag=True, help="Also print each invitation link as a QR code, for a phone's camera"
+)
 
 
 def open_db(path: Path) -> Database:
@@ -75,11 +80,17 @@ def public_url() -> str:
     return Settings.from_env().public_url or "http://127.0.0.1:8000"
 
 
+def invitation_link(base_url: str, token: str) -> str:
+    """The field app's sign-in link: the token rides in the fragment, which browsers never send to a server."""
+    return f"{base_url.rstrip('/')}/app/#t={token}"
+
+
 def account_json(account: NewAccount, base_url: str) -> bytes:
     """One account as a JSON line for scripts: group, site_ids and token only where set."""
     data: dict[str, Any] = {"id": account.id, "name": account.name, "role": account.role, "event_id": account.event_id}
     if account.token:
         data["token"] = account.token
+        data["app_url"] = invitation_link(base_url, account.token)
     if account.group_id:
         data["group"] = account.group_id
     if account.site_ids:
@@ -89,7 +100,14 @@ def account_json(account: NewAccount, base_url: str) -> bytes:
     return msgspec.json.encode(data)
 
 
-def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | None = None) -> None:
+def terminal_qr(text: str) -> str:
+    """A QR code of ``text`` in block characters, two modules per character row (light on a dark terminal)."""
+    out = io.StringIO()
+    segno.make(text, error="m").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | None = None, qr: bool = False) -> None:
     base_url = base_url or public_url()
     for account in accounts:
         if as_json:
@@ -100,6 +118,9 @@ def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | No
         click.echo(f"{account.role:<12} {account.name} ({account.id}{extra})")
         if account.token:
             click.echo(f"             token: {account.token}")
+            click.echo(f"             app:   {invitation_link(base_url, account.token)}")
+            if qr:
+                click.echo(terminal_qr(invitation_link(base_url, account.token)), nl=False)
         if account.feed_token:
             urls = feed_urls(base_url, account.feed_token)
             click.echo(f"             calendar: {urls.webcal}\n             frab:     {urls.schedule_xml}")
@@ -209,7 +230,10 @@ def serve(host: str, port: int, workers: int, db_path: Path) -> None:
 @json_option
 @click.option("--no-serve", is_flag=True, help="Load the data and print the tokens, then exit")
 @force_option
-def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_serve: bool, force: bool) -> None:
+@qr_option
+def demo(
+    host: str, port: int, workers: int, db_path: Path, as_json: bool, no_serve: bool, force: bool, qr: bool
+) -> None:
     """Load the Turin 2025 demo event, print a token per role, and serve."""
     if not no_serve:
         check_port(host, port)
@@ -230,7 +254,7 @@ def demo(host: str, port: int, workers: int, db_path: Path, as_json: bool, no_se
             feed_token = access.feed_token or rotate_feed_token(conn, account.id)
             demo_accounts.append(NewAccount(**msgspec.structs.asdict(account), token=token, feed_token=feed_token))
     db.close()
-    print_accounts(demo_accounts, as_json, f"http://{host}:{port}")
+    print_accounts(demo_accounts, as_json, f"http://{host}:{port}", qr=qr)
     if not as_json:
         click.echo(
             f"\nTry: curl -H 'Authorization: Bearer {demo_accounts[2].token}' "
@@ -389,19 +413,21 @@ def _new_account(db: Database, taken: set[str], **fields: Any) -> Account:
 @click.option("--expires", help="When its tokens stop working: a date (UTC), an RFC 3339 time, or 'never'")
 @db_option
 @json_option
+@qr_option
 def accounts_add(
     db_path: Path,
     as_json: bool,
+    qr: bool,
     account_id: str | None,
     site_ids: tuple[str, ...],
     expires: str | None,
     **fields: Any,
 ) -> None:
-    """Create an account and print its token (shown only now) and its calendar feed URLs."""
+    """Create an account and print its token (shown only now), its app invitation link and its calendar feed URLs."""
     expires_at = parse_expiry(expires) if expires else None
     db = open_db(db_path)
     account = _new_account(db, set(), id=account_id, site_ids=list(site_ids), **fields)
-    print_accounts(_add_all(db, [account], expires_at=expires_at), as_json)
+    print_accounts(_add_all(db, [account], expires_at=expires_at), as_json, qr=qr)
 
 
 def parse_expiry(text: str) -> str | None:

@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # The server's public address, for feed URLs (e.g. "https://visit.example.org"); "" means the
     # address the request came to (its Host header and scheme).
     public_url: str = ""
+    # The field app's map tiles: a URL template whose host the app's Content-Security-Policy allows
+    # (connect-src and img-src). "" means no tiles: the map draws on a plain background.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     # HTTP limits enforced by the server process (see docs/deployment.md). Past a header limit the
     # request is refused with 431 and the connection closed before the headers are held in memory.
     max_header_bytes: int = 32 * 1024

@@ -20,7 +20,7 @@ from server.storage.accounts import list_accounts
 from server.storage.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCOUNT_KEYS = {"id", "name", "role", "event_id", "token", "feed_urls"}
+ACCOUNT_KEYS = {"app_url", "id", "name", "role", "event_id", "token", "feed_urls"}
 # Names in three scripts, as a participants list from organizers arrives: UTF-8 with a BOM, from a spreadsheet.
 PARTICIPANTS_CSV = (
     "\ufeffname,role,group,sites,language,country,organization,id\n"

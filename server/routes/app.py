@@ -1,0 +1,116 @@
+"""The field app: the static files of the ``web`` package at /app/, under a strict Content-Security-Policy."""
+
+import hashlib
+import json
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
+
+from server.settings import Settings
+
+MEDIA_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".txt": "text/plain",
+    ".md": "text/plain",
+}
+# What the service worker precaches: everything the app needs to open offline. Python files and the
+# vendored libraries' notes are not part of the shell.
+SHELL_SUFFIXES = {".html", ".js", ".css", ".json", ".webmanifest", ".svg", ".png"}
+# sw.js carries this placeholder; the server puts the shell's file list and content hash in its place,
+# so that any change to a shell file changes sw.js's bytes, which is what makes browsers update it.
+SHELL_PLACEHOLDER = '"__SHELL_MANIFEST__"'
+
+
+def web_root() -> Path:
+    """The directory of the installed ``web`` package."""
+    return Path(str(files("web")))
+
+
+def shell_files(root: Path) -> list[str]:
+    """The app shell: paths relative to /app/, sorted; "" stands for /app/ itself (index.html)."""
+    names = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in SHELL_SUFFIXES and p.name != "sw.js" and "__pycache__" not in p.parts
+    )
+    return ["", *[n for n in names if n != "index.html"]]
+
+
+@cache
+def service_worker(root: Path) -> bytes:
+    """sw.js with the shell manifest filled in (cached: the package's files do not change while serving)."""
+    digest = hashlib.sha256()
+    listed = shell_files(root)
+    for name in listed:
+        digest.update(name.encode() + b"\0" + (root / (name or "index.html")).read_bytes())
+    source = (root / "sw.js").read_bytes()
+    digest.update(source)
+    manifest = json.dumps({"version": digest.hexdigest()[:16], "files": listed}, separators=(",", ":"))
+    return source.replace(SHELL_PLACEHOLDER.encode(), manifest.encode(), 1)
+
+
+@cache
+def read_file(path: Path) -> bytes:
+    """A shell file's bytes, read once: a few small files, unchanged while the server runs, so the
+    handler (run on the event loop, without a thread) touches the disk only on the first request."""
+    return path.read_bytes()
+
+
+def tile_origin(tile_url: str) -> str:
+    """The scheme and host of a tile URL template, for the CSP ("" when the setting is empty)."""
+    parts = urlsplit(tile_url.replace("{s}", "a"))
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def content_security_policy(settings: Settings) -> str:
+    """No inline script or style, nothing from another host but map tiles."""
+    tiles = tile_origin(settings.tile_url)
+    extra = f" {tiles}" if tiles else ""
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data: blob:{extra}; connect-src 'self'{extra}; "
+        "manifest-src 'self'; worker-src 'self'; font-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def _security_headers(settings: Settings) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(settings),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+@get(["/app", "/app/{path:path}"], exclude_from_auth=True, include_in_schema=False, sync_to_thread=False)
+def app_file(request: Request[Any, Any, Any], path: str = "") -> Response[bytes]:
+    """A file of the app shell; /app/ is index.html. No token needed: the shell holds no data."""
+    # Litestar strips a trailing slash from the routed path; the raw path still has it.
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    if not raw.split(b"?")[0].startswith(b"/app/"):
+        return Response(b"", status_code=308, headers={"Location": "/app/"})  # relative URLs need /app/
+    settings: Settings = request.app.state["settings"]
+    root = web_root()
+    name = path.lstrip("/") or "index.html"
+    target = (root / name).resolve()
+    if not target.is_relative_to(root.resolve()) or not target.is_file() or target.suffix not in MEDIA_TYPES:
+        raise NotFoundException(f"No file {name!r} in the app")
+    headers = _security_headers(settings)
+    if name == "sw.js":
+        # Checked on every navigation: a new shell reaches phones at their next visit.
+        headers |= {"Service-Worker-Allowed": "/app/", "Cache-Control": "no-cache"}
+        return Response(service_worker(root), media_type=MEDIA_TYPES[".js"], headers=headers)
+    # Revalidated when online; offline the service worker's cache answers.
+    headers["Cache-Control"] = "no-cache"
+    return Response(read_file(target), media_type=MEDIA_TYPES[target.suffix], headers=headers)

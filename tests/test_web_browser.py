@@ -1,0 +1,475 @@
+"""The field app in a real browser (Chromium through Playwright) against a real server with the demo data."""
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+
+from sync.checksum import checksum
+from tests.conftest import EVENT_ID, LiveServer, Seeded
+
+# Debian's Chromium, as .ci/run and the README install it.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+API = f"/api/v1/events/{EVENT_ID}"
+
+
+class Web:
+    """One live server for the module, and who may sign in to it."""
+
+    def __init__(self, server: LiveServer, seeded: Seeded, log: Path) -> None:
+        self.server = server
+        self.seeded = seeded
+        self.log = log
+
+    def token(self, account_id: str) -> str:
+        return self.seeded.accounts[account_id].token
+
+    def invitation(self, account_id: str) -> str:
+        return f"{self.server.url}/app/#t={self.token(account_id)}"
+
+    def get(self, account_id: str, path: str) -> httpx.Response:
+        response = httpx.get(self.server.url + path, headers={"Authorization": f"Bearer {self.token(account_id)}"})
+        response.raise_for_status()
+        return response
+
+    def notes(self, account_id: str) -> dict[str, dict[str, Any]]:
+        """The account's live notes as the server has them (a full pull)."""
+        notes: dict[str, dict[str, Any]] = {}
+        cursor = ""
+        while True:
+            page = self.get(account_id, f"{API}/sync/pull?cursor={cursor}").json()
+            notes |= {c["id"]: c["data"] for c in page["changes"] if c["entity"] == "note" and c["op"] == "put"}
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                return notes
+
+
+@pytest.fixture(scope="module")
+def web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    directory = tmp_path_factory.mktemp("web")
+    shutil.copyfile(seeded_template.path, directory / "studyvisit.db")
+    log = directory / "server.log"
+    server = LiveServer(directory / "studyvisit.db", log_path=log).start()
+    yield Web(server, Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())), log)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # A browser test that cannot run is a failure, never a skip: CI installs Chromium (see .ci/run).
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is missing ({CHROMIUM}): apt-get install chromium")
+    with sync_playwright() as playwright:
+        launched = launch(playwright)
+        yield launched
+        launched.close()
+
+
+def launch(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+class Recorded:
+    """Every request the browser made, page or service worker."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+
+@pytest.fixture
+def context(browser: Browser, web: Web) -> Iterator[tuple[BrowserContext, Recorded]]:
+    ctx = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
+    recorded = Recorded()
+    ctx.on("request", lambda r: recorded.urls.append(r.url))
+    yield ctx, recorded
+    ctx.close()
+    strays = [u for u in recorded.urls if not u.startswith(web.server.url + "/")]
+    assert strays == [], "requests left the server's origin"
+
+
+def synced_since(page: Page, before: str) -> str:
+    """Wait until a sync finished after ``before`` with nothing waiting; the new last-synced time."""
+    page.wait_for_function(
+        """before => { const s = document.getElementById('status');
+             return s.dataset.syncing === 'false' && s.dataset.lastSynced && s.dataset.lastSynced !== before; }""",
+        arg=before,
+    )
+    return str(page.get_attribute("#status", "data-last-synced"))
+
+
+def open_app(ctx: BrowserContext, web: Web, account_id: str) -> Page:
+    page = ctx.new_page()
+    page.goto(web.invitation(account_id))
+    synced_since(page, "")
+    page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")  # the shell is cached
+    return page
+
+
+def last_synced(page: Page) -> str:
+    return str(page.get_attribute("#status", "data-last-synced"))
+
+
+def pushed_since(page: Page, before: str) -> None:
+    """Wait for a sync that finished after ``before`` and left nothing waiting."""
+    page.wait_for_function(
+        """before => { const s = document.getElementById('status');
+             return s.dataset.syncing === 'false' && s.dataset.waiting === '0' && s.dataset.lastSynced !== before; }""",
+        arg=before,
+    )
+
+
+def sync_now(page: Page) -> None:
+    before = str(page.get_attribute("#status", "data-last-synced"))
+    page.get_by_role("button", name="Sync now").click()
+    synced_since(page, before)
+
+
+def expected_rows(itinerary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    zone = ZoneInfo(itinerary["timezone"])
+
+    def hm(stamp: str) -> str:
+        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%H:%M")
+
+    return [
+        (i["visit"]["id"], f"{hm(i['visit']['starts_at'])}–{hm(i['visit']['ends_at'])}", i["visit"]["title"])
+        for i in itinerary["items"]
+    ]
+
+
+def shown_rows(page: Page) -> list[tuple[str, str, str]]:
+    return [
+        (str(li.get_attribute("data-visit-id")), li.locator(".time").inner_text(), li.locator(".title").inner_text())
+        for li in page.locator("li.visit").all()
+    ]
+
+
+def write_note(page: Page, text: str, *, visit: str | None = None) -> None:
+    page.get_by_role("link", name="Notes", exact=True).click()
+    page.get_by_role("button", name="New note").click()
+    if visit is not None:
+        page.get_by_label("Visit").select_option(visit)
+    page.get_by_role("textbox", name="Note").fill(text)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("li.note", has_text=text)).to_have_count(1)
+
+
+def test_invitation_link_signs_in_shows_the_groups_itinerary_and_forgets_the_token(browser: Browser, web: Web) -> None:
+    ctx = browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    urls: list[str] = []
+    ctx.on("request", lambda r: urls.append(r.url))
+    page = open_app(ctx, web, "p-wanjiru-kamau")
+    itinerary = web.get("p-wanjiru-kamau", f"{API}/itinerary").json()
+    assert itinerary["group_id"] == "G1"
+    expect(page.locator("li.visit")).to_have_count(len(itinerary["items"]))
+    assert shown_rows(page) == expected_rows(itinerary)
+    legs = [i for i in itinerary["items"] if i["leg"]]
+    assert legs
+    for item in legs:
+        leg = page.locator(f"li.visit[data-visit-id='{item['visit']['id']}'] .leg")
+        expect(leg).to_contain_text(
+            f"{item['leg']['travel_minutes'] if item['leg']['mode'] != 'walk' else item['leg']['walking_minutes']} min"
+        )
+    # The phone is in Tokyo, the event in Rome: times stay Rome's, and the app says so.
+    expect(page.locator(".zone-note")).to_contain_text("Europe/Rome")
+    expect(page.locator(".zone-note")).to_contain_text("Asia/Tokyo")
+    token = web.token("p-wanjiru-kamau")
+    assert token not in page.url
+    assert page.evaluate("location.hash") == "#/itinerary"
+    assert token not in page.evaluate("document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+    ctx.close()
+    assert token not in web.log.read_text(), "the fragment never reaches the server's log"
+    assert all(u.startswith(web.server.url + "/") for u in urls)
+
+
+def test_offline_the_app_opens_and_offline_notes_reach_the_server_exactly_once(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-ananya-iyer"
+    page = open_app(ctx, web, who)
+    write_note(page, "Online first: Triciclo's repair bench", visit="d1-g2-triciclo")
+    sync_now(page)
+    assert [n["body"] for n in web.notes(who).values()] == ["Online first: Triciclo's repair bench"]
+
+    ctx.set_offline(True)
+    page.reload()
+    expect(page.get_by_role("status")).to_contain_text("Offline")
+    itinerary = web.get(who, f"{API}/itinerary").json()
+    page.get_by_role("link", name="Itinerary", exact=True).click()
+    expect(page.locator("li.visit")).to_have_count(len(itinerary["items"]))
+    assert shown_rows(page) == expected_rows(itinerary)
+    page.locator("li.visit[data-visit-id='d1-g2-triciclo'] a.title").click()
+    site = web.get(who, f"{API}/sites/triciclo?lang=en").json()
+    expect(page.get_by_role("heading", level=2)).to_have_text(site["name"])
+    expect(page.locator(".description")).to_contain_text(site["description"][:60])
+    expect(page.locator("dl")).to_contain_text(site["address"])
+    geo = f"geo:{site['lat']},{site['lon']}?q={site['lat']},{site['lon']}("
+    assert str(page.get_by_role("link", name="Directions").get_attribute("href")).startswith(geo)
+    page.get_by_role("link", name="Notes", exact=True).click()
+    expect(page.locator("li.note")).to_have_count(1)
+
+    for text in (
+        "Offline one: cooperative of 40",
+        "Offline two: a second-hand market",
+        "Offline three: ask about the municipal contract",
+    ):
+        write_note(page, text, visit="d1-g2-triciclo")
+    page.get_by_role("button", name="Edit note: Offline two").click()
+    page.get_by_role("textbox", name="Note").fill("Offline two, edited: a second-hand market on Saturdays")
+    page.get_by_label("Share with organizers").check()
+    page.get_by_role("button", name="Save").click()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete note: Offline three").click()
+    expect(page.locator("li.note")).to_have_count(3)
+    expect(page.get_by_role("status")).to_contain_text("5 waiting")
+    assert web.notes(who).keys() == {next(iter(web.notes(who)))}  # nothing reached the server yet
+
+    ctx.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    expect(page.get_by_role("status")).to_contain_text("0 waiting")
+    notes = web.notes(who)
+    bodies = sorted(n["body"] for n in notes.values())
+    assert bodies == sorted(
+        [
+            "Online first: Triciclo's repair bench",
+            "Offline one: cooperative of 40",
+            "Offline two, edited: a second-hand market on Saturdays",
+        ]
+    )
+    shared = [n for n in notes.values() if n["share_with_organizers"]]
+    assert [n["body"] for n in shared] == ["Offline two, edited: a second-hand market on Saturdays"]
+    assert all(n["visit_id"] == "d1-g2-triciclo" for n in notes.values())
+
+
+def test_a_visit_moved_by_an_organizer_shows_its_new_time_after_sync_now(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-wanjiru-kamau")
+    visit = web.get("org-marta", f"{API}/visits/d2-g1-bagni-pubblici-via-aglie")
+    start = datetime.fromisoformat(visit.json()["starts_at"]) + timedelta(minutes=45)
+    end = datetime.fromisoformat(visit.json()["ends_at"]) + timedelta(minutes=45)
+    moved = httpx.patch(
+        f"{web.server.url}{API}/visits/d2-g1-bagni-pubblici-via-aglie",
+        headers={
+            "Authorization": f"Bearer {web.token('org-marta')}",
+            "If-Match": visit.headers["etag"],
+            "Content-Type": "application/merge-patch+json",
+        },
+        content=json.dumps({"starts_at": start.isoformat(), "ends_at": end.isoformat()}),
+    )
+    assert moved.status_code == 200, moved.text
+    sync_now(page)
+    row = page.locator("li.visit[data-visit-id='d2-g1-bagni-pubblici-via-aglie']")
+    rome = ZoneInfo("Europe/Rome")
+    expect(row.locator(".time")).to_have_text(f"{start.astimezone(rome):%H:%M}–{end.astimezone(rome):%H:%M}")
+    expect(row.locator(".badge")).to_have_text("Changed")
+
+
+def test_arabic_ui_is_right_to_left_and_arabic_notes_round_trip(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-fatima-zahra-amrani"  # her account's language is Arabic: the app follows it
+    page = open_app(ctx, web, who)
+    page.wait_for_function("() => document.documentElement.dir === 'rtl'")
+    assert page.evaluate("document.documentElement.lang") == "ar"
+    expect(page.get_by_role("link", name="البرنامج")).to_be_visible()
+    text = "التعاونيات الاجتماعية في تورينو — Nguyễn, 김민준"
+    page.get_by_role("link", name="الملاحظات", exact=True).click()
+    page.get_by_role("button", name="ملاحظة جديدة").click()
+    page.get_by_role("textbox", name="ملاحظة").fill(text)
+    before = last_synced(page)
+    page.get_by_role("button", name="حفظ").click()
+    page.get_by_role("button", name="مزامنة الآن").click()
+    pushed_since(page, before)
+    assert [n["body"] for n in web.notes(who).values()] == [text]
+    # The language picker switches back to left-to-right English.
+    page.get_by_label("اللغة").select_option("en")
+    page.wait_for_function("() => document.documentElement.dir === 'ltr'")
+    expect(page.get_by_role("button", name="Sync now")).to_be_visible()
+
+
+def test_a_rejected_mutation_shows_its_reason_and_does_not_block_later_ones(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-aicha-diallo"
+    page = open_app(ctx, web, who)
+    page.get_by_label("Langue").select_option("en")
+    # A note on a visit the organizers removed while this phone was offline: the server refuses it.
+    page.evaluate(
+        """() => import('./js/store.js').then(s => s.enqueue('note.put',
+             {id: crypto.randomUUID(), visit_id: 'no-such-visit', body: 'On a removed visit', base_version: 0}))"""
+    )
+    write_note(page, "After the refused one")
+    sync_now(page)
+    problem = page.locator("#problems li")
+    expect(problem).to_have_count(1)
+    expect(problem).to_contain_text("no-such-visit")
+    expect(page.get_by_role("status")).to_contain_text("1 rejected")
+    assert [n["body"] for n in web.notes(who).values()] == ["After the refused one"]
+    problem.get_by_role("button", name="Dismiss").click()
+    expect(problem).to_have_count(0)
+    expect(page.get_by_role("status")).not_to_contain_text("rejected")
+
+
+def test_sign_out_warns_about_unsynced_items_then_wipes_the_device(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-kim-min-jun")
+    ctx.set_offline(True)
+    write_note(page, "Not synced yet")
+    with page.expect_event("dialog") as asked:
+        page.get_by_role("button", name="Sign out").click(no_wait_after=True)
+    warning = asked.value
+    assert "1 change(s) are not synced yet and will be lost" in warning.message
+    warning.dismiss()
+    expect(page.locator("li.note")).to_have_count(1)  # refused: nothing wiped
+    ctx.set_offline(False)
+    page.once("dialog", lambda d: d.accept())
+    # The app reloads itself once wiped; Playwright need not wait for that navigation in the click.
+    page.get_by_role("button", name="Sign out").click(no_wait_after=True)
+    expect(page.get_by_text("Open the invitation link")).to_be_visible()
+    # The reloaded page caches the shell again (it holds no account's data), and nothing else.
+    cached = page.evaluate(
+        """async () => { await navigator.serviceWorker.ready; const urls = [];
+             for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
+             return urls; }"""
+    )
+    assert cached
+    assert all(u.startswith(web.server.url + "/app/") for u in cached), cached
+    left = page.evaluate(
+        """() => import('./js/store.js').then(async s => [await s.getMeta('token'), await s.getMeta('client_id'),
+             (await s.outbox()).length, (await s.records('note')).length, (await s.records('visit')).length,
+             await s.getDoc('itinerary')])"""
+    )
+    assert left == [None, None, 0, 0, 0, None]
+
+
+CHECKSUM_VECTORS = [
+    [],
+    [("triciclo", 1)],
+    [("d1-g1-casa-quartiere-san-salvario", 3), ("0193e0a4-7d0e-7c6a-b1d2-6b8f3c1e9a01", 12)],
+    [("كتاب", 2), ("Nguyễn", 1), ("김민준", 999999)],
+]
+
+
+def test_the_apps_replica_checksum_is_the_python_clients(context: tuple[BrowserContext, Recorded], web: Web) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-jose-maria-nunez")
+    for vector in CHECKSUM_VECTORS:
+        rows = [{"id": i, "version": v} for i, v in vector]
+        computed = page.evaluate("rows => import('./js/sync.js').then(s => s.checksum(rows))", rows)
+        assert computed == checksum(vector)
+    # After a sync the replica holds exactly what the server's summary says this account may see.
+    summary = web.get("p-jose-maria-nunez", f"{API}/sync/pull?limit=5000").json()["summary"]
+    for entity, expected in summary.items():
+        held = page.evaluate(
+            """e => import('./js/store.js').then(async s => (await s.records(e)).map(r => [r.id, r.version]))""", entity
+        )
+        assert (len(held), checksum((i, v) for i, v in held)) == (expected["count"], expected["checksum"]), entity
+
+
+def test_a_page_closed_mid_push_loses_nothing_and_doubles_nothing(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-joao-goncalves"
+    page = open_app(ctx, web, who)
+    ctx.set_offline(True)
+    write_note(page, "Written before the page was closed")
+    write_note(page, "Second one, same push")
+    answered: list[int] = []
+
+    def push_then_vanish(route: Any) -> None:
+        # The server gets the push and applies it; the page is gone before the answer arrives.
+        answered.append(route.fetch().status)
+        route.abort()
+
+    page.route("**/sync/push", push_then_vanish)
+    with page.expect_event("requestfailed", lambda r: r.url.endswith("/sync/push")):
+        ctx.set_offline(False)
+        page.get_by_role("button", name="Sync now").click()
+    page.close()
+    assert answered == [200]
+    assert sorted(n["body"] for n in web.notes(who).values()) == [
+        "Second one, same push",
+        "Written before the page was closed",
+    ]
+
+    again = ctx.new_page()
+    again.goto(web.server.url + "/app/#/notes")
+    again.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    expect(again.locator("li.note")).to_have_count(2)
+    notes = web.notes(who)
+    assert sorted(n["body"] for n in notes.values()) == ["Second one, same push", "Written before the page was closed"]
+    assert all(n["version"] == 1 for n in notes.values()), "the re-sent push was a duplicate, not a second write"
+
+
+def test_a_second_device_of_the_same_account_sees_the_note_and_organizers_see_it_shared(
+    browser: Browser, context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-ayse-yilmaz"
+    page = open_app(ctx, web, who)
+    page.get_by_label("Language").select_option("en")
+    page.get_by_role("link", name="Notes", exact=True).click()
+    page.get_by_role("button", name="New note").click()
+    page.get_by_role("textbox", name="Note").fill("Shared: the cooperative's statutes, article 4")
+    page.get_by_label("Share with organizers").check()
+    before = last_synced(page)
+    page.get_by_role("button", name="Save").click()
+    pushed_since(page, before)
+
+    other = browser.new_context(timezone_id="Europe/Rome")
+    try:
+        phone = open_app(other, web, who)
+        phone.get_by_label("Language").select_option("en")
+        phone.get_by_role("link", name="Notes", exact=True).click()
+        expect(phone.locator("li.note")).to_have_text(re.compile("the cooperative's statutes, article 4"))
+        expect(phone.locator("li.note")).to_contain_text("Shared with organizers")
+    finally:
+        other.close()
+    organizer = web.notes("org-marta")
+    assert [n["body"] for n in organizer.values() if n["author_id"] == who] == [
+        "Shared: the cooperative's statutes, article 4"
+    ]
+
+
+def test_another_accounts_link_asks_before_dropping_unsynced_changes(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-wanjiru-kamau")
+    ctx.set_offline(True)
+    write_note(page, "Wanjiru's unsynced note")
+    ctx.set_offline(False)
+    page.route("**/sync/push", lambda route: route.abort())  # it stays unsynced
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.goto(web.invitation("p-ananya-iyer"))
+    page.wait_for_function("() => !location.hash.startsWith('#t=') && document.querySelector('li.visit')")
+    expect(page.locator("li.visit[data-visit-id='d1-g1-casa-quartiere-san-salvario']")).to_have_count(1)  # still G1
+    held = page.evaluate("() => import('./js/store.js').then(async s => (await s.outbox()).map(m => m.args.body))")
+    assert held == ["Wanjiru's unsynced note"]
+    assert asked == ["1 change(s) are not synced yet and will be lost. Sign out anyway?"]
+    assert web.token("p-ananya-iyer") not in page.url

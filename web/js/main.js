@@ -1,0 +1,189 @@
+// The app's start: sign-in from the invitation link, the service worker, navigation, the status line
+// and when syncs run (on open, on reconnect, after each change, on "Sync now"; never blocking the UI).
+
+import * as store from "./store.js";
+import { syncOnce } from "./sync.js";
+import { h, mount } from "./ui.js";
+import * as i18n from "./i18n.js";
+import { itineraryScreen } from "./screens/itinerary.js";
+import { siteScreen } from "./screens/site.js";
+import { notesScreen } from "./screens/notes.js";
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+const state = { syncing: false, again: false, error: "", retryMs: 2000, timer: 0, debounce: 0 };
+
+/** Run a sync now, or once more after the one running. Failures are shown, and retried with backoff. */
+export async function requestSync() {
+  if (state.syncing) {
+    state.again = true;
+    return;
+  }
+  state.syncing = true;
+  clearTimeout(state.timer);
+  await renderStatus();
+  try {
+    await syncOnce();
+    state.error = "";
+    state.retryMs = 2000;
+  } catch (error) {
+    const e = /** @type {any} */ (error);
+    state.error = e.status === 401 ? i18n.t("status.signed_out") : navigator.onLine ? String(e.message || e) : "";
+    if (e.retry !== false && navigator.onLine) {
+      // Exponential backoff with jitter (§3): many phones reconnecting at once do not hammer the server.
+      state.timer = window.setTimeout(requestSync, state.retryMs * (0.5 + Math.random()));
+      state.retryMs = Math.min(state.retryMs * 2, 5 * 60_000);
+    }
+  } finally {
+    state.syncing = false;
+  }
+  await render();
+  if (state.again) {
+    state.again = false;
+    void requestSync();
+  }
+}
+
+/** After a change: sync soon, once for a burst of changes. */
+export function changed() {
+  clearTimeout(state.debounce);
+  state.debounce = window.setTimeout(requestSync, 800);
+  void render();
+}
+
+async function renderStatus() {
+  const [last, waiting, problems] = [await store.getMeta("last_synced"), await store.outbox(), await store.problems()];
+  const parts = [];
+  if (!navigator.onLine) parts.push(i18n.t("status.offline"));
+  if (state.syncing) parts.push(i18n.t("status.syncing"));
+  parts.push(last ? i18n.t("status.last_synced", { time: i18n.stamp(last) }) : i18n.t("status.never_synced"));
+  parts.push(i18n.t("status.waiting", { count: waiting.length }));
+  if (problems.length) parts.push(i18n.t("status.rejected", { count: problems.length }));
+  if (state.error) parts.push(state.error);
+  const status = $("status");
+  status.className = navigator.onLine ? "" : "offline";
+  status.dataset.waiting = String(waiting.length);
+  status.dataset.syncing = String(state.syncing);
+  status.dataset.lastSynced = last || "";
+  status.textContent = parts.join(" · ");
+  const list = $("problems");
+  list.hidden = problems.length === 0;
+  mount(
+    list,
+    problems.map((p) =>
+      h(
+        "li",
+        { "data-mutation-id": p.id },
+        h("span", null, i18n.t(p.status === "conflict" ? "problem.conflict" : "problem.rejected", {
+          what: p.mutation ? p.mutation.type : "", reason: p.error ? p.error.detail || p.error.title : (p.conflicts || []).map((c) => c.field).join(", "),
+        })),
+        h("button", { type: "button", onclick: async () => { await store.dismissProblem(p.id); await renderStatus(); } }, i18n.t("action.dismiss")),
+      ),
+    ),
+  );
+}
+
+function route() {
+  const [, name = "itinerary", arg = ""] = location.hash.match(/^#\/([a-z]+)(?:\/(.*))?$/) || [];
+  return { name, arg: decodeURIComponent(arg) };
+}
+
+function renderChrome() {
+  const { name } = route();
+  $("title").textContent = i18n.t("app.title");
+  const nav = $("nav");
+  nav.hidden = false;
+  mount(
+    nav,
+    [["itinerary", "nav.itinerary"], ["notes", "nav.notes"]].map(([id, key]) =>
+      h("a", { href: `#/${id}`, "aria-current": name === id || (id === "itinerary" && name === "site") ? "page" : null }, i18n.t(key)),
+    ),
+  );
+  const footer = $("footer");
+  footer.hidden = false;
+  const picker = h(
+    "select",
+    { id: "language", onchange: async (/** @type {Event} */ e) => {
+      await store.setMeta("language", /** @type {HTMLSelectElement} */ (e.target).value);
+      await i18n.load(/** @type {HTMLSelectElement} */ (e.target).value);
+      await render();
+    } },
+    i18n.LANGUAGES.map((l) => h("option", { value: l, selected: l === i18n.lang, lang: l }, i18n.NAMES[l])),
+  );
+  mount(
+    footer,
+    h("span", null, h("label", { for: "language" }, i18n.t("label.language")), picker),
+    h("button", { type: "button", onclick: () => void requestSync() }, i18n.t("action.sync_now")),
+    h("button", { type: "button", onclick: signOut }, i18n.t("action.sign_out")),
+  );
+}
+
+async function signOut() {
+  const waiting = (await store.outbox()).length;
+  const question = waiting ? i18n.t("confirm.sign_out_unsynced", { count: waiting }) : i18n.t("confirm.sign_out");
+  if (!window.confirm(question)) return;
+  clearTimeout(state.timer);
+  clearTimeout(state.debounce);
+  await store.wipe(true);
+  if ("caches" in window) for (const key of await caches.keys()) await caches.delete(key);
+  if (navigator.serviceWorker) for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
+  location.replace(location.pathname);
+}
+
+let rendering = Promise.resolve();
+
+/** Re-render the current screen (serialized: a slow render never overwrites a newer one). */
+export function render() {
+  rendering = rendering.then(async () => {
+    renderChrome();
+    await renderStatus();
+    const { name, arg } = route();
+    const main = $("main");
+    const screen = name === "site" ? siteScreen(arg) : name === "notes" ? notesScreen(arg, { changed }) : itineraryScreen();
+    const content = await screen;
+    // An open note editor is not thrown away by a background sync.
+    if (main.querySelector("[data-editing]") && main.dataset.route === location.hash) return;
+    main.dataset.route = location.hash;
+    mount(main, content);
+  }).catch((error) => console.error(error));
+  return rendering;
+}
+
+async function start() {
+  await i18n.load((await store.getMeta("language")) || navigator.language);
+  const invitation = location.hash.match(/^#t=([^&]+)/);
+  if (invitation) {
+    const token = decodeURIComponent(invitation[1]);
+    const current = await store.getMeta("token");
+    const waiting = current && current !== token ? (await store.outbox()).length : 0;
+    // Another account's link replaces this one's data: never silently while changes wait to sync.
+    if (!waiting || window.confirm(i18n.t("confirm.sign_out_unsynced", { count: waiting }))) await store.signIn(token);
+    // The token never stays in the address bar, the history or a bookmark.
+    history.replaceState(null, "", location.pathname + location.search + "#/itinerary");
+  }
+  const me = await store.getDoc("me");
+  await i18n.load((await store.getMeta("language")) || (me && me.language) || navigator.language);
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js", { scope: "./" }).catch(console.error);
+  if (!(await store.getMeta("token"))) {
+    mount($("main"), h("p", null, i18n.t("app.need_invitation")));
+    return;
+  }
+  window.addEventListener("hashchange", () => {
+    // An invitation link opened in this very tab: start again, as when it opens a new one.
+    if (location.hash.startsWith("#t=")) location.reload();
+    else void render().then(() => $("main").focus());
+  });
+  window.addEventListener("online", () => void requestSync());
+  window.addEventListener("offline", () => void renderStatus());
+  await render();
+  await requestSync();
+  if (!(await store.getMeta("language"))) {
+    const fresh = await store.getDoc("me");
+    if (fresh && i18n.pick(fresh.language) !== i18n.lang) {
+      await i18n.load(fresh.language);
+      await render();
+    }
+  }
+}
+
+void start();
