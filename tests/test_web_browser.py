@@ -346,8 +346,9 @@ def test_sign_out_warns_about_unsynced_items_then_wipes_the_device(
     expect(page.locator("li.note")).to_have_count(1)  # refused: nothing wiped
     ctx.set_offline(False)
     page.once("dialog", lambda d: d.accept())
-    # The app reloads itself once wiped; Playwright need not wait for that navigation in the click.
-    page.get_by_role("button", name="Sign out").click(no_wait_after=True)
+    # The app reloads itself once wiped: wait for that page to load.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click(no_wait_after=True)
     expect(page.get_by_text("Open the invitation link")).to_be_visible()
     # The reloaded page caches the shell again (it holds no account's data), and nothing else.
     cached = page.evaluate(
@@ -410,7 +411,8 @@ def test_a_page_closed_mid_push_loses_nothing_and_doubles_nothing(
         ctx.set_offline(False)
         page.get_by_role("button", name="Sync now").click()
     page.close()
-    assert answered == [200]
+    assert answered  # the push reached the server (every time it was sent); no answer reached the page
+    assert set(answered) == {200}
     assert sorted(n["body"] for n in web.notes(who).values()) == [
         "Second one, same push",
         "Written before the page was closed",
@@ -462,13 +464,17 @@ def test_another_accounts_link_asks_before_dropping_unsynced_changes(
     page = open_app(ctx, web, "p-wanjiru-kamau")
     ctx.set_offline(True)
     write_note(page, "Wanjiru's unsynced note")
+    page.route("**/sync/push", lambda route: route.abort())  # it stays unsynced (set before going online)
     ctx.set_offline(False)
-    page.route("**/sync/push", lambda route: route.abort())  # it stays unsynced
     asked: list[str] = []
     page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
     page.goto(web.invitation("p-ananya-iyer"))
-    page.wait_for_function("() => !location.hash.startsWith('#t=') && document.querySelector('li.visit')")
-    expect(page.locator("li.visit[data-visit-id='d1-g1-casa-quartiere-san-salvario']")).to_have_count(1)  # still G1
+    # Still Wanjiru's (G1) itinerary, once the reloaded app has forgotten the link.
+    page.wait_for_function(
+        """() => location.hash === '#/itinerary' &&
+                 document.querySelector("li.visit[data-visit-id='d1-g1-casa-quartiere-san-salvario']")""",
+        timeout=20_000,
+    )
     held = page.evaluate("() => import('./js/store.js').then(async s => (await s.outbox()).map(m => m.args.body))")
     assert held == ["Wanjiru's unsynced note"]
     assert asked == ["1 change(s) are not synced yet and will be lost. Sign out anyway?"]

@@ -137,13 +137,16 @@ export function render() {
   rendering = rendering.then(async () => {
     renderChrome();
     await renderStatus();
+    const hash = location.hash;
     const { name, arg } = route();
     const main = $("main");
     const screen = name === "site" ? siteScreen(arg) : name === "notes" ? notesScreen(arg, { changed }) : itineraryScreen();
     const content = await screen;
+    // Built for a route the user has left: the render queued by that navigation shows the new one.
+    if (location.hash !== hash) return;
     // An open note editor is not thrown away by a background sync.
-    if (main.querySelector("[data-editing]") && main.dataset.route === location.hash) return;
-    main.dataset.route = location.hash;
+    if (main.querySelector("[data-editing]") && main.dataset.route === hash) return;
+    main.dataset.route = hash;
     mount(main, content);
   }).catch((error) => console.error(error));
   return rendering;
