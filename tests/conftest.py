@@ -137,6 +137,10 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "LiveServer":
+        if self.process is not None:
+            # A restart keeps its port (clients retry the same URL); the killed server's processes
+            # may hold it for a moment longer, so there is nothing to check beforehand.
+            return self._start(check_port=False)
         # free_port() cannot reserve the port: another test's server may bind it first. `serve` then
         # exits at once (it checks the port before anything else), and a fresh port is tried.
         for _ in range(3):
@@ -147,8 +151,8 @@ class LiveServer:
                 self.url = f"http://127.0.0.1:{self.port}"
         return self._start()
 
-    def _start(self) -> "LiveServer":
-        if not _port_free(self.port):  # taken already: its answers would not be this server's
+    def _start(self, check_port: bool = True) -> "LiveServer":
+        if check_port and not _port_free(self.port):  # taken already: its answers would not be ours
             raise PortTakenError(self.port)
         cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path)]
         cmd += ["--port", str(self.port), "--workers", str(self.workers)]
@@ -160,7 +164,7 @@ class LiveServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                if not _port_free(self.port):
+                if check_port and not _port_free(self.port):
                     raise PortTakenError(self.port)
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
