@@ -144,12 +144,17 @@ def closed_site(visit: Visit, site: Site, zone: ZoneInfo) -> ItineraryProblem | 
         kind="outside_opening_hours",
         severity="warning",
         visit_ids=[visit.id],
-        group_id=visit.group_ids[0] if len(visit.group_ids) == 1 else None,
+        group_id=_only_group(visit),
         message=(
             f"'{visit.title}' ({_span(visit, zone)}) is outside the opening hours of {site.name}: "
             f"{describe_opening_hours(spans)}."
         ),
     )
+
+
+def _only_group(visit: Visit) -> str | None:
+    # A warning names the group when the visit has just one; a shared visit concerns several.
+    return visit.group_ids[0] if len(visit.group_ids) == 1 else None
 
 
 def times_in_text(text: str) -> list[str]:
@@ -182,7 +187,7 @@ def stale_times(visit: Visit, rewritten: frozenset[str], zone: ZoneInfo) -> Itin
         kind="stale_time_in_text",
         severity="warning",
         visit_ids=[visit.id],
-        group_id=visit.group_ids[0] if len(visit.group_ids) == 1 else None,
+        group_id=_only_group(visit),
         message=(
             f"'{visit.title}' moved to {_span(visit, zone)} after its notes were written; they still mention "
             f"{', '.join(stale)}: check the notes ({langs})."

@@ -52,7 +52,6 @@ from sync.rules import (
     merge_fields,
 )
 
-NOTE_FIELDS = NOTE_DEFAULTS
 # Records that keep the device time of their last change beside the server's (migration 8).
 DEVICE_TIMED = frozenset({"note", "feedback"})
 # A host moving a site further than this is asked to be checked by an organizer.
@@ -251,12 +250,12 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     values.setdefault("site_id", note["site_id"])
     if values["visit_id"] != note["visit_id"] or values["site_id"] != note["site_id"]:
         _check_place(ctx, values["visit_id"], values["site_id"])
-    current = {k: note[k] for k in NOTE_FIELDS}
+    current = {k: note[k] for k in NOTE_DEFAULTS}
     current["share_with_organizers"] = bool(current["share_with_organizers"])
     merge = merge_fields(
         current,
         values,
-        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS, ctx.own_client),
+        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client),
     )
     result = write_merge(
         ctx,
@@ -307,7 +306,7 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
         return _result(ctx, "applied", note["version"])
     version = note["version"] + 1
     unseen = (
-        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_FIELDS, ctx.own_client)
+        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client)
         if args.base_version
         else {}
     )
