@@ -21,6 +21,9 @@ from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
 
+# The browser fixtures (web, browser, context) for tests/test_web_*.py.
+pytest_plugins = ["tests.browser_app"]
+
 EVENT_ID = "turin-sse-2025"
 
 

@@ -5,9 +5,7 @@ import * as store from "./store.js";
 import { syncOnce } from "./sync.js";
 import { h, mount } from "./ui.js";
 import * as i18n from "./i18n.js";
-import { itineraryScreen } from "./screens/itinerary.js";
-import { siteScreen } from "./screens/site.js";
-import { notesScreen } from "./screens/notes.js";
+import { SCREENS, navFor, roleOf, screenFor } from "./routes.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -83,20 +81,24 @@ async function renderStatus() {
   );
 }
 
-function route() {
-  const [, name = "itinerary", arg = ""] = location.hash.match(/^#\/([a-z]+)(?:\/(.*))?$/) || [];
-  return { name, arg: decodeURIComponent(arg) };
+/** The current route: the screen shown (the role's home for one it may not see) and its argument.
+ * @param {any} me */
+function route(me) {
+  const [, name = "", arg = ""] = location.hash.match(/^#\/([a-z-]+)(?:\/(.*))?$/) || [];
+  return { name: screenFor(name, roleOf(me && me.role)), arg: decodeURIComponent(arg) };
 }
 
-function renderChrome() {
-  const { name } = route();
+/** @param {any} me */
+function renderChrome(me) {
+  const { name } = route(me);
+  const current = SCREENS[name].under || name;
   $("title").textContent = i18n.t("app.title");
   const nav = $("nav");
   nav.hidden = false;
   mount(
     nav,
-    [["itinerary", "nav.itinerary"], ["notes", "nav.notes"]].map(([id, key]) =>
-      h("a", { href: `#/${id}`, "aria-current": name === id || (id === "itinerary" && name === "site") ? "page" : null }, i18n.t(key)),
+    navFor(roleOf(me && me.role)).map(([id, key]) =>
+      h("a", { href: `#/${id}`, "aria-current": id === current ? "page" : null }, i18n.t(key)),
     ),
   );
   const footer = $("footer");
@@ -135,13 +137,13 @@ let rendering = Promise.resolve();
 /** Re-render the current screen (serialized: a slow render never overwrites a newer one). */
 export function render() {
   rendering = rendering.then(async () => {
-    renderChrome();
+    const me = await store.getDoc("me");
+    renderChrome(me);
     await renderStatus();
     const hash = location.hash;
-    const { name, arg } = route();
+    const { name, arg } = route(me);
     const main = $("main");
-    const screen = name === "site" ? siteScreen(arg) : name === "notes" ? notesScreen(arg, { changed }) : itineraryScreen();
-    const content = await screen;
+    const content = await SCREENS[name].render(arg, { changed, requestSync, render, me });
     // Built for a route the user has left: the render queued by that navigation shows the new one.
     if (location.hash !== hash) return;
     // An open note editor is not thrown away by a background sync.

@@ -19,8 +19,10 @@ export class SyncError extends Error {
   }
 }
 
-/** @param {string} path @param {RequestInit} [init] */
-async function call(path, init = {}) {
+/** A request to the API (a path under /api/v1/) with the account's token. Screens that work only online
+ * (the organizers') use it too; a network failure, 5xx or 429 throws a retryable SyncError.
+ * @param {string} path @param {RequestInit} [init] */
+export async function call(path, init = {}) {
   const token = await store.getMeta("token");
   const headers = new Headers(init.headers);
   headers.set("Authorization", `Bearer ${token}`);
@@ -37,8 +39,8 @@ async function call(path, init = {}) {
   return response;
 }
 
-/** @param {Response} response */
-async function problemOf(response) {
+/** The problem's detail (RFC 9457) of a failed answer, for the user. @param {Response} response */
+export async function problemOf(response) {
   try {
     const body = await response.json();
     return body.detail || body.title || `HTTP ${response.status}`;

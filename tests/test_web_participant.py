@@ -1,172 +1,27 @@
-"""The field app in a real browser (Chromium through Playwright) against a real server with the demo data."""
+"""The participant's field app in a real browser (fixtures and helpers: tests/browser_app.py)."""
 
 import json
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from sync.checksum import checksum
-from tests.conftest import EVENT_ID, LiveServer, Seeded
-
-# Debian's Chromium, as .ci/run and the README install it.
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-API = f"/api/v1/events/{EVENT_ID}"
-
-
-class Web:
-    """One live server for the module, and who may sign in to it."""
-
-    def __init__(self, server: LiveServer, seeded: Seeded, log: Path) -> None:
-        self.server = server
-        self.seeded = seeded
-        self.log = log
-
-    def token(self, account_id: str) -> str:
-        return self.seeded.accounts[account_id].token
-
-    def invitation(self, account_id: str) -> str:
-        return f"{self.server.url}/app/#t={self.token(account_id)}"
-
-    def get(self, account_id: str, path: str) -> httpx.Response:
-        response = httpx.get(self.server.url + path, headers={"Authorization": f"Bearer {self.token(account_id)}"})
-        response.raise_for_status()
-        return response
-
-    def notes(self, account_id: str) -> dict[str, dict[str, Any]]:
-        """The account's live notes as the server has them (a full pull)."""
-        notes: dict[str, dict[str, Any]] = {}
-        cursor = ""
-        while True:
-            page = self.get(account_id, f"{API}/sync/pull?cursor={cursor}").json()
-            notes |= {c["id"]: c["data"] for c in page["changes"] if c["entity"] == "note" and c["op"] == "put"}
-            cursor = page["cursor"]
-            if not page["has_more"]:
-                return notes
-
-
-@pytest.fixture(scope="module")
-def web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    directory = tmp_path_factory.mktemp("web")
-    shutil.copyfile(seeded_template.path, directory / "studyvisit.db")
-    log = directory / "server.log"
-    server = LiveServer(directory / "studyvisit.db", log_path=log).start()
-    yield Web(server, Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())), log)
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # A browser test that cannot run is a failure, never a skip: CI installs Chromium (see .ci/run).
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium is missing ({CHROMIUM}): apt-get install chromium")
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
-
-
-def launch(playwright: Playwright) -> Browser:
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-
-
-class Recorded:
-    """Every request the browser made, page or service worker."""
-
-    def __init__(self) -> None:
-        self.urls: list[str] = []
-
-
-@pytest.fixture
-def context(browser: Browser, web: Web) -> Iterator[tuple[BrowserContext, Recorded]]:
-    ctx = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
-    recorded = Recorded()
-    ctx.on("request", lambda r: recorded.urls.append(r.url))
-    yield ctx, recorded
-    ctx.close()
-    strays = [u for u in recorded.urls if not u.startswith(web.server.url + "/")]
-    assert strays == [], "requests left the server's origin"
-
-
-def synced_since(page: Page, before: str) -> str:
-    """Wait until a sync finished after ``before`` with nothing waiting; the new last-synced time."""
-    page.wait_for_function(
-        """before => { const s = document.getElementById('status');
-             return s.dataset.syncing === 'false' && s.dataset.lastSynced && s.dataset.lastSynced !== before; }""",
-        arg=before,
-    )
-    return str(page.get_attribute("#status", "data-last-synced"))
-
-
-def open_app(ctx: BrowserContext, web: Web, account_id: str) -> Page:
-    page = ctx.new_page()
-    page.goto(web.invitation(account_id))
-    synced_since(page, "")
-    page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")  # the shell is cached
-    return page
-
-
-def last_synced(page: Page) -> str:
-    return str(page.get_attribute("#status", "data-last-synced"))
-
-
-def pushed_since(page: Page, before: str) -> None:
-    """Wait for a sync that finished after ``before`` and left nothing waiting."""
-    page.wait_for_function(
-        """before => { const s = document.getElementById('status');
-             return s.dataset.syncing === 'false' && s.dataset.waiting === '0' && s.dataset.lastSynced !== before; }""",
-        arg=before,
-    )
-
-
-def sync_now(page: Page) -> None:
-    before = str(page.get_attribute("#status", "data-last-synced"))
-    page.get_by_role("button", name="Sync now").click()
-    synced_since(page, before)
-
-
-def expected_rows(itinerary: dict[str, Any]) -> list[tuple[str, str, str]]:
-    zone = ZoneInfo(itinerary["timezone"])
-
-    def hm(stamp: str) -> str:
-        return datetime.fromisoformat(stamp).astimezone(zone).strftime("%H:%M")
-
-    return [
-        (i["visit"]["id"], f"{hm(i['visit']['starts_at'])}–{hm(i['visit']['ends_at'])}", i["visit"]["title"])
-        for i in itinerary["items"]
-    ]
-
-
-def shown_rows(page: Page) -> list[tuple[str, str, str]]:
-    return [
-        (str(li.get_attribute("data-visit-id")), li.locator(".time").inner_text(), li.locator(".title").inner_text())
-        for li in page.locator("li.visit").all()
-    ]
-
-
-def write_note(page: Page, text: str, *, visit: str | None = None) -> None:
-    page.get_by_role("link", name="Notes", exact=True).click()
-    page.get_by_role("button", name="New note").click()
-    if visit is not None:
-        page.get_by_label("Visit").select_option(visit)
-    page.get_by_role("textbox", name="Note").fill(text)
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("li.note", has_text=text)).to_have_count(1)
+from tests.browser_app import (
+    API,
+    Recorded,
+    Web,
+    expected_rows,
+    last_synced,
+    open_app,
+    pushed_since,
+    shown_rows,
+    sync_now,
+    write_note,
+)
 
 
 def test_invitation_link_signs_in_shows_the_groups_itinerary_and_forgets_the_token(browser: Browser, web: Web) -> None:
