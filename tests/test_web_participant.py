@@ -10,6 +10,7 @@ import httpx
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from sync.checksum import checksum
+from tests.axe import assert_accessible, serious_violations
 from tests.browser_app import (
     API,
     Recorded,
@@ -334,3 +335,13 @@ def test_another_accounts_link_asks_before_dropping_unsynced_changes(
     assert held == ["Wanjiru's unsynced note"]
     assert asked == ["1 change(s) are not synced yet and will be lost. Sign out anyway?"]
     assert web.token("p-ananya-iyer") not in page.url
+
+
+def test_the_accessibility_check_finds_a_control_without_a_name(browser: Browser, web: Web) -> None:
+    """tests/axe.py really reports violations: a button with no accessible name is one (critical)."""
+    ctx = browser.new_context(locale="en-GB")
+    page = open_app(ctx, web, "p-wanjiru-kamau")
+    assert_accessible(page)
+    page.evaluate("document.getElementById('main').append(document.createElement('button'))")
+    assert [v["rule"] for v in serious_violations(page)] == ["button-name"]
+    ctx.close()
