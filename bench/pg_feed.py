@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -44,8 +44,9 @@ def _no_wait() -> None:
 class Design:
     """One way to number the feed: its table, its write transaction and its pull."""
 
-    name = ""
-    columns = ""
+    # LiteralString: psycopg runs only SQL the source spells out.
+    name: LiteralString = ""
+    columns: LiteralString = ""
 
     def create(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"CREATE TABLE changes_{self.name} ({self.columns})")
@@ -72,14 +73,14 @@ def apply(conn: psycopg.Connection[Any], ids: list[str], work: Callable[[], None
         conn.execute("INSERT INTO records (id, event_id) VALUES (%s, %s)", (entity_id, EVENT))
 
 
-def feed_rows(conn: psycopg.Connection[Any], sql: str, ids: list[str]) -> None:
+def feed_rows(conn: psycopg.Connection[Any], statement: LiteralString, ids: list[str]) -> None:
     with conn.cursor() as cur:
-        cur.executemany(sql, [(EVENT, entity_id) for entity_id in ids])
+        cur.executemany(statement, [(EVENT, entity_id) for entity_id in ids])
 
 
 class Naive(Design):
-    name = "naive"
-    columns = "seq bigserial PRIMARY KEY, event_id text NOT NULL, entity_id text NOT NULL"
+    name: LiteralString = "naive"
+    columns: LiteralString = "seq bigserial PRIMARY KEY, event_id text NOT NULL, entity_id text NOT NULL"
 
     def write(
         self,
@@ -102,8 +103,8 @@ class Naive(Design):
 
 
 class Horizon(Design):
-    name = "horizon"
-    columns = (
+    name: LiteralString = "horizon"
+    columns: LiteralString = (
         "seq bigserial PRIMARY KEY, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
         "event_id text NOT NULL, entity_id text NOT NULL"
     )
@@ -129,8 +130,8 @@ class Horizon(Design):
 
 
 class Lock(Design):
-    name = "lock"
-    columns = "pos bigint PRIMARY KEY, event_id text NOT NULL, entity_id text NOT NULL"
+    name: LiteralString = "lock"
+    columns: LiteralString = "pos bigint PRIMARY KEY, event_id text NOT NULL, entity_id text NOT NULL"
 
     def create(self, conn: psycopg.Connection[Any]) -> None:
         super().create(conn)
@@ -379,7 +380,7 @@ def render(table: list[dict[str, Any]], load: Load, runs: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pg_feed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pg_feed", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the PostgreSQL to use (its schema {SCHEMA} is replaced)")
     parser.add_argument("--designs", default="naive,horizon,lock")
     parser.add_argument("--writers", type=int, default=Load.writers)

@@ -53,12 +53,14 @@ def test_a_change_committed_after_a_later_one_is_skipped_only_by_the_naive_curso
     held, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
+    def wait_for_release() -> None:
+        held.set()
+        release.wait(30)
+
     def write(entity_id: str, hold: bool) -> None:
         try:
             with connect(URL, schema) as conn:
-                writes.write(
-                    conn, [entity_id], lambda: None, (lambda: (held.set(), release.wait(30))) if hold else lambda: None
-                )
+                writes.write(conn, [entity_id], lambda: None, wait_for_release if hold else lambda: None)
         except BaseException as error:
             errors.append(error)
 
