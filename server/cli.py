@@ -15,8 +15,10 @@ from typing import Any
 
 import click
 import msgspec
+import psycopg
 import segno
 import uvicorn
+from click.core import ParameterSource
 
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
@@ -43,7 +45,11 @@ from server.storage.accounts import (
     set_expiry,
 )
 from server.storage.catalog import get_event, get_group, get_site
+from server.storage.copy import CopyError, copy_sqlite_to_postgres
 from server.storage.db import Database, migrate, migration_status
+from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
+from server.storage.pg.migrate import migrate as pg_migrate
+from server.storage.pg.migrate import migration_status as pg_migration_status
 from server.storage.purge import purge_tombstones
 
 DEFAULT_DB = Path("data/studyvisit.db")
@@ -69,8 +75,32 @@ qr_option = click.option(
 )
 
 
+def database_location(option: str | None) -> Location:
+    """The database a `--database-url` (or STUDYVISIT_DATABASE_URL) names, as a clear error when it is wrong."""
+    try:
+        return parse_database_url(option or "")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--database-url") from None
+
+
+def sqlite_path(path: Path) -> Path:
+    """The SQLite file to serve from: --db, unless left at its default while STUDYVISIT_DATABASE_URL
+    names a database. The server itself serves from SQLite only, so far (issue 13)."""
+    ctx = click.get_current_context(silent=True)
+    url = os.environ.get("STUDYVISIT_DATABASE_URL", "")
+    if not url or (ctx is not None and ctx.get_parameter_source("db_path") is not ParameterSource.DEFAULT):
+        return path
+    location = database_location(url)
+    if isinstance(location, PostgresLocation):
+        raise click.ClickException(
+            "STUDYVISIT_DATABASE_URL names PostgreSQL, which this version can migrate and copy into "
+            "(`studyvisit db migrate|status|copy`) but not yet serve from: serve from a SQLite file (--db)"
+        )
+    return location.path
+
+
 def open_db(path: Path) -> Database:
-    db = Database(path)
+    db = Database(sqlite_path(path))
     migrate(db)
     return db
 
@@ -177,6 +207,7 @@ def report_load(report: FixtureLoad, *, tell_accounts: bool = True) -> None:
 
 
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
+    db_path = sqlite_path(db_path)
     os.environ["STUDYVISIT_DB_PATH"] = str(db_path)
     click.echo(f"Serving on http://{host}:{port} (database {db_path}); OpenAPI at /schema/openapi.json", err=True)
     limits = Settings.from_env()
@@ -288,20 +319,85 @@ def db() -> None:
     """The database."""
 
 
+database_url_option = click.option(
+    "--database-url",
+    envvar="STUDYVISIT_DATABASE_URL",
+    show_envvar=True,
+    help="postgresql://user@host/db, or sqlite:///file.db (instead of --db)",
+)
+
+
+def print_migrations(status: list[dict[str, Any]]) -> None:
+    for m in status:
+        state = f"applied {m['applied_at']}" if m["applied_at"] else "pending"
+        click.echo(f"{m['version']:>4}  {m['name']:<55} {state}")
+
+
+@db.command("migrate")
+@db_option
+@database_url_option
+def db_migrate(db_path: Path, database_url: str | None) -> None:
+    """Apply pending schema migrations (servers also do at start-up; on PostgreSQL one at a time)."""
+    location = database_location(database_url) if database_url else SqliteLocation(db_path)
+    try:
+        if isinstance(location, PostgresLocation):
+            applied = pg_migrate(location.url)
+        else:
+            database = Database(location.path)
+            applied = migrate(database)
+            database.close()
+    except psycopg.Error as exc:
+        raise click.ClickException(f"PostgreSQL: {exc}") from None
+    click.echo(f"applied {', '.join(map(str, applied))}" if applied else "up to date")
+
+
+@db.command("copy")
+@click.option("--from", "source", required=True, help="the SQLite database: sqlite:///file.db or a path")
+@click.option("--to", "target", required=True, help="an empty PostgreSQL database: postgresql://…")
+def db_copy(source: str, target: str) -> None:
+    """Copy a SQLite database into PostgreSQL, then compare every table's rows and checksum."""
+    src, dst = database_location(source), database_location(target)
+    if not isinstance(src, SqliteLocation) or not isinstance(dst, PostgresLocation):
+        raise click.UsageError("this version copies from SQLite (--from) to PostgreSQL (--to)")
+    try:
+        tables = copy_sqlite_to_postgres(src.path, dst.url)
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'table':<18} {'rows':>8} {'copied':>8}  {'checksum':<16}  {'copy':<16}")
+    for t in tables:
+        mark = "" if t.same else "  DIFFERS"
+        click.echo(
+            f"{t.table:<18} {t.source_rows:>8} {t.target_rows:>8}  {t.source_checksum}  {t.target_checksum}{mark}"
+        )
+    if not all(t.same for t in tables):
+        raise click.ClickException("the copy differs from the source (see above)")
+    click.echo(
+        f"{sum(t.source_rows for t in tables)} rows in {len(tables)} tables copied and verified. Photos stay on "
+        "disk: copy the blob directory (beside the SQLite file, or STUDYVISIT_DATA_DIR) along with it.",
+        err=True,
+    )
+
+
 @db.command("status")
 @db_option
-def db_status(db_path: Path) -> None:
+@database_url_option
+def db_status(db_path: Path, database_url: str | None) -> None:
     """List schema migrations, applied or pending (migrations apply at start-up)."""
+    location = database_location(database_url) if database_url else SqliteLocation(db_path)
+    if isinstance(location, PostgresLocation):
+        try:
+            print_migrations(pg_migration_status(location.url))
+        except psycopg.Error as exc:
+            raise click.ClickException(f"PostgreSQL: {exc}") from None
+        return
+    db_path = location.path
     if not db_path.exists():
         # Opening would create an empty database: a typo in --db would look like a fresh install.
         raise click.ClickException(
             f"no database at {db_path}: `studyvisit serve`, `demo` or `load-fixtures` creates one "
             "(choose the file with --db or STUDYVISIT_DB_PATH)"
         )
-    database = Database(db_path)
-    for m in migration_status(database):
-        state = f"applied {m['applied_at']}" if m["applied_at"] else "pending"
-        click.echo(f"{m['version']:>4}  {m['name']:<55} {state}")
+    print_migrations(migration_status(Database(db_path)))
 
 
 @db.command("purge-tombstones")
