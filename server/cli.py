@@ -5,10 +5,14 @@ import errno
 import io
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import sys
+import tempfile
 import unicodedata
+from collections.abc import Generator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from server.fixtures import (
     load_fixture_report,
     read_fixture,
 )
+from server.observability import MULTIPROCESS_DIR
 from server.services.blobs import blob_files, purge_uploads
 from server.settings import Settings
 from server.storage.accounts import (
@@ -206,26 +211,49 @@ def report_load(report: FixtureLoad, *, tell_accounts: bool = True) -> None:
     click.echo(f"Loaded records: {', '.join(parts)}" + (f"; {accounts}." if tell_accounts else "."), err=True)
 
 
+@contextmanager
+def shared_metrics(workers: int) -> Generator[None]:
+    """With several workers, one directory for all their metrics (multiprocess mode), so that a scrape
+    answered by any of them reports them all. The workers are new processes, which read the setting
+    when they import prometheus_client. An operator's PROMETHEUS_MULTIPROC_DIR is used (emptied of the
+    last run's values first); otherwise a temporary directory, removed when the server stops."""
+    if workers <= 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROCESS_DIR)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="studyvisit-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(directory)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
     db_path = sqlite_path(db_path)
     os.environ["STUDYVISIT_DB_PATH"] = str(db_path)
     click.echo(f"Serving on http://{host}:{port} (database {db_path}); OpenAPI at /schema/openapi.json", err=True)
     limits = Settings.from_env()
-    uvicorn.run(
-        "server.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        # The limits of docs/deployment.md: heads, slow clients, connections and requests in flight
-        # are limited by this protocol (uvicorn's own httptools protocol has no such limits).
-        http="server.http_limits:LimitedHttpToolsProtocol",
-        timeout_keep_alive=limits.keep_alive_timeout_seconds,  # type: ignore[arg-type]  # a float works
-        backlog=limits.backlog,
-        # Only under `--http h11`; the same size, should the protocol be switched.
-        h11_max_incomplete_event_size=limits.max_header_bytes,
-    )
+    with shared_metrics(workers):
+        uvicorn.run(
+            "server.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            # The limits of docs/deployment.md: heads, slow clients, connections and requests in flight
+            # are limited by this protocol (uvicorn's own httptools protocol has no such limits).
+            http="server.http_limits:LimitedHttpToolsProtocol",
+            timeout_keep_alive=limits.keep_alive_timeout_seconds,  # type: ignore[arg-type]  # a float works
+            backlog=limits.backlog,
+            # Only under `--http h11`; the same size, should the protocol be switched.
+            h11_max_incomplete_event_size=limits.max_header_bytes,
+        )
 
 
 def serve_options(f: Any) -> Any:

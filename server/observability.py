@@ -3,17 +3,22 @@
 One JSON line per request on the ``studyvisit.access`` logger: method, route, path, status,
 duration, account and sync client id — never a token (the Authorization header is not read
 here, query strings are not logged, and a feed URL's path token is replaced by a placeholder).
-Metrics are per server process.
+
+Metrics cover every worker of a `studyvisit serve`: with several workers, `serve` points
+PROMETHEUS_MULTIPROC_DIR at a directory of its own before they start, each worker's values live
+in files there (prometheus_client's multiprocess mode), and a scrape that any worker answers adds
+them all up. A single process keeps them in memory.
 """
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from server.feeds import redact_feed_token
 
@@ -23,6 +28,8 @@ access_log = logging.getLogger("studyvisit.access")
 # must not be able to mint a new time series (each costs memory and render time for ever).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"
+# prometheus_client's multiprocess mode is on when this names a directory (read when it is imported).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def closed_label(value: str, allowed: Iterable[str]) -> str:
@@ -65,7 +72,11 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
+        """The Prometheus text exposition of every metric (of every worker, in multiprocess mode)."""
+        if os.environ.get(MULTIPROCESS_DIR):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 
