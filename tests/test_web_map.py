@@ -371,13 +371,13 @@ def test_the_map_screen_is_accessible_in_english_and_arabic_at_360_px(phone: Ses
 
     page.get_by_label("Language").select_option("ar")
     expect(page.locator("html")).to_have_attribute("dir", "rtl")
-    page.wait_for_selector(".map[data-ready=true]")
     expect(page.get_by_role("link", name="الخريطة", exact=True)).to_have_attribute("aria-current", "page")
     # Mirrored: the zoom buttons on the right, the attribution on the left, the day links from the right.
-    assert page.locator(".leaflet-right .leaflet-control-zoom").count() == 1
-    assert page.locator(".leaflet-left .leaflet-control-attribution").count() == 1
-    first, second = (page.locator(".map-days a").nth(i).bounding_box() for i in (0, 1))
-    assert first and second and first["x"] > second["x"]
+    expect(page.locator(".leaflet-right .leaflet-control-zoom")).to_have_count(1)
+    expect(page.locator(".leaflet-left .leaflet-control-attribution")).to_have_count(1)
+    expect(page.get_by_role("button", name="أظهر موقعي")).to_be_visible()
+    days, first = page.locator(".map-days ul").bounding_box(), page.locator(".map-days a").first.bounding_box()
+    assert days and first and abs((first["x"] + first["width"]) - (days["x"] + days["width"])) < 1
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     wait_for_tiles(page)
     assert_accessible(page)

@@ -114,7 +114,9 @@ export async function mapScreen(arg) {
         { "data-site-id": stop.siteId || "", "data-lat": stop.lat, "data-lon": stop.lon },
         legLine(stop.leg),
         stop.siteId ? h("a", { class: "title", href: `#/site/${encodeURIComponent(stop.siteId)}` }, stop.name) : h("span", { class: "title" }, stop.name),
-        h("div", { class: "times" }, stop.visits.map((v) => `${time(v.starts_at, zone)}–${time(v.ends_at, zone)} ${v.title}`).join(" · ")),
+        // Each visit's times as an isolated left-to-right run, so that an Arabic line does not reorder them.
+        stop.visits.map((v) =>
+          h("div", { class: "times" }, h("span", { dir: "ltr" }, `${time(v.starts_at, zone)}–${time(v.ends_at, zone)}`), " ", h("bdi", null, v.title))),
       ),
     ),
   );
