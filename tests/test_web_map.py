@@ -41,7 +41,7 @@ class TileServer:
         tiles = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            def do_GET(self) -> None:
                 parts = self.path.strip("/").removesuffix(".png").split("/")
                 tiles.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
                 if len(parts) != 3 or not all(p.isdigit() for p in parts) or not self.path.endswith(".png"):
@@ -58,7 +58,7 @@ class TileServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -89,7 +89,11 @@ def map_web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory, t
     """The demo event, served with the test's tile server as the map's tile URL."""
     directory = tmp_path_factory.mktemp("map")
     server = serve(seeded_template, directory, tiles.url + "/{z}/{x}/{y}.png")
-    yield Web(server, Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())), server.log_path or directory)
+    yield Web(
+        server,
+        Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())),
+        server.log_path or directory,
+    )
     server.stop()
 
 
@@ -98,7 +102,11 @@ def plain_web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory)
     """The demo event, served with no tile URL."""
     directory = tmp_path_factory.mktemp("plain")
     server = serve(seeded_template, directory, "")
-    yield Web(server, Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())), server.log_path or directory)
+    yield Web(
+        server,
+        Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())),
+        server.log_path or directory,
+    )
     server.stop()
 
 
@@ -113,7 +121,9 @@ class Session:
 
 @pytest.fixture
 def phone(browser: Browser, map_web: Web, tiles: TileServer) -> Iterator[Session]:
-    session = Session(browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740}))
+    session = Session(
+        browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
+    )
     yield session
     session.ctx.close()
     strays = [u for u in session.urls if not u.startswith((map_web.server.url + "/", tiles.url + "/"))]
@@ -227,6 +237,41 @@ def test_markers_are_numbered_in_visit_order_with_the_route_through_them_and_cha
     expect(page.get_by_role("heading", level=2)).to_have_text(
         map_web.get(WHO, f"{API}/sites/{day_one[1]['site_id']}?lang=en").json()["name"]
     )
+
+
+def test_a_leg_with_its_own_geometry_is_drawn_along_it(phone: Session, map_web: Web) -> None:
+    page = open_app(phone.ctx, map_web, WHO)
+    day = stops(map_web, "2025-12-10")
+    # The kept itinerary as a server whose legs carry their path would send it: the second stop's leg
+    # goes by a point east of both places (the ETag is kept, so the next sync leaves it as it is).
+    bend = [max(day[0]["lon"], day[1]["lon"]) + 0.01, (day[0]["lat"] + day[1]["lat"]) / 2]
+    page.evaluate(
+        """([siteId, path]) => new Promise((resolve, reject) => {
+             const open = indexedDB.open('studyvisit');
+             open.onsuccess = () => {
+               const tx = open.result.transaction('docs', 'readwrite');
+               const docs = tx.objectStore('docs');
+               docs.get('itinerary').onsuccess = (e) => {
+                 const doc = e.target.result;
+                 const item = doc.data.items.find((i) => i.visit.site_id === siteId && i.leg);
+                 item.leg.geometry = { type: 'LineString', coordinates: path };
+                 docs.put(doc, 'itinerary');
+               };
+               tx.oncomplete = () => { open.result.close(); resolve(); };
+               tx.onerror = () => reject(tx.error);
+             };
+           })""",
+        [day[1]["site_id"], [[day[0]["lon"], day[0]["lat"]], bend, [day[1]["lon"], day[1]["lat"]]]],
+    )
+    open_map(page, "2025-12-10")
+    drawn = page.evaluate(DRAWN)
+    first = drawn["routes"][0]["points"]
+    assert len(first) == 3
+    ends = {n: m["at"] for m in drawn["markers"] for n in m["numbers"]}
+    assert near(first[0], ends[1])
+    assert near(first[2], ends[2])
+    assert first[1][0] > max(ends[1][0], ends[2][0]) + 5, "the bend lies east of both places"
+    assert len(drawn["routes"][1]["points"]) == 2, "a leg without geometry stays a straight line"
 
 
 GEO_SPY = """(() => {
@@ -359,12 +404,16 @@ def test_with_no_tile_url_the_markers_and_route_draw_and_nothing_leaves_the_orig
     assert page.locator("img.leaflet-tile").count() == 0
     assert page.locator(".leaflet-control-attribution").count() == 0
     ctx.close()
-    assert urls and all(u.startswith(plain_web.server.url + "/") for u in urls)
+    assert urls
+    assert all(u.startswith(plain_web.server.url + "/") for u in urls)
 
 
 def test_the_map_screen_is_accessible_in_english_and_arabic_at_360_px(phone: Session, map_web: Web) -> None:
+    # The evening before the event: no visit today, so the map opens on the first day.
+    phone.ctx.clock.set_fixed_time(datetime(2025, 12, 9, 20, 0, tzinfo=ROME))
     page = open_app(phone.ctx, map_web, WHO)
     open_map(page)
+    expect(page.locator(".map-days a[aria-current]")).to_have_attribute("data-day", "2025-12-10")
     wait_for_tiles(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert_accessible(page)
@@ -377,7 +426,9 @@ def test_the_map_screen_is_accessible_in_english_and_arabic_at_360_px(phone: Ses
     expect(page.locator(".leaflet-left .leaflet-control-attribution")).to_have_count(1)
     expect(page.get_by_role("button", name="أظهر موقعي")).to_be_visible()
     days, first = page.locator(".map-days ul").bounding_box(), page.locator(".map-days a").first.bounding_box()
-    assert days and first and abs((first["x"] + first["width"]) - (days["x"] + days["width"])) < 1
+    assert days
+    assert first
+    assert abs((first["x"] + first["width"]) - (days["x"] + days["width"])) < 1
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     wait_for_tiles(page)
     assert_accessible(page)
