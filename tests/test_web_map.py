@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Web, open_app
+from tests.browser_app import API, Web, open_app, sync_now
 from tests.conftest import LiveServer, Seeded
 
 WHO = "p-nguyen-thi-hoa"  # group G1: two days, each starting and ending at the campus
@@ -130,10 +130,10 @@ def phone(browser: Browser, map_web: Web, tiles: TileServer) -> Iterator[Session
     assert strays == [], "requests went elsewhere than the server and the tile host"
 
 
-def stops(web: Web, day: str) -> list[dict[str, Any]]:
+def stops(web: Web, day: str, who: str = WHO) -> list[dict[str, Any]]:
     """What the map should show for a day: the itinerary's places in visit order, consecutive visits at one
     place as one stop (cancelled visits and visits with no place left out)."""
-    itinerary = web.get(WHO, f"{API}/itinerary").json()
+    itinerary = web.get(who, f"{API}/itinerary").json()
     result: list[dict[str, Any]] = []
     for item in itinerary["items"]:
         visit = item["visit"]
@@ -274,6 +274,21 @@ def test_a_leg_with_its_own_geometry_is_drawn_along_it(phone: Session, map_web: 
     assert len(drawn["routes"][1]["points"]) == 2, "a leg without geometry stays a straight line"
 
 
+def test_an_itinerary_of_everything_shows_its_places_in_time_order_with_no_route(phone: Session, map_web: Web) -> None:
+    # An organizer's itinerary holds every group's visits, in parallel at times: no leg, so no route.
+    page = open_app(phone.ctx, map_web, "org-marta")
+    open_map(page, "2025-12-10")
+    expected = stops(map_web, "2025-12-10", "org-marta")
+    assert len(expected) > len({s["site_id"] for s in expected}) > 2
+    drawn = page.evaluate(DRAWN)
+    assert sorted(n for m in drawn["markers"] for n in m["numbers"]) == list(range(1, len(expected) + 1))
+    for marker in drawn["markers"]:
+        assert {expected[n - 1]["site_id"] for n in marker["numbers"]} == {marker["href"].removeprefix("#/site/")}
+    assert drawn["routes"] == []
+    listed = page.locator("ol.map-stops > li")
+    assert [li.get_attribute("data-site-id") for li in listed.all()] == [s["site_id"] for s in expected]
+
+
 GEO_SPY = """(() => {
   window.__geolocation = [];
   const geo = navigator.geolocation;
@@ -297,6 +312,11 @@ def test_my_position_is_asked_for_only_when_i_press_the_button(phone: Session, m
     page.get_by_role("button", name="Show my position").click()
     expect(page.locator("path.map-me")).to_have_count(1)
     expect(page.locator(".map-message")).to_contain_text("within about 25 m")
+    assert page.evaluate("window.__geolocation") == ["getCurrentPosition"]
+    # A sync that changes nothing on the map keeps it as it is, my position included, without asking again.
+    page.evaluate("document.querySelector('.map').dataset.marked = 'yes'")
+    sync_now(page)
+    expect(page.locator(".map[data-marked=yes] path.map-me")).to_have_count(1)
     assert page.evaluate("window.__geolocation") == ["getCurrentPosition"]
 
 

@@ -4,7 +4,7 @@
 
 import * as store from "../store.js";
 import { h } from "../ui.js";
-import { t, day, dayKey, time } from "../i18n.js";
+import { t, lang, day, dayKey, time } from "../i18n.js";
 import { byId } from "../model.js";
 import { legLine } from "./itinerary.js";
 
@@ -19,6 +19,11 @@ const RIDE_DASH = "8 8";
 // I asked for. In this page's memory only: the position is never stored or sent anywhere.
 /** @type {{day: string, center: [number, number] | null, zoom: number, position: GeolocationPosition | null}} */
 const kept = { day: "", center: null, zoom: 0, position: null };
+
+// The screen last built, and what it showed: a redraw with nothing new (a sync that changed nothing on it)
+// keeps the map as it is, panned, zoomed and with my position, instead of building it again.
+/** @type {{signature: string, node: HTMLElement | null}} */
+const shown = { signature: "", node: null };
 
 /** The tile URL template the server put in index.html ("" for none: a plain background). */
 function tileUrl() {
@@ -95,6 +100,8 @@ export async function mapScreen(arg) {
   const wanted = arg || (days.some(([k]) => k === today) ? today : days[0][0]);
   const key = days.some(([k]) => k === wanted) ? wanted : days[0][0];
   const stops = stopsOf(it.items, await byId("site"), zone, key);
+  const signature = JSON.stringify([key, lang, days, stops]);
+  if (shown.node && shown.node.isConnected && shown.signature === signature) return shown.node;
 
   const picker = h(
     "nav",
@@ -136,6 +143,7 @@ export async function mapScreen(arg) {
   list.setAttribute("aria-labelledby", "map-stops-title");
   if (kept.day !== key) Object.assign(kept, { day: key, center: null, zoom: 0 });
   whenShown(area, async () => drawMap(area, stops, locate, message));
+  Object.assign(shown, { signature, node: screen });
   return screen;
 }
 
@@ -150,7 +158,10 @@ function whenShown(el, draw) {
       observer.disconnect();
       if (drawn) void drawn.then((cleanup) => cleanup());
     } else if (!drawn && el.clientWidth > 0) {
-      drawn = draw();
+      drawn = draw().catch((error) => {
+        console.error(error);
+        return () => undefined;
+      });
     }
   });
   observer.observe(el);
