@@ -203,9 +203,10 @@ async function drawMap(area, stops, locate, message) {
     const numbers = here.map((s) => String(s.n)).join(", ");
     const label = t("map.marker", { number: numbers, place: here[0].name });
     const siteId = here[0].siteId;
+    // Left to right in every language, like the map under it (in Arabic "1, 3" would read "3 ,1").
     const badge = siteId
-      ? h("a", { href: `#/site/${encodeURIComponent(siteId)}`, "aria-label": label, title: label }, numbers)
-      : h("span", { role: "img", "aria-label": label, title: label }, numbers);
+      ? h("a", { href: `#/site/${encodeURIComponent(siteId)}`, "aria-label": label, title: label, dir: "ltr" }, numbers)
+      : h("span", { role: "img", "aria-label": label, title: label, dir: "ltr" }, numbers);
     const width = Math.max(32, 14 + 9 * numbers.length);
     const icon = L.divIcon({ className: "map-marker", html: badge, iconSize: [width, 32] });
     L.marker([here[0].lat, here[0].lon], { icon, interactive: false, keyboard: false }).addTo(map);
