@@ -14,7 +14,7 @@ import segno
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.routes.app import shell_files, web_root
+from server.routes.app import shell_files, tile_origin, web_root
 from tests.conftest import make_app
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -101,6 +101,20 @@ def test_app_files_are_served_without_a_token_under_a_strict_csp(
     assert csp["connect-src"] == ["'self'", "https://tiles.example.org"]
     assert "https://tiles.example.org" in csp["img-src"]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("tile_url", "origin"),
+    [
+        ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"),
+        ("https://{s}.tile.example.org/{z}/{x}/{y}{r}.png", "https://*.tile.example.org"),
+        ("http://10.0.0.5:8080/tiles/{z}/{x}/{y}.png", "http://10.0.0.5:8080"),
+        ("/tiles/{z}/{x}/{y}.png", ""),
+        ("", ""),
+    ],
+)
+def test_the_csp_allows_the_tile_host_and_each_of_its_subdomains(tile_url: str, origin: str) -> None:
+    assert tile_origin(tile_url) == origin
 
 
 def test_the_default_tile_host_is_openstreetmap(seeded: object, db_path: Path) -> None:

@@ -85,9 +85,11 @@ def read_file(path: Path) -> bytes:
 
 
 def tile_origin(tile_url: str) -> str:
-    """The scheme and host of a tile URL template, for the CSP ("" when the setting is empty)."""
-    parts = urlsplit(tile_url.replace("{s}", "a"))
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    """The scheme and host of a tile URL template, for the CSP ("" when the setting is empty). A "{s}"
+    subdomain (Leaflet picks a, b or c) as the host's first label allows them all ("https://*.tile…")."""
+    parts = urlsplit(tile_url)
+    host = "*" + parts.netloc[3:] if parts.netloc.startswith("{s}.") else parts.netloc.replace("{s}", "a")
+    return f"{parts.scheme}://{host}" if parts.scheme and host else ""
 
 
 def content_security_policy(settings: Settings) -> str:
