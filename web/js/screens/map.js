@@ -75,7 +75,9 @@ export function stopsOf(items, sites, zone, key) {
 function wayTo(from, to) {
   if (!to.leg) return null;
   const geometry = to.leg.geometry;
-  if (geometry && geometry.type === "LineString" && Array.isArray(geometry.coordinates) && geometry.coordinates.length > 1) {
+  // The leg's path only when it starts at the stop before (a place the map leaves out cannot be on it).
+  const fromThere = from.visits.some((v) => v.id === to.leg.from_visit_id);
+  if (fromThere && geometry && geometry.type === "LineString" && Array.isArray(geometry.coordinates) && geometry.coordinates.length > 1) {
     return geometry.coordinates.map((/** @type {number[]} */ c) => /** @type {[number, number]} */ ([c[1], c[0]]));
   }
   return [[from.lat, from.lon], [to.lat, to.lon]];
@@ -119,7 +121,7 @@ export async function mapScreen(arg) {
       h(
         "li",
         { "data-site-id": stop.siteId || "", "data-lat": stop.lat, "data-lon": stop.lon },
-        legLine(stop.leg),
+        stop.n > 1 ? legLine(stop.leg) : null, // the first stop's leg comes from the day before
         stop.siteId ? h("a", { class: "title", href: `#/site/${encodeURIComponent(stop.siteId)}` }, stop.name) : h("span", { class: "title" }, stop.name),
         // Each visit's times as an isolated left-to-right run, so that an Arabic line does not reorder them.
         stop.visits.map((v) =>
