@@ -1,6 +1,7 @@
 """The field app's files: shipped in the package, served at /app/ under a strict CSP, small, translated."""
 
 import gzip
+import html
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import segno
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.routes.app import shell_files, web_root
+from server.routes.app import shell_files, tile_origin, web_root
 from tests.conftest import make_app
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -102,6 +103,20 @@ def test_app_files_are_served_without_a_token_under_a_strict_csp(
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.parametrize(
+    ("tile_url", "origin"),
+    [
+        ("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "https://tile.openstreetmap.org"),
+        ("https://{s}.tile.example.org/{z}/{x}/{y}{r}.png", "https://*.tile.example.org"),
+        ("http://10.0.0.5:8080/tiles/{z}/{x}/{y}.png", "http://10.0.0.5:8080"),
+        ("/tiles/{z}/{x}/{y}.png", ""),
+        ("", ""),
+    ],
+)
+def test_the_csp_allows_the_tile_host_and_each_of_its_subdomains(tile_url: str, origin: str) -> None:
+    assert tile_origin(tile_url) == origin
+
+
 def test_the_default_tile_host_is_openstreetmap(seeded: object, db_path: Path) -> None:
     with TestClient(app=make_app(db_path)) as client:
         csp = client.get("/app/").headers["content-security-policy"]
@@ -136,10 +151,32 @@ def test_the_service_worker_lists_the_whole_shell_and_changes_with_it(app_client
     on_disk = {
         p.relative_to(WEB).as_posix() for p in WEB.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc", ".md"}
     }
-    assert {f or "index.html" for f in manifest["files"]} == on_disk - {"sw.js"} - {
-        p for p in on_disk if p.startswith("vendor/") and not p.endswith(".js")
-    }
+    # Every file the app uses, vendored libraries' scripts and styles included; not their licenses.
+    licenses = {p for p in on_disk if p.startswith("vendor/") and Path(p).name.startswith("LICENSE")}
+    assert {"vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"} <= on_disk
+    assert licenses
+    assert {f or "index.html" for f in manifest["files"]} == on_disk - {"sw.js"} - licenses
     assert re.fullmatch(r"[0-9a-f]{16}", manifest["version"])
+    assert manifest["tiles"] == "https://tiles.example.org/{z}/{x}/{y}.png"
+
+
+@pytest.mark.parametrize(
+    "tile_url",
+    ["https://tiles.example.org/{z}/{x}/{y}.png", 'https://t.example.org/{z}/{x}/{y}.png?key=a&b="c"', ""],
+)
+def test_the_app_gets_the_tile_url_in_its_page_and_a_new_one_updates_the_shell(
+    seeded: object, db_path: Path, tile_url: str
+) -> None:
+    with TestClient(app=make_app(db_path, tile_url=tile_url)) as client:
+        page = client.get("/app/").text
+        worker = client.get("/app/sw.js").text
+    metas = re.findall(r'<meta name="tile-url" content="([^"]*)">', page)
+    assert [html.unescape(m) for m in metas] == [tile_url]
+    assert "__TILE_URL__" not in page
+    with TestClient(app=make_app(db_path, tile_url="https://other.example.org/{z}/{x}/{y}.png")) as client:
+        other = client.get("/app/sw.js").text
+    version = re.compile(r'"version":"([0-9a-f]{16})"')
+    assert version.findall(worker) != version.findall(other)
 
 
 def test_accounts_add_prints_the_invitation_link_at_the_public_url(tmp_path: Path) -> None:

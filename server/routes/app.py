@@ -1,6 +1,7 @@
 """The field app: the static files of the ``web`` package at /app/, under a strict Content-Security-Policy."""
 
 import hashlib
+import html
 import json
 from functools import cache
 from importlib.resources import files
@@ -25,11 +26,16 @@ MEDIA_TYPES = {
     ".md": "text/plain",
 }
 # What the service worker precaches: everything the app needs to open offline. Python files and the
-# vendored libraries' notes are not part of the shell.
+# vendored libraries' notes (README.md, LICENSE.txt) are not part of the shell.
 SHELL_SUFFIXES = {".html", ".js", ".css", ".json", ".webmanifest", ".svg", ".png"}
 # sw.js carries this placeholder; the server puts the shell's file list and content hash in its place,
 # so that any change to a shell file changes sw.js's bytes, which is what makes browsers update it.
 SHELL_PLACEHOLDER = '"__SHELL_MANIFEST__"'
+# index.html carries this placeholder in <meta name="tile-url" content="...">; the server fills in the tile URL
+# template. A meta tag, not a JSON file the app fetches: it arrives with the page (and offline, with the
+# precached page) before any script runs, needs no inline script under the CSP, and since the shell's
+# version hash covers the setting, a changed tile URL reaches installed apps like any other shell change.
+TILE_PLACEHOLDER = "__TILE_URL__"
 
 
 def web_root() -> Path:
@@ -48,16 +54,27 @@ def shell_files(root: Path) -> list[str]:
 
 
 @cache
-def service_worker(root: Path) -> bytes:
-    """sw.js with the shell manifest filled in (cached: the package's files do not change while serving)."""
+def service_worker(root: Path, tile_url: str) -> bytes:
+    """sw.js with the shell manifest filled in: its files, their content hash and the tile URL template, whose
+    tiles it caches (cached: the package's files and the settings do not change while serving)."""
     digest = hashlib.sha256()
     listed = shell_files(root)
     for name in listed:
         digest.update(name.encode() + b"\0" + (root / (name or "index.html")).read_bytes())
     source = (root / "sw.js").read_bytes()
     digest.update(source)
-    manifest = json.dumps({"version": digest.hexdigest()[:16], "files": listed}, separators=(",", ":"))
+    digest.update(b"\0" + tile_url.encode())
+    manifest = json.dumps(
+        {"version": digest.hexdigest()[:16], "files": listed, "tiles": tile_url}, separators=(",", ":")
+    )
     return source.replace(SHELL_PLACEHOLDER.encode(), manifest.encode(), 1)
+
+
+@cache
+def index_html(root: Path, tile_url: str) -> bytes:
+    """index.html with the tile URL template in its tile-url meta tag (escaped for the attribute)."""
+    source = (root / "index.html").read_bytes()
+    return source.replace(TILE_PLACEHOLDER.encode(), html.escape(tile_url, quote=True).encode(), 1)
 
 
 @cache
@@ -68,9 +85,11 @@ def read_file(path: Path) -> bytes:
 
 
 def tile_origin(tile_url: str) -> str:
-    """The scheme and host of a tile URL template, for the CSP ("" when the setting is empty)."""
-    parts = urlsplit(tile_url.replace("{s}", "a"))
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    """The scheme and host of a tile URL template, for the CSP ("" when the setting is empty). A "{s}"
+    subdomain (Leaflet picks a, b or c) as the host's first label allows them all ("https://*.tile…")."""
+    parts = urlsplit(tile_url)
+    host = "*" + parts.netloc[3:] if parts.netloc.startswith("{s}.") else parts.netloc.replace("{s}", "a")
+    return f"{parts.scheme}://{host}" if parts.scheme and host else ""
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -110,7 +129,9 @@ def app_file(request: Request[Any, Any, Any], path: str = "") -> Response[bytes]
     if name == "sw.js":
         # Checked on every navigation: a new shell reaches phones at their next visit.
         headers |= {"Service-Worker-Allowed": "/app/", "Cache-Control": "no-cache"}
-        return Response(service_worker(root), media_type=MEDIA_TYPES[".js"], headers=headers)
+        return Response(service_worker(root, settings.tile_url), media_type=MEDIA_TYPES[".js"], headers=headers)
     # Revalidated when online; offline the service worker's cache answers.
     headers["Cache-Control"] = "no-cache"
+    if name == "index.html":
+        return Response(index_html(root, settings.tile_url), media_type=MEDIA_TYPES[".html"], headers=headers)
     return Response(read_file(target), media_type=MEDIA_TYPES[target.suffix], headers=headers)

@@ -6,6 +6,7 @@
 import { itineraryScreen } from "./screens/itinerary.js";
 import { siteScreen } from "./screens/site.js";
 import { notesScreen } from "./screens/notes.js";
+import { mapScreen } from "./screens/map.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -20,6 +21,8 @@ const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
 export const SCREENS = {
   itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
   site: { under: "itinerary", roles: EVERYONE, render: (arg) => siteScreen(arg) },
+  // Every role has an itinerary (a host's lists the visits to its site), so every role has its map.
+  map: { nav: "nav.map", roles: EVERYONE, render: (arg) => mapScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
 };
 

@@ -5,7 +5,7 @@ import { h } from "../ui.js";
 import { t, time, day, dayKey } from "../i18n.js";
 
 /** @param {any} leg */
-function legLine(leg) {
+export function legLine(leg) {
   if (!leg) return null;
   const km = (leg.distance_m / 1000).toFixed(1);
   const how =
