@@ -1,18 +1,24 @@
 """The site hosts' screens of the field app in a real browser: My site (offline edits, live preview,
 conflicts), its history with the organizers' Revert, and the visits at the site (fixtures: tests/browser_app.py)."""
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now
+from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, synced_since
 from tests.screenshots import shoot
 
 SAN_SALVARIO = "casa-quartiere-san-salvario"  # hosted by host-san-salvario (Luca Ferrero); G1 visits it
 TRICICLO = "triciclo"  # hosted by host-triciclo (Elena Marchetti); G2 visits it
+STUDYVISIT = [sys.executable, "-m", "server.cli"]
 
 
 def in_language(page: Page, lang: str) -> None:
@@ -82,7 +88,7 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
     expect(page.locator("p.pending")).to_contain_text("Accessibility")
     expect(page.locator("#status")).to_contain_text("1 waiting")
     assert site(web, SAN_SALVARIO)["accessibility"] == ""  # nothing reached the server yet
-    page.locator(".preview").scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('.preview').scrollIntoView()")
     shoot(page, "hosts-preview")
 
     go_online(ctx, page)
@@ -99,7 +105,9 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
     change = page.locator("li.change").first
     expect(change.locator(".author")).to_have_text("Luca Ferrero")
     expect(change.locator("ins")).to_have_text(note)
-    expect(change.locator("time")).to_contain_text("CET")  # the reader's own zone, named
+    at = web.get("host-san-salvario", f"{API}/sites/{SAN_SALVARIO}/history").json()[0]["at"]
+    rome = datetime.fromisoformat(at).astimezone(ZoneInfo("Europe/Rome")).strftime("%H:%M")
+    expect(change.locator("time")).to_contain_text(f"{rome} GMT+1")  # on the reader's clock (Rome), named
     expect(page.get_by_role("button", name="Revert")).to_have_count(0)  # hosts do not revert
     shoot(page, "hosts-history")
 
@@ -143,7 +151,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     assert stored["accessibility"] == theirs  # the first to arrive stands...
     assert [(c["field"], c["value"]) for c in stored["conflicts"]] == [("accessibility", mine)]  # ...mine is kept
     assert_accessible(page)
-    panel.scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('form.conflicts').scrollIntoView()")
     shoot(page, "hosts-conflict")
 
     conflict.get_by_label("Merge both").check()
@@ -231,3 +239,44 @@ def test_an_organizers_site_editor_passes_axe(second: BrowserContext, web: Web) 
         go(page, "#/itinerary")
     # Organizers reach the editor from a site's page; their navigation is theirs to keep.
     assert page.locator("#nav a[href='#/site-edit']").count() == 0
+
+
+def test_a_host_of_two_sites_picks_the_one_to_correct(second: BrowserContext, web: Web) -> None:
+    made = subprocess.run(
+        [
+            *STUDYVISIT,
+            "accounts",
+            "add",
+            "--db",
+            str(web.seeded.path),
+            "--event",
+            "turin-sse-2025",
+            "--name",
+            "Giulia Rossi",
+            "--role",
+            "host",
+            "--site",
+            SAN_SALVARIO,
+            "--site",
+            TRICICLO,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = json.loads(made.stdout.splitlines()[0])["token"]
+    page = second.new_page()
+    page.goto(f"{web.server.url}/app/#t={token}")
+    synced_since(page, "")
+    go(page, "#/site-edit")
+    expect(page.get_by_role("heading", level=2)).to_have_text("My site: Casa del Quartiere San Salvario")
+    page.get_by_label("Site", exact=True).select_option(TRICICLO)
+    expect(page.get_by_role("heading", level=2)).to_contain_text("Triciclo")
+    page.get_by_label("Contact").fill("giulia@triciclo.example")
+    before = last_synced(page)
+    page.get_by_role("button", name="Save").click()
+    pushed_since(page, before)
+    assert site(web, TRICICLO)["contact"] == "giulia@triciclo.example"
+    assert site(web, SAN_SALVARIO)["contact"] != "giulia@triciclo.example"
+    assert_accessible(page)

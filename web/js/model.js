@@ -162,7 +162,8 @@ export function siteChanges(before, after) {
         if (text !== (old[l] ?? "")) description[l] = text === "" ? null : text;
       }
       if (Object.keys(description).length) fields.description = description;
-    } else if (JSON.stringify(value) !== JSON.stringify(before[name])) {
+    } else if (typeof value === "string" ? value !== (before[name] ?? "") : JSON.stringify(value) !== JSON.stringify(before[name])) {
+      // An empty box over a field that has no value (official_name: null) changes nothing.
       fields[name] = value;
     }
   }

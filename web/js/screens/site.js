@@ -3,7 +3,7 @@
 
 import { h } from "../ui.js";
 import { t, lang } from "../i18n.js";
-import { byId, translated } from "../model.js";
+import { siteView, translated } from "../model.js";
 
 /** A site as participants see it. `headingId` names the title (unique when two are on one page);
  * `level` is the title's heading level.
@@ -43,7 +43,9 @@ export function siteArticle(site, options = {}) {
 
 /** @param {string} siteId @param {{me: any}} [app] */
 export async function siteScreen(siteId, app) {
-  const site = (await byId("site")).get(siteId);
+  // With this device's own corrections on top while they wait to sync.
+  const view = await siteView(siteId);
+  const site = view && view.site;
   if (!site) return h("section", null, h("h2", null, t("site.unknown")), h("p", null, h("a", { href: "#/itinerary" }, t("nav.itinerary"))));
   const me = app && app.me;
   const mayEdit = me && (me.role === "organizer" || (me.role === "host" && (me.site_ids || []).includes(siteId)));

@@ -201,7 +201,8 @@ function editor(view, organizer, app) {
   const text = (/** @type {string} */ name, /** @type {boolean} */ long = false) => {
     const control = /** @type {HTMLInputElement} */ (h(long ? "textarea" : "input", {
       id: `site-${name}`, name, dir: "auto", value: site[name] ?? "", class: long ? "short" : null,
-      type: name === "website" ? "url" : null,
+      // Not type=url: a website stored without its scheme must not block every other correction.
+      inputmode: name === "website" ? "url" : null,
     }));
     inputs[name] = control;
     return field(control.id, t(`host.field.${name}`), control);

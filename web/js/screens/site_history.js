@@ -9,7 +9,10 @@ import { editableSites, fieldLabel, shownValue, sitePicker } from "./site_edit.j
 
 /** An instant on the reader's clock, with the zone's name. @param {string} iso */
 function when(iso) {
-  return new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" }).format(new Date(iso));
+  return new Intl.DateTimeFormat(lang, {
+    day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    timeZoneName: "short",
+  }).format(new Date(iso));
 }
 
 /** The history, fresh when online, else as last read. @param {any} me @param {string} siteId
