@@ -112,8 +112,9 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
     shoot(page, "hosts-history")
 
 
+@pytest.mark.parametrize("choice", ["merge", "mine"])
 def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_history(
-    context: tuple[BrowserContext, Recorded], second: BrowserContext, web: Web
+    context: tuple[BrowserContext, Recorded], second: BrowserContext, web: Web, choice: str
 ) -> None:
     ctx, _ = context
     page = open_app(ctx, web, "host-triciclo")
@@ -122,7 +123,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     expect(page.get_by_role("heading", level=2)).to_contain_text("Triciclo")
 
     ctx.set_offline(True)
-    mine = "Ramp at the side door on Via Arbe"
+    mine = f"Ramp at the side door on Via Arbe ({choice})"
     page.get_by_label("Accessibility").fill(mine)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#status")).to_contain_text("1 waiting")
@@ -133,7 +134,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     go(organizer, f"#/site/{TRICICLO}")
     organizer.get_by_role("link", name="Edit this site").click()
     expect(organizer.get_by_label("Name", exact=True)).to_be_visible()  # organizers' own fields
-    theirs = "Lift from the courtyard; the side door has steps"
+    theirs = f"Lift from the courtyard; the side door has steps ({choice})"
     organizer.get_by_label("Accessibility").fill(theirs)
     before = last_synced(organizer)
     organizer.get_by_role("button", name="Save").click()
@@ -151,22 +152,27 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     assert stored["accessibility"] == theirs  # the first to arrive stands...
     assert [(c["field"], c["value"]) for c in stored["conflicts"]] == [("accessibility", mine)]  # ...mine is kept
     assert_accessible(page)
-    page.evaluate("document.querySelector('form.conflicts').scrollIntoView()")
-    shoot(page, "hosts-conflict")
-
-    conflict.get_by_label("Merge both").check()
-    merged = f"{theirs}. {mine} (with steps)."
-    conflict.get_by_role("textbox").fill(merged)
+    if choice == "merge":
+        page.evaluate("document.querySelector('form.conflicts').scrollIntoView()")
+        shoot(page, "hosts-conflict")
+        conflict.get_by_label("Merge both").check()
+        chosen = f"{theirs}. {mine} (with steps)."
+        conflict.get_by_role("textbox").fill(chosen)
+    else:
+        conflict.get_by_label("Kept aside").check()
+        chosen = mine
     before = last_synced(page)
     panel.get_by_role("button", name="Resolve").click()
     pushed_since(page, before)
     expect(panel).to_have_count(0)
     stored = site(web, TRICICLO)
-    assert stored["accessibility"] == merged
+    assert stored["accessibility"] == chosen
     assert stored["conflicts"] == []
     history = web.get("org-marta", f"{API}/sites/{TRICICLO}/history").json()
-    edits = [(e["account_id"], e["changes"]["accessibility"]["new"]) for e in history if "accessibility" in e["changes"]]
-    assert edits == [("host-triciclo", merged), ("org-marta", theirs)]
+    edits = [
+        (e["account_id"], e["changes"]["accessibility"]["new"]) for e in history if "accessibility" in e["changes"]
+    ]
+    assert edits[:2] == [("host-triciclo", chosen), ("org-marta", theirs)]
     expect(page.locator("#problems li")).to_have_count(0)  # the conflict result was settled by the resolution
 
 
@@ -207,7 +213,9 @@ def test_visits_at_my_site_show_group_sizes_and_the_feedback_given(
     visit = page.locator("li.visit[data-visit-id='d1-g1-casa-quartiere-san-salvario']")
     expect(visit.locator(".time")).to_have_text("14:30–16:30")
     expect(visit.locator(".people")).to_have_text(f"People expected: {expected['participants']}")
-    expect(visit.locator("[data-group-id='G1']")).to_contain_text(f"{expected['groups'][0]['participants']} participants")
+    expect(visit.locator("[data-group-id='G1']")).to_contain_text(
+        f"{expected['groups'][0]['participants']} participants"
+    )
     feedback = page.locator("li.feedback[data-visit-id='d1-g1-casa-quartiere-san-salvario']")
     expect(feedback).to_contain_text("The time bank explained by its members")
     expect(feedback).not_to_contain_text("Wanjiru")  # hosts learn what was said, not who said it
@@ -274,9 +282,28 @@ def test_a_host_of_two_sites_picks_the_one_to_correct(second: BrowserContext, we
     page.get_by_label("Site", exact=True).select_option(TRICICLO)
     expect(page.get_by_role("heading", level=2)).to_contain_text("Triciclo")
     page.get_by_label("Contact").fill("giulia@triciclo.example")
+    page.get_by_role("button", name="Add opening hours").click()
+    hours = page.get_by_role("group", name="Opening hours 1")
+    hours.get_by_label("Mon").check()
+    hours.get_by_label("Tue").check()
+    hours.get_by_label("Opens").fill("09:00")
+    hours.get_by_label("Closes").fill("17:30")
+    expect(page.locator(".preview dl")).to_contain_text("Mon, Tue 09:00–17:30")
+    page.get_by_label("Another language").fill("de")
+    page.get_by_role("button", name="Add language").click()
+    page.get_by_label("Description in de").fill("Ein Wiederverwendungszentrum für Arbeitsintegration")
+    page.locator(".preview").get_by_label("Preview in").select_option("de")
+    expect(page.locator(".preview .description")).to_have_text("Ein Wiederverwendungszentrum für Arbeitsintegration")
+    assert_accessible(page)
     before = last_synced(page)
     page.get_by_role("button", name="Save").click()
     pushed_since(page, before)
-    assert site(web, TRICICLO)["contact"] == "giulia@triciclo.example"
+    stored = site(web, TRICICLO)
+    assert stored["contact"] == "giulia@triciclo.example"
+    assert stored["opening_hours"] == [{"days": ["mo", "tu"], "opens": "09:00", "closes": "17:30"}]
+    assert stored["description"]["de"] == "Ein Wiederverwendungszentrum für Arbeitsintegration"
     assert site(web, SAN_SALVARIO)["contact"] != "giulia@triciclo.example"
-    assert_accessible(page)
+    # Only what was changed travelled: the history's entry names exactly these fields, and its author.
+    [latest, *_] = web.get("org-marta", f"{API}/sites/{TRICICLO}/history").json()
+    assert set(latest["changes"]) == {"contact", "opening_hours", "description.de"}
+    assert latest["account_name"] == "Giulia Rossi"

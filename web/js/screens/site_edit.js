@@ -185,11 +185,14 @@ function editor(view, organizer, app) {
   /** @type {Map<string, HTMLTextAreaElement>} */
   const descriptions = new Map();
   const langGrid = h("div", { class: "langs" });
+  // Preview in any language the form has, a newly added one too.
+  const previewLang = /** @type {HTMLSelectElement} */ (h("select", { id: "preview-language", onchange: () => update() }));
   const addLanguage = (/** @type {string} */ l) => {
     const area = /** @type {HTMLTextAreaElement} */ (h("textarea", {
       id: `description-${l}`, lang: l, dir: l === "ar" ? "rtl" : "auto", value: (site.description || {})[l] || "",
     }));
     descriptions.set(l, area);
+    previewLang.append(h("option", { value: l, selected: l === lang, lang: l }, /** @type {Record<string, string>} */ (NAMES)[l] || l));
     langGrid.append(h("div", { class: "lang" },
       h("label", { for: area.id }, t("host.field.description_in", { lang: /** @type {Record<string, string>} */ (NAMES)[l] || l })), area));
   };
@@ -257,8 +260,6 @@ function editor(view, organizer, app) {
     return fields;
   };
 
-  const previewLang = /** @type {HTMLSelectElement} */ (h("select", { id: "preview-language", onchange: () => update() },
-    languages.map((l) => h("option", { value: l, selected: l === lang, lang: l }, /** @type {Record<string, string>} */ (NAMES)[l] || l))));
   const preview = h("div", { class: "preview-body" });
   const update = () => {
     const shown = { ...site, ...draft() };
