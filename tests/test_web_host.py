@@ -75,7 +75,10 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
     for language in ("English", "Français", "Español", "Italiano", "العربية"):
         expect(page.get_by_label(f"Description in {language}")).to_be_visible()
     expect(page.get_by_label("Description in العربية")).to_have_attribute("dir", "rtl")
+    page.set_viewport_size({"width": 1280, "height": 900})  # a laptop: the languages side by side
+    page.evaluate("window.scrollTo(0, 0)")
     shoot(page, "hosts-my-site")
+    page.set_viewport_size({"width": 360, "height": 740})
 
     ctx.set_offline(True)
     note = "Step-free entrance from the back courtyard, via Morgari 14; ring the bell"
