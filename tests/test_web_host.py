@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -32,9 +33,9 @@ def go(page: Page, route: str) -> None:
     page.wait_for_function("r => document.getElementById('main').dataset.route === r", arg=route)
 
 
-def site(web: Web, site_id: str) -> dict[str, object]:
+def site(web: Web, site_id: str) -> dict[str, Any]:
     """The site as the server has it, with its conflicts (an organizer's view)."""
-    pulled = {}
+    pulled: dict[str, dict[str, Any]] = {}
     cursor = ""
     while True:
         page = web.get("org-marta", f"{API}/sync/pull?cursor={cursor}").json()
