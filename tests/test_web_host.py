@@ -69,6 +69,7 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
     ctx, _ = context
     participant = open_app(second, web, "p-wanjiru-kamau")  # G1: visits San Salvario
     page = open_app(ctx, web, "host-san-salvario")
+    page.wait_for_function("location.hash === '#/site-edit'")  # a host's invitation opens on My site
     in_language(page, "en")
     page.get_by_role("link", name="My site", exact=True).click()
     expect(page.get_by_role("heading", level=2)).to_have_text("My site: Casa del Quartiere San Salvario")
