@@ -226,6 +226,14 @@ def test_visits_at_my_site_show_group_sizes_and_the_feedback_given(
     expect(feedback).not_to_contain_text("Wanjiru")  # hosts learn what was said, not who said it
     shoot(page, "hosts-visits")
 
+    # In the basement: the app opens offline and shows both as they were read, saying so.
+    ctx.set_offline(True)
+    page.reload()
+    go(page, f"#/site-visits/{SAN_SALVARIO}")
+    expect(page.locator("p.pending")).to_contain_text("Needs a connection to update")
+    expect(visit.locator(".people")).to_have_text(f"People expected: {expected['participants']}")
+    expect(feedback).to_contain_text("The time bank explained by its members")
+
 
 @pytest.mark.parametrize("lang", ["en", "ar"])
 def test_every_host_screen_passes_axe(context: tuple[BrowserContext, Recorded], web: Web, lang: str) -> None:
