@@ -4,7 +4,7 @@ conflicts), its history with the organizers' Revert, and the visits at the site 
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +43,24 @@ def site(web: Web, site_id: str) -> dict[str, Any]:
         cursor = page["cursor"]
         if not page["has_more"]:
             return pulled[site_id]
+
+
+def queued_and_synced(page: Page, action: Callable[[], None]) -> None:
+    """Do ``action`` (a Save or Resolve) and wait until the change it queued has been pushed.
+
+    "A sync finished" alone is not enough: a background sync already running when the button is
+    pressed can finish before the new mutation is pushed, so the change must first be seen waiting.
+    """
+    page.evaluate(
+        """() => { window.__queued = false; const s = document.getElementById('status');
+             new MutationObserver(() => { if (s.dataset.waiting !== '0') window.__queued = true; })
+               .observe(s, {attributes: true}); }"""
+    )
+    action()
+    page.wait_for_function(
+        """() => { const s = document.getElementById('status');
+             return window.__queued && s.dataset.waiting === '0' && s.dataset.syncing === 'false'; }"""
+    )
 
 
 def go_online(ctx: BrowserContext, page: Page) -> None:
@@ -141,9 +159,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     expect(organizer.get_by_label("Name", exact=True)).to_be_visible()  # organizers' own fields
     theirs = f"Lift from the courtyard; the side door has steps ({choice})"
     organizer.get_by_label("Accessibility").fill(theirs)
-    before = last_synced(organizer)
-    organizer.get_by_role("button", name="Save").click()
-    pushed_since(organizer, before)
+    queued_and_synced(organizer, organizer.get_by_role("button", name="Save").click)
     assert site(web, TRICICLO)["accessibility"] == theirs
 
     go_online(ctx, page)
@@ -166,9 +182,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     else:
         conflict.get_by_label("Kept aside").check()
         chosen = mine
-    before = last_synced(page)
-    panel.get_by_role("button", name="Resolve").click()
-    pushed_since(page, before)
+    queued_and_synced(page, panel.get_by_role("button", name="Resolve").click)
     expect(panel).to_have_count(0)
     stored = site(web, TRICICLO)
     assert stored["accessibility"] == chosen
@@ -308,9 +322,7 @@ def test_a_host_of_two_sites_picks_the_one_to_correct(second: BrowserContext, we
     page.locator(".preview").get_by_label("Preview in").select_option("de")
     expect(page.locator(".preview .description")).to_have_text("Ein Wiederverwendungszentrum für Arbeitsintegration")
     assert_accessible(page)
-    before = last_synced(page)
-    page.get_by_role("button", name="Save").click()
-    pushed_since(page, before)
+    queued_and_synced(page, page.get_by_role("button", name="Save").click)
     stored = site(web, TRICICLO)
     assert stored["contact"] == "giulia@triciclo.example"
     assert stored["opening_hours"] == [{"days": ["mo", "tu"], "opens": "09:00", "closes": "17:30"}]
