@@ -23,6 +23,8 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
     version: int
     account_id: str | None
     client_id: str | None
+    # The account's name when it still exists: what a reader of the history recognises.
+    account_name: str | None = None
     at: str
     changes: dict[str, FieldChange]
     flagged: str | None = None

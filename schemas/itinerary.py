@@ -75,3 +75,29 @@ class Itinerary(msgspec.Struct, kw_only=True):
     timezone: str
     items: list[ItineraryItem]
     warnings: list[str] = []
+
+
+class GroupAttendance(msgspec.Struct, kw_only=True):
+    """One group going to a visit, and how many participants it has."""
+
+    id: str
+    name: str
+    participants: int
+
+
+class SiteVisit(msgspec.Struct, kw_only=True):
+    """A visit at a site as its hosts read it: when, and who comes."""
+
+    visit: Visit
+    groups: list[GroupAttendance]
+    # The sum over its groups: how many people to expect.
+    participants: int
+
+
+class SiteVisits(msgspec.Struct, kw_only=True):
+    """Every visit at one site, in time order, with the size of each group that comes."""
+
+    event_id: str
+    site_id: str
+    timezone: str
+    visits: list[SiteVisit]

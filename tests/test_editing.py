@@ -211,6 +211,7 @@ def test_history_records_who_what_and_flags_a_long_move_for_review(
     entries = client.get(E + f"/sites/{SITE}/history", headers=seeded.headers("organizer")).json()
     assert [e["version"] for e in entries] == [3, 2]
     assert entries[0]["account_id"] == "host-san-salvario"
+    assert entries[0]["account_name"] == "Luca Ferrero"  # as readers know the author
     assert entries[0]["changes"] == {"lat": {"old": 45.0538, "new": 45.07}}
     assert "organizer should check" in entries[0]["flagged"]
     assert entries[1]["flagged"] is None

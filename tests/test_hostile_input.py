@@ -376,6 +376,7 @@ ID_PATHS = [
     pytest.param("/api/v1/events/{id}/sites", id="event"),
     pytest.param(E + "/sites/{id}", id="site"),
     pytest.param(E + "/sites/{id}/history", id="site-history"),
+    pytest.param(E + "/sites/{id}/visits", id="site-visits"),
     pytest.param(E + "/visits/{id}", id="visit"),
     pytest.param(E + "/visits/{id}/history", id="visit-history"),
 ]

@@ -149,6 +149,7 @@ SERVICE_ROLE_CHECKS = {
     ("put", "/api/v1/events/{event_id}/groups/{group_id}/members"),
     ("post", "/api/v1/events/{event_id}/history/{entry_id}/revert"),
     ("get", "/api/v1/events/{event_id}/sites/{site_id}/history"),
+    ("get", "/api/v1/events/{event_id}/sites/{site_id}/visits"),  # hosts of the site and organizers
     ("get", "/api/v1/events/{event_id}/visits/{visit_id}/history"),
 }
 # A 400 for a rule of the record rather than a value's shape.

@@ -66,6 +66,7 @@ HOST_OPERATIONS = [
     "GET /api/v1/events/{event_id}/sites/{site_id}",
     "PATCH /api/v1/events/{event_id}/sites/{site_id}",
     "GET /api/v1/events/{event_id}/sites/{site_id}/history",
+    "GET /api/v1/events/{event_id}/sites/{site_id}/visits",
     "GET /api/v1/events/{event_id}/itinerary",
     "GET /api/v1/events/{event_id}/feedback/summary",
     "GET /api/v1/events/{event_id}/schedule.xml",

@@ -2,19 +2,21 @@
 
 from typing import Any
 
-from litestar import Controller, Request, Response, patch
+from litestar import Controller, Request, Response, get, patch
 from litestar.params import Parameter
 
 from schemas.accounts import Account
+from schemas.itinerary import SiteVisits
 from schemas.places import Site, SiteView
 from schemas.sync import SiteFieldsPatch
 from server.auth import same_event
 from server.errors import NotFoundError
 from server.geo import parse_point
 from server.routes.bodies import BODY_OPT
-from server.routes.common import SECURITY, AppDatabase, api_get, serve_cached
+from server.routes.common import FRESH_OPT, ROLE_ERRORS, SECURITY, AppDatabase, api_get, serve_cached, serve_fresh
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.editing import edit_site
+from server.services.site_visits import site_visits
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
 
@@ -91,6 +93,21 @@ class SiteController(Controller):
             return site_view(site, language)
 
         return serve_cached(request, db, event_id, ("site", site_id, language), build, versioned=True)
+
+    @get(
+        "/sites/{site_id:str}/visits",
+        summary="The visits at a site, with each group's size (the site's hosts and organizers)",
+        description="Every visit at the site in time order, with the groups that come and how many participants"
+        " each has (participants now assigned), and their sum. Participants and other sites' hosts get 403.",
+        security=SECURITY,
+        responses=ROLE_ERRORS,
+        sync_to_thread=True,
+        opt=FRESH_OPT,
+    )
+    def get_site_visits(
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, site_id: str
+    ) -> Response[SiteVisits]:
+        return serve_fresh(request, site_visits(db, request.user, site_id))
 
     @patch(
         "/sites/{site_id:str}",

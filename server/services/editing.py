@@ -13,7 +13,7 @@ from server.errors import BadRequestError, ForbiddenError, NotFoundError, Precon
 from server.representation import version_from_etag
 from server.services.mutations import Context, site_patch, write_merge
 from server.services.visits import require_organizer, visit_patch, visit_put
-from server.storage.accounts import get_account, set_group_members
+from server.storage.accounts import get_account, list_accounts, set_group_members
 from server.storage.catalog import get_group, get_site, get_visit
 from server.storage.db import Database
 from server.storage.records import (
@@ -119,7 +119,11 @@ def record_history(db: Database, account: Account, entity: str, entity_id: str) 
     conn = db.conn
     if load_record(conn, account.event_id, entity, entity_id) is None:
         raise NotFoundError(f"No {entity} '{entity_id}' in this event.")
-    return [msgspec.convert(e, HistoryEntry) for e in history_entries(conn, account.event_id, entity, entity_id)]
+    names = {a.id: a.name for a in list_accounts(conn, account.event_id)}
+    return [
+        msgspec.convert({**e, "account_name": names.get(e["account_id"] or "")}, HistoryEntry)
+        for e in history_entries(conn, account.event_id, entity, entity_id)
+    ]
 
 
 def revert_change(db: Database, account: Account, entry_id: int) -> HistoryEntry:

@@ -5,7 +5,7 @@ import * as store from "./store.js";
 import { syncOnce } from "./sync.js";
 import { h, mount } from "./ui.js";
 import * as i18n from "./i18n.js";
-import { SCREENS, navFor, roleOf, screenFor } from "./routes.js";
+import { HOME, SCREENS, navFor, roleOf, screenFor } from "./routes.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -157,6 +157,7 @@ export function render() {
 async function start() {
   await i18n.load((await store.getMeta("language")) || navigator.language);
   const invitation = location.hash.match(/^#t=([^&]+)/);
+  const landing = "#/itinerary";
   if (invitation) {
     const token = decodeURIComponent(invitation[1]);
     const current = await store.getMeta("token");
@@ -164,7 +165,7 @@ async function start() {
     // Another account's link replaces this one's data: never silently while changes wait to sync.
     if (!waiting || window.confirm(i18n.t("confirm.sign_out_unsynced", { count: waiting }))) await store.signIn(token);
     // The token never stays in the address bar, the history or a bookmark.
-    history.replaceState(null, "", location.pathname + location.search + "#/itinerary");
+    history.replaceState(null, "", location.pathname + location.search + landing);
   }
   const me = await store.getDoc("me");
   await i18n.load((await store.getMeta("language")) || (me && me.language) || navigator.language);
@@ -182,6 +183,12 @@ async function start() {
   window.addEventListener("offline", () => void renderStatus());
   await render();
   await requestSync();
+  // Signed in by a link: once the account's role is known, its own home (a host's is My site).
+  const home = HOME[roleOf(((await store.getDoc("me")) || {}).role)];
+  if (invitation && location.hash === landing && home !== "itinerary") {
+    history.replaceState(null, "", location.pathname + location.search + `#/${home}`);
+    await render();
+  }
   if (!(await store.getMeta("language"))) {
     const fresh = await store.getDoc("me");
     if (fresh && i18n.pick(fresh.language) !== i18n.lang) {

@@ -76,3 +76,96 @@ export function translated(texts, lang) {
   }
   return { text: "", lang };
 }
+
+/** Apply a site.patch's fields to a site (a merge patch: each description language on its own, null
+ * removes that language). @param {any} site @param {Record<string, any>} fields */
+export function patched(site, fields) {
+  const next = { ...site };
+  for (const [name, value] of Object.entries(fields)) {
+    if (name === "description") {
+      const description = { ...(site.description || {}) };
+      for (const [l, text] of Object.entries(value || {})) {
+        if (text === null) delete description[l];
+        else description[l] = text;
+      }
+      next.description = description;
+    } else {
+      next[name] = value;
+    }
+  }
+  return next;
+}
+
+/** @typedef {{site: any, version: number, pending: string[], conflicts: any[]}} SiteView */
+
+/** A site as this device shows it: the replica with the queued site.patch mutations applied in order
+ * (§1). `pending` names the fields still waiting to sync; `conflicts` are the site's recorded conflict
+ * entries less those a queued resolution clears. @param {string} siteId @returns {Promise<SiteView | null>} */
+export async function siteView(siteId) {
+  const row = await store.record("site", siteId);
+  if (!row) return null;
+  let site = row.data;
+  let conflicts = row.data.conflicts || [];
+  /** @type {Set<string>} */
+  const pending = new Set();
+  for (const m of await store.outbox()) {
+    if (m.type !== "site.patch" || m.args.site_id !== siteId) continue;
+    site = patched(site, m.args.fields);
+    for (const [name, value] of Object.entries(m.args.fields)) {
+      if (name === "description") for (const l of Object.keys(value || {})) pending.add(`description.${l}`);
+      else pending.add(name);
+    }
+    if (m.args.resolve_conflicts) conflicts = conflicts.filter((/** @type {any} */ c) => c.version > m.args.base_version);
+  }
+  return { site: { ...site, conflicts }, version: row.version, pending: [...pending], conflicts };
+}
+
+/** Correct a site: only the changed fields, from the version pulled last (so the server can tell a
+ * concurrent edit of the same field, §6); with `resolve`, the conflicts seen so far are resolved.
+ * Resolves once the mutation is durable. @param {string} siteId @param {Record<string, any>} fields
+ * @param {{resolve?: boolean}} [options] */
+export async function patchSite(siteId, fields, options = {}) {
+  const row = await store.record("site", siteId);
+  if (!row) throw new Error(`no site ${siteId}`);
+  /** @type {Record<string, any>} */
+  const args = { site_id: siteId, base_version: row.version, fields };
+  if (options.resolve) args.resolve_conflicts = true;
+  await store.enqueue("site.patch", args);
+  // A resolution answers the conflict results shown for this site: they are settled now.
+  if (options.resolve) {
+    for (const p of await store.problems()) {
+      if (p.status === "conflict" && p.mutation && p.mutation.type === "site.patch" && p.mutation.args.site_id === siteId) {
+        await store.dismissProblem(p.id);
+      }
+    }
+  }
+}
+
+/** The value of one field of a site, `description.<lang>` for one language. @param {any} site @param {string} field */
+export function fieldValue(site, field) {
+  if (field.startsWith("description.")) return (site.description || {})[field.slice("description.".length)] ?? null;
+  return site[field];
+}
+
+/** The fields that differ between two versions of a site, as a site.patch's `fields` (a description
+ * language emptied is removed: null). @param {any} before @param {any} after */
+export function siteChanges(before, after) {
+  /** @type {Record<string, any>} */
+  const fields = {};
+  for (const [name, value] of Object.entries(after)) {
+    if (name === "description") {
+      /** @type {Record<string, string | null>} */
+      const description = {};
+      const old = before.description || {};
+      for (const l of new Set([...Object.keys(old), ...Object.keys(value)])) {
+        const text = value[l] ?? "";
+        if (text !== (old[l] ?? "")) description[l] = text === "" ? null : text;
+      }
+      if (Object.keys(description).length) fields.description = description;
+    } else if (typeof value === "string" ? value !== (before[name] ?? "") : JSON.stringify(value) !== JSON.stringify(before[name])) {
+      // An empty box over a field that has no value (official_name: null) changes nothing.
+      fields[name] = value;
+    }
+  }
+  return fields;
+}

@@ -7,27 +7,37 @@ import { itineraryScreen } from "./screens/itinerary.js";
 import { siteScreen } from "./screens/site.js";
 import { notesScreen } from "./screens/notes.js";
 import { mapScreen } from "./screens/map.js";
+import { siteEditScreen } from "./screens/site_edit.js";
+import { siteHistoryScreen } from "./screens/site_history.js";
+import { siteVisitsScreen } from "./screens/site_visits.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
  * @typedef {{changed: () => void, requestSync: () => Promise<void>, render: () => Promise<void>, me: any}} App */
 
 /** @typedef {"participant" | "host" | "organizer"} Role */
-/** @typedef {{render: (arg: string, app: App) => Promise<Node>, roles: Role[], nav?: string, under?: string}} Screen */
+/** `navRoles`: the roles whose navigation lists the screen (default: all its `roles`); the others reach it
+ * by links (an organizer opens a site's editor from the site's page).
+ * @typedef {{render: (arg: string, app: App) => Promise<Node>, roles: Role[], nav?: string, navRoles?: Role[], under?: string}} Screen */
 
 const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
+const SITE_EDITORS = /** @type {Role[]} */ (["host", "organizer"]);
+const HOSTS = /** @type {Role[]} */ (["host"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
   itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
-  site: { under: "itinerary", roles: EVERYONE, render: (arg) => siteScreen(arg) },
+  site: { under: "itinerary", roles: EVERYONE, render: (arg, app) => siteScreen(arg, app) },
   // Every role has an itinerary (a host's lists the visits to its site), so every role has its map.
   map: { nav: "nav.map", roles: EVERYONE, render: (arg) => mapScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
+  "site-edit": { nav: "nav.my_site", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteEditScreen(arg, app) },
+  "site-visits": { nav: "nav.site_visits", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteVisitsScreen(arg, app) },
+  "site-history": { nav: "nav.history", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteHistoryScreen(arg, app) },
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */
-export const HOME = { participant: "itinerary", host: "itinerary", organizer: "itinerary" };
+export const HOME = { participant: "itinerary", host: "site-edit", organizer: "itinerary" };
 
 /** @param {string | undefined} role @returns {Role} */
 export function roleOf(role) {
@@ -44,6 +54,6 @@ export function screenFor(name, role) {
 /** The navigation links a role sees: [route name, label key]. @param {Role} role */
 export function navFor(role) {
   return Object.entries(SCREENS)
-    .filter(([, s]) => s.nav && s.roles.includes(role))
+    .filter(([, s]) => s.nav && (s.navRoles || s.roles).includes(role))
     .map(([name, s]) => /** @type {[string, string]} */ ([name, /** @type {string} */ (s.nav)]));
 }
