@@ -2,14 +2,24 @@
 // Stores: meta (token, client_id, cursor, next mutation id, settings), records (the replica: what the
 // server last sent, keyed [entity, id]), outbox (this install's mutations not yet acknowledged, by
 // mutation id), problems (rejected or conflicting results, until the user dismisses them) and docs
-// (read-API documents such as the itinerary, with their ETag).
+// (read-API documents such as the itinerary, with their ETag). Since version 2, photos: the bytes of
+// photos attached on this phone until the server holds them (then kept for display, as a bounded cache),
+// and of photos fetched from the server for display, by SHA-256.
 
 const DB_NAME = "studyvisit";
-const DB_VERSION = 1;
+const DB_VERSION = 2;
+/** Photos the server holds are kept on the phone up to this many bytes (least recently shown go first);
+ * photos not uploaded yet are never evicted. */
+export const PHOTO_CACHE_BYTES = 50 * 1024 * 1024;
 
 /** @typedef {{entity: string, id: string, version: number, data: any}} Row */
 /** @typedef {{id: number, type: string, client_time: string, args: Record<string, any>}} Mutation */
 /** @typedef {{id: number, status: string, error?: any, conflicts?: any[], mutation?: Mutation}} Problem */
+/** A photo's bytes on this phone. `state`: "pending" (attached here, not on the server yet: never
+ * evicted), "uploaded" (the server holds it), "fetched" (downloaded for display; `preview`: a downsized
+ * copy), "refused" (the server will not take it: `error` says why).
+ * @typedef {{sha256: string, blob: Blob, media_type: string, bytes: number, note_id: string | null,
+ *   state: "pending" | "uploaded" | "fetched" | "refused", preview?: boolean, error?: any, used_at: number}} Photo */
 
 /** @type {Promise<IDBDatabase> | null} */
 let opening = null;
@@ -40,15 +50,28 @@ function db() {
   if (!opening) {
     opening = new Promise((resolve, reject) => {
       const request = indexedDB.open(DB_NAME, DB_VERSION);
-      request.onupgradeneeded = () => {
+      request.onupgradeneeded = (event) => {
         const d = request.result;
-        d.createObjectStore("meta");
-        d.createObjectStore("records", { keyPath: ["entity", "id"] }).createIndex("entity", "entity");
-        d.createObjectStore("outbox", { keyPath: "id" });
-        d.createObjectStore("problems", { keyPath: "id" });
-        d.createObjectStore("docs");
+        // Each step from the version the phone has: an upgrade keeps every store it does not name.
+        if (event.oldVersion < 1) {
+          d.createObjectStore("meta");
+          d.createObjectStore("records", { keyPath: ["entity", "id"] }).createIndex("entity", "entity");
+          d.createObjectStore("outbox", { keyPath: "id" });
+          d.createObjectStore("problems", { keyPath: "id" });
+          d.createObjectStore("docs");
+        }
+        if (event.oldVersion < 2) {
+          d.createObjectStore("photos", { keyPath: "sha256" }).createIndex("state", "state");
+        }
       };
-      request.onsuccess = () => resolve(request.result);
+      // Another tab of a newer version wants to upgrade: let it (this page reopens on its next use).
+      request.onsuccess = () => {
+        request.result.onversionchange = () => {
+          request.result.close();
+          opening = null;
+        };
+        resolve(request.result);
+      };
       request.onerror = () => reject(request.error);
     });
   }
@@ -109,9 +132,12 @@ export async function applyPull(changes, cursor, replace) {
 }
 
 /** Queue a mutation with the next mutation id; resolves once it is durable (the user's action is
- * confirmed only then). @param {string} type @param {Record<string, any>} args @returns {Promise<Mutation>} */
-export async function enqueue(type, args) {
-  const tx = (await db()).transaction(["meta", "outbox"], "readwrite");
+ * confirmed only then). With `photo`, the photo's bytes are kept in the same transaction: a note never
+ * names a photo this phone has lost, and a photo is never kept without its note.
+ * @param {string} type @param {Record<string, any>} args @param {Photo} [photo] @returns {Promise<Mutation>} */
+export async function enqueue(type, args, photo) {
+  const tx = (await db()).transaction(["meta", "outbox", "photos"], "readwrite");
+  if (photo) tx.objectStore("photos").put(photo);
   const meta = tx.objectStore("meta");
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   /** @type {Mutation} */
@@ -161,6 +187,75 @@ export async function getDoc(key) {
 export async function setDoc(key, value) {
   const tx = (await db()).transaction("docs", "readwrite");
   tx.objectStore("docs").put(value, key);
+  await committed(tx);
+}
+
+/** @param {string} sha256 @returns {Promise<Photo | undefined>} */
+export async function photo(sha256) {
+  return done((await db()).transaction("photos").objectStore("photos").get(sha256));
+}
+
+/** The photos kept on this phone, in one state or all. @param {Photo["state"]} [state] @returns {Promise<Photo[]>} */
+export async function photos(state) {
+  const kept = (await db()).transaction("photos").objectStore("photos");
+  return done(state ? kept.index("state").getAll(state) : kept.getAll());
+}
+
+/** How many photos wait to be uploaded. @returns {Promise<number>} */
+export async function pendingPhotos() {
+  return done((await db()).transaction("photos").objectStore("photos").index("state").count("pending"));
+}
+
+/** Change a kept photo's upload state (and error), if it is still kept.
+ * @param {string} sha256 @param {Partial<Photo>} changes */
+export async function updatePhoto(sha256, changes) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(sha256));
+  if (current) kept.put({ ...current, ...changes });
+  await committed(tx);
+}
+
+/** Keep a photo fetched from the server (never over a photo of this phone's), then trim the cache.
+ * @param {Photo} fetched */
+export async function keepFetched(fetched) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(fetched.sha256));
+  if (!current || current.state === "fetched") kept.put(fetched);
+  await trim(kept, fetched.sha256);
+  await committed(tx);
+}
+
+/** Drop the least recently shown photos the server holds past PHOTO_CACHE_BYTES; photos waiting for
+ * upload (or refused) are never dropped, nor the one just kept. @param {IDBObjectStore} kept @param {string} [spare] */
+async function trim(kept, spare) {
+  /** @type {Photo[]} */
+  const all = await done(kept.getAll());
+  const evictable = all.filter((p) => p.state === "uploaded" || p.state === "fetched").sort((a, b) => a.used_at - b.used_at);
+  let total = evictable.reduce((sum, p) => sum + p.blob.size, 0);
+  for (const p of evictable) {
+    if (total <= PHOTO_CACHE_BYTES) break;
+    if (p.sha256 === spare) continue;
+    kept.delete(p.sha256);
+    total -= p.blob.size;
+  }
+}
+
+/** After an upload: the server holds it, so the bytes become part of the bounded cache. @param {string} sha256 */
+export async function photoUploaded(sha256) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(sha256));
+  if (current) kept.put({ ...current, state: "uploaded", error: undefined, used_at: Date.now() });
+  await trim(kept, sha256);
+  await committed(tx);
+}
+
+/** Forget photos (not attached to any note any more). @param {string[]} hashes */
+export async function deletePhotos(hashes) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  for (const sha256 of hashes) tx.objectStore("photos").delete(sha256);
   await committed(tx);
 }
 
