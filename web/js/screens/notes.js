@@ -189,7 +189,7 @@ function editor(existing, visitId, visits, app) {
   drawTags();
 
   // Photos: each stored on the phone at once, with the note's change naming it; uploaded by a sync.
-  const photoError = h("p", { class: "error", "aria-live": "polite" });
+  const photoError = h("p", { id: "note-photo-error", class: "error", "aria-live": "polite" });
   const photoList = h("ul", { class: "photos editable", "aria-label": t("photo.list") });
   const drawPhotos = async () => {
     const current = queued ? await note(id) : undefined;
