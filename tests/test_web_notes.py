@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
 from schemas.sync import NotePutArgs
 from sync.blobs import sniff_media_type
@@ -74,6 +74,11 @@ def shown_photo_loaded(page: Page, digest: str) -> None:
     )
 
 
+def broken_put(request: Request) -> bool:
+    """A PUT that got no answer (one whose answer's body nobody read is reported as ERR_ABORTED: not that)."""
+    return request.method == "PUT" and request.failure != "net::ERR_ABORTED"
+
+
 def english(page: Page) -> None:
     page.locator("#language").select_option("en")
     expect(page.get_by_role("button", name="Sync now")).to_be_visible()
@@ -100,10 +105,17 @@ def test_the_apps_note_rules_are_the_servers_schema(context: tuple[BrowserContex
         """() => import('./js/rules.js').then(r => [r.tagProblem(['😀'.repeat(64)]), r.tagProblem(['😀'.repeat(65)]),
              r.tagProblem(Array.from({length: 33}, (_, i) => 't' + i)), r.normalizeTags([' a, b ', 'a', 'e\\u0301'])])"""
     )
-    assert problems[0] is None and problems[1]["key"] == "notes.tag_too_long"
+    assert problems[0] is None
+    assert problems[1]["key"] == "notes.tag_too_long"
     assert problems[2]["key"] == "notes.tag_too_many"
     assert problems[3] == ["a", "b", "é"]
-    heads = [jpeg(1)[:64], b"\x89PNG\r\n\x1a\n" + b"\0" * 56, b"RIFF\0\0\0\0WEBPVP8 ", b"%PDF-1.7\n", b"GIF89a" + b"\0" * 58]
+    heads = [
+        jpeg(1)[:64],
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 56,
+        b"RIFF\0\0\0\0WEBPVP8 ",
+        b"%PDF-1.7\n",
+        b"GIF89a" + b"\0" * 58,
+    ]
     heads.append(b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic")
     heads.append(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif")
     sniffed = page.evaluate(
@@ -173,7 +185,13 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
     assert shared["tags"] == ["réemploi", "إعادة الاستخدام", "재사용"]
     assert shared["share_with_organizers"] is True
     assert shared["attachments"] == [
-        {"sha256": sha(picture), "media_type": "image/jpeg", "bytes": len(picture), "caption": "", "status": "available"}
+        {
+            "sha256": sha(picture),
+            "media_type": "image/jpeg",
+            "bytes": len(picture),
+            "caption": "",
+            "status": "available",
+        }
     ]
     assert by_body["Kept from before, edited: the repair bench, Tuesdays"]["tags"] == ["repair"]
     assert all(n["attachments"] == [] for b, n in by_body.items() if b != "With a photo: the sorting line")
@@ -222,9 +240,7 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
     ranges: list[str] = []
     page.on("request", lambda r: ranges.append(r.headers["content-range"]) if r.method == "PUT" else None)
     try:
-        # (An answer whose body nobody reads is reported as ERR_ABORTED: not that.)
-        broken = lambda r: r.method == "PUT" and r.failure != "net::ERR_ABORTED"  # noqa: E731
-        with page.expect_event("requestfailed", broken, timeout=20_000):
+        with page.expect_event("requestfailed", broken_put, timeout=20_000):
             add_photo(page, photo_file(tmp_path, "courtyard.jpg", big))
             page.get_by_role("button", name="Save").click()
         assert ranges[:2] == [f"bytes 0-{PART - 1}/{len(big)}", f"bytes {PART}-{2 * PART - 1}/{len(big)}"]
@@ -241,7 +257,10 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
 
     again = ctx.new_page()
     resumed: list[str] = []
-    again.on("request", lambda r: resumed.append(f"{r.method} {r.headers.get('content-range', '')}") if "/blobs/" in r.url else None)
+    again.on(
+        "request",
+        lambda r: resumed.append(f"{r.method} {r.headers.get('content-range', '')}") if "/blobs/" in r.url else None,
+    )
     again.goto(web.server.url + "/app/#/notes")
     again.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'", timeout=20_000)
     # It asked what the server has and sent only the rest.
@@ -394,7 +413,9 @@ def test_a_removed_photo_leaves_its_note_and_is_never_uploaded(
     assert [a["sha256"] for a in note["attachments"]] == [sha(kept)]
     assert blob_rows(web, sha(picture)) == (0, 0)
     assert blob_rows(web, sha(kept)) == (1, 1)
-    held = page.evaluate("() => import('./js/store.js').then(async s => (await s.photos()).map(p => [p.sha256, p.state]))")
+    held = page.evaluate(
+        "() => import('./js/store.js').then(async s => (await s.photos()).map(p => [p.sha256, p.state]))"
+    )
     assert held == [[sha(kept), "uploaded"]]  # the removed one's bytes are gone from the phone too
     # A file that is no photo is refused before anything is stored.
     page.get_by_role("button", name="Edit note: Two photos").click()
@@ -428,3 +449,42 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
     expect(page.get_by_role("button", name="إضافة صورة")).to_be_visible()
     shown_photo_loaded(page, sha(jpeg(41)))
     assert_accessible(page)
+
+
+def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_goes_on(
+    context: tuple[BrowserContext, Recorded], web: Web, tmp_path: Path
+) -> None:
+    ctx, _ = context
+    who = "p-aicha-diallo"
+    page = open_app(ctx, web, who)
+    english(page)
+    big = jpeg(51, pad_to=2 * PART + 1000)
+    held: list[Route] = []
+    page.route(
+        "**/blobs/*",
+        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
+    )
+    order: list[str] = []
+    page.on(
+        "request",
+        lambda r: order.append(f"{r.method} {r.url.rsplit('/', 1)[-1][:8]} {r.headers.get('content-range', '')}"),
+    )
+    write_note(page, "With a big photo", visit="d1-g1-casa-quartiere-san-salvario")
+    page.get_by_role("button", name="Edit note: With a big photo").click()
+    add_photo(page, photo_file(tmp_path, "big.jpg", big))
+    page.get_by_role("button", name="Save").click()
+    for _ in range(200):  # the sync reaches the first part (Playwright calls let the route handler run)
+        if held:
+            break
+        page.wait_for_timeout(100)
+    # The first part is on its way (held here): meanwhile, another note.
+    before = last_synced(page)
+    write_note(page, "Written during the upload", visit="d1-g1-casa-quartiere-san-salvario")
+    held[0].continue_()
+    pushed_since(page, before)
+    puts = [i for i, r in enumerate(order) if r.startswith("PUT")]
+    pushes = [i for i, r in enumerate(order) if r.startswith("POST push")]
+    assert len(puts) == 3
+    assert puts[0] < pushes[-1] < puts[1], order  # part one, then the new note's push, then the rest
+    assert sorted(n["body"] for n in web.notes(who).values()) == ["With a big photo", "Written during the upload"]
+    assert blob_bytes(web, who, sha(big)) == big

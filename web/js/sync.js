@@ -185,7 +185,8 @@ function offsetOf(response, size) {
  * (HEAD), then send the rest in parts with Content-Range, always from the server's offset; so a page
  * closed mid-upload continues, when it opens again, from what reached the server.
  * @param {string} eventPath @param {store.Photo} photo
- * @returns {Promise<"uploaded" | "refused">} "refused": the server will not take it (the photo's `error` says why) */
+ * @returns {Promise<"uploaded" | "refused" | "paused">} "refused": the server will not take it (the photo's
+ *   `error` says why); "paused": a change was queued meanwhile, which goes first (the next sync continues) */
 async function upload(eventPath, photo) {
   const path = `${eventPath}/blobs/${photo.sha256}`;
   const size = photo.blob.size;
@@ -228,6 +229,8 @@ async function upload(eventPath, photo) {
         if (!(offset < moved && moved < size)) throw new SyncError(`the server went from offset ${offset} to ${moved} of ${size}`);
         offset = moved;
         failures = 0;
+        // A note written during a long upload never waits for it: stop between parts, push, go on.
+        if ((await store.outbox()).length > 0) return "paused";
         continue;
       }
       if (response.status === 409) {
@@ -248,7 +251,7 @@ async function upload(eventPath, photo) {
       return await refused(response);
     } catch (error) {
       const e = /** @type {any} */ (error);
-      if (!(e instanceof SyncError) || e.retry === false || ++failures >= UPLOAD_ATTEMPTS) throw error;
+      if (!(e instanceof SyncError) || e.retry === false || !navigator.onLine || ++failures >= UPLOAD_ATTEMPTS) throw error;
       offset = null; // after a broken part, the server tells how much of it arrived
       await sleep(500 * 2 ** failures);
     }
@@ -263,7 +266,9 @@ async function uploadPhotos(eventPath) {
   let uploaded = 0;
   for (const photo of await store.photos("pending")) {
     if (!named.has(photo.sha256)) continue;
-    if ((await upload(eventPath, photo)) === "uploaded") {
+    const outcome = await upload(eventPath, photo);
+    if (outcome === "paused") break;
+    if (outcome === "uploaded") {
       await store.photoUploaded(photo.sha256);
       uploaded++;
     }
