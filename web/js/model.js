@@ -125,7 +125,8 @@ export async function addPhoto(noteId, file) {
   }
   const bytes = await file.arrayBuffer();
   const media_type = sniffMediaType(new Uint8Array(bytes, 0, Math.min(64, bytes.byteLength)));
-  if (!media_type) throw new NoteError("photo.not_a_photo");
+  // The server also takes PDFs (§9.2), but this is a photo: one the phone can show as a thumbnail.
+  if (!media_type || !media_type.startsWith("image/")) throw new NoteError("photo.not_a_photo");
   const sha256 = await sha256Hex(bytes);
   /** @type {Attachment} */
   const attachment = { sha256, media_type, bytes: bytes.byteLength, caption: "" };
