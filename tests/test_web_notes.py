@@ -199,6 +199,16 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
     assert blob_rows(web, sha(picture)) == (1, 1)
     expect(page.locator(f".photo[data-sha256='{sha(picture)}']")).to_have_attribute("data-status", "available")
 
+    # The author's other phone (or this one after a reinstall) pulls the note and fetches its photo.
+    second = browser.new_context(timezone_id="Europe/Rome", locale="en-GB")
+    try:
+        again = open_app(second, web, who)
+        again.get_by_role("link", name="Notes", exact=True).click()
+        expect(again.locator("li.note", has_text="With a photo: the sorting line")).to_have_count(1)
+        shown_photo_loaded(again, sha(picture))
+    finally:
+        second.close()
+
     # The organizer's phone pulls the shared note, shows its photo, and keeps it for offline use.
     other = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
     try:
@@ -488,3 +498,23 @@ def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_g
     assert puts[0] < pushes[-1] < puts[1], order  # part one, then the new note's push, then the rest
     assert sorted(n["body"] for n in web.notes(who).values()) == ["With a big photo", "Written during the upload"]
     assert blob_bytes(web, who, sha(big)) == big
+
+
+def test_photos_kept_for_display_are_bounded_and_those_waiting_for_upload_are_never_dropped(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = ctx.new_page()
+    page.goto(web.server.url + "/app/")
+    left = page.evaluate(
+        """() => import('./js/store.js').then(async s => {
+             const photo = (sha256, state, used_at) => ({ sha256, blob: new Blob([new Uint8Array(10)]), media_type: 'image/jpeg',
+               bytes: 10, note_id: null, state, used_at });
+             await s.enqueue('note.put', { id: 'n', attachments: [] }, photo('waiting', 'pending', 1));
+             for (const [sha, used] of [['oldest', 2], ['older', 3], ['newer', 5]]) await s.keepFetched(photo(sha, 'fetched', used), 25);
+             const first = (await s.photos()).map(p => p.sha256).sort();
+             await s.keepFetched(photo('newest', 'fetched', 9), 25);
+             return [first, (await s.photos()).map(p => p.sha256).sort(), await s.pendingPhotos()];
+           })"""
+    )
+    assert left == [["newer", "older", "waiting"], ["newer", "newest", "waiting"], 1]

@@ -217,25 +217,26 @@ export async function updatePhoto(sha256, changes) {
 }
 
 /** Keep a photo fetched from the server (never over a photo of this phone's), then trim the cache.
- * @param {Photo} fetched */
-export async function keepFetched(fetched) {
+ * @param {Photo} fetched @param {number} [limit] */
+export async function keepFetched(fetched, limit = PHOTO_CACHE_BYTES) {
   const tx = (await db()).transaction("photos", "readwrite");
   const kept = tx.objectStore("photos");
   const current = await done(kept.get(fetched.sha256));
   if (!current || current.state === "fetched") kept.put(fetched);
-  await trim(kept, fetched.sha256);
+  await trim(kept, limit, fetched.sha256);
   await committed(tx);
 }
 
-/** Drop the least recently shown photos the server holds past PHOTO_CACHE_BYTES; photos waiting for
- * upload (or refused) are never dropped, nor the one just kept. @param {IDBObjectStore} kept @param {string} [spare] */
-async function trim(kept, spare) {
+/** Drop the least recently shown photos the server holds past `limit` bytes; photos waiting for upload
+ * (or refused) are never dropped, nor the one just kept.
+ * @param {IDBObjectStore} kept @param {number} limit @param {string} [spare] */
+async function trim(kept, limit, spare) {
   /** @type {Photo[]} */
   const all = await done(kept.getAll());
   const evictable = all.filter((p) => p.state === "uploaded" || p.state === "fetched").sort((a, b) => a.used_at - b.used_at);
   let total = evictable.reduce((sum, p) => sum + p.blob.size, 0);
   for (const p of evictable) {
-    if (total <= PHOTO_CACHE_BYTES) break;
+    if (total <= limit) break;
     if (p.sha256 === spare) continue;
     kept.delete(p.sha256);
     total -= p.blob.size;
@@ -248,7 +249,7 @@ export async function photoUploaded(sha256) {
   const kept = tx.objectStore("photos");
   const current = await done(kept.get(sha256));
   if (current) kept.put({ ...current, state: "uploaded", error: undefined, used_at: Date.now() });
-  await trim(kept, sha256);
+  await trim(kept, PHOTO_CACHE_BYTES, sha256);
   await committed(tx);
 }
 
