@@ -518,3 +518,33 @@ def test_photos_kept_for_display_are_bounded_and_those_waiting_for_upload_are_ne
            })"""
     )
     assert left == [["newer", "older", "waiting"], ["newer", "newest", "waiting"], 1]
+
+
+def test_the_photo_of_a_refused_note_stays_on_the_phone_until_the_refusal_is_dismissed(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who = "p-joao-goncalves"
+    page = open_app(ctx, web, who)
+    english(page)
+    picture = jpeg(61)
+    # A note on a visit the organizers removed while this phone was offline, with a photo.
+    page.evaluate(
+        """bytes => Promise.all([import('./js/store.js'), import('./js/model.js')]).then(async ([s, m]) => {
+             const id = m.uuid7();
+             await s.enqueue('note.put', {id, visit_id: 'no-such-visit', body: 'On a removed visit', base_version: 0});
+             await m.addPhoto(id, new Blob([new Uint8Array(bytes)]));
+           })""",
+        list(picture),
+    )
+    sync_now(page)
+    expect(page.locator("#problems li")).to_have_count(2)
+    kept = "() => import('./js/store.js').then(async s => (await s.photos()).map(p => [p.sha256, p.state]))"
+    assert page.evaluate(kept) == [[sha(picture), "pending"]]
+    assert blob_rows(web, sha(picture)) == (0, 0)  # nobody names it: not uploaded
+    for _ in range(2):
+        page.locator("#problems li").first.get_by_role("button", name="Dismiss").click()
+    expect(page.locator("#problems li")).to_have_count(0)
+    sync_now(page)
+    assert page.evaluate(kept) == []
+    expect(page.get_by_role("status")).to_contain_text("0 waiting")

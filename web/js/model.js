@@ -153,15 +153,17 @@ export async function removePhoto(noteId, sha256) {
   await store.enqueue("note.put", { id: noteId, attachments, base_version: pulled ? pulled.version : 0 });
 }
 
-/** Photos waiting for upload that no note names any more (removed, or their note deleted) are dropped:
- * nobody will ever ask for them. Only right after a pull (sync.js): between a push's acknowledgement and
+/** Photos waiting for upload that no note names any more (removed, or their note deleted) and no
+ * refused change still shown names are dropped: nobody will ever ask for them. Only right after a pull (sync.js): between a push's acknowledgement and
  * the pull after it, the notes just pushed are in neither the outbox nor the replica.
  * @returns {Promise<Set<string>>} the photos the notes name */
 export async function forgetUnattached() {
   // Photos first: one added meanwhile is either not in this list or already named by its queued note.
   const kept = await store.photos();
   const named = new Set((await notes()).flatMap((n) => n.attachments.map((a) => a.sha256)));
-  const unnamed = kept.filter((p) => (p.state === "pending" || p.state === "refused") && !named.has(p.sha256));
+  // A change the server refused is listed until the user dismisses it: so are its photos kept.
+  const refused = new Set((await store.problems()).flatMap((p) => (p.mutation?.args?.attachments || []).map((/** @type {Attachment} */ a) => a.sha256)));
+  const unnamed = kept.filter((p) => (p.state === "pending" || p.state === "refused") && !named.has(p.sha256) && !refused.has(p.sha256));
   if (unnamed.length) await store.deletePhotos(unnamed.map((p) => p.sha256));
   return named;
 }
