@@ -548,3 +548,31 @@ def test_the_photo_of_a_refused_note_stays_on_the_phone_until_the_refusal_is_dis
     sync_now(page)
     assert page.evaluate(kept) == []
     expect(page.get_by_role("status")).to_contain_text("0 waiting")
+
+
+def test_a_pushed_note_stays_shown_and_takes_photos_until_the_pull_brings_it_back(
+    context: tuple[BrowserContext, Recorded], web: Web, tmp_path: Path
+) -> None:
+    ctx, _ = context
+    who = "p-ayse-yilmaz"
+    page = open_app(ctx, web, who)
+    english(page)
+    page.route("**/sync/pull*", lambda route: route.abort())  # pushes arrive, pulls never answer
+    before = last_synced(page)
+    write_note(page, "Pushed, not pulled back yet", visit="d1-g3-cascina-roccafranca")
+    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    assert [n["body"] for n in web.notes(who).values()] == ["Pushed, not pulled back yet"]
+    shown = page.locator("li.note", has_text="Pushed, not pulled back yet")
+    expect(shown).to_have_count(1)
+    expect(shown).not_to_contain_text("waiting to sync")
+    picture = jpeg(71)
+    page.get_by_role("button", name="Edit note: Pushed, not pulled").click()
+    add_photo(page, photo_file(tmp_path, "p.jpg", picture))
+    page.get_by_role("button", name="Save").click()
+    page.unroute("**/sync/pull*")
+    sync_now(page)
+    pushed_since(page, before)
+    (note,) = web.notes(who).values()
+    assert [a["sha256"] for a in note["attachments"]] == [sha(picture)]
+    assert page.evaluate("() => import('./js/store.js').then(s => s.getMeta('acked'))") is None
+    expect(page.locator("li.note")).to_have_count(1)

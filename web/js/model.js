@@ -44,18 +44,20 @@ export async function notes() {
   /** @type {Map<string, any>} */
   const byId = new Map();
   const available = new Set((await store.photos("uploaded")).map((p) => p.sha256));
-  for (const row of await store.records("note")) {
+  const { rows, acked, outbox } = await store.overlay("note");
+  for (const row of rows) {
     byId.set(row.id, { ...NOTE_DEFAULTS, ...row.data, version: row.version, pending: false });
     for (const a of row.data.attachments || []) if (a.status === "available") available.add(a.sha256);
   }
-  for (const m of await store.outbox()) {
+  const waiting = new Set(outbox.map((m) => m.id));
+  for (const m of [...acked, ...outbox]) {
     if (m.type === "note.put") {
       const old = byId.get(m.args.id);
       const { base_version: _base, resolve_conflicts: _resolve, ...fields } = m.args;
       for (const [key, value] of Object.entries(fields)) {
         if (value === null && key in NOTE_DEFAULTS) fields[key] = /** @type {any} */ (NOTE_DEFAULTS)[key];
       }
-      byId.set(m.args.id, { ...NOTE_DEFAULTS, author_id: null, ...old, ...fields, version: old?.version ?? 0, pending: true });
+      byId.set(m.args.id, { ...NOTE_DEFAULTS, author_id: null, ...old, ...fields, version: old?.version ?? 0, pending: (old && old.pending) || waiting.has(m.id) });
     } else if (m.type === "note.delete") {
       byId.delete(m.args.id);
     }
@@ -154,8 +156,7 @@ export async function removePhoto(noteId, sha256) {
 }
 
 /** Photos waiting for upload that no note names any more (removed, or their note deleted) and no
- * refused change still shown names are dropped: nobody will ever ask for them. Only right after a pull (sync.js): between a push's acknowledgement and
- * the pull after it, the notes just pushed are in neither the outbox nor the replica.
+ * refused change still shown names are dropped: nobody will ever ask for them.
  * @returns {Promise<Set<string>>} the photos the notes name */
 export async function forgetUnattached() {
   // Photos first: one added meanwhile is either not in this list or already named by its queued note.

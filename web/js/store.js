@@ -116,10 +116,11 @@ export async function record(entity, id) {
 }
 
 /** One pulled page and the cursor after it, in one transaction: a crash never leaves them apart.
- * With `replace`, the replica is emptied first (the end of a full pull, applied whole).
+ * With `replace`, the replica is emptied first (the end of a full pull, applied whole). With `caughtUp`
+ * (the pull's last page), the replica holds what every acknowledged mutation did: they are forgotten.
  * @param {{entity: string, id: string, op: string, version: number, data: any}[]} changes
- * @param {string} cursor @param {boolean} replace */
-export async function applyPull(changes, cursor, replace) {
+ * @param {string} cursor @param {boolean} replace @param {boolean} [caughtUp] */
+export async function applyPull(changes, cursor, replace, caughtUp = false) {
   const tx = (await db()).transaction(["records", "meta"], "readwrite");
   const rows = tx.objectStore("records");
   if (replace) rows.clear();
@@ -128,7 +129,22 @@ export async function applyPull(changes, cursor, replace) {
     else rows.put({ entity: change.entity, id: change.id, version: change.version, data: change.data });
   }
   tx.objectStore("meta").put(cursor, "cursor");
+  if (caughtUp) tx.objectStore("meta").delete("acked");
   await committed(tx);
+}
+
+/** What the screens show of one kind, read in one transaction (so never half-way through a push's
+ * acknowledgement or a pulled page): the replica's rows, the mutations the server acknowledged that no
+ * pull has brought back yet, and the outbox.
+ * @param {string} entity @returns {Promise<{rows: Row[], acked: Mutation[], outbox: Mutation[]}>} */
+export async function overlay(entity) {
+  const tx = (await db()).transaction(["records", "meta", "outbox"]);
+  const [rows, acked, queued] = await Promise.all([
+    done(tx.objectStore("records").index("entity").getAll(entity)),
+    done(tx.objectStore("meta").get("acked")),
+    done(tx.objectStore("outbox").getAll()),
+  ]);
+  return { rows, acked: acked || [], outbox: queued };
 }
 
 /** Queue a mutation with the next mutation id; resolves once it is durable (the user's action is
@@ -154,13 +170,21 @@ export async function outbox() {
 }
 
 /** After a push answered 200: keep the problems it reported, drop every entry up to lastId, and never
- * hand out a mutation id at or below what the server has processed.
+ * hand out a mutation id at or below what the server has processed. The ones that took effect stay
+ * shown (`acked`, see overlay) until the pull after the push brings their records back, so a note just
+ * pushed never vanishes from the screen meanwhile (as the Python client's replica keeps them).
  * @param {number} lastId @param {Problem[]} problems */
 export async function acknowledge(lastId, problems) {
   const tx = (await db()).transaction(["outbox", "problems", "meta"], "readwrite");
   for (const problem of problems) tx.objectStore("problems").put(problem);
-  tx.objectStore("outbox").delete(IDBKeyRange.upperBound(lastId));
+  const queued = tx.objectStore("outbox");
   const meta = tx.objectStore("meta");
+  const refused = new Set(problems.filter((p) => p.status === "rejected").map((p) => p.id));
+  /** @type {Mutation[]} */
+  const processed = await done(queued.getAll(IDBKeyRange.upperBound(lastId)));
+  const acked = (await done(meta.get("acked"))) || [];
+  meta.put([...acked, ...processed.filter((m) => !refused.has(m.id))], "acked");
+  queued.delete(IDBKeyRange.upperBound(lastId));
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   if (next <= lastId) meta.put(lastId + 1, "next_mutation_id");
   await committed(tx);

@@ -135,7 +135,7 @@ async function pull(base, clientId) {
       if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status, retry: false });
       const page = await response.json();
       if (full) gathered = gathered.concat(page.changes);
-      else await store.applyPull(page.changes, page.cursor, false);
+      else await store.applyPull(page.changes, page.cursor, false, !page.has_more);
       cursor = page.cursor;
       if (!page.has_more) {
         summary = page.summary;
@@ -143,7 +143,7 @@ async function pull(base, clientId) {
       }
     }
     if (summary === null) continue; // 410: again, from empty
-    if (full) await store.applyPull(gathered, cursor, true);
+    if (full) await store.applyPull(gathered, cursor, true, true);
     if (await agrees(summary)) return;
     await store.setMeta("cursor", ""); // the replica drifted: replace it with a full pull
   }
