@@ -19,6 +19,7 @@ from schemas.sync import NotePutArgs
 from sync.blobs import sniff_media_type
 from tests.axe import assert_accessible
 from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, write_note
+from tests.screenshots import shoot
 
 PART = 512 * 1024  # web/js/sync.js UPLOAD_PART
 
@@ -413,6 +414,7 @@ def test_a_removed_photo_leaves_its_note_and_is_never_uploaded(
     add_photo(page, photo_file(tmp_path, "b.jpg", kept))
     page.get_by_role("button", name="Remove photo 1").click()
     expect(page.locator("ul.photos.editable > li")).to_have_count(1)
+    expect(page.get_by_role("button", name="Add photo")).to_be_focused()
     page.get_by_role("button", name="Save").click()
     expect(page.locator("li.note .photo")).to_have_count(1)
     before = last_synced(page)
@@ -449,6 +451,11 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
     add_photo(page, photo_file(tmp_path, "coop.jpg", jpeg(41)))
     shown_photo_loaded(page, sha(jpeg(41)))
     assert_accessible(page)
+    # The sync that follows uploads it; the open editor says so (and keeps what is being typed).
+    expect(page.locator("ul.photos.editable")).to_contain_text("Uploaded", timeout=15_000)
+    expect(page.get_by_role("textbox", name="Note")).to_have_value("Accessible: عن التعاونية")
+    page.get_by_role("heading", name="Photos").scroll_into_view_if_needed()
+    shoot(page, "field-app-note-with-photo")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("li.note .photo img")).to_have_count(1)
     assert_accessible(page)  # the list, with its tag filter, tags and thumbnail

@@ -12,10 +12,15 @@ import * as store from "../store.js";
 // The tag the list is filtered by ("" for all): kept while the app runs, so a background sync's
 // re-render keeps the user's choice.
 let tagFilter = "";
+// The editor on the screen: a background sync's render does not replace it (main.js), but its photos'
+// upload states are redrawn.
+/** @type {{arg: string, form: Element, refresh: () => Promise<void>} | null} */
+let live = null;
 
 /** @param {string} arg "" (all notes), a visit id, or "new/<visit id>" / "edit/<note id>"
  * @param {import("../routes.js").App} app */
 export async function notesScreen(arg, app) {
+  if (live && live.arg === arg && live.form.isConnected) void live.refresh();
   const mine = await notes();
   const doc = await store.getDoc("itinerary");
   /** @type {any[]} */
@@ -24,7 +29,7 @@ export async function notesScreen(arg, app) {
   const [mode, rest = ""] = arg.startsWith("new/") || arg === "new" || arg.startsWith("edit/") ? [arg.split("/")[0], arg.split("/").slice(1).join("/")] : ["list", arg];
   if (mode === "new" || mode === "edit") {
     const existing = mode === "edit" ? mine.find((n) => n.id === rest) : undefined;
-    return editor(existing, existing ? existing.visit_id : rest || null, visits, app);
+    return editor(arg, existing, existing ? existing.visit_id : rest || null, visits, app);
   }
   const here = rest ? mine.filter((n) => n.visit_id === rest) : mine;
   const tags = tagsOf(here, lang);
@@ -134,9 +139,9 @@ async function uploadState(attachment) {
     attachment.status === "available" ? t("photo.uploaded") : t("photo.waiting"));
 }
 
-/** @param {import("../model.js").NoteView | undefined} existing @param {string | null} visitId @param {any[]} visits
- * @param {import("../routes.js").App} app */
-function editor(existing, visitId, visits, app) {
+/** @param {string} arg the route's @param {import("../model.js").NoteView | undefined} existing
+ * @param {string | null} visitId @param {any[]} visits @param {import("../routes.js").App} app */
+function editor(arg, existing, visitId, visits, app) {
   // A new note has its id from the start: adding a photo queues the note at once (it never waits).
   const id = existing ? existing.id : uuid7();
   let queued = Boolean(existing);
@@ -191,17 +196,24 @@ function editor(existing, visitId, visits, app) {
   // Photos: each stored on the phone at once, with the note's change naming it; uploaded by a sync.
   const photoError = h("p", { id: "note-photo-error", class: "error", "aria-live": "polite" });
   const photoList = h("ul", { class: "photos editable", "aria-label": t("photo.list") });
+  let drawn = "";
   const drawPhotos = async () => {
     const current = queued ? await note(id) : undefined;
     const attachments = current ? current.attachments : [];
-    const items = await Promise.all(attachments.map(async (a, i) => h("li", null,
+    const states = await Promise.all(attachments.map(uploadState));
+    // Redrawn only when something changed: a background sync never takes the focus off a button.
+    const shown = JSON.stringify(attachments.map((a, i) => [a.sha256, states[i].textContent]));
+    if (shown === drawn) return;
+    drawn = shown;
+    const items = attachments.map((a, i) => h("li", null,
       thumbnail(a, i + 1),
-      h("span", { class: "photo-state" }, await uploadState(a)),
+      h("span", { class: "photo-state" }, states[i]),
       h("button", { type: "button", "aria-label": t("photo.remove", { n: i + 1 }), onclick: async () => {
         await removePhoto(id, a.sha256);
         await drawPhotos();
+        addButton.focus(); // the button pressed is gone: the focus goes to the next thing to do
         app.changed();
-      } }, t("photo.remove_button")))));
+      } }, t("photo.remove_button"))));
     mount(photoList, items);
   };
   const fields = () => ({ id, visit_id: visit.value || null, body: body.value, share_with_organizers: share.checked, tags: currentTags().all });
@@ -222,9 +234,10 @@ function editor(existing, visitId, visits, app) {
     await drawPhotos();
     app.changed();
   } }));
+  const addButton = h("button", { type: "button", onclick: () => file.click() }, t("photo.add"));
   void drawPhotos();
 
-  return h(
+  const form = h(
     "form",
     { "data-editing": "", "aria-labelledby": "editor-title", onsubmit: async (/** @type {Event} */ e) => {
       e.preventDefault();
@@ -248,10 +261,12 @@ function editor(existing, visitId, visits, app) {
     h("label", { class: "check" }, share, t("label.share")),
     h("h3", null, t("photo.title")),
     photoList,
-    h("div", { class: "actions" }, h("button", { type: "button", onclick: () => file.click() }, t("photo.add")), file),
+    h("div", { class: "actions" }, addButton, file),
     photoError,
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary" }, t("action.save")),
       h("a", { href: back }, t("action.cancel"))),
   );
+  if (!(live && live.arg === arg && live.form.isConnected)) live = { arg, form, refresh: drawPhotos };
+  return form;
 }
