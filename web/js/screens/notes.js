@@ -34,8 +34,13 @@ export async function notesScreen(arg, app) {
   const here = rest ? mine.filter((n) => n.visit_id === rest) : mine;
   const tags = tagsOf(here, lang);
   if (tagFilter && !tags.includes(tagFilter)) tagFilter = "";
-  const shown = tagFilter ? here.filter((n) => n.tags.includes(tagFilter)) : here;
   const myId = app.me ? app.me.id : null;
+  /** @type {Map<Element, string[]>} */
+  const tagged = new Map();
+  // Filtering hides notes in place: the picker keeps the focus while one goes through the tags.
+  const filter = () => {
+    for (const [item, its] of tagged) /** @type {HTMLElement} */ (item).hidden = Boolean(tagFilter) && !its.includes(tagFilter);
+  };
   return h(
     "section",
     { "aria-labelledby": "notes-title" },
@@ -46,7 +51,7 @@ export async function notesScreen(arg, app) {
           h("label", { for: "notes-tag" }, t("notes.tag_filter")),
           h("select", { id: "notes-tag", onchange: (/** @type {Event} */ e) => {
             tagFilter = /** @type {HTMLSelectElement} */ (e.target).value;
-            void app.render();
+            filter();
           } },
             h("option", { value: "", selected: !tagFilter }, t("notes.tag_all")),
             tags.map((tag) => h("option", { value: tag, selected: tag === tagFilter, dir: "auto" }, tag))))
@@ -55,10 +60,10 @@ export async function notesScreen(arg, app) {
     h(
       "ul",
       { class: "notes" },
-      shown.map((n) =>
-        h(
+      here.map((n) => {
+        const item = h(
           "li",
-          { class: "note", "data-note-id": n.id },
+          { class: "note", "data-note-id": n.id, hidden: Boolean(tagFilter) && !n.tags.includes(tagFilter) },
           h("p", { dir: "auto" }, n.body),
           tagList(n.tags),
           n.attachments.length
@@ -78,8 +83,10 @@ export async function notesScreen(arg, app) {
                   await deleteNote(n.id);
                   app.changed();
                 } }, t("action.delete"))),
-        ),
-      ),
+        );
+        tagged.set(item, n.tags);
+        return item;
+      }),
     ),
   );
 }
