@@ -50,17 +50,18 @@ export function changed() {
 }
 
 async function renderStatus() {
-  const [last, waiting, problems] = [await store.getMeta("last_synced"), await store.outbox(), await store.problems()];
+  const [last, outbox, photos, problems] = [await store.getMeta("last_synced"), await store.outbox(), await store.pendingPhotos(), await store.problems()];
+  const waiting = outbox.length + photos; // queued changes, and photos not uploaded yet
   const parts = [];
   if (!navigator.onLine) parts.push(i18n.t("status.offline"));
   if (state.syncing) parts.push(i18n.t("status.syncing"));
   parts.push(last ? i18n.t("status.last_synced", { time: i18n.stamp(last) }) : i18n.t("status.never_synced"));
-  parts.push(i18n.t("status.waiting", { count: waiting.length }));
+  parts.push(i18n.t("status.waiting", { count: waiting }));
   if (problems.length) parts.push(i18n.t("status.rejected", { count: problems.length }));
   if (state.error) parts.push(state.error);
   const status = $("status");
   status.className = navigator.onLine ? "" : "offline";
-  status.dataset.waiting = String(waiting.length);
+  status.dataset.waiting = String(waiting);
   status.dataset.syncing = String(state.syncing);
   status.dataset.lastSynced = last || "";
   status.textContent = parts.join(" · ");
@@ -121,7 +122,7 @@ function renderChrome(me) {
 }
 
 async function signOut() {
-  const waiting = (await store.outbox()).length;
+  const waiting = (await store.outbox()).length + (await store.pendingPhotos());
   const question = waiting ? i18n.t("confirm.sign_out_unsynced", { count: waiting }) : i18n.t("confirm.sign_out");
   if (!window.confirm(question)) return;
   clearTimeout(state.timer);

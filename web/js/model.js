@@ -2,6 +2,7 @@
 // and the user's actions turned into outbox mutations.
 
 import * as store from "./store.js";
+import { MAX_ATTACHMENTS, MAX_PHOTO_BYTES, normalizeTags, sniffMediaType, tagProblem } from "./rules.js";
 
 /** A time-ordered UUID (v7, RFC 9562): 48 bits of Unix milliseconds, then random bits. */
 export function uuid7() {
@@ -17,42 +18,86 @@ export function uuid7() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** @typedef {{id: string, visit_id: string | null, site_id: string | null, body: string, tags: string[],
- *   share_with_organizers: boolean, captured_at: string | null, version: number, pending: boolean}} NoteView */
+/** @typedef {{sha256: string, media_type: string, bytes: number, caption: string}} Attachment */
+/** `status`: "available" once the server holds the bytes (a pull said so, or this phone uploaded them).
+ * @typedef {Attachment & {status: "pending" | "available"}} AttachmentView */
+/** @typedef {{id: string, author_id: string | null, visit_id: string | null, site_id: string | null, body: string,
+ *   tags: string[], attachments: AttachmentView[], share_with_organizers: boolean, captured_at: string | null,
+ *   version: number, pending: boolean}} NoteView */
 
-/** My notes: pulled ones, then each queued put/delete applied in order. @returns {Promise<NoteView[]>} */
+// A note's fields and what an omitted one is on a create (§4); `null` in an edit resets one to it.
+const NOTE_DEFAULTS = { visit_id: null, site_id: null, body: "", tags: [], attachments: [], share_with_organizers: false, captured_at: null };
+
+/** Why an action on a note could not be done: `key` is the message to show. */
+export class NoteError extends Error {
+  /** @param {string} key @param {Record<string, string | number>} [vars] */
+  constructor(key, vars = {}) {
+    super(key);
+    this.key = key;
+    this.vars = vars;
+  }
+}
+
+/** My notes (and, for organizers, the shared notes they pull): pulled ones, then each queued put/delete
+ * applied in order. @returns {Promise<NoteView[]>} */
 export async function notes() {
-  /** @type {Map<string, NoteView>} */
+  /** @type {Map<string, any>} */
   const byId = new Map();
-  for (const row of await store.records("note")) byId.set(row.id, { ...row.data, version: row.version, pending: false });
-  for (const m of await store.outbox()) {
+  const available = new Set((await store.photos("uploaded")).map((p) => p.sha256));
+  const { rows, acked, outbox } = await store.overlay("note");
+  for (const row of rows) {
+    byId.set(row.id, { ...NOTE_DEFAULTS, ...row.data, version: row.version, pending: false });
+    for (const a of row.data.attachments || []) if (a.status === "available") available.add(a.sha256);
+  }
+  const waiting = new Set(outbox.map((m) => m.id));
+  for (const m of [...acked, ...outbox]) {
     if (m.type === "note.put") {
       const old = byId.get(m.args.id);
       const { base_version: _base, resolve_conflicts: _resolve, ...fields } = m.args;
-      byId.set(m.args.id, { tags: [], share_with_organizers: false, ...old, ...fields, version: old?.version ?? 0, pending: true });
+      for (const [key, value] of Object.entries(fields)) {
+        if (value === null && key in NOTE_DEFAULTS) fields[key] = /** @type {any} */ (NOTE_DEFAULTS)[key];
+      }
+      byId.set(m.args.id, { ...NOTE_DEFAULTS, author_id: null, ...old, ...fields, version: old?.version ?? 0, pending: (old && old.pending) || waiting.has(m.id) });
     } else if (m.type === "note.delete") {
       byId.delete(m.args.id);
     }
   }
-  return [...byId.values()].sort((a, b) => String(a.captured_at || "").localeCompare(String(b.captured_at || "")));
+  const views = [...byId.values()].map((n) => ({
+    ...n,
+    attachments: (n.attachments || []).map((/** @type {Attachment} */ a) => ({
+      sha256: a.sha256, media_type: a.media_type, bytes: a.bytes, caption: a.caption || "",
+      status: available.has(a.sha256) ? "available" : "pending",
+    })),
+  }));
+  return views.sort((a, b) => String(a.captured_at || "").localeCompare(String(b.captured_at || "")));
+}
+
+/** One of the notes shown, or undefined. @param {string} id */
+export async function note(id) {
+  return (await notes()).find((n) => n.id === id);
 }
 
 /** Create or edit a note; resolves once the mutation is durable. The edit's base_version is the version
  * pulled last (0 for a note the server has not acknowledged yet): an edit from one install never
- * conflicts with that install's own earlier edits.
- * @param {{id?: string, visit_id: string | null, body: string, share_with_organizers: boolean}} note */
-export async function saveNote(note) {
-  const id = note.id || uuid7();
+ * conflicts with that install's own earlier edits. An edit leaves the photos as they are.
+ * @param {{id?: string, visit_id: string | null, body: string, share_with_organizers: boolean, tags?: string[]}} fields */
+export async function saveNote(fields) {
+  const id = fields.id || uuid7();
+  const existing = fields.id ? await note(fields.id) : undefined;
+  const tags = normalizeTags(fields.tags || []);
+  const problem = tagProblem(tags);
+  if (problem) throw new NoteError(problem.key, problem.vars);
   const pulled = await store.record("note", id);
   /** @type {Record<string, any>} */
   const args = {
     id,
-    visit_id: note.visit_id,
-    body: note.body,
-    share_with_organizers: note.share_with_organizers,
+    visit_id: fields.visit_id,
+    body: fields.body,
+    tags,
+    share_with_organizers: fields.share_with_organizers,
     base_version: pulled ? pulled.version : 0,
   };
-  if (!note.id) args.captured_at = new Date().toISOString();
+  if (!existing) args.captured_at = new Date().toISOString();
   await store.enqueue("note.put", args);
   return id;
 }
@@ -61,6 +106,72 @@ export async function saveNote(note) {
 export async function deleteNote(id) {
   const pulled = await store.record("note", id);
   await store.enqueue("note.delete", { id, base_version: pulled ? pulled.version : 0 });
+}
+
+/** SHA-256 of bytes as 64 lowercase hex digits. @param {ArrayBuffer} bytes */
+export async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Attach a photo (a File from the camera or the gallery) to one of my notes. Returns once the photo's
+ * bytes and the note's note.put naming it are durable, together; the note goes to the server with the
+ * next push whether or not the photo has been uploaded (a sync uploads it after the push, §9).
+ * Throws a NoteError for a file the server would refuse, or a note with no room for another photo.
+ * @param {string} noteId @param {Blob} file @returns {Promise<Attachment>} */
+export async function addPhoto(noteId, file) {
+  const current = await note(noteId);
+  if (!current) throw new NoteError("photo.no_note");
+  if (file.size === 0 || file.size > MAX_PHOTO_BYTES) {
+    throw new NoteError("photo.too_big", { max: Math.round(MAX_PHOTO_BYTES / 1024 / 1024) });
+  }
+  const bytes = await file.arrayBuffer();
+  const media_type = sniffMediaType(new Uint8Array(bytes, 0, Math.min(64, bytes.byteLength)));
+  // The server also takes PDFs (§9.2), but this is a photo: one the phone can show as a thumbnail.
+  if (!media_type || !media_type.startsWith("image/")) throw new NoteError("photo.not_a_photo");
+  const sha256 = await sha256Hex(bytes);
+  /** @type {Attachment} */
+  const attachment = { sha256, media_type, bytes: bytes.byteLength, caption: "" };
+  const attached = current.attachments.map(({ status: _status, ...a }) => a);
+  if (attached.some((a) => a.sha256 === sha256)) return attachment; // the same photo twice: once
+  if (attached.length >= MAX_ATTACHMENTS) throw new NoteError("photo.too_many", { max: MAX_ATTACHMENTS });
+  const kept = await store.photo(sha256);
+  /** @type {store.Photo} */
+  const photo = kept && kept.state !== "fetched"
+    ? kept // this phone already has it (attached to another note): its upload state stands
+    : { sha256, blob: new Blob([bytes], { type: media_type }), media_type, bytes: bytes.byteLength, note_id: noteId, state: "pending", used_at: Date.now() };
+  const pulled = await store.record("note", noteId);
+  await store.enqueue("note.put", { id: noteId, attachments: [...attached, attachment], base_version: pulled ? pulled.version : 0 }, photo);
+  return attachment;
+}
+
+/** Take a photo off one of my notes; its bytes on this phone go at the next sync if no note names it.
+ * @param {string} noteId @param {string} sha256 */
+export async function removePhoto(noteId, sha256) {
+  const current = await note(noteId);
+  if (!current) throw new NoteError("photo.no_note");
+  const attachments = current.attachments.filter((a) => a.sha256 !== sha256).map(({ status: _status, ...a }) => a);
+  const pulled = await store.record("note", noteId);
+  await store.enqueue("note.put", { id: noteId, attachments, base_version: pulled ? pulled.version : 0 });
+}
+
+/** Photos waiting for upload that no note names any more (removed, or their note deleted) and no
+ * refused change still shown names are dropped: nobody will ever ask for them.
+ * @returns {Promise<Set<string>>} the photos the notes name */
+export async function forgetUnattached() {
+  // Photos first: one added meanwhile is either not in this list or already named by its queued note.
+  const kept = await store.photos();
+  const named = new Set((await notes()).flatMap((n) => n.attachments.map((a) => a.sha256)));
+  // A change the server refused is listed until the user dismisses it: so are its photos kept.
+  const refused = new Set((await store.problems()).flatMap((p) => (p.mutation?.args?.attachments || []).map((/** @type {Attachment} */ a) => a.sha256)));
+  const unnamed = kept.filter((p) => (p.state === "pending" || p.state === "refused") && !named.has(p.sha256) && !refused.has(p.sha256));
+  if (unnamed.length) await store.deletePhotos(unnamed.map((p) => p.sha256));
+  return named;
+}
+
+/** Every tag on these notes, sorted in the UI's language. @param {NoteView[]} list @param {string} lang */
+export function tagsOf(list, lang) {
+  return [...new Set(list.flatMap((n) => n.tags))].sort((a, b) => a.localeCompare(b, lang));
 }
 
 /** @param {string} entity @returns {Promise<Map<string, any>>} */

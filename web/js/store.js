@@ -2,14 +2,24 @@
 // Stores: meta (token, client_id, cursor, next mutation id, settings), records (the replica: what the
 // server last sent, keyed [entity, id]), outbox (this install's mutations not yet acknowledged, by
 // mutation id), problems (rejected or conflicting results, until the user dismisses them) and docs
-// (read-API documents such as the itinerary, with their ETag).
+// (read-API documents such as the itinerary, with their ETag). Since version 2, photos: the bytes of
+// photos attached on this phone until the server holds them (then kept for display, as a bounded cache),
+// and of photos fetched from the server for display, by SHA-256.
 
 const DB_NAME = "studyvisit";
-const DB_VERSION = 1;
+const DB_VERSION = 2;
+/** Photos the server holds are kept on the phone up to this many bytes (least recently shown go first);
+ * photos not uploaded yet are never evicted. */
+export const PHOTO_CACHE_BYTES = 50 * 1024 * 1024;
 
 /** @typedef {{entity: string, id: string, version: number, data: any}} Row */
 /** @typedef {{id: number, type: string, client_time: string, args: Record<string, any>}} Mutation */
 /** @typedef {{id: number, status: string, error?: any, conflicts?: any[], mutation?: Mutation}} Problem */
+/** A photo's bytes on this phone. `state`: "pending" (attached here, not on the server yet: never
+ * evicted), "uploaded" (the server holds it), "fetched" (downloaded for display; `preview`: a downsized
+ * copy), "refused" (the server will not take it: `error` says why).
+ * @typedef {{sha256: string, blob: Blob, media_type: string, bytes: number, note_id: string | null,
+ *   state: "pending" | "uploaded" | "fetched" | "refused", preview?: boolean, error?: any, used_at: number}} Photo */
 
 /** @type {Promise<IDBDatabase> | null} */
 let opening = null;
@@ -40,15 +50,28 @@ function db() {
   if (!opening) {
     opening = new Promise((resolve, reject) => {
       const request = indexedDB.open(DB_NAME, DB_VERSION);
-      request.onupgradeneeded = () => {
+      request.onupgradeneeded = (event) => {
         const d = request.result;
-        d.createObjectStore("meta");
-        d.createObjectStore("records", { keyPath: ["entity", "id"] }).createIndex("entity", "entity");
-        d.createObjectStore("outbox", { keyPath: "id" });
-        d.createObjectStore("problems", { keyPath: "id" });
-        d.createObjectStore("docs");
+        // Each step from the version the phone has: an upgrade keeps every store it does not name.
+        if (event.oldVersion < 1) {
+          d.createObjectStore("meta");
+          d.createObjectStore("records", { keyPath: ["entity", "id"] }).createIndex("entity", "entity");
+          d.createObjectStore("outbox", { keyPath: "id" });
+          d.createObjectStore("problems", { keyPath: "id" });
+          d.createObjectStore("docs");
+        }
+        if (event.oldVersion < 2) {
+          d.createObjectStore("photos", { keyPath: "sha256" }).createIndex("state", "state");
+        }
       };
-      request.onsuccess = () => resolve(request.result);
+      // Another tab of a newer version wants to upgrade: let it (this page reopens on its next use).
+      request.onsuccess = () => {
+        request.result.onversionchange = () => {
+          request.result.close();
+          opening = null;
+        };
+        resolve(request.result);
+      };
       request.onerror = () => reject(request.error);
     });
   }
@@ -93,10 +116,11 @@ export async function record(entity, id) {
 }
 
 /** One pulled page and the cursor after it, in one transaction: a crash never leaves them apart.
- * With `replace`, the replica is emptied first (the end of a full pull, applied whole).
+ * With `replace`, the replica is emptied first (the end of a full pull, applied whole). With `caughtUp`
+ * (the pull's last page), the replica holds what every acknowledged mutation did: they are forgotten.
  * @param {{entity: string, id: string, op: string, version: number, data: any}[]} changes
- * @param {string} cursor @param {boolean} replace */
-export async function applyPull(changes, cursor, replace) {
+ * @param {string} cursor @param {boolean} replace @param {boolean} [caughtUp] */
+export async function applyPull(changes, cursor, replace, caughtUp = false) {
   const tx = (await db()).transaction(["records", "meta"], "readwrite");
   const rows = tx.objectStore("records");
   if (replace) rows.clear();
@@ -105,13 +129,31 @@ export async function applyPull(changes, cursor, replace) {
     else rows.put({ entity: change.entity, id: change.id, version: change.version, data: change.data });
   }
   tx.objectStore("meta").put(cursor, "cursor");
+  if (caughtUp) tx.objectStore("meta").delete("acked");
   await committed(tx);
 }
 
+/** What the screens show of one kind, read in one transaction (so never half-way through a push's
+ * acknowledgement or a pulled page): the replica's rows, the mutations the server acknowledged that no
+ * pull has brought back yet, and the outbox.
+ * @param {string} entity @returns {Promise<{rows: Row[], acked: Mutation[], outbox: Mutation[]}>} */
+export async function overlay(entity) {
+  const tx = (await db()).transaction(["records", "meta", "outbox"]);
+  const [rows, acked, queued] = await Promise.all([
+    done(tx.objectStore("records").index("entity").getAll(entity)),
+    done(tx.objectStore("meta").get("acked")),
+    done(tx.objectStore("outbox").getAll()),
+  ]);
+  return { rows, acked: acked || [], outbox: queued };
+}
+
 /** Queue a mutation with the next mutation id; resolves once it is durable (the user's action is
- * confirmed only then). @param {string} type @param {Record<string, any>} args @returns {Promise<Mutation>} */
-export async function enqueue(type, args) {
-  const tx = (await db()).transaction(["meta", "outbox"], "readwrite");
+ * confirmed only then). With `photo`, the photo's bytes are kept in the same transaction: a note never
+ * names a photo this phone has lost, and a photo is never kept without its note.
+ * @param {string} type @param {Record<string, any>} args @param {Photo} [photo] @returns {Promise<Mutation>} */
+export async function enqueue(type, args, photo) {
+  const tx = (await db()).transaction(["meta", "outbox", "photos"], "readwrite");
+  if (photo) tx.objectStore("photos").put(photo);
   const meta = tx.objectStore("meta");
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   /** @type {Mutation} */
@@ -128,13 +170,21 @@ export async function outbox() {
 }
 
 /** After a push answered 200: keep the problems it reported, drop every entry up to lastId, and never
- * hand out a mutation id at or below what the server has processed.
+ * hand out a mutation id at or below what the server has processed. The ones that took effect stay
+ * shown (`acked`, see overlay) until the pull after the push brings their records back, so a note just
+ * pushed never vanishes from the screen meanwhile (as the Python client's replica keeps them).
  * @param {number} lastId @param {Problem[]} problems */
 export async function acknowledge(lastId, problems) {
   const tx = (await db()).transaction(["outbox", "problems", "meta"], "readwrite");
   for (const problem of problems) tx.objectStore("problems").put(problem);
-  tx.objectStore("outbox").delete(IDBKeyRange.upperBound(lastId));
+  const queued = tx.objectStore("outbox");
   const meta = tx.objectStore("meta");
+  const refused = new Set(problems.filter((p) => p.status === "rejected").map((p) => p.id));
+  /** @type {Mutation[]} */
+  const processed = await done(queued.getAll(IDBKeyRange.upperBound(lastId)));
+  const acked = (await done(meta.get("acked"))) || [];
+  meta.put([...acked, ...processed.filter((m) => !refused.has(m.id))], "acked");
+  queued.delete(IDBKeyRange.upperBound(lastId));
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   if (next <= lastId) meta.put(lastId + 1, "next_mutation_id");
   await committed(tx);
@@ -161,6 +211,76 @@ export async function getDoc(key) {
 export async function setDoc(key, value) {
   const tx = (await db()).transaction("docs", "readwrite");
   tx.objectStore("docs").put(value, key);
+  await committed(tx);
+}
+
+/** @param {string} sha256 @returns {Promise<Photo | undefined>} */
+export async function photo(sha256) {
+  return done((await db()).transaction("photos").objectStore("photos").get(sha256));
+}
+
+/** The photos kept on this phone, in one state or all. @param {Photo["state"]} [state] @returns {Promise<Photo[]>} */
+export async function photos(state) {
+  const kept = (await db()).transaction("photos").objectStore("photos");
+  return done(state ? kept.index("state").getAll(state) : kept.getAll());
+}
+
+/** How many photos wait to be uploaded. @returns {Promise<number>} */
+export async function pendingPhotos() {
+  return done((await db()).transaction("photos").objectStore("photos").index("state").count("pending"));
+}
+
+/** Change a kept photo's upload state (and error), if it is still kept.
+ * @param {string} sha256 @param {Partial<Photo>} changes */
+export async function updatePhoto(sha256, changes) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(sha256));
+  if (current) kept.put({ ...current, ...changes });
+  await committed(tx);
+}
+
+/** Keep a photo fetched from the server (never over a photo of this phone's), then trim the cache.
+ * @param {Photo} fetched @param {number} [limit] */
+export async function keepFetched(fetched, limit = PHOTO_CACHE_BYTES) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(fetched.sha256));
+  if (!current || current.state === "fetched") kept.put(fetched);
+  await trim(kept, limit, fetched.sha256);
+  await committed(tx);
+}
+
+/** Drop the least recently shown photos the server holds past `limit` bytes; photos waiting for upload
+ * (or refused) are never dropped, nor the one just kept.
+ * @param {IDBObjectStore} kept @param {number} limit @param {string} [spare] */
+async function trim(kept, limit, spare) {
+  /** @type {Photo[]} */
+  const all = await done(kept.getAll());
+  const evictable = all.filter((p) => p.state === "uploaded" || p.state === "fetched").sort((a, b) => a.used_at - b.used_at);
+  let total = evictable.reduce((sum, p) => sum + p.blob.size, 0);
+  for (const p of evictable) {
+    if (total <= limit) break;
+    if (p.sha256 === spare) continue;
+    kept.delete(p.sha256);
+    total -= p.blob.size;
+  }
+}
+
+/** After an upload: the server holds it, so the bytes become part of the bounded cache. @param {string} sha256 */
+export async function photoUploaded(sha256) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  const kept = tx.objectStore("photos");
+  const current = await done(kept.get(sha256));
+  if (current) kept.put({ ...current, state: "uploaded", error: undefined, used_at: Date.now() });
+  await trim(kept, PHOTO_CACHE_BYTES, sha256);
+  await committed(tx);
+}
+
+/** Forget photos (not attached to any note any more). @param {string[]} hashes */
+export async function deletePhotos(hashes) {
+  const tx = (await db()).transaction("photos", "readwrite");
+  for (const sha256 of hashes) tx.objectStore("photos").delete(sha256);
   await committed(tx);
 }
 

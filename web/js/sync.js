@@ -1,12 +1,20 @@
 // Speaks sync protocol v1 exactly as docs/sync-protocol.md says (the twin of sync/client.py): push the
 // outbox in order, then pull pages until has_more is false, keeping the cursor. It also refreshes the
-// read-API documents the screens show (the account, the itinerary). The ONLY module that talks to the server.
+// read-API documents the screens show (the account, the itinerary), uploads the photos notes attach
+// (resumable, §9.5) and fetches those of pulled notes. The ONLY module that talks to the server.
 
 import * as store from "./store.js";
+import { forgetUnattached, sha256Hex } from "./model.js";
 
 export const PROTOCOL = 1;
 const PUSH_BATCH = 200; // as the reference client: well under the server's 1,000 per request
 const PAGE = 500;
+// A part of a resumable upload: a broken connection on a phone network costs at most this much again.
+export const UPLOAD_PART = 512 * 1024;
+// Failures in a row (network, 5xx, 409) before one photo's upload waits for the next sync.
+const UPLOAD_ATTEMPTS = 5;
+// Photos are shown at this width (a preview the server makes, without EXIF, §9.8), not in full.
+const PHOTO_WIDTH = 480;
 const API = new URL("../api/v1/", location.href).href;
 
 /** Why a sync stopped. `retry`: the network or the server (5xx, 429) failed; try again later. */
@@ -26,7 +34,7 @@ export async function call(path, init = {}) {
   const token = await store.getMeta("token");
   const headers = new Headers(init.headers);
   headers.set("Authorization", `Bearer ${token}`);
-  headers.set("Accept", "application/json");
+  if (!headers.has("Accept")) headers.set("Accept", "application/json");
   let response;
   try {
     response = await fetch(API + path, { ...init, headers, cache: "no-store", credentials: "omit" });
@@ -127,7 +135,7 @@ async function pull(base, clientId) {
       if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status, retry: false });
       const page = await response.json();
       if (full) gathered = gathered.concat(page.changes);
-      else await store.applyPull(page.changes, page.cursor, false);
+      else await store.applyPull(page.changes, page.cursor, false, !page.has_more);
       cursor = page.cursor;
       if (!page.has_more) {
         summary = page.summary;
@@ -135,7 +143,7 @@ async function pull(base, clientId) {
       }
     }
     if (summary === null) continue; // 410: again, from empty
-    if (full) await store.applyPull(gathered, cursor, true);
+    if (full) await store.applyPull(gathered, cursor, true, true);
     if (await agrees(summary)) return;
     await store.setMeta("cursor", ""); // the replica drifted: replace it with a full pull
   }
@@ -161,13 +169,154 @@ async function refreshItinerary(eventPath) {
   await store.setDoc("itinerary", { etag: response.headers.get("ETag"), data: await response.json() });
 }
 
-/** One whole sync: account, push, pull, itinerary; then the time it finished is kept. */
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The server's Upload-Offset, checked to be a number within the blob. @param {Response} response @param {number} size */
+function offsetOf(response, size) {
+  const offset = Number(response.headers.get("Upload-Offset") ?? "0");
+  if (!Number.isInteger(offset) || offset < 0 || offset > size) {
+    throw new SyncError(`Upload-Offset ${response.headers.get("Upload-Offset")} is outside 0..${size}`);
+  }
+  return offset;
+}
+
+/** Make the server hold one photo (§9.5, the loop of sync/blobs.py BlobUploader): ask it what it has
+ * (HEAD), then send the rest in parts with Content-Range, always from the server's offset; so a page
+ * closed mid-upload continues, when it opens again, from what reached the server.
+ * @param {string} eventPath @param {store.Photo} photo
+ * @returns {Promise<"uploaded" | "refused" | "paused">} "refused": the server will not take it (the photo's
+ *   `error` says why); "paused": a change was queued meanwhile, which goes first (the next sync continues) */
+async function upload(eventPath, photo) {
+  const path = `${eventPath}/blobs/${photo.sha256}`;
+  const size = photo.blob.size;
+  /** @type {number | null} */
+  let offset = null; // the server's, as last heard; null: ask it
+  let failures = 0;
+  let mismatches = 0;
+  const refused = async (/** @type {Response} */ response) => {
+    if (response.status === 401 || response.status === 403) {
+      throw new SyncError(await problemOf(response), { status: response.status, retry: false });
+    }
+    let error;
+    try {
+      error = await response.json();
+    } catch {
+      error = { status: response.status, title: `HTTP ${response.status}` };
+    }
+    await store.updatePhoto(photo.sha256, { state: "refused", error });
+    return /** @type {const} */ ("refused");
+  };
+  for (;;) {
+    try {
+      if (offset === null) {
+        const response = await call(path, { method: "HEAD" });
+        if (response.status === 200) return "uploaded";
+        if (response.status !== 404) return await refused(response);
+        offset = offsetOf(response, size);
+        // Every byte there but no blob yet: another device is finishing the same photo; ask again later.
+        if (offset === size) throw new SyncError("the server holds every byte but not the blob yet");
+      }
+      const end = Math.min(offset + UPLOAD_PART, size);
+      const response = await call(path, {
+        method: "PUT",
+        headers: { "Content-Range": `bytes ${offset}-${end - 1}/${size}`, "Content-Type": photo.media_type },
+        body: photo.blob.slice(offset, end),
+      });
+      if (response.status === 200 || response.status === 201) return "uploaded";
+      if (response.status === 308) {
+        const moved = offsetOf(response, size);
+        if (!(offset < moved && moved < size)) throw new SyncError(`the server went from offset ${offset} to ${moved} of ${size}`);
+        offset = moved;
+        failures = 0;
+        // A note written during a long upload never waits for it: stop between parts, push, go on.
+        if ((await store.outbox()).length > 0) return "paused";
+        continue;
+      }
+      if (response.status === 409) {
+        // We were wrong about where the server is (take its word), or another request (perhaps our
+        // own broken one) still holds the upload: wait a little.
+        if (++failures >= UPLOAD_ATTEMPTS) throw new SyncError("the server kept refusing the offset of the part");
+        offset = response.headers.has("Upload-Offset") ? offsetOf(response, size) : null;
+        if (offset === size) offset = null;
+        await sleep(500 * failures);
+        continue;
+      }
+      if (response.status === 422 && (await response.clone().json().catch(() => ({}))).type?.endsWith("blob-hash-mismatch")) {
+        // The server kept nothing. Our copy went bad: nothing to send. Bytes damaged on the way: once more.
+        if ((await sha256Hex(await photo.blob.arrayBuffer())) !== photo.sha256 || ++mismatches > 1) return await refused(response);
+        offset = null;
+        continue;
+      }
+      return await refused(response);
+    } catch (error) {
+      const e = /** @type {any} */ (error);
+      if (!(e instanceof SyncError) || e.retry === false || !navigator.onLine || ++failures >= UPLOAD_ATTEMPTS) throw error;
+      offset = null; // after a broken part, the server tells how much of it arrived
+      await sleep(500 * 2 ** failures);
+    }
+  }
+}
+
+/** Upload every photo that waits and a note names, one after the other. A photo the server refuses is
+ * marked so (and not retried); a network failure stops here and the next sync continues it.
+ * @param {string} eventPath @returns {Promise<number>} how many photos the server took */
+async function uploadPhotos(eventPath) {
+  const named = await forgetUnattached();
+  let uploaded = 0;
+  for (const photo of await store.photos("pending")) {
+    if (!named.has(photo.sha256)) continue;
+    const outcome = await upload(eventPath, photo);
+    if (outcome === "paused") break;
+    if (outcome === "uploaded") {
+      await store.photoUploaded(photo.sha256);
+      uploaded++;
+    }
+  }
+  return uploaded;
+}
+
+/** A photo of a pulled note, for display: a preview fetched with the token (the original when the
+ * server cannot make one) and kept for offline use in the bounded cache. Null when the server does not
+ * have it (yet) or this account may not see it; throws a SyncError when offline.
+ * @param {string} sha256 @returns {Promise<Blob | null>} */
+export async function fetchPhoto(sha256) {
+  const me = await store.getDoc("me");
+  if (!me) return null;
+  const path = `events/${encodeURIComponent(me.event_id)}/blobs/${sha256}`;
+  let response = await call(`${path}?w=${PHOTO_WIDTH}`, { headers: { Accept: "image/webp,image/jpeg" } });
+  let preview = true;
+  if (response.status === 415) {
+    response = await call(path, { headers: { Accept: "*/*" } });
+    preview = false;
+  }
+  if (!response.ok) return null;
+  const blob = await response.blob();
+  await store.keepFetched({
+    sha256, blob, media_type: blob.type, bytes: blob.size, note_id: null, state: "fetched", preview, used_at: Date.now(),
+  });
+  return blob;
+}
+
+/** One whole sync: account, push, pull, photo uploads (after the push, so the server knows the notes
+ * that name them; a pull again when one landed, to learn it is available), itinerary; then the time it
+ * finished is kept. A photo upload cut off by the network fails the sync after the rest is done, so it
+ * is retried with backoff. */
 export async function syncOnce() {
   const me = await refreshMe();
   const clientId = await store.getMeta("client_id");
   const eventPath = `events/${encodeURIComponent(me.event_id)}`;
   await push(`${eventPath}/sync`, clientId);
   await pull(`${eventPath}/sync`, clientId);
+  /** @type {unknown} */
+  let uploadFailure = null;
+  try {
+    if ((await uploadPhotos(eventPath)) > 0) await pull(`${eventPath}/sync`, clientId);
+  } catch (error) {
+    if (/** @type {any} */ (error).retry === false) throw error;
+    uploadFailure = error;
+  }
   await refreshItinerary(eventPath);
   await store.setMeta("last_synced", new Date().toISOString());
+  if (uploadFailure) throw uploadFailure;
 }
