@@ -6,6 +6,8 @@
 import { itineraryScreen } from "./screens/itinerary.js";
 import { siteScreen } from "./screens/site.js";
 import { notesScreen } from "./screens/notes.js";
+import { feedbackScreen } from "./screens/feedback.js";
+import { fixScreen } from "./screens/fix.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -18,9 +20,11 @@ const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
-  itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
+  itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: (_, app) => itineraryScreen(app) },
   site: { under: "itinerary", roles: EVERYONE, render: (arg) => siteScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
+  feedback: { nav: "nav.feedback", roles: ["participant"], render: (arg, app) => feedbackScreen(arg, app) },
+  fix: { roles: EVERYONE, render: (arg, app) => fixScreen(arg, app) },
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */

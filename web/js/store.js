@@ -9,7 +9,7 @@ const DB_VERSION = 1;
 
 /** @typedef {{entity: string, id: string, version: number, data: any}} Row */
 /** @typedef {{id: number, type: string, client_time: string, args: Record<string, any>}} Mutation */
-/** @typedef {{id: number, status: string, error?: any, conflicts?: any[], mutation?: Mutation}} Problem */
+/** @typedef {{id: number, status: string, version?: number, entity_id?: string, error?: any, conflicts?: string[], mutation?: Mutation}} Problem */
 
 /** @type {Promise<IDBDatabase> | null} */
 let opening = null;
@@ -109,15 +109,18 @@ export async function applyPull(changes, cursor, replace) {
 }
 
 /** Queue a mutation with the next mutation id; resolves once it is durable (the user's action is
- * confirmed only then). @param {string} type @param {Record<string, any>} args @returns {Promise<Mutation>} */
-export async function enqueue(type, args) {
-  const tx = (await db()).transaction(["meta", "outbox"], "readwrite");
+ * confirmed only then). `fixes`: the id of the problem this mutation corrects, dropped in the same
+ * transaction (a crash never leaves the fix queued and the problem still listed, or neither).
+ * @param {string} type @param {Record<string, any>} args @param {number} [fixes] @returns {Promise<Mutation>} */
+export async function enqueue(type, args, fixes) {
+  const tx = (await db()).transaction(["meta", "outbox", "problems"], "readwrite");
   const meta = tx.objectStore("meta");
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   /** @type {Mutation} */
   const mutation = { id: next, type, client_time: new Date().toISOString(), args };
   meta.put(next + 1, "next_mutation_id");
   tx.objectStore("outbox").add(mutation);
+  if (fixes !== undefined) tx.objectStore("problems").delete(fixes);
   await committed(tx);
   return mutation;
 }
@@ -138,6 +141,11 @@ export async function acknowledge(lastId, problems) {
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   if (next <= lastId) meta.put(lastId + 1, "next_mutation_id");
   await committed(tx);
+}
+
+/** @param {number} id @returns {Promise<Problem | undefined>} */
+export async function problem(id) {
+  return done((await db()).transaction("problems").objectStore("problems").get(id));
 }
 
 /** @returns {Promise<Problem[]>} */

@@ -3,6 +3,7 @@
 // read-API documents the screens show (the account, the itinerary). The ONLY module that talks to the server.
 
 import * as store from "./store.js";
+import * as i18n from "./i18n.js";
 
 export const PROTOCOL = 1;
 const PUSH_BATCH = 200; // as the reference client: well under the server's 1,000 per request
@@ -68,6 +69,11 @@ async function refreshMe() {
   if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status });
   const me = await response.json();
   await store.setDoc("me", me);
+  // The server's clock (the phone's may be wrong): where this device starts following the changes.
+  if (!(await store.getMeta("changes_baseline"))) {
+    const date = new Date(response.headers.get("Date") || Date.now());
+    await store.setMeta("changes_baseline", (Number.isNaN(date.getTime()) ? new Date() : date).toISOString());
+  }
   return me;
 }
 
@@ -161,7 +167,26 @@ async function refreshItinerary(eventPath) {
   await store.setDoc("itinerary", { etag: response.headers.get("ETag"), data: await response.json() });
 }
 
-/** One whole sync: account, push, pull, itinerary; then the time it finished is kept. */
+/** @param {string} eventPath @param {string} since @param {string} lang */
+async function changesSince(eventPath, since, lang) {
+  const response = await call(`${eventPath}/changes?${new URLSearchParams({ since, lang })}`);
+  if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status, retry: false });
+  return response.json();
+}
+
+/** What changed in my programme (GET …/changes), in the UI's language, kept for offline use: `all` since
+ * this device first synced, `fresh` since the user last said they had seen the list (`changes_seen`, a
+ * time the server gave). Two lists, because changes are net: a visit moved and moved back since I
+ * looked is nothing since the first sync, but it is news to me. @param {string} eventPath */
+async function refreshChanges(eventPath) {
+  const baseline = await store.getMeta("changes_baseline");
+  const seen = (await store.getMeta("changes_seen")) || baseline;
+  const all = await changesSince(eventPath, baseline, i18n.lang);
+  const fresh = seen === baseline ? all : await changesSince(eventPath, seen, i18n.lang);
+  await store.setDoc("changes", { lang: all.lang, seen, all: all.changes, fresh: fresh.changes, next_since: fresh.next_since });
+}
+
+/** One whole sync: account, push, pull, itinerary, changes; then the time it finished is kept. */
 export async function syncOnce() {
   const me = await refreshMe();
   const clientId = await store.getMeta("client_id");
@@ -169,5 +194,6 @@ export async function syncOnce() {
   await push(`${eventPath}/sync`, clientId);
   await pull(`${eventPath}/sync`, clientId);
   await refreshItinerary(eventPath);
+  await refreshChanges(eventPath);
   await store.setMeta("last_synced", new Date().toISOString());
 }
