@@ -8,9 +8,11 @@ import * as store from "../store.js";
 import { conflictValues, feedbackAsTyped, fixNote, notes, questions, translated } from "../model.js";
 import { feedbackForm } from "./feedback.js";
 
-/** Whether the Fix button is offered: a refused or conflicting note or feedback (a delete stands as it is).
+/** Whether the Fix button is offered: a refused or conflicting note or feedback (a delete stands as it
+ * is), unless nothing typed can fix it (feedback the organizers closed: the form is read-only now).
  * @param {store.Problem} p */
 export function fixable(p) {
+  if (String(p.error?.type || "").endsWith(":feedback-closed")) return false;
   return Boolean(p.mutation && (p.mutation.type === "note.put" || p.mutation.type === "feedback.put"));
 }
 
