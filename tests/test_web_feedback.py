@@ -9,7 +9,17 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, synced_since, write_note
+from tests.browser_app import (
+    API,
+    Recorded,
+    Web,
+    last_synced,
+    open_app,
+    pushed_since,
+    sync_now,
+    synced_since,
+    write_note,
+)
 
 OVERALL = "Overall, how would you rate this visit? (1 = poor, 5 = excellent)"
 RELEVANCE = "How relevant is what you saw to your work in your own country?"
@@ -35,7 +45,11 @@ def pulled(web: Web, who: str, entity: str) -> dict[str, dict[str, Any]]:
     cursor = ""
     while True:
         page = web.get(who, f"{API}/sync/pull?cursor={cursor}").json()
-        found |= {c["id"]: c["data"] | {"version": c["version"]} for c in page["changes"] if c["entity"] == entity and c["op"] == "put"}
+        found |= {
+            c["id"]: c["data"] | {"version": c["version"]}
+            for c in page["changes"]
+            if c["entity"] == entity and c["op"] == "put"
+        }
         cursor = page["cursor"]
         if not page["has_more"]:
             return found
@@ -81,7 +95,9 @@ def open_form(page: Page, visit_id: str) -> None:
     expect(page.locator(f"form.feedback-form[data-visit-id='{visit_id}']")).to_be_visible()
 
 
-def answer(page: Page, *, overall: str | None = None, relevance: str | None = None, takeaway: str | None = None) -> None:
+def answer(
+    page: Page, *, overall: str | None = None, relevance: str | None = None, takeaway: str | None = None
+) -> None:
     if overall is not None:
         page.get_by_role("group", name=OVERALL).get_by_label(overall, exact=True).check()
     if relevance is not None:
@@ -101,7 +117,7 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     ctx, _ = context
     who, visit = "p-wanjiru-kamau", "d1-g1-casa-quartiere-san-salvario"
     page = open_app(ctx, web, who)
-    pushes: list[dict[str, Any]] = []
+    pushes: list[Any] = []
     page.on("request", lambda r: pushes.append(r.post_data_json) if r.url.endswith("/sync/push") else None)
     page.get_by_role("link", name="Feedback", exact=True).click()
     # The visits I attended: my group's (G1), all started by now, none cancelled, no coffee breaks.
@@ -109,10 +125,14 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     expected = [
         v["id"]
         for v in sorted(pulled(web, who, "visit").values(), key=lambda v: (v["starts_at"], v["number"]))
-        if "G1" in v["group_ids"] and v["status"] != "cancelled" and v["kind"] not in LOGISTICS
+        if "G1" in v["group_ids"]
+        and v["status"] != "cancelled"
+        and v["kind"] not in LOGISTICS
         and datetime.fromisoformat(v["starts_at"]) <= now
     ]
-    assert visit in expected and "d1-g2-triciclo" not in expected and "d1-coffee-break" not in expected
+    assert visit in expected
+    assert "d1-g2-triciclo" not in expected
+    assert "d1-coffee-break" not in expected
     expect(page.locator("li.feedback-visit")).to_have_count(len(expected))
     assert page.locator("li.feedback-visit").evaluate_all("els => els.map(e => e.dataset.visitId)") == expected
 
@@ -130,11 +150,13 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     queued = outbox(page)
     assert [m["type"] for m in queued] == ["feedback.put", "feedback.put"]
     first, edit = (m["args"] for m in queued)
-    assert first["id"] == edit["id"] and first["base_version"] == 0
+    assert first["id"] == edit["id"]
+    assert first["base_version"] == 0
     assert first["answers"] == {"overall": 4, "relevance": "very", "takeaway": "A neighbourhood welfare desk"}
     # The edit carries the one answer that changed, nothing else (§4: an omitted field is kept).
     assert edit["answers"] == {"takeaway": "A neighbourhood welfare desk, run by residents"}
-    assert "comment" not in edit and "rating" not in edit
+    assert "comment" not in edit
+    assert "rating" not in edit
     assert pulled(web, who, "feedback") == {}
 
     ctx.set_offline(False)
@@ -144,7 +166,11 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     mine = pulled(web, who, "feedback")
     assert list(mine) == [first["id"]]
     record = mine[first["id"]]
-    assert record["answers"] == {"overall": 4, "relevance": "very", "takeaway": "A neighbourhood welfare desk, run by residents"}
+    assert record["answers"] == {
+        "overall": 4,
+        "relevance": "very",
+        "takeaway": "A neighbourhood welfare desk, run by residents",
+    }
     assert record["comment"] == "Grazie, Luca!"
     assert record["version"] == 2  # two mutations, each applied once
     sent = [m for body in pushes for m in body["mutations"] if m["type"] == "feedback.put"]
@@ -156,7 +182,15 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     answer(page, overall="5")
     save(page)
     results = push_from_another_device(
-        web, who, [{"id": 1, "type": "feedback.put", "args": {"id": first["id"], "visit_id": visit, "base_version": 2, "comment": "From the laptop"}}]
+        web,
+        who,
+        [
+            {
+                "id": 1,
+                "type": "feedback.put",
+                "args": {"id": first["id"], "visit_id": visit, "base_version": 2, "comment": "From the laptop"},
+            }
+        ],
     )
     assert results[0]["status"] == "applied"
     ctx.set_offline(False)
@@ -195,7 +229,9 @@ def test_closed_feedback_is_read_only_after_sync_and_an_answer_queued_before_sho
 
     expect(page.locator(f"li.feedback-visit[data-visit-id='{visit}'] .state")).to_have_text("closed")
     open_form(page, visit)
-    expect(page.get_by_role("note")).to_have_text("Feedback on this visit is closed: your answers can no longer be changed.")
+    expect(page.get_by_role("note")).to_have_text(
+        "Feedback on this visit is closed: your answers can no longer be changed."
+    )
     expect(page.get_by_role("button", name="Save")).to_have_count(0)
     expect(page.get_by_label(TAKEAWAY)).to_be_disabled()
     expect(page.get_by_role("group", name=OVERALL).get_by_label("5", exact=True)).to_be_disabled()
@@ -213,7 +249,11 @@ def test_closed_feedback_is_read_only_after_sync_and_an_answer_queued_before_sho
 
 def shown_changes(page: Page) -> list[tuple[str, str, bool]]:
     return [
-        (str(li.get_attribute("data-visit-id")), li.locator(".text").inner_text(), "new" in str(li.get_attribute("class")))
+        (
+            str(li.get_attribute("data-visit-id")),
+            li.locator(".text").inner_text(),
+            "new" in str(li.get_attribute("class")),
+        )
         for li in page.locator("li.change").all()
     ]
 
@@ -267,7 +307,13 @@ def test_a_refused_feedback_does_not_block_what_follows_and_fix_resends_it_corre
 ) -> None:
     ctx, _ = context
     who, visit = "p-ananya-iyer", "d1-g2-triciclo"
-    added = call(web, "org-marta", "PUT", "/questions/organisation", {"kind": "rating", "position": 4, "texts": {"en": "How well was the visit organised?"}})
+    added = call(
+        web,
+        "org-marta",
+        "PUT",
+        "/questions/organisation",
+        {"kind": "rating", "position": 4, "texts": {"en": "How well was the visit organised?"}},
+    )
     assert added.status_code == 201, added.text
     page = open_app(ctx, web, who)
     ctx.set_offline(True)
@@ -302,7 +348,9 @@ def test_a_refused_feedback_does_not_block_what_follows_and_fix_resends_it_corre
     expect(page.locator("#problems li")).to_have_count(0)
 
 
-def test_a_refused_note_is_fixed_from_the_problems_list_and_lands(context: tuple[BrowserContext, Recorded], web: Web) -> None:
+def test_a_refused_note_is_fixed_from_the_problems_list_and_lands(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
     ctx, _ = context
     who = "p-jose-maria-nunez"
     page = open_app(ctx, web, who)
@@ -339,7 +387,19 @@ def test_a_note_edited_on_two_devices_shows_both_values_and_resolving_keeps_the_
     page.get_by_role("textbox", name="Note").fill("Phone: showers, a café and a tool library")
     page.get_by_role("button", name="Save").click()
     results = push_from_another_device(
-        web, who, [{"id": 1, "type": "note.put", "args": {"id": note_id, "base_version": note["version"], "body": "Laptop: showers and a café, 1920s building"}}]
+        web,
+        who,
+        [
+            {
+                "id": 1,
+                "type": "note.put",
+                "args": {
+                    "id": note_id,
+                    "base_version": note["version"],
+                    "body": "Laptop: showers and a café, 1920s building",
+                },
+            }
+        ],
     )
     assert results[0]["status"] == "applied"
     ctx.set_offline(False)
@@ -363,6 +423,60 @@ def test_a_note_edited_on_two_devices_shows_both_values_and_resolving_keeps_the_
     stored = web.notes(who)[note_id]
     assert stored["body"] == "Phone: showers, a café and a tool library"
     assert stored["conflicts"] == []  # resolved, not a second conflict
+    expect(page.locator("#problems li")).to_have_count(0)
+
+
+def test_feedback_answered_on_two_devices_shows_both_answers_and_fix_keeps_mine(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    who, visit = "p-ananya-iyer", "d2-g2-pausa-cafe"
+    page = open_app(ctx, web, who)
+    open_form(page, visit)
+    answer(page, relevance="Somewhat relevant", takeaway="Coffee roasted in prison workshops")
+    before = last_synced(page)
+    page.get_by_role("button", name="Save").click()
+    pushed_since(page, before)
+    ((feedback_id, record),) = [(i, r) for i, r in pulled(web, who, "feedback").items() if r["visit_id"] == visit]
+    ctx.set_offline(True)
+    open_form(page, visit)
+    answer(page, relevance="Very relevant")
+    save(page)
+    results = push_from_another_device(
+        web,
+        who,
+        [
+            {
+                "id": 1,
+                "type": "feedback.put",
+                "args": {
+                    "id": feedback_id,
+                    "visit_id": visit,
+                    "base_version": record["version"],
+                    "answers": {"relevance": "little"},
+                },
+            }
+        ],
+    )
+    assert results[0]["status"] == "applied"
+    ctx.set_offline(False)
+    sync_now(page)
+    problem = page.locator("#problems li[data-status='conflict']")
+    expect(problem).to_have_count(1)
+    expect(problem).to_contain_text(RELEVANCE)
+    expect(problem.locator("dd.mine")).to_contain_text("Very relevant")
+    expect(problem.locator("dd.theirs")).to_contain_text("Not very relevant")
+
+    problem.get_by_role("button", name="Fix").click()
+    expect(page.get_by_role("group", name=RELEVANCE).get_by_label("Very relevant", exact=True)).to_be_checked()
+    expect(page.get_by_label(TAKEAWAY)).to_have_value("Coffee roasted in prison workshops")
+    before = last_synced(page)
+    page.get_by_role("button", name="Save").click()
+    expect(problem).to_have_count(0)
+    pushed_since(page, before)
+    stored = pulled(web, who, "feedback")[feedback_id]
+    assert stored["answers"] == {"relevance": "very", "takeaway": "Coffee roasted in prison workshops"}
+    assert stored["conflicts"] == []
     expect(page.locator("#problems li")).to_have_count(0)
 
 

@@ -1,8 +1,8 @@
 // The device's data, in IndexedDB: the ONLY module that touches it (the web twin of sync/replica.py).
 // Stores: meta (token, client_id, cursor, next mutation id, settings), records (the replica: what the
 // server last sent, keyed [entity, id]), outbox (this install's mutations not yet acknowledged, by
-// mutation id), problems (rejected or conflicting results, until the user dismisses them) and docs
-// (read-API documents such as the itinerary, with their ETag).
+// mutation id), problems (rejected or conflicting results, until the user dismisses or fixes them) and
+// docs (read-API documents: the itinerary with its ETag, the change list).
 
 const DB_NAME = "studyvisit";
 const DB_VERSION = 1;

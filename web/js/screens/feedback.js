@@ -14,7 +14,8 @@ export async function feedbackScreen(arg, app) {
   const visits = await attendedVisits(app.me);
   const mine = await feedbackByVisit();
   if (arg) {
-    const visit = (await store.record("visit", arg))?.data;
+    // Only visits I attended take feedback (the server refuses the others anyway).
+    const visit = visits.find((v) => v.id === arg);
     if (!visit) return h("section", null, h("h2", null, t("feedback.unknown_visit")), h("p", null, h("a", { href: "#/feedback" }, t("nav.feedback"))));
     return feedbackForm(visit, await questions(), mine.get(visit.id), app);
   }
