@@ -133,7 +133,9 @@ export async function feedbackAsTyped(problem) {
   const current = byVisit.get(args.visit_id);
   const typed = new Map(current ? [[args.visit_id, current]] : []);
   overlay(typed, args);
-  return { current, typed: /** @type {FeedbackView} */ (typed.get(args.visit_id)) };
+  // Typed, not queued: the form says "waiting to sync" only for what the outbox holds.
+  const shown = /** @type {FeedbackView} */ (typed.get(args.visit_id));
+  return { current, typed: { ...shown, pending: current ? current.pending : false } };
 }
 
 /** Queue my answers on a visit, sending only what changed since what this phone shows (an edit

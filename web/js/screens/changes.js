@@ -31,7 +31,8 @@ export async function changesSection(app) {
   const item = (/** @type {any} */ c, /** @type {boolean} */ isNew) =>
     h("li", { class: `change${isNew ? " new" : ""}`, "data-visit-id": c.visit_id, "data-kind": c.kind },
       isNew ? h("span", { class: "badge new" }, t("changes.new")) : null,
-      h("span", { class: "text", lang: c.lang, dir: "auto" }, c.text));
+      // The sentence's direction is its language's (an Arabic sentence may start with a Latin name).
+      h("span", { class: "text", lang: c.lang, dir: c.lang === "ar" ? "rtl" : "ltr" }, c.text));
   return h(
     "section",
     { class: "changes", "aria-labelledby": "changes-title" },
