@@ -84,7 +84,7 @@ async function problemItem(p) {
     "li",
     { "data-mutation-id": p.id, "data-status": p.status },
     h("div", { class: "problem-text" },
-      h("span", { id: textId, dir: "auto" }, i18n.t(p.status === "conflict" ? "problem.conflict" : "problem.rejected", { what, reason })),
+      h("span", { id: textId }, i18n.t(p.status === "conflict" ? "problem.conflict" : "problem.rejected", { what, reason })),
       values.length ? bothValues(values, qs) : null),
     h("div", { class: "problem-actions" },
       fixable(p)

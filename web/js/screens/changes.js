@@ -2,7 +2,7 @@
 // store), the changes since I last said I had seen them marked new; "I've seen these" moves that mark.
 
 import { h } from "../ui.js";
-import { t, lang, stamp } from "../i18n.js";
+import { t, lang, stamp, dirOf } from "../i18n.js";
 import * as store from "../store.js";
 
 /** The language asked for last when the kept list was in another one (one sync per switch). */
@@ -32,7 +32,7 @@ export async function changesSection(app) {
     h("li", { class: `change${isNew ? " new" : ""}`, "data-visit-id": c.visit_id, "data-kind": c.kind },
       isNew ? h("span", { class: "badge new" }, t("changes.new")) : null,
       // The sentence's direction is its language's (an Arabic sentence may start with a Latin name).
-      h("span", { class: "text", lang: c.lang, dir: c.lang === "ar" ? "rtl" : "ltr" }, c.text));
+      h("span", { class: "text", lang: c.lang, dir: dirOf(c.lang) }, c.text));
   return h(
     "section",
     { class: "changes", "aria-labelledby": "changes-title" },

@@ -2,7 +2,7 @@
 // editable until the organizers close feedback on that visit (then shown read-only).
 
 import { h } from "../ui.js";
-import { t, lang, time, day } from "../i18n.js";
+import { t, lang, time, day, dirOf } from "../i18n.js";
 import { attendedVisits, feedbackByVisit, questions, saveFeedback, translated } from "../model.js";
 import * as store from "../store.js";
 
@@ -52,10 +52,10 @@ async function eventZone() {
 function questionControl(q, value, prefix) {
   const text = translated(q.texts, lang);
   const id = `${prefix}-${q.id}`;
-  const legend = h("legend", { lang: text.lang, dir: "auto" }, text.text || q.id);
+  const legend = h("legend", { lang: text.lang, dir: dirOf(text.lang) }, text.text || q.id);
   if (q.kind === "text") {
     return h("div", { class: "question", "data-question-id": q.id },
-      h("label", { for: id, lang: text.lang, dir: "auto" }, text.text || q.id),
+      h("label", { for: id, lang: text.lang, dir: dirOf(text.lang) }, text.text || q.id),
       h("textarea", { id, name: q.id, dir: "auto", maxlength: 5000, value: typeof value === "string" ? value : "" }));
   }
   const options = q.kind === "rating"

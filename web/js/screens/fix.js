@@ -66,7 +66,7 @@ export async function fixScreen(arg, app) {
   const qs = await questions();
   const values = await conflictValues(problem);
   const header = h("div", { class: "fix-reason" },
-    h("p", { dir: "auto" }, problem.status === "conflict" ? t("fix.conflict_intro") : t("fix.rejected_intro", { reason: reasonOf(problem) })),
+    h("p", null, problem.status === "conflict" ? t("fix.conflict_intro") : t("fix.rejected_intro", { reason: reasonOf(problem) })),
     values.length ? bothValues(values, qs) : null);
   const m = /** @type {store.Mutation} */ (problem.mutation);
   if (m.type === "feedback.put") {
