@@ -229,6 +229,9 @@ def test_closed_feedback_is_read_only_after_sync_and_an_answer_queued_before_sho
 
     expect(page.locator(f"li.feedback-visit[data-visit-id='{visit}'] .state")).to_have_text("closed")
     open_form(page, visit)
+    expect(page.locator("form.feedback-form .refused")).to_have_text(
+        f"Your answers were not accepted: Mutation rejected: Feedback on '{visit}' was closed by the organizers."
+    )
     expect(page.get_by_role("note")).to_have_text(
         "Feedback on this visit is closed: your answers can no longer be changed."
     )

@@ -5,6 +5,7 @@ import { h } from "../ui.js";
 import { t, lang, time, day, dirOf } from "../i18n.js";
 import { attendedVisits, feedbackByVisit, questions, saveFeedback, translated } from "../model.js";
 import * as store from "../store.js";
+import { reasonOf } from "./fix.js";
 
 const RATINGS = [1, 2, 3, 4, 5];
 
@@ -17,7 +18,12 @@ export async function feedbackScreen(arg, app) {
     // Only visits I attended take feedback (the server refuses the others anyway).
     const visit = visits.find((v) => v.id === arg);
     if (!visit) return h("section", null, h("h2", null, t("feedback.unknown_visit")), h("p", null, h("a", { href: "#/feedback" }, t("nav.feedback"))));
-    return feedbackForm(visit, await questions(), mine.get(visit.id), app);
+    // What the server refused of my answers on this visit, said here too (the problems list has Fix).
+    const refused = (await store.problems()).filter((p) => p.status === "rejected" && p.mutation?.type === "feedback.put" && p.mutation.args.visit_id === visit.id);
+    const header = refused.length
+      ? h("ul", { class: "refused" }, refused.map((p) => h("li", null, t("feedback.refused", { reason: reasonOf(p) }))))
+      : undefined;
+    return feedbackForm(visit, await questions(), mine.get(visit.id), app, { header });
   }
   const zone = await eventZone();
   return h(
