@@ -9,6 +9,7 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
+from tests.screenshots import shoot
 from tests.browser_app import (
     API,
     Recorded,
@@ -411,6 +412,7 @@ def test_a_note_edited_on_two_devices_shows_both_values_and_resolving_keeps_the_
     expect(problem).to_have_count(1)
     expect(problem.locator("dd.mine")).to_contain_text("Phone: showers, a café and a tool library")
     expect(problem.locator("dd.theirs")).to_contain_text("Laptop: showers and a café, 1920s building")
+    shoot(page, "field-app-conflict")
     assert web.notes(who)[note_id]["body"] == "Laptop: showers and a café, 1920s building"  # the first to arrive stands
 
     problem.get_by_role("button", name="Fix").click()
@@ -506,6 +508,7 @@ def test_feedback_and_the_change_list_pass_axe_in_english_and_arabic(
     page.wait_for_function("() => document.documentElement.dir === 'ltr'")
     expect(page.get_by_role("heading", name="Feedback: Visit: Liberitutti")).to_be_visible()
     assert_accessible(page)
+    shoot(page, "field-app-feedback")
     page.get_by_role("link", name="Feedback", exact=True).click()
     expect(page.locator("li.feedback-visit").first).to_be_visible()
     assert_accessible(page)
@@ -513,3 +516,5 @@ def test_feedback_and_the_change_list_pass_axe_in_english_and_arabic(
     sync_now(page)
     expect(page.locator("li.change.new[data-visit-id='d2-g2-liberitutti']")).to_contain_text("moved")
     assert_accessible(page)
+    page.get_by_role("heading", name="What changed").scroll_into_view_if_needed()
+    shoot(page, "field-app-what-changed")
