@@ -9,7 +9,6 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.screenshots import shoot
 from tests.browser_app import (
     API,
     Recorded,
@@ -21,6 +20,7 @@ from tests.browser_app import (
     synced_since,
     write_note,
 )
+from tests.screenshots import shoot
 
 OVERALL = "Overall, how would you rate this visit? (1 = poor, 5 = excellent)"
 RELEVANCE = "How relevant is what you saw to your work in your own country?"
