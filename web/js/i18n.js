@@ -16,6 +16,11 @@ export function pick(wish) {
   return /** @type {readonly string[]} */ (LANGUAGES).includes(base) ? base : "en";
 }
 
+/** The writing direction of a language's text. @param {string} l */
+export function dirOf(l) {
+  return RTL.has(pick(l)) ? "rtl" : "ltr";
+}
+
 /** Load a catalog and set the document's language and direction. @param {string} wanted */
 export async function load(wanted) {
   lang = pick(wanted);

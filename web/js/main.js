@@ -6,6 +6,8 @@ import { syncOnce } from "./sync.js";
 import { h, mount } from "./ui.js";
 import * as i18n from "./i18n.js";
 import { HOME, SCREENS, navFor, roleOf, screenFor } from "./routes.js";
+import { conflictValues, questions } from "./model.js";
+import { bothValues, fieldLabel, fixable, reasonOf } from "./screens/fix.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -67,20 +69,34 @@ async function renderStatus() {
   status.textContent = parts.join(" · ");
   const list = $("problems");
   list.hidden = problems.length === 0;
-  mount(
-    list,
-    problems.map((p) =>
-      h(
-        "li",
-        { "data-mutation-id": p.id },
-        h("span", null, i18n.t(p.status === "conflict" ? "problem.conflict" : "problem.rejected", {
-          what: p.mutation ? p.mutation.type : "", reason: p.error ? p.error.detail || p.error.title : (p.conflicts || []).map((c) => c.field).join(", "),
-        })),
-        h("button", { type: "button", onclick: async () => { await store.dismissProblem(p.id); await renderStatus(); } }, i18n.t("action.dismiss")),
-      ),
-    ),
+  mount(list, await Promise.all(problems.map(problemItem)));
+}
+
+/** One problem: what was refused and the server's reason, or, for a conflict, both values of each
+ * losing field (mine and the server's); Fix opens the editor with what I had typed, Dismiss drops it.
+ * @param {store.Problem} p */
+async function problemItem(p) {
+  const qs = await questions();
+  const values = await conflictValues(p);
+  const what = p.mutation ? (WHAT[p.mutation.type] ? i18n.t(WHAT[p.mutation.type]) : p.mutation.type) : "";
+  const reason = p.status === "conflict" ? values.map((v) => fieldLabel(v.field, qs)).join(", ") : reasonOf(p);
+  const textId = `problem-${p.id}`;
+  return h(
+    "li",
+    { "data-mutation-id": p.id, "data-status": p.status },
+    h("div", { class: "problem-text" },
+      h("span", { id: textId }, i18n.t(p.status === "conflict" ? "problem.conflict" : "problem.rejected", { what, reason })),
+      values.length ? bothValues(values, qs) : null),
+    h("div", { class: "problem-actions" },
+      fixable(p)
+        ? h("button", { type: "button", "aria-describedby": textId, onclick: () => { location.hash = `#/fix/${p.id}`; } }, i18n.t("fix.action"))
+        : null,
+      h("button", { type: "button", "aria-describedby": textId, onclick: async () => { await store.dismissProblem(p.id); await renderStatus(); } }, i18n.t("action.dismiss"))),
   );
 }
+
+/** What a refused mutation was, for the problems list. @type {Record<string, string>} */
+const WHAT = { "note.put": "problem.what_note", "note.delete": "problem.what_note_delete", "feedback.put": "problem.what_feedback" };
 
 /** The current route: the screen shown (the role's home for one it may not see) and its argument.
  * @param {any} me */

@@ -10,6 +10,8 @@ import { mapScreen } from "./screens/map.js";
 import { siteEditScreen } from "./screens/site_edit.js";
 import { siteHistoryScreen } from "./screens/site_history.js";
 import { siteVisitsScreen } from "./screens/site_visits.js";
+import { feedbackScreen } from "./screens/feedback.js";
+import { fixScreen } from "./screens/fix.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -26,11 +28,13 @@ const HOSTS = /** @type {Role[]} */ (["host"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
-  itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
+  itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: (_, app) => itineraryScreen(app) },
   site: { under: "itinerary", roles: EVERYONE, render: (arg, app) => siteScreen(arg, app) },
   // Every role has an itinerary (a host's lists the visits to its site), so every role has its map.
   map: { nav: "nav.map", roles: EVERYONE, render: (arg) => mapScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
+  feedback: { nav: "nav.feedback", roles: ["participant"], render: (arg, app) => feedbackScreen(arg, app) },
+  fix: { roles: EVERYONE, render: (arg, app) => fixScreen(arg, app) },
   "site-edit": { nav: "nav.my_site", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteEditScreen(arg, app) },
   "site-visits": { nav: "nav.site_visits", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteVisitsScreen(arg, app) },
   "site-history": { nav: "nav.history", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteHistoryScreen(arg, app) },

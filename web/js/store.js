@@ -1,10 +1,10 @@
 // The device's data, in IndexedDB: the ONLY module that touches it (the web twin of sync/replica.py).
 // Stores: meta (token, client_id, cursor, next mutation id, settings), records (the replica: what the
 // server last sent, keyed [entity, id]), outbox (this install's mutations not yet acknowledged, by
-// mutation id), problems (rejected or conflicting results, until the user dismisses them) and docs
-// (read-API documents such as the itinerary, with their ETag). Since version 2, photos: the bytes of
-// photos attached on this phone until the server holds them (then kept for display, as a bounded cache),
-// and of photos fetched from the server for display, by SHA-256.
+// mutation id), problems (rejected or conflicting results, until the user dismisses or fixes them) and
+// docs (read-API documents: the itinerary with its ETag, the change list). Since version 2, photos: the
+// bytes of photos attached on this phone until the server holds them (then kept for display, as a
+// bounded cache), and of photos fetched from the server for display, by SHA-256.
 
 const DB_NAME = "studyvisit";
 const DB_VERSION = 2;
@@ -14,7 +14,7 @@ export const PHOTO_CACHE_BYTES = 50 * 1024 * 1024;
 
 /** @typedef {{entity: string, id: string, version: number, data: any}} Row */
 /** @typedef {{id: number, type: string, client_time: string, args: Record<string, any>}} Mutation */
-/** @typedef {{id: number, status: string, error?: any, conflicts?: any[], mutation?: Mutation}} Problem */
+/** @typedef {{id: number, status: string, version?: number, entity_id?: string, error?: any, conflicts?: string[], mutation?: Mutation}} Problem */
 /** A photo's bytes on this phone. `state`: "pending" (attached here, not on the server yet: never
  * evicted), "uploaded" (the server holds it), "fetched" (downloaded for display; `preview`: a downsized
  * copy), "refused" (the server will not take it: `error` says why).
@@ -149,10 +149,13 @@ export async function overlay(entity) {
 
 /** Queue a mutation with the next mutation id; resolves once it is durable (the user's action is
  * confirmed only then). With `photo`, the photo's bytes are kept in the same transaction: a note never
- * names a photo this phone has lost, and a photo is never kept without its note.
- * @param {string} type @param {Record<string, any>} args @param {Photo} [photo] @returns {Promise<Mutation>} */
-export async function enqueue(type, args, photo) {
-  const tx = (await db()).transaction(["meta", "outbox", "photos"], "readwrite");
+ * names a photo this phone has lost, and a photo is never kept without its note. `fixes`: the id of the
+ * problem this mutation corrects, dropped in the same transaction (a crash never leaves the fix queued
+ * and the problem still listed, or neither).
+ * @param {string} type @param {Record<string, any>} args
+ * @param {{photo?: Photo, fixes?: number}} [with_] @returns {Promise<Mutation>} */
+export async function enqueue(type, args, { photo, fixes } = {}) {
+  const tx = (await db()).transaction(["meta", "outbox", "photos", "problems"], "readwrite");
   if (photo) tx.objectStore("photos").put(photo);
   const meta = tx.objectStore("meta");
   const next = (await done(meta.get("next_mutation_id"))) || 1;
@@ -160,6 +163,7 @@ export async function enqueue(type, args, photo) {
   const mutation = { id: next, type, client_time: new Date().toISOString(), args };
   meta.put(next + 1, "next_mutation_id");
   tx.objectStore("outbox").add(mutation);
+  if (fixes !== undefined) tx.objectStore("problems").delete(fixes);
   await committed(tx);
   return mutation;
 }
@@ -188,6 +192,11 @@ export async function acknowledge(lastId, problems) {
   const next = (await done(meta.get("next_mutation_id"))) || 1;
   if (next <= lastId) meta.put(lastId + 1, "next_mutation_id");
   await committed(tx);
+}
+
+/** @param {number} id @returns {Promise<Problem | undefined>} */
+export async function problem(id) {
+  return done((await db()).transaction("problems").objectStore("problems").get(id));
 }
 
 /** @returns {Promise<Problem[]>} */

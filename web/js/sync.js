@@ -5,6 +5,7 @@
 
 import * as store from "./store.js";
 import { forgetUnattached, sha256Hex } from "./model.js";
+import * as i18n from "./i18n.js";
 
 export const PROTOCOL = 1;
 const PUSH_BATCH = 200; // as the reference client: well under the server's 1,000 per request
@@ -76,6 +77,11 @@ async function refreshMe() {
   if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status });
   const me = await response.json();
   await store.setDoc("me", me);
+  // The server's clock (the phone's may be wrong): where this device starts following the changes.
+  if (!(await store.getMeta("changes_baseline"))) {
+    const date = new Date(response.headers.get("Date") || Date.now());
+    await store.setMeta("changes_baseline", (Number.isNaN(date.getTime()) ? new Date() : date).toISOString());
+  }
   return me;
 }
 
@@ -298,10 +304,29 @@ export async function fetchPhoto(sha256) {
   return blob;
 }
 
+/** @param {string} eventPath @param {string} since @param {string} lang */
+async function changesSince(eventPath, since, lang) {
+  const response = await call(`${eventPath}/changes?${new URLSearchParams({ since, lang })}`);
+  if (!response.ok) throw new SyncError(await problemOf(response), { status: response.status, retry: false });
+  return response.json();
+}
+
+/** What changed in my programme (GET …/changes), in the UI's language, kept for offline use: `all` since
+ * this device first synced, `fresh` since the user last said they had seen the list (`changes_seen`, a
+ * time the server gave). Two lists, because changes are net: a visit moved and moved back since I
+ * looked is nothing since the first sync, but it is news to me. @param {string} eventPath */
+async function refreshChanges(eventPath) {
+  const baseline = await store.getMeta("changes_baseline");
+  const seen = (await store.getMeta("changes_seen")) || baseline;
+  const all = await changesSince(eventPath, baseline, i18n.lang);
+  const fresh = seen === baseline ? all : await changesSince(eventPath, seen, i18n.lang);
+  await store.setDoc("changes", { lang: all.lang, seen, all: all.changes, fresh: fresh.changes, next_since: fresh.next_since });
+}
+
 /** One whole sync: account, push, pull, photo uploads (after the push, so the server knows the notes
- * that name them; a pull again when one landed, to learn it is available), itinerary; then the time it
- * finished is kept. A photo upload cut off by the network fails the sync after the rest is done, so it
- * is retried with backoff. */
+ * that name them; a pull again when one landed, to learn it is available), itinerary, changes; then the
+ * time it finished is kept. A photo upload cut off by the network fails the sync after the rest is done,
+ * so it is retried with backoff. */
 export async function syncOnce() {
   const me = await refreshMe();
   const clientId = await store.getMeta("client_id");
@@ -317,6 +342,7 @@ export async function syncOnce() {
     uploadFailure = error;
   }
   await refreshItinerary(eventPath);
+  await refreshChanges(eventPath);
   await store.setMeta("last_synced", new Date().toISOString());
   if (uploadFailure) throw uploadFailure;
 }

@@ -3,6 +3,7 @@
 import * as store from "../store.js";
 import { h } from "../ui.js";
 import { t, time, day, dayKey } from "../i18n.js";
+import { changesSection } from "./changes.js";
 
 /** @param {any} leg */
 export function legLine(leg) {
@@ -15,7 +16,8 @@ export function legLine(leg) {
   return h("p", { class: "leg" }, how, leg.warning ? h("span", { class: "warning" }, " ⚠ ", leg.warning) : null);
 }
 
-export async function itineraryScreen() {
+/** @param {import("../routes.js").App} app */
+export async function itineraryScreen(app) {
   const doc = await store.getDoc("itinerary");
   if (!doc) return h("section", null, h("h2", null, t("nav.itinerary")), h("p", null, t("itinerary.empty")));
   const it = doc.data;
@@ -33,6 +35,7 @@ export async function itineraryScreen() {
     { "aria-labelledby": "itinerary-title" },
     h("h2", { id: "itinerary-title" }, t("nav.itinerary")),
     phoneZone !== zone ? h("p", { class: "zone-note" }, t("itinerary.zone_note", { zone, phone: phoneZone })) : null,
+    await changesSection(app),
     [...days.values()].map((items) => [
       h("h3", null, day(items[0].visit.starts_at, zone)),
       h(
