@@ -5,7 +5,7 @@ import * as store from "./store.js";
 import { syncOnce } from "./sync.js";
 import { h, mount } from "./ui.js";
 import * as i18n from "./i18n.js";
-import { SCREENS, navFor, roleOf, screenFor } from "./routes.js";
+import { HOME, SCREENS, navFor, roleOf, screenFor } from "./routes.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -157,6 +157,7 @@ export function render() {
 async function start() {
   await i18n.load((await store.getMeta("language")) || navigator.language);
   const invitation = location.hash.match(/^#t=([^&]+)/);
+  let landing = false;
   if (invitation) {
     const token = decodeURIComponent(invitation[1]);
     const current = await store.getMeta("token");
@@ -165,6 +166,7 @@ async function start() {
     if (!waiting || window.confirm(i18n.t("confirm.sign_out_unsynced", { count: waiting }))) await store.signIn(token);
     // The token never stays in the address bar, the history or a bookmark.
     history.replaceState(null, "", location.pathname + location.search + "#/itinerary");
+    landing = true;
   }
   const me = await store.getDoc("me");
   await i18n.load((await store.getMeta("language")) || (me && me.language) || navigator.language);
@@ -182,6 +184,9 @@ async function start() {
   window.addEventListener("offline", () => void renderStatus());
   await render();
   await requestSync();
+  // An invitation opens the account's home screen, known once the first sync has named its role.
+  const home = HOME[roleOf((await store.getDoc("me"))?.role)];
+  if (landing && location.hash === "#/itinerary" && home !== "itinerary") location.hash = `#/${home}`;
   if (!(await store.getMeta("language"))) {
     const fresh = await store.getDoc("me");
     if (fresh && i18n.pick(fresh.language) !== i18n.lang) {

@@ -6,6 +6,8 @@
 import { itineraryScreen } from "./screens/itinerary.js";
 import { siteScreen } from "./screens/site.js";
 import { notesScreen } from "./screens/notes.js";
+import { programmeScreen } from "./screens/programme.js";
+import { changesScreen } from "./screens/changes.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -15,16 +17,19 @@ import { notesScreen } from "./screens/notes.js";
 /** @typedef {{render: (arg: string, app: App) => Promise<Node>, roles: Role[], nav?: string, under?: string}} Screen */
 
 const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
+const ORGANIZERS = /** @type {Role[]} */ (["organizer"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
   itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
   site: { under: "itinerary", roles: EVERYONE, render: (arg) => siteScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
+  programme: { nav: "nav.programme", roles: ORGANIZERS, render: (arg, app) => programmeScreen(arg, app) },
+  changes: { nav: "nav.changes", roles: ORGANIZERS, render: (arg, app) => changesScreen(arg, app) },
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */
-export const HOME = { participant: "itinerary", host: "itinerary", organizer: "itinerary" };
+export const HOME = { participant: "itinerary", host: "itinerary", organizer: "programme" };
 
 /** @param {string | undefined} role @returns {Role} */
 export function roleOf(role) {
