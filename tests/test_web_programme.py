@@ -194,10 +194,21 @@ def test_both_screens_pass_axe_in_english_and_arabic_and_say_when_offline(
     context: tuple[BrowserContext, Recorded], web: Web
 ) -> None:
     ctx, _ = context
+    # A change for the list to show, whatever the other tests did.
+    moved = httpx.patch(
+        f"{web.server.url}{API}/visits/d1-g3-cascina-roccafranca",
+        json={"meeting_point": "Gate B, Via Edoardo Rubino"},
+        headers={
+            "Authorization": f"Bearer {web.token(ORGANIZER)}",
+            "If-Match": "*",
+            "Content-Type": "application/merge-patch+json",
+        },
+    )
+    assert moved.status_code == 200, moved.text
     page = open_organizer(ctx, web)
     for lang, programme, changes in (
         ("en", "Programme", "What participants see"),
-        ("ar", "البرنامج", "ما يراه المشاركون"),
+        ("ar", "إدارة البرنامج", "ما يراه المشاركون"),
     ):
         page.locator("#language").select_option(lang)
         expect(page.locator("html")).to_have_attribute("dir", "rtl" if lang == "ar" else "ltr")
@@ -212,5 +223,5 @@ def test_both_screens_pass_axe_in_english_and_arabic_and_say_when_offline(
         expect(page.locator("li.change").first).to_be_visible()
         assert_accessible(page)
     ctx.set_offline(True)
-    page.get_by_role("link", name="البرنامج", exact=True).click()
+    page.get_by_role("link", name="إدارة البرنامج", exact=True).click()
     expect(page.locator("section .zone-note")).to_contain_text("غير متصل")
