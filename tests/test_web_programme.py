@@ -64,6 +64,7 @@ def test_an_organizer_sees_an_overlap_before_publishing_and_then_the_participant
     assert visit(web, TRICICLO)["version"] == 1
     assert rome(visit(web, TRICICLO)["starts_at"]) == "2025-12-10 14:30+0100"
     expect(page.locator(f"button.slot.draft[data-visit-id='{TRICICLO}']")).to_contain_text("15:30–16:45")
+    check.scroll_into_view_if_needed()
     shoot(page, "organizers-programme-draft")
 
     publish(page)
