@@ -203,6 +203,7 @@ REQUEST_BODIES = [
     ("put", "/api/v1/events/{event_id}/questions/{question_id}", ["application/json"], "QuestionFields"),
     ("put", "/api/v1/events/{event_id}/visits/{visit_id}/feedback", ["application/json"], "FeedbackFields"),
     ("post", "/api/v1/events/{event_id}/itinerary/reorder", ["application/json"], "ReorderRequest"),
+    ("post", "/api/v1/events/{event_id}/itinerary/check", ["application/json"], "ProposedVisitChange"),
     ("put", "/api/v1/events/{event_id}/blobs/{sha256}", ["application/octet-stream"], None),
 ]
 
@@ -315,7 +316,8 @@ def test_every_get_behind_the_token_documents_its_cache_control(document: dict[s
 def test_every_get_sends_the_cache_control_it_documents(document: dict[str, Any], seeded: Seeded) -> None:
     """Each GET of the API (blobs aside: tests/test_blobs.py uploads one) as an organizer, against its 200's header."""
     ids = {"event_id": EVENT_ID, "site_id": G1_SITE, "visit_id": G1_VISIT}
-    query = {"/api/v1/events/{event_id}/changes": {"since": "2025-12-01T00:00:00Z"}}
+    since = {"since": "2025-12-01T00:00:00Z"}
+    query = {"/api/v1/events/{event_id}/changes": since, "/api/v1/events/{event_id}/changes/delivery": since}
     checked = []
     with TestClient(app=make_app(seeded.path)) as client:
         for path, method, operation in operations(document):

@@ -6,7 +6,15 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
 from schemas.accounts import Account
-from schemas.schedule import ItineraryCheck, ReorderedVisits, ReorderRequest, ScheduleChanges
+from schemas.schedule import (
+    ChangeDeliveries,
+    ItineraryCheck,
+    ProposalCheck,
+    ProposedVisitChange,
+    ReorderedVisits,
+    ReorderRequest,
+    ScheduleChanges,
+)
 from server.auth import requires, same_event
 from server.routes.bodies import BODY_OPT, BodySpec
 from server.routes.common import (
@@ -20,7 +28,9 @@ from server.routes.common import (
     require_event,
     serve_fresh,
 )
+from server.services.change_delivery import change_deliveries
 from server.services.itinerary_check import check_event
+from server.services.proposals import check_proposal
 from server.services.schedule_changes import list_changes, reorder_visits
 from server.services.sites import parse_language
 
@@ -36,6 +46,13 @@ REORDER_ERRORS = {
     400: problem_spec("The body is not a list of distinct visit ids"),
     415: problem_spec("The body is not application/json"),
     422: problem_spec("The visits are on different days, or a move breaks a rule of visits"),
+}
+
+PROPOSAL_ERRORS = {
+    **AUTH_ERRORS,
+    400: problem_spec("The body is not a visit id and fields of a visit"),
+    415: problem_spec("The body is not application/json"),
+    422: problem_spec("The change breaks a rule of visits (ending before it starts, an unknown site or group)"),
 }
 
 
@@ -69,6 +86,51 @@ class ScheduleController(Controller):
     ) -> Response[ScheduleChanges]:
         result = list_changes(db, request.user, event_id, since, parse_language(lang))
         return serve_fresh(request, result)
+
+    @get(
+        "/changes/delivery",
+        summary="How far each change reached participants' devices (organizers)",
+        description=(
+            "The changes of GET …/changes after `since`, each with the participants who follow its visit, how "
+            "many of their devices have pulled it (from each device's last caught-up pull) and which accounts "
+            "have no device that has it yet. Organizers' and hosts' devices never count."
+        ),
+        guards=[requires("organizer")],
+        security=SECURITY,
+        responses={**AUTH_ERRORS, 400: problem_spec("since or lang is not valid")},
+        sync_to_thread=True,
+        opt=FRESH_OPT,
+    )
+    def delivery(
+        self,
+        request: Request[Account, Any, Any],
+        db: AppDatabase,
+        event_id: str,
+        since: str = SINCE,
+        lang: str | None = LANG,
+    ) -> Response[ChangeDeliveries]:
+        result = change_deliveries(db, request.user, event_id, since, parse_language(lang))
+        return serve_fresh(request, result)
+
+    @post(
+        "/itinerary/check",
+        summary="Problems the programme would have after a drafted visit change (organizers)",
+        description=(
+            "Runs the checks of GET …/itinerary/check on the programme as the change would leave it (the fields "
+            "as in PATCH …/visits/{visit_id}), marking the problems it would bring in and listing those it would "
+            "remove. Nothing is written."
+        ),
+        guards=[requires("organizer")],
+        security=SECURITY,
+        responses=PROPOSAL_ERRORS,
+        status_code=200,
+        opt={BODY_OPT: BodySpec(ProposedVisitChange)},
+        sync_to_thread=True,
+    )
+    def check_draft(
+        self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str, payload: ProposedVisitChange
+    ) -> ProposalCheck:
+        return check_proposal(db, request.user, payload)
 
     @get(
         "/itinerary/check",

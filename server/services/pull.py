@@ -11,9 +11,16 @@ from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
-from server.errors import BadRequestError, GoneError
+from server.errors import (
+    BadRequestError,
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    GoneError,
+    InsufficientStorageError,
+)
 from server.storage.blob_refs import fetchable_blobs
 from server.storage.db import Database
+from server.storage.pull_positions import record_pull_position
 from server.storage.records import last_mutation_id, load_records
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from sync.checksum import checksum
@@ -60,6 +67,8 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         # tombstones later never sends this device back to a full pull.
         head = rows[-1][0] if has_more else max(after, feed_head(conn))
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
+    if client_id and not has_more:
+        note_pull_position(db, account, client_id, head)
     return PullResponse(
         changes=changes,
         cursor=encode_cursor(next_position),
@@ -67,6 +76,20 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         last_mutation_id=last_id,
         summary=summary,
     )
+
+
+def note_pull_position(db: Database, account: Account, client_id: str, head: int) -> None:
+    """Keep how far this device is caught up, for organizers asking who has a change (best effort).
+
+    Only a caught-up page counts: a device paging on (a full pull is swapped in whole at its end)
+    does not hold the changes yet. A database that cannot take the write just now still serves
+    the pull: the position is written again by the device's next one.
+    """
+    try:
+        with db.write() as conn:
+            record_pull_position(conn, account.id, client_id, head)
+    except (DatabaseBusyError, DatabaseUnavailableError, InsufficientStorageError):
+        pass
 
 
 def _changes(

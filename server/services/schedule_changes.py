@@ -221,16 +221,27 @@ def list_changes(db: Database, account: Account, event_id: str, since: str | Non
     after = parse_since(since)
     language = pick_language(lang, account.language)
     with db.read() as conn:
-        event = get_event(conn, event_id)
-        if event is None:
-            raise NotFoundError(f"No event '{event_id}'.")
-        teller = Teller(event, list_sites(conn, event_id), list_groups(conn, event_id), language)
-        changes, newest = _net_changes(conn, event_id, stamp(after))
-    visible = [(visit, before, at) for visit, before, at in changes if _follows(account, visit, before)]
-    items = [item for visit, before, at in visible for item in teller.tell(visit, before, at)]
-    numbers = {visit.id: visit.number for visit, _, _ in visible}
-    items.sort(key=lambda i: (i.at, numbers[i.visit_id], KIND_ORDER.index(i.kind)))
+        told, newest = told_changes(conn, event_id, stamp(after), language)
+    items = [item for item, visit, before in told if follows(account, visit, before)]
     return ScheduleChanges(event_id=event_id, since=stamp(after), next_since=newest, lang=language, changes=items)
+
+
+ToldChange = tuple[ScheduleChange, Visit, dict[str, Any] | None]
+
+
+def told_changes(conn: sqlite3.Connection, event_id: str, since: str, language: str) -> tuple[list[ToldChange], str]:
+    """Every change after ``since`` in sentences of ``language``, oldest first, each with its visit and the
+    visit's tracked values at ``since`` (None: created since), whose readers ``follows`` tells; and the
+    newest change time read."""
+    event = get_event(conn, event_id)
+    if event is None:
+        raise NotFoundError(f"No event '{event_id}'.")
+    teller = Teller(event, list_sites(conn, event_id), list_groups(conn, event_id), language)
+    changes, newest = _net_changes(conn, event_id, since)
+    told = [(item, visit, before) for visit, before, at in changes for item in teller.tell(visit, before, at)]
+    numbers = {visit.id: visit.number for visit, _, _ in changes}
+    told.sort(key=lambda t: (t[0].at, numbers[t[0].visit_id], KIND_ORDER.index(t[0].kind)))
+    return told, newest
 
 
 def _net_changes(
@@ -271,7 +282,7 @@ def _tracked(values: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _follows(account: Account, visit: Visit, before: dict[str, Any] | None) -> bool:
+def follows(account: Account, visit: Visit, before: dict[str, Any] | None) -> bool:
     """Whether the caller reads this visit: organizers all, hosts their sites', participants their group's."""
     was = before or {"site_id": visit.site_id, "group_ids": visit.group_ids}
     if account.role == "host":

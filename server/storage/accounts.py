@@ -190,3 +190,12 @@ def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
         (event_id,),
     )
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+def usable_accounts(conn: sqlite3.Connection, event_id: str, role: str, now: str | None = None) -> list[Account]:
+    """The accounts of an event with this role whose tokens still work (not retired, not expired)."""
+    rows = conn.execute(
+        f"{_SELECT_ACCOUNT} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",
+        (event_id, role, now or utcnow()),
+    ).fetchall()
+    return [_account(row) for row in rows]

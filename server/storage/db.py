@@ -148,6 +148,24 @@ class Database:
             self._writer.release()
 
     @contextmanager
+    def trial(self) -> Generator[sqlite3.Connection]:
+        """A write transaction that is always rolled back: what a change would do, by the very code
+        that does it, with nothing kept (queued with the writers, as a write)."""
+        if not self._writer.acquire(timeout=self.lock_timeout):
+            raise DatabaseBusyError("Other writes held the database too long; nothing was checked. Retry shortly.")
+        try:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                self._abandon(conn, exc)
+                raise
+        finally:
+            self._writer.release()
+
+    @contextmanager
     def read(self) -> Generator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for several queries."""
         conn = self.conn

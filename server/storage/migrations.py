@@ -329,4 +329,40 @@ MIGRATIONS: list[Migration] = [
         CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
         """,
     ),
+    Migration(
+        9,
+        "how far each device has pulled; the feed position of each visit change",
+        """
+        -- The feed position the server last served to a client in a pull that was caught up (its
+        -- has_more false), and when: the device then holds every change up to it. Pages of a pull
+        -- still paging on (a full pull is applied whole at its end) and 410 answers move neither.
+        ALTER TABLE sync_clients ADD COLUMN pulled_seq INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sync_clients ADD COLUMN pulled_at TEXT;
+        -- The feed position at which a visit change reached the devices. The feed keeps one row per
+        -- record, whose seq moves on with each later change; a device that pulled this change
+        -- before the next one has it all the same, which only the position kept here can tell.
+        ALTER TABLE history ADD COLUMN seq INTEGER;
+        -- Every visit change adds its history entry, then its feed row ("all" is every visit's
+        -- audience), in one transaction: the new row's seq belongs to the newest entry without one.
+        CREATE TRIGGER history_feed_seq AFTER INSERT ON changes
+        WHEN NEW.entity = 'visit' AND NEW.audience = 'all'
+        BEGIN
+            UPDATE history SET seq = NEW.seq
+            WHERE id = (
+                SELECT MAX(id) FROM history
+                WHERE event_id = NEW.event_id AND entity = 'visit' AND entity_id = NEW.entity_id
+            ) AND seq IS NULL;
+        END;
+        -- Entries from before: the newest of each visit is at its feed row; older ones stay unknown.
+        UPDATE history SET seq = (
+            SELECT c.seq FROM changes c
+            WHERE c.event_id = history.event_id AND c.entity = 'visit' AND c.entity_id = history.entity_id
+              AND c.audience = 'all'
+        )
+        WHERE entity = 'visit' AND id = (
+            SELECT MAX(h.id) FROM history h
+            WHERE h.event_id = history.event_id AND h.entity = 'visit' AND h.entity_id = history.entity_id
+        );
+        """,
+    ),
 ]

@@ -12,6 +12,8 @@ import { siteHistoryScreen } from "./screens/site_history.js";
 import { siteVisitsScreen } from "./screens/site_visits.js";
 import { feedbackScreen } from "./screens/feedback.js";
 import { fixScreen } from "./screens/fix.js";
+import { programmeScreen } from "./screens/programme.js";
+import { deliveryScreen } from "./screens/delivery.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -25,9 +27,13 @@ import { fixScreen } from "./screens/fix.js";
 const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
 const SITE_EDITORS = /** @type {Role[]} */ (["host", "organizer"]);
 const HOSTS = /** @type {Role[]} */ (["host"]);
+const ORGANIZERS = /** @type {Role[]} */ (["organizer"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
+  // The organizers' own screens first: their navigation starts with them.
+  programme: { nav: "nav.programme", roles: ORGANIZERS, render: (arg, app) => programmeScreen(arg, app) },
+  changes: { nav: "nav.changes", roles: ORGANIZERS, render: (arg, app) => deliveryScreen(arg, app) },
   itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: (_, app) => itineraryScreen(app) },
   site: { under: "itinerary", roles: EVERYONE, render: (arg, app) => siteScreen(arg, app) },
   // Every role has an itinerary (a host's lists the visits to its site), so every role has its map.
@@ -41,7 +47,7 @@ export const SCREENS = {
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */
-export const HOME = { participant: "itinerary", host: "site-edit", organizer: "itinerary" };
+export const HOME = { participant: "itinerary", host: "site-edit", organizer: "programme" };
 
 /** @param {string | undefined} role @returns {Role} */
 export function roleOf(role) {

@@ -1,0 +1,72 @@
+// What participants see: the change list in each language as the participants' apps tell it, and for
+// each change how many participants' devices have pulled it and whom it has not reached yet
+// (GET …/changes/delivery). Online only: the counts are the server's.
+
+import { h } from "../ui.js";
+import { t, stamp, LANGUAGES, NAMES } from "../i18n.js";
+import { call, problemOf } from "../sync.js";
+
+const RTL = new Set(["ar"]);
+
+/** @param {string} text */
+function notice(text) {
+  return h("section", { "aria-labelledby": "changes-title" }, h("h2", { id: "changes-title" }, t("nav.changes")), h("p", { class: "zone-note" }, text));
+}
+
+/** @param {string} _arg @param {import("../routes.js").App} app */
+export async function deliveryScreen(_arg, app) {
+  if (!navigator.onLine) return notice(t("org.offline"));
+  const eventPath = `events/${encodeURIComponent(app.me.event_id)}`;
+  /** @type {any[]} */
+  let told;
+  let since;
+  try {
+    const event = await call(eventPath);
+    if (!event.ok) return notice(await problemOf(event));
+    // Since the programme was published: what a participant who read it then has been told since.
+    since = (await event.json()).updated_at || "1970-01-01T00:00:00Z";
+    const answers = await Promise.all(
+      LANGUAGES.map((lang) => call(`${eventPath}/changes/delivery?${new URLSearchParams({ since, lang })}`)),
+    );
+    const failed = answers.find((r) => !r.ok);
+    if (failed) return notice(await problemOf(failed));
+    told = await Promise.all(answers.map((r) => r.json()));
+  } catch {
+    return notice(t("org.unreachable"));
+  }
+  const [first] = told;
+  return h(
+    "section",
+    { "aria-labelledby": "changes-title", class: "changes" },
+    h("h2", { id: "changes-title" }, t("nav.changes")),
+    h("p", null, t("delivery.since", { time: stamp(since) })),
+    h("div", { class: "actions" }, h("button", { type: "button", onclick: () => void app.render() }, t("delivery.refresh"))),
+    first.changes.length === 0 ? h("p", null, t("delivery.none")) : null,
+    h(
+      "ol",
+      { class: "change-list" },
+      first.changes.map((/** @type {any} */ d, /** @type {number} */ i) =>
+        h(
+          "li",
+          { class: "change", "data-visit-id": d.change.visit_id, "data-kind": d.change.kind },
+          h("p", { class: "reach", "data-pulled": d.devices_pulled, "data-devices": d.devices },
+            t("delivery.devices", { pulled: d.devices_pulled, devices: d.devices }), " · ",
+            t("delivery.accounts", { pulled: d.accounts_pulled, accounts: d.accounts })),
+          h("dl", { class: "texts" },
+            told.map((answer, j) => [
+              h("dt", null, NAMES[LANGUAGES[j]]),
+              h("dd", { lang: LANGUAGES[j], dir: RTL.has(LANGUAGES[j]) ? "rtl" : "ltr" }, answer.changes[i].change.text),
+            ])),
+          d.accounts_pending.length
+            ? h("details", null,
+                h("summary", null, t("delivery.pending", { count: d.accounts_pending.length })),
+                h("ul", { class: "pending-list" },
+                  d.accounts_pending.map((/** @type {any} */ a) =>
+                    h("li", { "data-account-id": a.id }, a.name, a.group_id ? ` (${a.group_id})` : "", " · ",
+                      a.devices ? t("delivery.not_pulled", { devices: a.devices }) : t("delivery.never_synced")))))
+            : null,
+        ),
+      ),
+    ),
+  );
+}
