@@ -261,4 +261,28 @@ PG_MIGRATIONS: list[PgMigration] = [
         CREATE TABLE health_probe (id integer PRIMARY KEY, at timestamptz NOT NULL);
         """,
     ),
+    PgMigration(
+        2,
+        "how far each device has pulled; the feed position of each visit change (SQLite 9)",
+        """
+        ALTER TABLE sync_clients ADD COLUMN pulled_seq bigint NOT NULL DEFAULT 0;
+        ALTER TABLE sync_clients ADD COLUMN pulled_at timestamptz;
+        ALTER TABLE history ADD COLUMN seq bigint;
+        -- A visit change's feed row gets its position: the newest history entry of that visit without
+        -- one takes it. On PostgreSQL a feed row is updated in place (an upsert), so updates count too.
+        CREATE FUNCTION history_feed_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE history SET seq = NEW.seq
+            WHERE id = (
+                SELECT max(id) FROM history
+                WHERE event_id = NEW.event_id AND entity = 'visit' AND entity_id = NEW.entity_id
+            ) AND seq IS NULL;
+            RETURN NULL;
+        END;
+        $$;
+        CREATE TRIGGER history_feed_seq AFTER INSERT OR UPDATE OF seq ON changes
+            FOR EACH ROW WHEN (NEW.entity = 'visit' AND NEW.audience = 'all')
+            EXECUTE FUNCTION history_feed_seq();
+        """,
+    ),
 ]
