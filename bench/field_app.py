@@ -23,6 +23,7 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import random
 import shlex
 import shutil
@@ -297,7 +298,7 @@ def measure_day_offline(
                     "model.addPhoto missing: the app cannot attach photos yet (run with --photos 0)"
                 ) from error
             raise
-        waiting = phone.page.evaluate("document.getElementById('status').dataset.waiting")
+        waiting = phone.page.evaluate("import('/app/js/store.js').then(async s => (await s.outbox()).length)")
         before = str(phone.page.get_attribute("#status", "data-last-synced"))
         time.sleep(1.0)  # the change's debounced sync has tried (and failed, offline) by now
         started = time.perf_counter()
@@ -327,6 +328,7 @@ def wait_for_photos(url: str, event_id: str, token: str, shas: set[str], started
     if not shas:
         return 0.0
     deadline = time.monotonic() + TIMEOUT_MS / 1000
+    available: set[str] = set()
     while time.monotonic() < deadline:
         available = {
             a["sha256"]
@@ -511,7 +513,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.field_app", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.field_app", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="one run, 20 notes: proves the benchmark works")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; smoke 1)")
     parser.add_argument("--notes", type=int, help="notes written offline (default 200; smoke 20)")
@@ -531,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
+    loadavg_before = os.getloadavg()
     try:
         with tempfile.TemporaryDirectory(prefix="studyvisit-field-bench-") as workdir:
             results = run(config, Path(workdir), log)
@@ -545,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs": config.runs,
         "chromium": CHROMIUM,
         "wall_s": time.perf_counter() - started,
+        # Others' work on the machine slows the browser and the server alike: the figures are high by that much.
+        "loadavg_before": loadavg_before,
+        "loadavg_after": os.getloadavg(),
+        "nproc": os.cpu_count(),
         "shell_sha256": hashlib.sha256(
             b"".join((web_root() / (f or "index.html")).read_bytes() for f in shell_files(web_root()))
         ).hexdigest()[:16],
