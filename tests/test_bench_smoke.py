@@ -1,6 +1,7 @@
 """The benchmark still works: a smoke run completes and reports every section (structure only, never speed)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,49 @@ def test_every_target_is_judged(results: dict[str, Any]) -> None:
     names = [t["name"] for t in results["targets"]]
     assert len(names) == len(set(names)) >= 20
     assert all(isinstance(t["met"], bool) and t["goal"] for t in results["targets"])
+
+
+def field_app_bench(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "bench.field_app", "--smoke", "--out", str(out), *options]
+    return subprocess.run(command, cwd=ROOT, timeout=300, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def field_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("field-bench") / "field_app.json"
+    done = field_app_bench(out, "--photos", "0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def test_field_app_smoke_reports_each_figure_beside_the_json_api(field_app: dict[str, Any]) -> None:
+    first, offline, day = field_app["first_visit"], field_app["offline_reload"], field_app["day_offline"]
+    assert min(first["no_service_worker_s"], first["with_service_worker_s"]) > 0
+    assert first["s"] == max(first["no_service_worker_s"], first["with_service_worker_s"])
+    assert min(first["json_get_itinerary_s"], first["json_first_sync_s"], first["bytes_on_wire"]) > 0
+    assert offline["s"] > 0
+    assert offline["requests_reaching_server"] == 0, "the offline reload reached the server"
+    assert offline["json_revalidate_304_s"] > 0
+    shell = field_app["shell"]
+    assert shell["raw"] > shell["gzip6"] >= shell["gzip9"] > 0
+    assert 0 < field_app["json_first_sync_bytes"]["gzip"] < field_app["json_first_sync_bytes"]["raw"]
+    # Every note written offline went into the outbox and reached the server exactly once.
+    assert day["outbox_before"] == day["notes"] > 0
+    assert day["stored_once"] is True
+    assert min(day["s"], day["json_push_s"]) > 0
+    assert [t["met"] in (True, False) for t in field_app["targets"]] == [True, True, True]
+    assert field_app["meta"]["smoke"] is True
+
+
+def test_field_app_bench_attaches_photos_or_says_the_app_cannot_yet(tmp_path: Path) -> None:
+    """With photos: every one reaches the server, or (before the app has model.addPhoto) a clear failure."""
+    done = field_app_bench(tmp_path / "field_app.json", "--photos", "2", "--notes", "3")
+    if re.search(r"export (async )?function addPhoto\b", (ROOT / "web" / "js" / "model.js").read_text()):
+        assert done.returncode == 0, done.stderr[-3000:]
+        day = json.loads((tmp_path / "field_app.json").read_text())["day_offline"]
+        assert (day["photos"], day["stored_once"]) == (2, True)
+        assert day["photos_s"] > 0
+    else:
+        assert done.returncode == 2
+        assert "model.addPhoto missing" in done.stderr

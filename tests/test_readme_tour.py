@@ -24,6 +24,7 @@ import pytest
 from conftest import free_port
 from doc_examples import FENCE, contains
 from PIL import Image
+from playwright.sync_api import Browser, expect
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -54,8 +55,9 @@ def tour_blocks() -> list[Block]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """``studyvisit demo --port N`` serving a fresh database; its port and the tokens it printed, by variable."""
+def demo(tmp_path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
+    """``studyvisit demo --port N`` serving a fresh database; its port, the tokens it printed (by variable)
+    and the invitation links it printed (by role)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--db", str(tmp_path / "demo.db")],
@@ -69,6 +71,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         assert process.stdout is not None
         tokens: dict[str, str] = {}
+        links: dict[str, str] = {}
         role = ""
         for line in process.stdout:  # "organizer    Marta Bianchi (org-marta)" then "token: sv_..."
             if line.startswith("Try: curl"):
@@ -77,6 +80,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 role = match[1]
             elif match := re.match(r"^\s+token: (sv_\S+)", line):
                 tokens[ROLE_TOKEN[role]] = match[1]
+            elif match := re.match(r"^\s+app:\s+(\S+)", line):
+                links[role] = match[1]
         assert set(tokens) == set(ROLE_TOKEN.values()), tokens
         deadline = time.monotonic() + 30
         while True:
@@ -86,7 +91,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the demo did not start serving"
                 time.sleep(0.1)
-        yield port, tokens
+        yield port, tokens, links
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -115,9 +120,9 @@ def as_pasted(script: str, port: int, tokens: dict[str, str]) -> str:
 
 
 def test_the_readme_tour_runs_as_written_and_prints_what_it_shows(
-    demo: tuple[int, dict[str, str]], tmp_path: Path
+    demo: tuple[int, dict[str, str], dict[str, str]], tmp_path: Path
 ) -> None:
-    port, tokens = demo
+    port, tokens, _ = demo
     blocks = tour_blocks()
     assert len(blocks) >= 5
     assert sum(1 for b in blocks if b.shown_kind) >= 3
@@ -148,3 +153,28 @@ def test_the_readme_tour_runs_as_written_and_prints_what_it_shows(
         elif block.shown_kind == "text":
             for line in block.shown.strip("\n").splitlines():
                 assert line in output.splitlines(), (block.script, line, output)
+
+
+def test_the_tour_opens_the_field_app_from_the_participants_printed_link(
+    demo: tuple[int, dict[str, str], dict[str, str]], browser: Browser
+) -> None:
+    port, tokens, links = demo
+    text = README.read_text(encoding="utf-8")
+    tour = text[text.index("## Tour") : text.index("\n## ", text.index("## Tour") + 1)]
+    shown = re.findall(r"participant's `app:` link the demo printed\s+\(`(http://\S+)`\)", tour)
+    assert shown == ["http://127.0.0.1:8000/app/#t=sv_..."]
+    link = as_pasted(shown[0].replace("sv_...", tokens["TOKEN"]), port, {})
+    assert links["participant"] == link
+    itinerary = httpx.get(
+        f"http://127.0.0.1:{port}/api/v1/events/turin-sse-2025/itinerary",
+        headers={"Authorization": f"Bearer {tokens['TOKEN']}"},
+    ).json()
+    ctx = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
+    try:
+        page = ctx.new_page()
+        page.goto(link)
+        expect(page.locator("li.visit")).to_have_count(len(itinerary["items"]))
+        expect(page.get_by_role("status")).to_contain_text("Last synced")
+        assert tokens["TOKEN"] not in page.url
+    finally:
+        ctx.close()

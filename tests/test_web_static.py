@@ -252,3 +252,25 @@ def test_qr_prints_each_invitation_link_as_a_code_that_reads_back_as_the_link(tm
         shown = read_terminal_qr(code)
         assert shown[: len(expected)] == expected
         assert len(shown) - len(expected) in (0, 1)  # an odd row count leaves half of the last line unused
+
+
+def imported_modules(module: Path) -> set[str]:
+    """Every module ``module`` imports statically, and theirs: paths relative to web/."""
+    found: set[str] = set()
+    todo = [module]
+    while todo:
+        source = todo.pop().resolve()
+        for spec in re.findall(r'^\s*import\s[^;]*?\bfrom\s+"(\.{1,2}/[^"]+)"', source.read_text(), re.M):
+            target = (source.parent / spec).resolve()
+            name = target.relative_to(WEB.resolve()).as_posix()
+            if name not in found:
+                found.add(name)
+                todo.append(target)
+    return found
+
+
+def test_index_preloads_every_module_the_app_imports_so_a_first_visit_fetches_them_at_once() -> None:
+    html = (WEB / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
+    assert preloaded == imported_modules(WEB / "js" / "main.js")
+    assert '<link rel="preload" href="i18n/en.json" as="fetch" crossorigin>' in html  # always loaded, as fallback

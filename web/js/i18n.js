@@ -9,6 +9,8 @@ let messages = {};
 /** @type {Record<string, string>} */
 let fallback = {};
 export let lang = "en";
+/** @type {Map<string, Promise<Record<string, string>>>} */
+const catalogs = new Map();
 
 /** The catalog language for a wish such as "fr-CA" or "vi" (English when there is none). @param {string | undefined} wish */
 export function pick(wish) {
@@ -24,7 +26,11 @@ export function dirOf(l) {
 /** Load a catalog and set the document's language and direction. @param {string} wanted */
 export async function load(wanted) {
   lang = pick(wanted);
-  const get = async (/** @type {string} */ l) => (await fetch(new URL(`../i18n/${l}.json`, import.meta.url))).json();
+  const get = (/** @type {string} */ l) => {
+    // Each catalog is fetched once per page: the app loads one at start and again for the account's language.
+    if (!catalogs.has(l)) catalogs.set(l, fetch(new URL(`../i18n/${l}.json`, import.meta.url)).then((r) => r.json()));
+    return /** @type {Promise<Record<string, string>>} */ (catalogs.get(l));
+  };
   fallback = await get("en");
   messages = lang === "en" ? fallback : await get(lang);
   document.documentElement.lang = lang;

@@ -171,6 +171,11 @@ export function render() {
   return rendering;
 }
 
+/** The service worker caches the shell for offline use (registering again only checks for an update). */
+function registerServiceWorker() {
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js", { scope: "./" }).catch(console.error);
+}
+
 async function start() {
   await i18n.load((await store.getMeta("language")) || navigator.language);
   const invitation = location.hash.match(/^#t=([^&]+)/);
@@ -186,8 +191,8 @@ async function start() {
   }
   const me = await store.getDoc("me");
   await i18n.load((await store.getMeta("language")) || (me && me.language) || navigator.language);
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js", { scope: "./" }).catch(console.error);
   if (!(await store.getMeta("token"))) {
+    registerServiceWorker();
     mount($("main"), h("p", null, i18n.t("app.need_invitation")));
     return;
   }
@@ -206,6 +211,8 @@ async function start() {
     history.replaceState(null, "", location.pathname + location.search + `#/${home}`);
     await render();
   }
+  // Only now: on a slow network the shell's precache would compete with the first sync for the line.
+  registerServiceWorker();
   if (!(await store.getMeta("language"))) {
     const fresh = await store.getDoc("me");
     if (fresh && i18n.pick(fresh.language) !== i18n.lang) {
