@@ -203,6 +203,7 @@ REQUEST_BODIES = [
     ("put", "/api/v1/events/{event_id}/visits/{visit_id}/feedback", ["application/json"], "FeedbackFields"),
     ("post", "/api/v1/events/{event_id}/itinerary/reorder", ["application/json"], "ReorderRequest"),
     ("put", "/api/v1/events/{event_id}/blobs/{sha256}", ["application/octet-stream"], None),
+    ("post", "/api/v1/events/{event_id}/accounts", ["application/json"], "AccountDraft"),
 ]
 
 

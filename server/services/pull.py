@@ -2,6 +2,7 @@
 
 import sqlite3
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -11,10 +12,10 @@ from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
-from server.errors import BadRequestError, GoneError
+from server.errors import BadRequestError, DomainError, GoneError
 from server.storage.blob_refs import fetchable_blobs
-from server.storage.db import Database
-from server.storage.records import last_mutation_id, load_records
+from server.storage.db import Database, rfc3339
+from server.storage.records import client_synced_at, last_mutation_id, load_records, record_client_sync
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from sync.checksum import checksum
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
@@ -29,6 +30,9 @@ _SHAPES: dict[str, type[msgspec.Struct]] = {
     "question": Question,
 }
 ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
+# How stale an install's "last synced" time may get before a caught-up pull writes it again: organizers
+# read it in minutes, and a write on every pull would cost pulls the single writer's lock.
+SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 
 def pull(db: Database, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
@@ -56,9 +60,12 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         changes = _changes(conn, account, rows, full=full)
         summary = None if has_more else summarise(conn, account)
         last_id = last_mutation_id(conn, account.id, client_id) if client_id else 0
+        seen_at = client_synced_at(conn, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
         # tombstones later never sends this device back to a full pull.
         head = rows[-1][0] if has_more else max(after, feed_head(conn))
+    if client_id and not has_more:
+        note_caught_up(db, account, client_id, seen_at)
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     return PullResponse(
         changes=changes,
@@ -67,6 +74,23 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         last_mutation_id=last_id,
         summary=summary,
     )
+
+
+def note_caught_up(
+    db: Database, account: Account, client_id: str, seen_at: str | None, now: datetime | None = None
+) -> None:
+    """Record that an install caught up, for the organizers' "last synced" (at most once per resolution).
+
+    Best effort: the time is a hint for people, so a busy or unwritable database never fails the pull.
+    """
+    moment = now or datetime.now(UTC)
+    if seen_at is not None and seen_at > rfc3339(moment - SYNC_TIME_RESOLUTION):
+        return
+    try:
+        with db.write() as conn:
+            record_client_sync(conn, account.id, client_id, rfc3339(moment))
+    except DomainError:
+        pass
 
 
 def _changes(
