@@ -6,6 +6,8 @@
 import { itineraryScreen } from "./screens/itinerary.js";
 import { siteScreen } from "./screens/site.js";
 import { notesScreen } from "./screens/notes.js";
+import { responsesScreen } from "./screens/responses.js";
+import { peopleScreen } from "./screens/people.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -15,12 +17,15 @@ import { notesScreen } from "./screens/notes.js";
 /** @typedef {{render: (arg: string, app: App) => Promise<Node>, roles: Role[], nav?: string, under?: string}} Screen */
 
 const EVERYONE = /** @type {Role[]} */ (["participant", "host", "organizer"]);
+const ORGANIZERS = /** @type {Role[]} */ (["organizer"]);
 
 /** @type {Record<string, Screen>} */
 export const SCREENS = {
   itinerary: { nav: "nav.itinerary", roles: EVERYONE, render: () => itineraryScreen() },
   site: { under: "itinerary", roles: EVERYONE, render: (arg) => siteScreen(arg) },
   notes: { nav: "nav.notes", roles: EVERYONE, render: (arg, app) => notesScreen(arg, app) },
+  responses: { nav: "nav.feedback", roles: ORGANIZERS, render: (arg, app) => responsesScreen(arg, app) },
+  people: { nav: "nav.people", roles: ORGANIZERS, render: (arg, app) => peopleScreen(arg, app) },
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */
