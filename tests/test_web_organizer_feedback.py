@@ -240,9 +240,7 @@ ORGANIZER_ONLY = [
 ]
 
 
-def test_a_participant_never_sees_organizer_screens_or_data(
-    context: tuple[BrowserContext, Recorded], web: Web
-) -> None:
+def test_a_participant_never_sees_organizer_screens_or_data(context: tuple[BrowserContext, Recorded], web: Web) -> None:
     ctx, recorded = context
     page = open_app(ctx, web, PARTICIPANT)
     nav = page.get_by_role("navigation")
