@@ -58,8 +58,8 @@ class AccountController(Controller):
         cache_control=NO_STORE,
         opt={CACHE_OPT: NO_STORE.to_header()},
     )
-    def list_accounts(self, db: AppDatabase, event_id: str) -> People:
-        return people(db, event_id)
+    def list_accounts(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> People:
+        return people(db, request.user)
 
     @post(
         "/",
@@ -75,8 +75,8 @@ class AccountController(Controller):
     def add_account(
         self, request: Request[Account, Any, Any], db: AppDatabase, state: State, event_id: str, payload: AccountDraft
     ) -> Response[Invitation]:
-        created = add_person(db, event_id, payload, base_url(request, state))
-        return Response(created, status_code=201, headers={"Cache-Control": NO_STORE.to_header()})
+        created = add_person(db, request.user, payload, base_url(request, state))
+        return Response(created, status_code=201)
 
     @post(
         "/{account_id:str}/retire",

@@ -10,7 +10,7 @@ import msgspec
 import segno
 
 from schemas.accounts import Account, AccountDraft, Invitation, NewAccount, People, Person
-from server.errors import DomainError, NotFoundError
+from server.errors import DomainError, ForbiddenError, NotFoundError
 from server.feeds import feed_urls
 from server.storage.accounts import (
     create_account,
@@ -115,6 +115,14 @@ def check_account(conn: sqlite3.Connection, account: Account) -> None:
             raise InvalidAccountError(f"no site '{site_id}' in event '{account.event_id}'", "site_ids")
 
 
+def _create(conn: sqlite3.Connection, account: Account, expires_at: str | None) -> NewAccount:
+    check_account(conn, account)
+    try:
+        return create_account(conn, account, expires_at=expires_at)
+    except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
+        raise InvalidAccountError(f"account '{account.id}' cannot be stored: {exc}") from None
+
+
 def add_accounts(db: Database, accounts: list[Account], expires_at: str | None = None) -> list[NewAccount]:
     """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown.
 
@@ -124,21 +132,24 @@ def add_accounts(db: Database, accounts: list[Account], expires_at: str | None =
     with db.write() as conn:
         for n, account in enumerate(accounts):
             try:
-                check_account(conn, account)
-                try:
-                    created.append(create_account(conn, account, expires_at=expires_at))
-                except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
-                    raise InvalidAccountError(f"account '{account.id}' cannot be stored: {exc}") from None
+                created.append(_create(conn, account, expires_at))
             except AccountError as exc:
                 exc.index = n
                 raise
     return created
 
 
-def people(db: Database, event_id: str) -> People:
-    """Every account of the event, retired ones included, with their last sync."""
+def require_organizer(caller: Account) -> None:
+    """An event's accounts are its organizers' to see and manage (the routes' guard says so first)."""
+    if caller.role != "organizer":
+        raise ForbiddenError(f"The accounts of an event are for its organizers; you are a {caller.role}.")
+
+
+def people(db: Database, caller: Account) -> People:
+    """Every account of the caller's event, retired ones included, with their last sync."""
+    require_organizer(caller)
     with db.read() as conn:
-        return People(event_id=event_id, accounts=list_people(conn, event_id))
+        return People(event_id=caller.event_id, accounts=list_people(conn, caller.event_id))
 
 
 def _person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person:
@@ -160,25 +171,25 @@ def invitation(person: Person, token: str, feed_token: str | None, base_url: str
     )
 
 
-def add_person(db: Database, event_id: str, draft: AccountDraft, base_url: str) -> Invitation:
-    """Create an account in the event from an organizer's draft; its token is in the answer, and only there."""
-    with db.read() as conn:
-        account_id = draft.id or unique_id(conn, draft.name, set())
-    account = Account(
-        id=account_id,
-        name=draft.name.strip(),
-        role=draft.role,
-        event_id=event_id,
-        group_id=draft.group_id,
-        site_ids=draft.site_ids,
-        language=draft.language,
-        country=draft.country,
-        organization=draft.organization,
-    )
+def add_person(db: Database, caller: Account, draft: AccountDraft, base_url: str) -> Invitation:
+    """Add someone to the caller's event from a draft; their token is in the answer, and only there."""
+    require_organizer(caller)
     expires_at = rfc3339(draft.expires_at.astimezone(UTC)) if draft.expires_at else None
-    (created,) = add_accounts(db, [account], expires_at)
-    with db.read() as conn:
-        person = _person(conn, event_id, created.id)
+    # One transaction: the id made from the name is still free when the account is stored.
+    with db.write() as conn:
+        account = Account(
+            id=draft.id or unique_id(conn, draft.name, set()),
+            name=draft.name.strip(),
+            role=draft.role,
+            event_id=caller.event_id,
+            group_id=draft.group_id,
+            site_ids=draft.site_ids,
+            language=draft.language,
+            country=draft.country,
+            organization=draft.organization,
+        )
+        created = _create(conn, account, expires_at)
+        person = _person(conn, caller.event_id, created.id)
     return invitation(person, created.token, created.feed_token, base_url)
 
 
@@ -197,6 +208,7 @@ def existing_account(conn: sqlite3.Connection, account_id: str, event_id: str | 
 
 def retire_person(db: Database, caller: Account, account_id: str) -> Person:
     """Revoke every token of an account of the caller's event at once; retiring it again changes nothing."""
+    require_organizer(caller)
     if account_id == caller.id:
         raise OwnAccountError("You cannot retire the account you are signed in with; another organizer can.")
     with db.write() as conn:
@@ -209,6 +221,7 @@ def retire_person(db: Database, caller: Account, account_id: str) -> Person:
 
 def rotate_person(db: Database, caller: Account, account_id: str, base_url: str) -> Invitation:
     """A new bearer token for an account of the caller's event (the old one stops working at once)."""
+    require_organizer(caller)
     if account_id == caller.id:
         raise OwnAccountError(
             "You cannot replace the token you are signed in with here; use `studyvisit accounts rotate`."
