@@ -5,7 +5,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from schemas.common import Slug, Translations, Uuid
+from schemas.common import Slug, Stamp, Translations, Uuid
 from schemas.feedback import Choice, QuestionKind
 from schemas.sync import Answer, Rating, Version
 
@@ -50,6 +50,8 @@ class Author(msgspec.Struct, kw_only=True, frozen=True):
     id: str
     name: str
     country: str | None = None
+    # The language the author uses the app in: what their words are most likely written in.
+    language: str | None = None
 
 
 class RatingStats(msgspec.Struct, kw_only=True):
@@ -68,6 +70,8 @@ class TextAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
     text: str
     author_id: str | None = None
     author_name: str | None = None
+    # The author's app language (BCP 47), for organizers: a hint of the text's language, not a detection.
+    lang: str | None = None
 
 
 class QuestionSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -104,6 +108,8 @@ class VisitFeedback(FeedbackStats, kw_only=True):
     site_id: str | None
     group_ids: list[str]
     feedback_closed: bool
+    # When the visit starts, to sort and filter by day in the event's time zone.
+    starts_at: Stamp | None = None
 
 
 class SiteFeedback(FeedbackStats, kw_only=True):

@@ -19,6 +19,7 @@ from server.observability import Metrics, observe
 from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.ratelimit import FailedAuthLimiter
 from server.representation import RepresentationCache
+from server.routes.accounts import AccountController
 from server.routes.app import app_file
 from server.routes.blobs import BlobController
 from server.routes.bodies import provide_payload
@@ -61,6 +62,7 @@ ROUTES = [
     SyncController,
     EditingController,
     FeedbackController,
+    AccountController,
     NotesController,
     ScheduleController,
     BlobController,

@@ -4,13 +4,10 @@ import csv
 import errno
 import io
 import os
-import re
 import shutil
 import socket
-import sqlite3
 import sys
 import tempfile
-import unicodedata
 from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,6 +23,7 @@ from click.core import ParameterSource
 
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
+from server.errors import NotFoundError
 from server.feeds import feed_urls
 from server.fixtures import (
     DEMO_FIXTURE,
@@ -36,11 +34,18 @@ from server.fixtures import (
     read_fixture,
 )
 from server.observability import MULTIPROCESS_DIR
+from server.services.accounts import (
+    AccountError,
+    InvalidAccountError,
+    add_accounts,
+    existing_account,
+    invitation_link,
+    unique_id,
+)
 from server.services.blobs import blob_files, purge_uploads
 from server.settings import Settings
 from server.storage.accounts import (
     Access,
-    create_account,
     get_access,
     get_account,
     retire_account,
@@ -49,7 +54,6 @@ from server.storage.accounts import (
     rotate_token,
     set_expiry,
 )
-from server.storage.catalog import get_event, get_group, get_site
 from server.storage.copy import CopyError, copy_sqlite_to_postgres
 from server.storage.db import Database, migrate, migration_status
 from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
@@ -115,11 +119,6 @@ def public_url() -> str:
     return Settings.from_env().public_url or "http://127.0.0.1:8000"
 
 
-def invitation_link(base_url: str, token: str) -> str:
-    """The field app's sign-in link: the token rides in the fragment, which browsers never send to a server."""
-    return f"{base_url.rstrip('/')}/app/#t={token}"
-
-
 def account_json(account: NewAccount, base_url: str) -> bytes:
     """One account as a JSON line for scripts: group, site_ids and token only where set."""
     data: dict[str, Any] = {"id": account.id, "name": account.name, "role": account.role, "event_id": account.event_id}
@@ -160,12 +159,6 @@ def print_accounts(accounts: list[NewAccount], as_json: bool, base_url: str | No
             urls = feed_urls(base_url, account.feed_token)
             click.echo(f"             calendar: {urls.webcal}\n             frab:     {urls.schedule_xml}")
     sys.stdout.flush()
-
-
-def slugify(name: str) -> str:
-    """An ASCII id from a name ("" for a name in a script with no Latin letters)."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60]
 
 
 def check_port(host: str, port: int) -> None:
@@ -473,51 +466,25 @@ def _add_all(
     where: list[str] | None = None,
     names: tuple[str, str] = ("--group", "--site"),
 ) -> list[NewAccount]:
-    """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown.
+    """Create accounts in one transaction (server/services/accounts.py): all of them, or none, so no token goes unshown.
 
     ``where`` names each account's source in messages (a CSV line), ``names`` the group and site inputs.
     """
-    created: list[NewAccount] = []
-    with db.write() as conn:
-        for n, account in enumerate(accounts):
-            try:
-                created.append(_add_one(conn, account, names, expires_at))
-            except click.ClickException as exc:
-                raise click.ClickException(f"{where[n]}: {exc.message}" if where else exc.message) from None
-    return created
-
-
-def _add_one(conn: sqlite3.Connection, account: Account, names: tuple[str, str], expires_at: str | None) -> NewAccount:
-    if get_event(conn, account.event_id) is None:
-        raise click.ClickException(f"no event '{account.event_id}'")
-    if get_account(conn, account.id) is not None:
-        raise click.ClickException(f"an account '{account.id}' exists already")
-    if account.group_id and get_group(conn, account.event_id, account.group_id) is None:
-        raise click.ClickException(f"no group '{account.group_id}' in event '{account.event_id}' ({names[0]})")
-    for site_id in account.site_ids:
-        if get_site(conn, account.event_id, site_id) is None:
-            raise click.ClickException(f"no site '{site_id}' in event '{account.event_id}' ({names[1]})")
     try:
-        return create_account(conn, account, expires_at=expires_at)
-    except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
-        raise click.ClickException(f"account '{account.id}' cannot be stored: {exc}") from None
-
-
-def _unique_id(db: Database, name: str, taken: set[str]) -> str:
-    # Names in Arabic, Korean... have no Latin letters to slug: number them instead.
-    base = slugify(name) or "account"
-    candidate, n = base, 1
-    while candidate in taken or get_account(db.conn, candidate) is not None:
-        n += 1
-        candidate = f"{base}-{n}"
-    taken.add(candidate)
-    return candidate
+        return add_accounts(db, accounts, expires_at)
+    except AccountError as exc:
+        message = exc.detail
+        if isinstance(exc, InvalidAccountError) and exc.field in ("group_id", "site_ids"):
+            message = f"{exc.reason} ({names[0] if exc.field == 'group_id' else names[1]})"
+        if where and exc.index is not None:
+            message = f"{where[exc.index]}: {message}"
+        raise click.ClickException(message) from None
 
 
 def _new_account(db: Database, taken: set[str], **fields: Any) -> Account:
     fields = {k: v for k, v in fields.items() if v not in (None, "")}
     if "id" not in fields:
-        fields["id"] = _unique_id(db, fields.get("name", ""), taken)
+        fields["id"] = unique_id(db.conn, fields.get("name", ""), taken)
     try:
         return msgspec.convert(fields, Account)
     except msgspec.ValidationError as exc:
@@ -571,14 +538,12 @@ def parse_expiry(text: str) -> str | None:
 
 def _existing(db: Database, account_id: str) -> tuple[Account, Access]:
     """The account, or a clean failure naming it; a retired account cannot be changed any more."""
-    account = get_account(db.conn, account_id)
+    try:
+        account = existing_account(db.conn, account_id)
+    except (NotFoundError, AccountError) as exc:
+        raise click.ClickException(exc.detail) from None
     access = get_access(db.conn, account_id)
-    if account is None or access is None:
-        raise click.ClickException(f"no account '{account_id}'")
-    if access.retired_at is not None:
-        raise click.ClickException(
-            f"account '{account_id}' was retired on {access.retired_at}; its tokens stay revoked"
-        )
+    assert access is not None
     return account, access
 
 

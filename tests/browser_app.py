@@ -100,7 +100,7 @@ def context(browser: Browser, web: Web) -> Iterator[tuple[BrowserContext, Record
     ctx.on("request", lambda r: recorded.urls.append(r.url))
     yield ctx, recorded
     ctx.close()
-    # Object URLs of the page's own photos (blob:<origin>/<uuid>) are this origin's too.
+    # A blob: URL of the app's own origin (a photo shown, a download made) is the page's memory, not a request out.
     strays = [u for u in recorded.urls if not u.removeprefix("blob:").startswith(web.server.url + "/")]
     assert strays == [], "requests left the server's origin"
 

@@ -39,6 +39,13 @@ def hosts_variables(client: Client, seeded: Seeded) -> dict[str, str]:
     }
 
 
+def people_variables(client: Client, seeded: Seeded) -> dict[str, str]:
+    return {
+        "TOKEN": seeded.accounts["p-nguyen-thi-hoa"].token,
+        "ORG_TOKEN": seeded.token("organizer"),
+    }
+
+
 def test_the_itinerary_guide_reads_changes_since_the_time_it_exports() -> None:
     # Not a time the test picks: the guide's own, which a reader's shell has.
     assert read_exports(DOCS / "organizers-itinerary.md") == {
@@ -52,6 +59,7 @@ GUIDES = [
     pytest.param("organizers-feedback.md", 10, feedback_variables, id="organizers-feedback"),
     pytest.param("organizers-itinerary.md", 7, itinerary_variables, id="organizers-itinerary"),
     pytest.param("hosts.md", 6, hosts_variables, id="hosts"),
+    pytest.param("organizers-people.md", 7, people_variables, id="organizers-people"),
 ]
 
 

@@ -205,6 +205,7 @@ REQUEST_BODIES = [
     ("post", "/api/v1/events/{event_id}/itinerary/reorder", ["application/json"], "ReorderRequest"),
     ("post", "/api/v1/events/{event_id}/itinerary/check", ["application/json"], "ProposedVisitChange"),
     ("put", "/api/v1/events/{event_id}/blobs/{sha256}", ["application/octet-stream"], None),
+    ("post", "/api/v1/events/{event_id}/accounts", ["application/json"], "AccountDraft"),
 ]
 
 

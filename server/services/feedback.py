@@ -178,7 +178,11 @@ def _text(feedback: Feedback, text: str, authors: dict[str, Author] | None) -> T
         return TextAnswer(feedback_id=feedback.id, text=text)
     author = authors.get(feedback.author_id)
     return TextAnswer(
-        feedback_id=feedback.id, text=text, author_id=feedback.author_id, author_name=author.name if author else None
+        feedback_id=feedback.id,
+        text=text,
+        author_id=feedback.author_id,
+        author_name=author.name if author else None,
+        lang=author.language if author else None,
     )
 
 
@@ -245,6 +249,7 @@ def feedback_summary(db: Database, account: Account) -> FeedbackSummary:
             site_id=v.site_id,
             group_ids=v.group_ids,
             feedback_closed=v.id in closed,
+            starts_at=v.starts_at,
         )
         for v in visits
     ]

@@ -2,6 +2,7 @@
 
 import sqlite3
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -11,17 +12,11 @@ from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
-from server.errors import (
-    BadRequestError,
-    DatabaseBusyError,
-    DatabaseUnavailableError,
-    GoneError,
-    InsufficientStorageError,
-)
+from server.errors import BadRequestError, DomainError, GoneError
 from server.storage.blob_refs import fetchable_blobs
-from server.storage.db import Database
+from server.storage.db import Database, rfc3339
 from server.storage.pull_positions import record_pull_position
-from server.storage.records import last_mutation_id, load_records
+from server.storage.records import client_synced_at, last_mutation_id, load_records, record_client_sync
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from sync.checksum import checksum
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
@@ -36,6 +31,9 @@ _SHAPES: dict[str, type[msgspec.Struct]] = {
     "question": Question,
 }
 ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
+# How stale an install's "last synced" time may get before a caught-up pull writes it again: organizers
+# read it in minutes, and a write on every pull would cost pulls the single writer's lock.
+SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 
 def pull(db: Database, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
@@ -63,12 +61,13 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
         changes = _changes(conn, account, rows, full=full)
         summary = None if has_more else summarise(conn, account)
         last_id = last_mutation_id(conn, account.id, client_id) if client_id else 0
+        seen_at = client_synced_at(conn, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
         # tombstones later never sends this device back to a full pull.
         head = rows[-1][0] if has_more else max(after, feed_head(conn))
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     if client_id and not has_more:
-        note_pull_position(db, account, client_id, head)
+        note_caught_up(db, account, client_id, head, seen_at)
     return PullResponse(
         changes=changes,
         cursor=encode_cursor(next_position),
@@ -78,17 +77,24 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
     )
 
 
-def note_pull_position(db: Database, account: Account, client_id: str, head: int) -> None:
-    """Keep how far this device is caught up, for organizers asking who has a change (best effort).
+def note_caught_up(
+    db: Database, account: Account, client_id: str, head: int, seen_at: str | None, now: datetime | None = None
+) -> None:
+    """Record that an install caught up, in one write: how far (for organizers asking who has a change)
+    and, at most once per SYNC_TIME_RESOLUTION, when (their "last synced").
 
-    Only a caught-up page counts: a device paging on (a full pull is swapped in whole at its end)
-    does not hold the changes yet. A database that cannot take the write just now still serves
-    the pull: the position is written again by the device's next one.
+    Only a caught-up page counts: a device paging on (a full pull is swapped in whole at its end) does
+    not hold the changes yet. Best effort: a busy or unwritable database never fails the pull; the
+    device's next pull writes both again.
     """
+    moment = now or datetime.now(UTC)
+    stale = seen_at is None or seen_at <= rfc3339(moment - SYNC_TIME_RESOLUTION)
     try:
         with db.write() as conn:
             record_pull_position(conn, account.id, client_id, head)
-    except (DatabaseBusyError, DatabaseUnavailableError, InsufficientStorageError):
+            if stale:
+                record_client_sync(conn, account.id, client_id, rfc3339(moment))
+    except DomainError:
         pass
 
 

@@ -6,7 +6,9 @@ import secrets
 import sqlite3
 from typing import NamedTuple
 
-from schemas.accounts import Account, NewAccount
+import msgspec
+
+from schemas.accounts import Account, NewAccount, Person
 from server.storage.db import utcnow
 
 FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
@@ -134,6 +136,38 @@ def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
     """Every account of an event."""
     rows = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.event_id = ? ORDER BY a.id", (event_id,)).fetchall()
     return [_account(row) for row in rows]
+
+
+# An account with what organizers see of it: sync_clients holds one row per install of the app, its
+# updated_at the last push or caught-up pull of that install (server/services/pull.py).
+_SELECT_PERSON = (
+    "SELECT a.*, (SELECT group_concat(site_id, char(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites,"
+    " (SELECT MAX(c.updated_at) FROM sync_clients c WHERE c.account_id = a.id) AS last_synced_at,"
+    " (SELECT COUNT(*) FROM sync_clients c WHERE c.account_id = a.id) AS devices"
+    " FROM accounts a WHERE a.event_id = ?"
+)
+
+
+def _person(row: sqlite3.Row) -> Person:
+    return Person(
+        **msgspec.structs.asdict(_account(row)),
+        expires_at=row["expires_at"],
+        retired_at=row["retired_at"],
+        last_synced_at=row["last_synced_at"],
+        devices=int(row["devices"]),
+    )
+
+
+def list_people(conn: sqlite3.Connection, event_id: str) -> list[Person]:
+    """Every account of an event with its expiry, retirement, and when and from how many devices it synced."""
+    rows = conn.execute(f"{_SELECT_PERSON} ORDER BY a.id", (event_id,)).fetchall()
+    return [_person(row) for row in rows]
+
+
+def get_person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person | None:
+    """One account of an event as organizers list it, or None (also when it is another event's)."""
+    row = conn.execute(f"{_SELECT_PERSON} AND a.id = ?", (event_id, account_id)).fetchone()
+    return None if row is None else _person(row)
 
 
 def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:

@@ -47,8 +47,11 @@ def feedback_of(conn: sqlite3.Connection, event_id: str, author_id: str, visit_i
 
 def list_authors(conn: sqlite3.Connection, event_id: str) -> dict[str, Author]:
     """Every account of the event by id, with the name and country organizers see beside their words."""
-    rows = conn.execute("SELECT id, name, country FROM accounts WHERE event_id = ?", (event_id,))
-    return {str(r["id"]): Author(id=str(r["id"]), name=str(r["name"]), country=r["country"]) for r in rows}
+    rows = conn.execute("SELECT id, name, country, language FROM accounts WHERE event_id = ?", (event_id,))
+    return {
+        str(r["id"]): Author(id=str(r["id"]), name=str(r["name"]), country=r["country"], language=r["language"])
+        for r in rows
+    }
 
 
 def feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str) -> tuple[bool, int] | None:

@@ -217,6 +217,23 @@ def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: s
     )
 
 
+def client_synced_at(conn: sqlite3.Connection, account_id: str, client_id: str) -> str | None:
+    """When this install of this account last pushed or caught up (RFC 3339 UTC), or None."""
+    row = conn.execute(
+        "SELECT updated_at FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def record_client_sync(conn: sqlite3.Connection, account_id: str, client_id: str, at: str) -> None:
+    """Remember that this install synced at ``at``; its processed mutation id is left as it is."""
+    conn.execute(
+        "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (account_id, client_id) DO UPDATE SET updated_at = excluded.updated_at",
+        (account_id, client_id, at),
+    )
+
+
 def mutation_results(
     conn: sqlite3.Connection, account_id: str, client_id: str, first: int, last: int
 ) -> dict[int, MutationOutcome]:

@@ -14,6 +14,8 @@ import { feedbackScreen } from "./screens/feedback.js";
 import { fixScreen } from "./screens/fix.js";
 import { programmeScreen } from "./screens/programme.js";
 import { deliveryScreen } from "./screens/delivery.js";
+import { responsesScreen } from "./screens/responses.js";
+import { peopleScreen } from "./screens/people.js";
 
 /** What a screen may use of the app: `changed()` after a change is queued (a sync follows soon),
  * `requestSync()` to sync now, `me` the account (GET /me, as last synced), `render()` to redraw.
@@ -44,6 +46,8 @@ export const SCREENS = {
   "site-edit": { nav: "nav.my_site", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteEditScreen(arg, app) },
   "site-visits": { nav: "nav.site_visits", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteVisitsScreen(arg, app) },
   "site-history": { nav: "nav.history", roles: SITE_EDITORS, navRoles: HOSTS, render: (arg, app) => siteHistoryScreen(arg, app) },
+  responses: { nav: "nav.feedback", roles: ORGANIZERS, render: (arg, app) => responsesScreen(arg, app) },
+  people: { nav: "nav.people", roles: ORGANIZERS, render: (arg, app) => peopleScreen(arg, app) },
 };
 
 /** Each role's first screen. @type {Record<Role, string>} */
