@@ -374,14 +374,16 @@ def measure_json_push(
                 ]
             ],
         )
-        uploads = []
+        uploads: list[dict[str, Any]] = []
         for photo in photos:
-            uploads += phone.page.evaluate(
-                """async ([path, data, auth]) => { const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            uploads.append(
+                phone.page.evaluate(
+                    """async ([path, data, auth]) => { const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
                      const started = performance.now();
                      const r = await fetch(path, {method: 'PUT', body: bytes, headers: {...auth, 'Content-Type': 'image/jpeg'}});
                      await r.arrayBuffer(); return {status: r.status, ms: performance.now() - started}; }""",
-                [f"{api}/blobs/{photo.sha256}", base64.b64encode(photo.data).decode(), auth],
+                    [f"{api}/blobs/{photo.sha256}", base64.b64encode(photo.data).decode(), auth],
+                )
             )
     finally:
         phone.close()

@@ -175,6 +175,7 @@ class LiveServer:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.stop()  # never left running behind a failed test
         raise RuntimeError("server did not start within 30 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -294,6 +294,8 @@ QUERY_PARAMETERS: list[tuple[str, str, dict[str, str]]] = [
     (f"{E}/notes/shared.csv", "site", {}),
     (f"{E}/changes", "since", {}),
     (f"{E}/changes", "lang", {"since": "2025-12-01T00:00:00Z"}),
+    (f"{E}/changes/delivery", "since", {}),
+    (f"{E}/changes/delivery", "lang", {"since": "2025-12-01T00:00:00Z"}),
     (f"{E}/blobs/{'0' * 64}", "w", {}),
     (f"{E}/export.zip", "visit", {}),
 ]

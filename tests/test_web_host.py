@@ -102,7 +102,7 @@ def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_
 
     ctx.set_offline(True)
     note = "Step-free entrance from the back courtyard, via Morgari 14; ring the bell"
-    page.get_by_label("Accessibility").fill(note)
+    page.get_by_label("Accessibility", exact=True).fill(note)
     preview = page.locator(".preview")
     expect(preview.locator("dl")).to_contain_text(note)  # live, before saving
     preview.get_by_label("Preview in").select_option("fr")
@@ -147,7 +147,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
 
     ctx.set_offline(True)
     mine = f"Ramp at the side door on Via Arbe ({choice})"
-    page.get_by_label("Accessibility").fill(mine)
+    page.get_by_label("Accessibility", exact=True).fill(mine)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#status")).to_contain_text("1 waiting")
 
@@ -158,7 +158,7 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
     organizer.get_by_role("link", name="Edit this site").click()
     expect(organizer.get_by_label("Name", exact=True)).to_be_visible()  # organizers' own fields
     theirs = f"Lift from the courtyard; the side door has steps ({choice})"
-    organizer.get_by_label("Accessibility").fill(theirs)
+    organizer.get_by_label("Accessibility", exact=True).fill(theirs)
     queued_and_synced(organizer, organizer.get_by_role("button", name="Save").click)
     assert site(web, TRICICLO)["accessibility"] == theirs
 

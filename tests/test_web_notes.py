@@ -518,7 +518,7 @@ def test_photos_kept_for_display_are_bounded_and_those_waiting_for_upload_are_ne
         """() => import('./js/store.js').then(async s => {
              const photo = (sha256, state, used_at) => ({ sha256, blob: new Blob([new Uint8Array(10)]), media_type: 'image/jpeg',
                bytes: 10, note_id: null, state, used_at });
-             await s.enqueue('note.put', { id: 'n', attachments: [] }, photo('waiting', 'pending', 1));
+             await s.enqueue('note.put', { id: 'n', attachments: [] }, { photo: photo('waiting', 'pending', 1) });
              for (const [sha, used] of [['oldest', 2], ['older', 3], ['newer', 5]]) await s.keepFetched(photo(sha, 'fetched', used), 25);
              const first = (await s.photos()).map(p => p.sha256).sort();
              await s.keepFetched(photo('newest', 'fetched', 9), 25);

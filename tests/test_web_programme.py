@@ -180,7 +180,7 @@ def test_a_participant_never_sees_the_organizers_screens_or_data(
     for route in ("#/programme", "#/programme/2025-12-10", "#/changes"):
         page.evaluate(f"location.hash = '{route}'")
         expect(page.get_by_role("heading", level=2, name="Itinerary")).to_be_visible()
-        expect(page.locator("section.programme, section.changes")).to_have_count(0)
+        expect(page.locator("section.programme, section.delivery")).to_have_count(0)
     headers = {"Authorization": f"Bearer {web.token('p-wanjiru-kamau')}"}
     base = web.server.url + API
     for response in (

@@ -10,7 +10,7 @@ const RTL = new Set(["ar"]);
 
 /** @param {string} text */
 function notice(text) {
-  return h("section", { "aria-labelledby": "changes-title" }, h("h2", { id: "changes-title" }, t("nav.changes")), h("p", { class: "zone-note" }, text));
+  return h("section", { "aria-labelledby": "delivery-title" }, h("h2", { id: "delivery-title" }, t("nav.changes")), h("p", { class: "zone-note" }, text));
 }
 
 /** @param {string} _arg @param {import("../routes.js").App} app */
@@ -37,8 +37,8 @@ export async function deliveryScreen(_arg, app) {
   const [first] = told;
   return h(
     "section",
-    { "aria-labelledby": "changes-title", class: "changes" },
-    h("h2", { id: "changes-title" }, t("nav.changes")),
+    { "aria-labelledby": "delivery-title", class: "delivery" },
+    h("h2", { id: "delivery-title" }, t("nav.changes")),
     h("p", null, t("delivery.since", { time: stamp(since) })),
     h("div", { class: "actions" }, h("button", { type: "button", onclick: () => void app.render() }, t("delivery.refresh"))),
     first.changes.length === 0 ? h("p", null, t("delivery.none")) : null,
