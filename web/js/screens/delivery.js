@@ -3,10 +3,8 @@
 // (GET …/changes/delivery). Online only: the counts are the server's.
 
 import { h } from "../ui.js";
-import { t, stamp, LANGUAGES, NAMES } from "../i18n.js";
+import { t, stamp, dirOf, LANGUAGES, NAMES } from "../i18n.js";
 import { call, problemOf } from "../sync.js";
-
-const RTL = new Set(["ar"]);
 
 /** @param {string} text */
 function notice(text) {
@@ -55,7 +53,7 @@ export async function deliveryScreen(_arg, app) {
           h("dl", { class: "texts" },
             told.map((answer, j) => [
               h("dt", null, NAMES[LANGUAGES[j]]),
-              h("dd", { lang: LANGUAGES[j], dir: RTL.has(LANGUAGES[j]) ? "rtl" : "ltr" }, answer.changes[i].change.text),
+              h("dd", { lang: LANGUAGES[j], dir: dirOf(LANGUAGES[j]) }, answer.changes[i].change.text),
             ])),
           d.accounts_pending.length
             ? h("details", null,
