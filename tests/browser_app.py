@@ -28,6 +28,10 @@ ARGS = [
     "--no-first-run",
 ]
 API = f"/api/v1/events/{EVENT_ID}"
+# Assertions wait up to 15 s (Playwright's default is 5): CI runs two browsers and their servers on two
+# cores beside the other tests, and a sync or a server check can take longer there. It is a bound on
+# waiting, not a speed expectation: a passing test still ends as soon as the page shows what it must.
+expect.set_options(timeout=15_000)
 
 
 class Web:
