@@ -391,28 +391,19 @@ export async function fixNote(problem, fields) {
   await store.enqueue("note.put", fixed, { fixes: problem.id });
 }
 
-/** Where a conflicting mutation's record is (the replica's entity, the argument naming it) and, when
- * not at the top of its arguments, where its fields are. @type {Record<string, {entity: string, id: string, fields?: string}>} */
-const CONFLICT_TARGETS = {
-  "note.put": { entity: "note", id: "id" },
-  "note.delete": { entity: "note", id: "id" },
-  "feedback.put": { entity: "feedback", id: "id" },
-  "site.patch": { entity: "site", id: "site_id", fields: "fields" },
-};
-
 /** The losing fields of a conflict, each with my value and the server's (as last pulled).
  * @param {import("./store.js").Problem} problem @returns {Promise<{field: string, mine: any, theirs: any}[]>} */
 export async function conflictValues(problem) {
   const m = problem.mutation;
   if (!m || problem.status !== "conflict") return [];
-  const target = CONFLICT_TARGETS[m.type];
-  if (!target) return [];
-  // A site.patch names its site as site_id and carries its fields under `fields`; notes and feedback
-  // carry both at the top. Never a lookup without an id: IndexedDB throws on an undefined key.
-  const id = problem.entity_id || m.args[target.id];
-  const row = typeof id === "string" ? await store.record(target.entity, id) : undefined;
+  // A site.patch names its site as site_id and carries its fields under `fields`. Never a lookup
+  // without an id: IndexedDB throws on an undefined key, and that would stop every render.
+  const site = m.type === "site.patch";
+  const entity = site ? "site" : m.type === "feedback.put" ? "feedback" : "note";
+  const id = problem.entity_id || (site ? m.args.site_id : m.args.id);
+  const row = typeof id === "string" ? await store.record(entity, id) : undefined;
   const server = row ? row.data : {};
-  const typed = target.fields ? m.args[target.fields] || {} : m.args;
+  const typed = site ? m.args.fields || {} : m.args;
   return (problem.conflicts || []).map((field) => {
     const [head, key] = field.split(".");
     const pick = (/** @type {any} */ from) => (key === undefined ? from?.[head] : from?.[head]?.[key]);
