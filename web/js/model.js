@@ -396,13 +396,18 @@ export async function fixNote(problem, fields) {
 export async function conflictValues(problem) {
   const m = problem.mutation;
   if (!m || problem.status !== "conflict") return [];
-  const entity = m.type === "feedback.put" ? "feedback" : "note";
-  const row = await store.record(entity, problem.entity_id || m.args.id);
+  // A site.patch names its site as site_id and carries its fields under `fields`. Never a lookup
+  // without an id: IndexedDB throws on an undefined key, and that would stop every render.
+  const site = m.type === "site.patch";
+  const entity = site ? "site" : m.type === "feedback.put" ? "feedback" : "note";
+  const id = problem.entity_id || (site ? m.args.site_id : m.args.id);
+  const row = typeof id === "string" ? await store.record(entity, id) : undefined;
   const server = row ? row.data : {};
+  const typed = site ? m.args.fields || {} : m.args;
   return (problem.conflicts || []).map((field) => {
     const [head, key] = field.split(".");
     const pick = (/** @type {any} */ from) => (key === undefined ? from?.[head] : from?.[head]?.[key]);
     const recorded = (server.conflicts || []).find((/** @type {any} */ c) => c.field === field);
-    return { field, mine: pick(m.args) ?? recorded?.value ?? null, theirs: pick(server) ?? null };
+    return { field, mine: pick(typed) ?? recorded?.value ?? null, theirs: pick(server) ?? null };
   });
 }
