@@ -125,8 +125,9 @@ class Device:
     seed: int
 
 
-def note_batches(device: Device, notes: int, batch_size: int) -> tuple[list[bytes], list[str]]:
-    """Push bodies of ``note.put`` mutations (ids 1..notes) and the note ids they create."""
+def note_batches(device: Device, notes: int, batch_size: int, *, shared: bool = False) -> tuple[list[bytes], list[str]]:
+    """Push bodies of ``note.put`` mutations (ids 1..notes) and the note ids they create (``shared``: with
+    the organizers, so that their sync carries them)."""
     rng = random.Random(device.seed)
     now = datetime.now(UTC).astimezone()
     base_ms = time.time_ns() // 1_000_000
@@ -143,6 +144,7 @@ def note_batches(device: Device, notes: int, batch_size: int) -> tuple[list[byte
                 "body": corpus.note_body(rng, language),
                 "tags": rng.sample(corpus.TAGS, rng.randint(0, 3)),
                 "captured_at": now.isoformat(),
+                **({"share_with_organizers": True} if shared else {}),
             },
         }
         for i in range(notes)
@@ -209,9 +211,12 @@ class PushJob:
     notes_per_device: int
     batch_size: int
     deadline_s: float = 300.0
+    shared: bool = False
 
     async def run(self) -> PushStats:
-        prepared = [note_batches(d, self.notes_per_device, self.batch_size)[0] for d in self.devices]
+        prepared = [
+            note_batches(d, self.notes_per_device, self.batch_size, shared=self.shared)[0] for d in self.devices
+        ]
         latencies: list[float] = []
         totals = [0, 0]
 

@@ -25,7 +25,13 @@ class Server:
     """A uvicorn server in its own process group, on a free local port."""
 
     def __init__(
-        self, name: str, command: list[str], health_path: str, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        health_path: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         # Its output (the server's access log among it) goes to a file, as a deployment's would, not to a terminal.
@@ -34,6 +40,7 @@ class Server:
         self.command = [*command, "--port", str(self.port)]
         self.health_path = health_path
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,7 +51,7 @@ class Server:
         """Start the process and wait until it answers its health path."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.command, start_new_session=True, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command, start_new_session=True, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
