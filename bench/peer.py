@@ -267,6 +267,8 @@ def summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "pull_wire_bytes": statistics.median(s["pull"]["wire_bytes"] for s in runs),
             "errors": sum(s["push"]["errors"] for s in runs),
             "every_note_applied": all(s["push"]["applied"] == s["push"]["notes"] for s in runs),
+            # Share of the cores other processes used meanwhile: figures taken at a high share are low.
+            "foreign_cpu": statistics.median(s["foreign_cpu"] for s in runs),
         }
         for name, runs in samples.items()
     }
@@ -290,6 +292,7 @@ def render(summary: dict[str, Any]) -> str:
         ("full pull, changes/s", "pull_changes_per_s", "{:,.0f}"),
         ("full pull, changes", "pull_changes", "{:,.0f}"),
         ("full pull, bytes on the wire", "pull_wire_bytes", "{:,.0f}"),
+        ("other processes' share of the CPU", "foreign_cpu", "{:.0%}"),
     ]
     for label, key, fmt in figures:
         rows.append(f"{label:34}" + "".join(f"{fmt.format(medians[name][key]):>18}" for name in SYSTEMS))
