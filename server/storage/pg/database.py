@@ -11,10 +11,10 @@ so that positions are given in commit order (docs/sync-protocol.md §5.2).
 """
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, LiteralString, cast
 
 import psycopg
 from psycopg import errors
@@ -64,14 +64,18 @@ def pg_storage_failure(exc: BaseException) -> DomainError | None:
 
 # --- placeholders -------------------------------------------------------------------------
 
-_TRANSLATED: dict[str, str] = {}
+_TRANSLATED: dict[str, LiteralString] = {}
 
 
-def translate(sql: str) -> str:
-    """`?` placeholders as psycopg's `%s`, a literal `%` as `%%`; quoted text and comments are left as they are."""
+def translate(sql: str) -> LiteralString:
+    """`?` placeholders as psycopg's `%s`, a literal `%` as `%%`; quoted text and comments are left as they are.
+
+    Storage builds its statements from its own text (table and column names, one `?` per value),
+    never from input, which is what psycopg's LiteralString asks.
+    """
     done = _TRANSLATED.get(sql)
     if done is None:
-        done = _TRANSLATED[sql] = _translate(sql)
+        done = _TRANSLATED[sql] = cast(LiteralString, _translate(sql))
     return done
 
 
@@ -136,7 +140,9 @@ def pg_row(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
     row_type = _ROW_TYPES.get(names)
     if row_type is None:
         index = {name: i for i, name in reversed(list(enumerate(names)))}  # the first of a repeated name
-        row_type = _ROW_TYPES[names] = type("PgRow", (PgRow,), {"__slots__": (), "_index": index, "_names": list(names)})
+        row_type = _ROW_TYPES[names] = type(
+            "PgRow", (PgRow,), {"__slots__": (), "_index": index, "_names": list(names)}
+        )
     return row_type
 
 
@@ -189,19 +195,19 @@ class PgTx:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
         """Run one statement (`?` placeholders)."""
-        return self.conn.execute(translate(sql), params)  # type: ignore[arg-type]  # storage's own SQL
+        return self.conn.execute(translate(sql), params)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each parameter row, pipelined; its rowcount is their sum."""
         cur = self.conn.cursor()
-        cur.executemany(translate(sql), params)  # type: ignore[arg-type]  # storage's own SQL
+        cur.executemany(translate(sql), params)
         return cur
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> Generator[None]:
         """A nested transaction: on an exception inside it, undo what it did (feed rows too) and re-raise."""
         self._depth += 1
-        name = f"nested_{self._depth}"
+        name = cast(LiteralString, f"nested_{self._depth}")
         queued = len(self._feed)
         self.conn.execute(f"SAVEPOINT {name}")
         try:
@@ -246,7 +252,10 @@ class PgTx:
             self.executemany(
                 "INSERT INTO changes (event_id, seq, entity, entity_id, audience) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (event_id, entity, entity_id, audience) DO UPDATE SET seq = excluded.seq",
-                [(e, first + i, entity, entity_id, audience) for i, (e, entity, entity_id, audience) in enumerate(rows)],
+                [
+                    (e, first + i, entity, entity_id, audience)
+                    for i, (e, entity, entity_id, audience) in enumerate(rows)
+                ],
             )
 
 
@@ -268,9 +277,10 @@ class PgDatabase:
         self.lock_timeout = lock_timeout
 
         def configure(conn: psycopg.Connection[Any]) -> None:
+            # What the loaders read (instants in UTC, ISO dates), and how long a lock is waited for.
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute("SET DateStyle TO ISO")
-            conn.execute(f"SET lock_timeout TO {int(lock_timeout * 1000)}")
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout * 1000)}ms",))
 
         self.pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
             url,
@@ -288,7 +298,7 @@ class PgDatabase:
             raise DatabaseUnavailableError(f"PostgreSQL did not answer within {connect_timeout} s.") from exc
 
     @contextmanager
-    def _unit(self, begin: str, *, keep: bool) -> Iterator[PgTx]:
+    def _unit(self, begin: LiteralString, *, keep: bool) -> Generator[PgTx]:
         try:
             with self.pool.connection() as conn:
                 tx = PgTx(conn)
