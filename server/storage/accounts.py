@@ -10,6 +10,8 @@ import msgspec
 
 from schemas.accounts import Account, NewAccount, Person
 from server.storage.db import utcnow
+from server.storage.dialect import dialect_of
+from server.storage.unit import Dialect
 
 FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
 # The feed token's first characters after the prefix find the row (an index); the whole token is
@@ -74,10 +76,13 @@ def create_account(
     return NewAccount(**fields, token=token, feed_token=feed_token)
 
 
-_SELECT_ACCOUNT = (
-    "SELECT a.*, (SELECT group_concat(site_id, char(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites"
-    " FROM accounts a"
-)
+# An account's sites in one column, joined by the unit separator and split again in _account: each
+# engine names its string aggregate its own way.
+_SITES: dict[Dialect, str] = {
+    "sqlite": "(SELECT group_concat(site_id, char(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites",
+    "postgresql": "(SELECT string_agg(site_id, chr(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites",
+}
+_SELECT_ACCOUNT: dict[Dialect, str] = {d: f"SELECT a.*, {sites} FROM accounts a" for d, sites in _SITES.items()}
 
 
 def _account(row: sqlite3.Row) -> Account:
@@ -102,7 +107,8 @@ def account_by_token(conn: sqlite3.Connection, token: str, now: str | None = Non
     controls the input of SHA-256, not the bytes compared.
     """
     row = conn.execute(
-        f"{_SELECT_ACCOUNT} WHERE a.token_hash = ? AND {_USABLE}", (hash_token(token), now or utcnow())
+        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.token_hash = ? AND {_USABLE}",
+        (hash_token(token), now or utcnow()),
     ).fetchone()
     return None if row is None else _account(row)
 
@@ -112,7 +118,7 @@ def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | 
     if not feed_token.startswith(FEED_TOKEN_PREFIX) or len(feed_token) < _SELECTOR.stop:
         return None
     row = conn.execute(
-        f"{_SELECT_ACCOUNT} WHERE substr(a.feed_token, 5, 16) = ? AND {_USABLE}",
+        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE substr(a.feed_token, 5, 16) = ? AND {_USABLE}",
         (feed_token[_SELECTOR], now or utcnow()),
     ).fetchone()
     if row is None or not hmac.compare_digest(str(row["feed_token"]).encode(), feed_token.encode()):
@@ -128,24 +134,27 @@ def get_access(conn: sqlite3.Connection, account_id: str) -> Access | None:
 
 def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
     """One account, or None."""
-    row = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.id = ?", (account_id,)).fetchone()
+    row = conn.execute(f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.id = ?", (account_id,)).fetchone()
     return None if row is None else _account(row)
 
 
 def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
     """Every account of an event."""
-    rows = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.event_id = ? ORDER BY a.id", (event_id,)).fetchall()
+    rows = conn.execute(
+        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.event_id = ? ORDER BY a.id", (event_id,)
+    ).fetchall()
     return [_account(row) for row in rows]
 
 
 # An account with what organizers see of it: sync_clients holds one row per install of the app, its
 # updated_at the last push or caught-up pull of that install (server/services/pull.py).
-_SELECT_PERSON = (
-    "SELECT a.*, (SELECT group_concat(site_id, char(31)) FROM account_sites s WHERE s.account_id = a.id) AS sites,"
+_SELECT_PERSON: dict[Dialect, str] = {
+    d: f"SELECT a.*, {sites},"
     " (SELECT MAX(c.updated_at) FROM sync_clients c WHERE c.account_id = a.id) AS last_synced_at,"
     " (SELECT COUNT(*) FROM sync_clients c WHERE c.account_id = a.id) AS devices"
     " FROM accounts a WHERE a.event_id = ?"
-)
+    for d, sites in _SITES.items()
+}
 
 
 def _person(row: sqlite3.Row) -> Person:
@@ -160,13 +169,13 @@ def _person(row: sqlite3.Row) -> Person:
 
 def list_people(conn: sqlite3.Connection, event_id: str) -> list[Person]:
     """Every account of an event with its expiry, retirement, and when and from how many devices it synced."""
-    rows = conn.execute(f"{_SELECT_PERSON} ORDER BY a.id", (event_id,)).fetchall()
+    rows = conn.execute(f"{_SELECT_PERSON[dialect_of(conn)]} ORDER BY a.id", (event_id,)).fetchall()
     return [_person(row) for row in rows]
 
 
 def get_person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person | None:
     """One account of an event as organizers list it, or None (also when it is another event's)."""
-    row = conn.execute(f"{_SELECT_PERSON} AND a.id = ?", (event_id, account_id)).fetchone()
+    row = conn.execute(f"{_SELECT_PERSON[dialect_of(conn)]} AND a.id = ?", (event_id, account_id)).fetchone()
     return None if row is None else _person(row)
 
 
@@ -229,7 +238,7 @@ def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
 def usable_accounts(conn: sqlite3.Connection, event_id: str, role: str, now: str | None = None) -> list[Account]:
     """The accounts of an event with this role whose tokens still work (not retired, not expired)."""
     rows = conn.execute(
-        f"{_SELECT_ACCOUNT} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",
+        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",
         (event_id, role, now or utcnow()),
     ).fetchall()
     return [_account(row) for row in rows]

@@ -24,7 +24,7 @@ def set_note_blobs(conn: sqlite3.Connection, event_id: str, note_id: str, attach
     """Make the note's blob references match its attachments."""
     conn.execute("DELETE FROM note_blobs WHERE note_id = ?", (note_id,))
     conn.executemany(
-        "INSERT OR IGNORE INTO note_blobs (sha256, note_id, event_id) VALUES (?, ?, ?)",
+        "INSERT INTO note_blobs (sha256, note_id, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         [(a["sha256"], note_id, event_id) for a in attachments],
     )
 
@@ -33,7 +33,8 @@ def add_blob_owner(conn: sqlite3.Connection, event_id: str, account_id: str, sha
     """Record that the account uploaded these bytes in its event; returns when, or None if it had before."""
     now = utcnow()
     cur = conn.execute(
-        "INSERT OR IGNORE INTO blob_owners (event_id, account_id, sha256, size, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO blob_owners (event_id, account_id, sha256, size, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (event_id, account_id, sha256, size, now),
     )
     return now if cur.rowcount == 1 else None
@@ -65,7 +66,7 @@ def _grants(conn: sqlite3.Connection, event_id: str, wanted: list[str]) -> list[
     rows = conn.execute(
         "SELECT b.sha256, n.author_id, n.share_with_organizers FROM note_blobs b JOIN notes n ON n.id = b.note_id"
         " JOIN blob_owners o ON o.event_id = b.event_id AND o.account_id = n.author_id AND o.sha256 = b.sha256"
-        f" WHERE b.event_id = ? AND n.deleted = 0 AND b.sha256 IN ({_marks(wanted)})",
+        f" WHERE b.event_id = ? AND NOT n.deleted AND b.sha256 IN ({_marks(wanted)})",
         [event_id, *wanted],
     )
     return [{"sha256": r[0], "author_id": r[1], "share_with_organizers": r[2]} for r in rows]
@@ -100,7 +101,7 @@ def blob_landed(conn: sqlite3.Connection, event_id: str, sha256: str) -> int:
     would tell them that somebody else holds those bytes. Returns how many notes."""
     rows = conn.execute(
         "SELECT n.id, n.author_id, a.role, n.share_with_organizers FROM note_blobs b JOIN notes n ON n.id = b.note_id"
-        " JOIN accounts a ON a.id = n.author_id WHERE b.event_id = ? AND b.sha256 = ? AND n.deleted = 0",
+        " JOIN accounts a ON a.id = n.author_id WHERE b.event_id = ? AND b.sha256 = ? AND NOT n.deleted",
         (event_id, sha256),
     ).fetchall()
     now = utcnow()
@@ -135,7 +136,7 @@ def grants_changed(
     rows = conn.execute(
         "SELECT DISTINCT n.id, n.author_id, a.role, n.share_with_organizers FROM note_blobs b"
         " JOIN notes n ON n.id = b.note_id JOIN accounts a ON a.id = n.author_id"
-        f" WHERE b.event_id = ? AND n.deleted = 0 AND n.author_id != ? AND b.sha256 IN ({_marks(wanted)})",
+        f" WHERE b.event_id = ? AND NOT n.deleted AND n.author_id != ? AND b.sha256 IN ({_marks(wanted)})",
         [event_id, author_id, *wanted],
     ).fetchall()
     now = utcnow()
@@ -176,7 +177,7 @@ def purge_unreferenced_blobs(conn: sqlite3.Connection, older_than: str) -> list[
     conn.execute(
         "DELETE FROM blob_owners WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM note_blobs b"
         " JOIN notes n ON n.id = b.note_id WHERE b.sha256 = blob_owners.sha256 AND b.event_id = blob_owners.event_id"
-        " AND n.author_id = blob_owners.account_id AND n.deleted = 0)",
+        " AND n.author_id = blob_owners.account_id AND NOT n.deleted)",
         (older_than,),
     )
     gone = [

@@ -93,7 +93,7 @@ def get_blobs(conn: sqlite3.Connection, hashes: Iterable[str]) -> dict[str, Blob
 def record_blob(conn: sqlite3.Connection, sha256: str, size: int, media_type: str) -> bool:
     """Note a blob whose bytes were just put in place; False when another upload did it first."""
     cur = conn.execute(
-        "INSERT OR IGNORE INTO blobs (sha256, size, media_type, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO blobs (sha256, size, media_type, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (sha256, size, media_type, utcnow()),
     )
     return cur.rowcount == 1
@@ -115,8 +115,8 @@ def list_export_notes(conn: sqlite3.Connection, event_id: str, visit_id: str | N
     if visit_id is not None:
         sql += " AND n.visit_id = ?"
         params.append(visit_id)
-    # rowid: arrival order, which later edits (or a photo landing) do not change, unlike updated_at.
-    sql += " ORDER BY n.rowid"
+    # Arrival order, which later edits (or a photo landing) do not change, unlike updated_at.
+    sql += " ORDER BY n.arrival"
     return [ExportNote(**row_dict("notes", row)) for row in conn.execute(sql, params)]
 
 

@@ -7,8 +7,19 @@ from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.dialect import dialect_of
 from server.storage.records import start_utc
 from server.storage.rows import insert_sql, to_row, to_struct
+from server.storage.unit import Dialect
+
+# By name, ignoring the case of ASCII letters only, as SQLite's NOCASE does (and so the same order on
+# both engines; lower() of a C-collated value folds only ASCII on PostgreSQL).
+_BY_NAME: dict[Dialect, str] = {"sqlite": "name COLLATE NOCASE", "postgresql": 'lower(name COLLATE "C")'}
+# Visits one group goes on: its id is in the visit's JSON list of groups.
+_HAS_GROUP: dict[Dialect, str] = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(visits.group_ids) WHERE value = ?)",
+    "postgresql": "group_ids @> jsonb_build_array(?::text)",
+}
 
 
 def get_event(conn: sqlite3.Connection, event_id: str) -> Event | None:
@@ -19,7 +30,7 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> Event | None:
 
 def list_sites(conn: sqlite3.Connection, event_id: str) -> list[Site]:
     """Every site of the event, by name."""
-    rows = conn.execute("SELECT * FROM sites WHERE event_id = ? ORDER BY name COLLATE NOCASE", (event_id,))
+    rows = conn.execute(f"SELECT * FROM sites WHERE event_id = ? ORDER BY {_BY_NAME[dialect_of(conn)]}", (event_id,))
     return [to_struct("sites", row, Site) for row in rows]
 
 
@@ -48,7 +59,7 @@ def list_visits(
     sql = "SELECT * FROM visits WHERE event_id = ?"
     params: list[object] = [event_id]
     if group_id is not None:
-        sql += " AND EXISTS (SELECT 1 FROM json_each(visits.group_ids) WHERE value = ?)"
+        sql += f" AND {_HAS_GROUP[dialect_of(conn)]}"
         params.append(group_id)
     if site_ids is not None:
         sql += f" AND site_id IN ({', '.join('?' for _ in site_ids)})"
@@ -74,7 +85,7 @@ def put_event(conn: sqlite3.Connection, event: Event) -> None:
     row = to_row("events", event, updated_at=utcnow())
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
-    conn.execute(f"{insert_sql('events', columns)} ON CONFLICT (id) DO UPDATE SET {updates}", row)
+    conn.execute(f"{insert_sql('events', columns)} ON CONFLICT (id) DO UPDATE SET {updates}", list(row.values()))
     record_change(conn, event.id, "event", event.id, ["all"])
 
 
@@ -107,7 +118,7 @@ def put_question(conn: sqlite3.Connection, event_id: str, question: Question) ->
 def _upsert(conn: sqlite3.Connection, table: str, row: dict[str, object]) -> None:
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("event_id", "id"))
-    conn.execute(f"{insert_sql(table, columns)} ON CONFLICT (event_id, id) DO UPDATE SET {updates}", row)
+    conn.execute(f"{insert_sql(table, columns)} ON CONFLICT (event_id, id) DO UPDATE SET {updates}", list(row.values()))
 
 
 def next_visit_number(conn: sqlite3.Connection, event_id: str) -> int:

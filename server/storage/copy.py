@@ -161,6 +161,9 @@ def _set_counters(src: sqlite3.Connection, dst: psycopg.Connection[Any]) -> None
     ).fetchone()
     dst.execute("INSERT INTO feed_clocks (event_id, seq) SELECT id, %s FROM events", (highest,))
     dst.execute("SELECT setval(pg_get_serial_sequence('history', 'id'), coalesce(max(id), 0) + 1, false) FROM history")
+    dst.execute(
+        "SELECT setval(pg_get_serial_sequence('notes', 'arrival'), coalesce(max(arrival), 0) + 1, false) FROM notes"
+    )
 
 
 def _compare(src: sqlite3.Connection, dst: psycopg.Connection[Any], table: str, types: dict[str, str]) -> TableCopy:

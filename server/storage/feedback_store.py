@@ -8,7 +8,13 @@ from schemas.reports import Author
 from schemas.sync import Feedback
 from server.storage.changes import record_change
 from server.storage.db import utcnow
-from server.storage.rows import encode_json, to_struct
+from server.storage.dialect import dialect_of
+from server.storage.rows import to_struct
+from server.storage.unit import Dialect
+
+# "Differs from, NULL being a value": SQLite's IS NOT is the standard's IS DISTINCT FROM (SQLite has
+# that spelling only from 3.39).
+_DIFFERS: dict[Dialect, str] = {"sqlite": "IS NOT", "postgresql": "IS DISTINCT FROM"}
 
 
 def get_question(conn: sqlite3.Connection, event_id: str, question_id: str) -> Question | None:
@@ -31,8 +37,8 @@ def list_feedback(conn: sqlite3.Connection, event_id: str, visit_ids: Collection
     sql = "SELECT * FROM feedback WHERE event_id = ?"
     params: list[object] = [event_id]
     if visit_ids is not None:
-        sql += " AND visit_id IN (SELECT value FROM json_each(?))"
-        params.append(_json_list(visit_ids))
+        sql += f" AND visit_id IN ({', '.join('?' for _ in visit_ids) or 'NULL'})"
+        params.extend(visit_ids)
     sql += " ORDER BY visit_id, updated_at, id"
     return [to_struct("feedback", row, Feedback) for row in conn.execute(sql, params)]
 
@@ -66,7 +72,7 @@ def set_feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str, 
     """Close or reopen feedback on a visit at a new version, and tell every device."""
     conn.execute(
         "UPDATE visits SET feedback_closed = ?, version = ?, updated_at = ? WHERE event_id = ? AND id = ?",
-        (int(closed), version, utcnow(), event_id, visit_id),
+        (closed, version, utcnow(), event_id, visit_id),
     )
     record_change(conn, event_id, "visit", visit_id, ["all"])
 
@@ -76,16 +82,17 @@ def move_visit_feedback(
 ) -> list[tuple[str, str, str | None]]:
     """Point every feedback on a visit at the visit's new site, each at a new version; returns
     (id, author id, former site id) of each feedback moved."""
+    differs = _DIFFERS[dialect_of(conn)]
     moved = [
         (str(r[0]), str(r[1]), r[2])
         for r in conn.execute(
-            "SELECT id, author_id, site_id FROM feedback WHERE event_id = ? AND visit_id = ? AND site_id IS NOT ?",
+            f"SELECT id, author_id, site_id FROM feedback WHERE event_id = ? AND visit_id = ? AND site_id {differs} ?",
             (event_id, visit_id, site_id),
         )
     ]
     conn.execute(
         "UPDATE feedback SET site_id = ?, version = version + 1, updated_at = ?"
-        " WHERE event_id = ? AND visit_id = ? AND site_id IS NOT ?",
+        f" WHERE event_id = ? AND visit_id = ? AND site_id {differs} ?",
         (site_id, utcnow(), event_id, visit_id, site_id),
     )
     return moved
@@ -95,8 +102,3 @@ def closed_visits(conn: sqlite3.Connection, event_id: str) -> set[str]:
     """Ids of the event's visits whose feedback is closed."""
     rows = conn.execute("SELECT id FROM visits WHERE event_id = ? AND feedback_closed", (event_id,))
     return {str(r[0]) for r in rows}
-
-
-def _json_list(values: Collection[str]) -> str:
-    # One bound JSON array instead of one "?" per id: no limit on how many ids are asked for.
-    return encode_json(list(values))

@@ -365,4 +365,20 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        10,
+        "the order notes reached the server, as a column",
+        """
+        -- Arrival order, which later edits (or a photo landing) do not change, unlike updated_at:
+        -- the rowid until now, in a column of its own so that PostgreSQL, whose rows have no stable
+        -- order, keeps it too (and `db copy` carries it over). New notes take their rowid.
+        ALTER TABLE notes ADD COLUMN arrival INTEGER;
+        UPDATE notes SET arrival = rowid;
+        CREATE INDEX notes_by_arrival ON notes(event_id, arrival);
+        CREATE TRIGGER notes_arrival AFTER INSERT ON notes WHEN NEW.arrival IS NULL
+        BEGIN
+            UPDATE notes SET arrival = NEW.rowid WHERE rowid = NEW.rowid;
+        END;
+        """,
+    ),
 ]

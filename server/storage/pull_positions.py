@@ -4,6 +4,7 @@ import sqlite3
 from collections import defaultdict
 
 from server.storage.db import utcnow
+from server.storage.dialect import GREATEST, dialect_of
 
 
 def record_pull_position(conn: sqlite3.Connection, account_id: str, client_id: str, seq: int) -> None:
@@ -12,7 +13,8 @@ def record_pull_position(conn: sqlite3.Connection, account_id: str, client_id: s
     conn.execute(
         "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at, pulled_seq, pulled_at)"
         " VALUES (?, ?, 0, ?, ?, ?)"
-        " ON CONFLICT (account_id, client_id) DO UPDATE SET pulled_seq = MAX(pulled_seq, excluded.pulled_seq),"
+        f" ON CONFLICT (account_id, client_id) DO UPDATE SET pulled_seq = {GREATEST[dialect_of(conn)]}("
+        "sync_clients.pulled_seq, excluded.pulled_seq),"
         " pulled_at = excluded.pulled_at",
         (account_id, client_id, now, seq, now),
     )

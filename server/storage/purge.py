@@ -2,6 +2,8 @@
 
 import sqlite3
 
+from server.storage.dialect import GREATEST, dialect_of
+
 
 def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
     """Forget deleted notes last changed before ``older_than`` (RFC 3339 UTC); returns how many.
@@ -14,7 +16,7 @@ def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
     rows = conn.execute(
         "SELECT n.event_id, n.id, c.audience, c.seq FROM notes n LEFT JOIN changes c"
         " ON c.event_id = n.event_id AND c.entity = 'note' AND c.entity_id = n.id"
-        " WHERE n.deleted = 1 AND n.updated_at < ?",
+        " WHERE n.deleted AND n.updated_at < ?",
         (older_than,),
     ).fetchall()
     notes = {(str(r[0]), str(r[1])) for r in rows}
@@ -28,7 +30,7 @@ def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
         conn.execute("DELETE FROM notes WHERE id = ?", (note_id,))
     conn.executemany(
         "INSERT INTO purge_marks (event_id, audience, seq) VALUES (?, ?, ?)"
-        " ON CONFLICT (event_id, audience) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        f" ON CONFLICT (event_id, audience) DO UPDATE SET seq = {GREATEST[dialect_of(conn)]}(purge_marks.seq, excluded.seq)",
         [(r[0], r[2], r[3]) for r in rows if r[2] is not None],
     )
     return len(notes)

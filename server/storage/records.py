@@ -9,7 +9,8 @@ import msgspec
 
 from schemas.sync import MutationOutcome
 from server.storage.db import utcnow
-from server.storage.rows import JSON_COLUMNS, encode_json, row_dict
+from server.storage.dialect import dialect_of
+from server.storage.rows import BOOL_COLUMNS, column_value, encode_json, row_dict
 
 # Table and key columns of each entity kind of the pull feed.
 TABLES: dict[str, str] = {
@@ -28,15 +29,16 @@ def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iter
     table = TABLES[entity]
     ids = list(ids)
     found: dict[str, dict[str, Any]] = {}
+    # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an event_id
+    # index and walk every note of the event for each chunk. PostgreSQL has no unary + for text.
+    event_column = "+event_id" if dialect_of(conn) == "sqlite" else "event_id"
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
         if table == "events":
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
-            # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an
-            # event_id index and walk every note of the event for each chunk.
-            sql, params = f"SELECT * FROM {table} WHERE +event_id = ? AND id IN ({marks})", [event_id, *chunk]
+            sql, params = f"SELECT * FROM {table} WHERE {event_column} = ? AND id IN ({marks})", [event_id, *chunk]
         for row in conn.execute(sql, params):
             found[row["id"]] = row_dict(table, row)
     return found
@@ -71,7 +73,14 @@ NEW_NOTE_COLUMNS = (
 def insert_new_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
     marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
-    conn.executemany(f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})", rows)
+    conn.executemany(
+        f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})",
+        [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows],
+    )
+
+
+# Flags are booleans on PostgreSQL, which takes no integer for them (SQLite stores either as 0/1).
+_NEW_NOTE_FLAGS = frozenset(i for i, c in enumerate(NEW_NOTE_COLUMNS) if c in BOOL_COLUMNS["notes"])
 
 
 def start_utc(starts_at: str) -> str:
@@ -90,11 +99,10 @@ def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, An
     """Insert a new row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
-    json_cols = JSON_COLUMNS[table]
     cols = list(values)
     conn.execute(
         f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-        [encode_json(values[c]) if c in json_cols else values[c] for c in cols],
+        [column_value(table, c, values[c]) for c in cols],
     )
 
 
@@ -104,9 +112,8 @@ def update_record(
     """Update some columns of a row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
-    json_cols = JSON_COLUMNS[table]
     sets = ", ".join(f"{c} = ?" for c in values)
-    params = [encode_json(v) if c in json_cols else v for c, v in values.items()]
+    params = [column_value(table, c, v) for c, v in values.items()]
     if table == "events":  # an event is its own key
         conn.execute(f"UPDATE events SET {sets} WHERE id = ?", [*params, record_id])
         return
@@ -126,12 +133,12 @@ def add_history(
     flagged: str | None = None,
 ) -> int:
     """Record who changed which fields of a record, from what to what; returns the entry's id."""
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO history (event_id, entity, entity_id, version, account_id, client_id, at, changes, flagged)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (event_id, entity, entity_id, version, account_id, client_id, utcnow(), encode_json(dict(changes)), flagged),
-    )
-    return int(cur.lastrowid or 0)
+    ).fetchall()
+    return int(row[0][0])
 
 
 def scrub_history(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> None:
@@ -253,7 +260,8 @@ def keep_mutation_results(
     if not results:
         return
     conn.executemany(
-        "INSERT OR REPLACE INTO sync_results (account_id, client_id, mutation_id, result) VALUES (?, ?, ?, ?)",
+        "INSERT INTO sync_results (account_id, client_id, mutation_id, result) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (account_id, client_id, mutation_id) DO UPDATE SET result = excluded.result",
         [(account_id, client_id, r.id, _RESULT_ENCODER.encode(r)) for r in results],
     )
     newest = max(r.id for r in results)

@@ -18,6 +18,17 @@ JSON_COLUMNS: dict[str, frozenset[str]] = {
     "groups": frozenset(),
 }
 
+# Columns that hold a flag, per table: PostgreSQL's boolean takes no integer, so writes pass bools.
+BOOL_COLUMNS: dict[str, frozenset[str]] = {
+    "visits": frozenset({"feedback_closed"}),
+    "notes": frozenset({"share_with_organizers", "deleted", "clock_skewed"}),
+    "feedback": frozenset({"clock_skewed"}),
+    "sites": frozenset(),
+    "questions": frozenset(),
+    "events": frozenset(),
+    "groups": frozenset(),
+}
+
 _json_decode = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.Encoder().encode
 
@@ -25,6 +36,15 @@ _json_encode = msgspec.json.Encoder().encode
 def encode_json(value: Any) -> str:
     """Compact JSON text for a column."""
     return _json_encode(value).decode()
+
+
+def column_value(table: str, column: str, value: Any) -> Any:
+    """A value as its column stores it: JSON columns as JSON text, flags as bools."""
+    if column in JSON_COLUMNS[table]:
+        return encode_json(value)
+    if column in BOOL_COLUMNS[table] and value is not None:
+        return bool(value)
+    return value
 
 
 def row_dict(table: str, row: sqlite3.Row) -> dict[str, Any]:
@@ -47,6 +67,13 @@ def to_row(table: str, value: msgspec.Struct, **extra: Any) -> dict[str, Any]:
 
 
 def insert_sql(table: str, columns: list[str], *, upsert: bool = False) -> str:
-    """An INSERT statement with named parameters for these columns."""
-    verb = "INSERT OR REPLACE" if upsert else "INSERT"
-    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    """An INSERT statement with a `?` parameter for each of these columns, in their order.
+
+    `upsert`: on a conflict of the primary key (`id`, or `event_id, id`), the new values replace the row's.
+    """
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    if not upsert:
+        return sql
+    key = [c for c in ("event_id", "id") if c in columns and (c == "id" or table != "events")]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"

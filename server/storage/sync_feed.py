@@ -66,13 +66,13 @@ def visible_versions(conn: sqlite3.Connection, account: Account) -> dict[str, li
     }
     if account.role == "organizer":
         result["note"] = pairs(
-            "SELECT id, version FROM notes WHERE event_id = ? AND deleted = 0 AND (author_id = ? OR share_with_organizers)",
+            "SELECT id, version FROM notes WHERE event_id = ? AND NOT deleted AND (author_id = ? OR share_with_organizers)",
             event_id,
             account.id,
         )
         result["feedback"] = pairs("SELECT id, version FROM feedback WHERE event_id = ?", event_id)
     else:
-        result["note"] = pairs("SELECT id, version FROM notes WHERE author_id = ? AND deleted = 0", account.id)
+        result["note"] = pairs("SELECT id, version FROM notes WHERE author_id = ? AND NOT deleted", account.id)
         sites = account.site_ids if account.role == "host" else []
         marks = ", ".join("?" for _ in sites) or "NULL"
         result["feedback"] = pairs(
