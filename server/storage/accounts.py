@@ -3,13 +3,13 @@
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from typing import NamedTuple
 
 import msgspec
 
 from schemas.accounts import Account, NewAccount, Person
 from server.storage.db import utcnow
+from server.storage.unit import Row, Tx
 
 FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
 # The feed token's first characters after the prefix find the row (an index); the whole token is
@@ -42,9 +42,7 @@ class Access(NamedTuple):
     feed_token: str | None
 
 
-def create_account(
-    conn: sqlite3.Connection, account: Account, token: str | None = None, expires_at: str | None = None
-) -> NewAccount:
+def create_account(conn: Tx, account: Account, token: str | None = None, expires_at: str | None = None) -> NewAccount:
     """Store an account and return it with its tokens; the bearer token is never readable again."""
     token = token or new_token()
     feed_token = new_feed_token()
@@ -80,7 +78,7 @@ _SELECT_ACCOUNT = (
 )
 
 
-def _account(row: sqlite3.Row) -> Account:
+def _account(row: Row) -> Account:
     sites = row["sites"]
     return Account(
         id=row["id"],
@@ -95,7 +93,7 @@ def _account(row: sqlite3.Row) -> Account:
     )
 
 
-def account_by_token(conn: sqlite3.Connection, token: str, now: str | None = None) -> Account | None:
+def account_by_token(conn: Tx, token: str, now: str | None = None) -> Account | None:
     """The account a bearer token belongs to, or None (also when it is retired or expired).
 
     The lookup is by hash, so comparing does not leak the token through timing: an attacker
@@ -107,7 +105,7 @@ def account_by_token(conn: sqlite3.Connection, token: str, now: str | None = Non
     return None if row is None else _account(row)
 
 
-def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | None = None) -> Account | None:
+def account_by_feed_token(conn: Tx, feed_token: str, now: str | None = None) -> Account | None:
     """The account a feed token belongs to, or None (also when revoked, retired or expired)."""
     if not feed_token.startswith(FEED_TOKEN_PREFIX) or len(feed_token) < _SELECTOR.stop:
         return None
@@ -120,19 +118,19 @@ def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | 
     return _account(row)
 
 
-def get_access(conn: sqlite3.Connection, account_id: str) -> Access | None:
+def get_access(conn: Tx, account_id: str) -> Access | None:
     """An account's expiry, retirement and feed token, or None when there is no such account."""
     row = conn.execute("SELECT expires_at, retired_at, feed_token FROM accounts WHERE id = ?", (account_id,)).fetchone()
     return None if row is None else Access(row["expires_at"], row["retired_at"], row["feed_token"])
 
 
-def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+def get_account(conn: Tx, account_id: str) -> Account | None:
     """One account, or None."""
     row = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.id = ?", (account_id,)).fetchone()
     return None if row is None else _account(row)
 
 
-def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
+def list_accounts(conn: Tx, event_id: str) -> list[Account]:
     """Every account of an event."""
     rows = conn.execute(f"{_SELECT_ACCOUNT} WHERE a.event_id = ? ORDER BY a.id", (event_id,)).fetchall()
     return [_account(row) for row in rows]
@@ -148,7 +146,7 @@ _SELECT_PERSON = (
 )
 
 
-def _person(row: sqlite3.Row) -> Person:
+def _person(row: Row) -> Person:
     return Person(
         **msgspec.structs.asdict(_account(row)),
         expires_at=row["expires_at"],
@@ -158,38 +156,38 @@ def _person(row: sqlite3.Row) -> Person:
     )
 
 
-def list_people(conn: sqlite3.Connection, event_id: str) -> list[Person]:
+def list_people(conn: Tx, event_id: str) -> list[Person]:
     """Every account of an event with its expiry, retirement, and when and from how many devices it synced."""
     rows = conn.execute(f"{_SELECT_PERSON} ORDER BY a.id", (event_id,)).fetchall()
     return [_person(row) for row in rows]
 
 
-def get_person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person | None:
+def get_person(conn: Tx, event_id: str, account_id: str) -> Person | None:
     """One account of an event as organizers list it, or None (also when it is another event's)."""
     row = conn.execute(f"{_SELECT_PERSON} AND a.id = ?", (event_id, account_id)).fetchone()
     return None if row is None else _person(row)
 
 
-def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
+def rotate_token(conn: Tx, account_id: str) -> str:
     """Give an account a new token, invalidating the old one; returns the new token."""
     token = new_token()
     conn.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
     return token
 
 
-def rotate_feed_token(conn: sqlite3.Connection, account_id: str) -> str:
+def rotate_feed_token(conn: Tx, account_id: str) -> str:
     """Give an account a new feed token (the old feed URL stops working); returns it."""
     feed_token = new_feed_token()
     conn.execute("UPDATE accounts SET feed_token = ? WHERE id = ?", (feed_token, account_id))
     return feed_token
 
 
-def revoke_feed_token(conn: sqlite3.Connection, account_id: str) -> None:
+def revoke_feed_token(conn: Tx, account_id: str) -> None:
     """Make the account's feed URL stop working, without giving it a new one."""
     conn.execute("UPDATE accounts SET feed_token = NULL WHERE id = ?", (account_id,))
 
 
-def retire_account(conn: sqlite3.Connection, account_id: str, now: str | None = None) -> None:
+def retire_account(conn: Tx, account_id: str, now: str | None = None) -> None:
     """Revoke every token of an account for good; what it wrote stays, signed with its name."""
     # The hash becomes a value no SHA-256 hex digest equals (and stays unique), so the old token
     # fails even where a lookup forgot the retired_at condition.
@@ -199,12 +197,12 @@ def retire_account(conn: sqlite3.Connection, account_id: str, now: str | None = 
     )
 
 
-def set_expiry(conn: sqlite3.Connection, account_id: str, expires_at: str | None) -> None:
+def set_expiry(conn: Tx, account_id: str, expires_at: str | None) -> None:
     """Make an account's tokens stop working at this RFC 3339 UTC time (None: never)."""
     conn.execute("UPDATE accounts SET expires_at = ? WHERE id = ?", (expires_at, account_id))
 
 
-def set_group_members(conn: sqlite3.Connection, event_id: str, group_id: str, account_ids: list[str]) -> None:
+def set_group_members(conn: Tx, event_id: str, group_id: str, account_ids: list[str]) -> None:
     """Make exactly these participants the group's members; former members are left without a group."""
     conn.execute(
         "UPDATE accounts SET group_id = NULL WHERE event_id = ? AND group_id = ? AND role = 'participant'",
@@ -216,7 +214,7 @@ def set_group_members(conn: sqlite3.Connection, event_id: str, group_id: str, ac
     )
 
 
-def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
+def group_sizes(conn: Tx, event_id: str) -> dict[str, int]:
     """How many participants each group of the event has (groups with none are absent)."""
     rows = conn.execute(
         "SELECT group_id, COUNT(*) FROM accounts WHERE event_id = ? AND role = 'participant' AND group_id IS NOT NULL"
@@ -226,7 +224,7 @@ def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-def usable_accounts(conn: sqlite3.Connection, event_id: str, role: str, now: str | None = None) -> list[Account]:
+def usable_accounts(conn: Tx, event_id: str, role: str, now: str | None = None) -> list[Account]:
     """The accounts of an event with this role whose tokens still work (not retired, not expired)."""
     rows = conn.execute(
         f"{_SELECT_ACCOUNT} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",

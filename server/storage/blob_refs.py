@@ -6,13 +6,13 @@ access only when the note's author proved to hold the bytes, and only to whoever
 (``sync.rules.note_visible``, the one home of that rule).
 """
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from schemas.accounts import Account
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.unit import Tx
 from sync.rules import note_visible
 
 
@@ -20,7 +20,7 @@ def _marks(values: list[str]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def set_note_blobs(conn: sqlite3.Connection, event_id: str, note_id: str, attachments: list[dict[str, Any]]) -> None:
+def set_note_blobs(conn: Tx, event_id: str, note_id: str, attachments: list[dict[str, Any]]) -> None:
     """Make the note's blob references match its attachments."""
     conn.execute("DELETE FROM note_blobs WHERE note_id = ?", (note_id,))
     conn.executemany(
@@ -29,7 +29,7 @@ def set_note_blobs(conn: sqlite3.Connection, event_id: str, note_id: str, attach
     )
 
 
-def add_blob_owner(conn: sqlite3.Connection, event_id: str, account_id: str, sha256: str, size: int) -> str | None:
+def add_blob_owner(conn: Tx, event_id: str, account_id: str, sha256: str, size: int) -> str | None:
     """Record that the account uploaded these bytes in its event; returns when, or None if it had before."""
     now = utcnow()
     cur = conn.execute(
@@ -39,7 +39,7 @@ def add_blob_owner(conn: sqlite3.Connection, event_id: str, account_id: str, sha
     return now if cur.rowcount == 1 else None
 
 
-def owned_at(conn: sqlite3.Connection, event_id: str, account_id: str, sha256: str) -> str | None:
+def owned_at(conn: Tx, event_id: str, account_id: str, sha256: str) -> str | None:
     """When the account first uploaded these bytes in its event (None: it never did)."""
     row = conn.execute(
         "SELECT created_at FROM blob_owners WHERE event_id = ? AND account_id = ? AND sha256 = ?",
@@ -48,7 +48,7 @@ def owned_at(conn: sqlite3.Connection, event_id: str, account_id: str, sha256: s
     return None if row is None else str(row[0])
 
 
-def _owned(conn: sqlite3.Connection, event_id: str, account_id: str, wanted: list[str]) -> set[str]:
+def _owned(conn: Tx, event_id: str, account_id: str, wanted: list[str]) -> set[str]:
     if not wanted:
         return set()
     rows = conn.execute(
@@ -58,7 +58,7 @@ def _owned(conn: sqlite3.Connection, event_id: str, account_id: str, wanted: lis
     return {r[0] for r in rows}
 
 
-def _grants(conn: sqlite3.Connection, event_id: str, wanted: list[str]) -> list[dict[str, Any]]:
+def _grants(conn: Tx, event_id: str, wanted: list[str]) -> list[dict[str, Any]]:
     """Live notes of the event that reference these blobs and whose author proved to hold them."""
     if not wanted:
         return []
@@ -71,21 +71,21 @@ def _grants(conn: sqlite3.Connection, event_id: str, wanted: list[str]) -> list[
     return [{"sha256": r[0], "author_id": r[1], "share_with_organizers": r[2]} for r in rows]
 
 
-def _fetchable(conn: sqlite3.Connection, event_id: str, account_id: str, role: str, wanted: list[str]) -> set[str]:
+def _fetchable(conn: Tx, event_id: str, account_id: str, role: str, wanted: list[str]) -> set[str]:
     return {g["sha256"] for g in _grants(conn, event_id, wanted) if note_visible(g, account_id, role)}
 
 
-def fetchable_blobs(conn: sqlite3.Connection, account: Account, hashes: Iterable[str]) -> set[str]:
+def fetchable_blobs(conn: Tx, account: Account, hashes: Iterable[str]) -> set[str]:
     """Which of these blobs the account may fetch: on a live note it may see whose author uploaded them."""
     return _fetchable(conn, account.event_id, account.id, account.role, sorted(set(hashes)))
 
 
-def _referable(conn: sqlite3.Connection, event_id: str, account_id: str, role: str, wanted: list[str]) -> set[str]:
+def _referable(conn: Tx, event_id: str, account_id: str, role: str, wanted: list[str]) -> set[str]:
     owned = _owned(conn, event_id, account_id, wanted)
     return owned | _fetchable(conn, event_id, account_id, role, [h for h in wanted if h not in owned])
 
 
-def referable_blobs(conn: sqlite3.Connection, account: Account, hashes: Iterable[str]) -> set[str]:
+def referable_blobs(conn: Tx, account: Account, hashes: Iterable[str]) -> set[str]:
     """Which of these blobs the account proved to hold: it uploaded them in its event, or may fetch them.
 
     A note's attachment is pending for its author until this holds; HEAD answers 200 when it does.
@@ -93,7 +93,7 @@ def referable_blobs(conn: sqlite3.Connection, account: Account, hashes: Iterable
     return _referable(conn, account.event_id, account.id, account.role, sorted(set(hashes)))
 
 
-def blob_landed(conn: sqlite3.Connection, event_id: str, sha256: str) -> int:
+def blob_landed(conn: Tx, event_id: str, sha256: str) -> int:
     """An account of the event proved to hold a blob: every live note of the event that references it,
     and whose author may now reference it, gets a new version, so that devices which see the note pull
     its attachment as ``available``. Notes whose author still may not are left alone: a new version
@@ -115,7 +115,7 @@ def blob_landed(conn: sqlite3.Connection, event_id: str, sha256: str) -> int:
 
 
 def grants_changed(
-    conn: sqlite3.Connection,
+    conn: Tx,
     event_id: str,
     note_id: str,
     author_id: str,
@@ -156,7 +156,7 @@ class BlobUsage(NamedTuple):
     event: int
 
 
-def blob_usage(conn: sqlite3.Connection, event_id: str, account_id: str) -> BlobUsage:
+def blob_usage(conn: Tx, event_id: str, account_id: str) -> BlobUsage:
     """What an account's uploads, and its event's, count against their quotas.
 
     Each account's copy counts in full, even of bytes stored once: what one account uploaded must not
@@ -170,7 +170,7 @@ def blob_usage(conn: sqlite3.Connection, event_id: str, account_id: str) -> Blob
     return BlobUsage(int(row[0]), int(row[1]))
 
 
-def purge_unreferenced_blobs(conn: sqlite3.Connection, older_than: str) -> list[str]:
+def purge_unreferenced_blobs(conn: Tx, older_than: str) -> list[str]:
     """Forget uploads that no live note of their uploader references, recorded before ``older_than``;
     then the blobs nobody holds any more. Returns the hashes whose rows went (their files may go)."""
     conn.execute(

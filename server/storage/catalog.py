@@ -1,7 +1,5 @@
 """Events, sites, groups, visits and questions: the programme everyone in an event can read."""
 
-import sqlite3
-
 from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
@@ -9,40 +7,41 @@ from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.records import start_utc
 from server.storage.rows import insert_sql, to_row, to_struct
+from server.storage.unit import Tx
 
 
-def get_event(conn: sqlite3.Connection, event_id: str) -> Event | None:
+def get_event(conn: Tx, event_id: str) -> Event | None:
     """The event, or None."""
     row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
     return None if row is None else to_struct("events", row, Event)
 
 
-def list_sites(conn: sqlite3.Connection, event_id: str) -> list[Site]:
+def list_sites(conn: Tx, event_id: str) -> list[Site]:
     """Every site of the event, by name."""
     rows = conn.execute("SELECT * FROM sites WHERE event_id = ? ORDER BY name COLLATE NOCASE", (event_id,))
     return [to_struct("sites", row, Site) for row in rows]
 
 
-def get_site(conn: sqlite3.Connection, event_id: str, site_id: str) -> Site | None:
+def get_site(conn: Tx, event_id: str, site_id: str) -> Site | None:
     """One site, or None."""
     row = conn.execute("SELECT * FROM sites WHERE event_id = ? AND id = ?", (event_id, site_id)).fetchone()
     return None if row is None else to_struct("sites", row, Site)
 
 
-def list_groups(conn: sqlite3.Connection, event_id: str) -> list[Group]:
+def list_groups(conn: Tx, event_id: str) -> list[Group]:
     """Every group of the event."""
     rows = conn.execute("SELECT * FROM groups WHERE event_id = ? ORDER BY id", (event_id,))
     return [to_struct("groups", row, Group) for row in rows]
 
 
-def get_group(conn: sqlite3.Connection, event_id: str, group_id: str) -> Group | None:
+def get_group(conn: Tx, event_id: str, group_id: str) -> Group | None:
     """One group, or None."""
     row = conn.execute("SELECT * FROM groups WHERE event_id = ? AND id = ?", (event_id, group_id)).fetchone()
     return None if row is None else to_struct("groups", row, Group)
 
 
 def list_visits(
-    conn: sqlite3.Connection, event_id: str, *, group_id: str | None = None, site_ids: list[str] | None = None
+    conn: Tx, event_id: str, *, group_id: str | None = None, site_ids: list[str] | None = None
 ) -> list[Visit]:
     """Visits in time order, optionally only one group's or only those at some sites."""
     sql = "SELECT * FROM visits WHERE event_id = ?"
@@ -57,40 +56,40 @@ def list_visits(
     return [to_struct("visits", row, Visit) for row in conn.execute(sql, params)]
 
 
-def get_visit(conn: sqlite3.Connection, event_id: str, visit_id: str) -> Visit | None:
+def get_visit(conn: Tx, event_id: str, visit_id: str) -> Visit | None:
     """One visit, or None."""
     row = conn.execute("SELECT * FROM visits WHERE event_id = ? AND id = ?", (event_id, visit_id)).fetchone()
     return None if row is None else to_struct("visits", row, Visit)
 
 
-def list_questions(conn: sqlite3.Connection, event_id: str) -> list[Question]:
+def list_questions(conn: Tx, event_id: str) -> list[Question]:
     """The event's feedback questions, in order."""
     rows = conn.execute("SELECT * FROM questions WHERE event_id = ? ORDER BY position, id", (event_id,))
     return [to_struct("questions", row, Question) for row in rows]
 
 
-def put_event(conn: sqlite3.Connection, event: Event) -> None:
+def put_event(conn: Tx, event: Event) -> None:
     """Create or replace an event with its given content (used by fixture loading)."""
     row = to_row("events", event, updated_at=utcnow())
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
-    conn.execute(f"{insert_sql('events', columns)} ON CONFLICT (id) DO UPDATE SET {updates}", row)
+    conn.execute(f"{insert_sql('events', columns)} ON CONFLICT (id) DO UPDATE SET {updates}", row)  # pyright: ignore[reportArgumentType]
     record_change(conn, event.id, "event", event.id, ["all"])
 
 
-def put_site(conn: sqlite3.Connection, event_id: str, site: Site) -> None:
+def put_site(conn: Tx, event_id: str, site: Site) -> None:
     """Create or replace a site."""
     _upsert(conn, "sites", to_row("sites", site, event_id=event_id, updated_at=utcnow()))
     record_change(conn, event_id, "site", site.id, ["all"])
 
 
-def put_group(conn: sqlite3.Connection, event_id: str, group: Group) -> None:
+def put_group(conn: Tx, event_id: str, group: Group) -> None:
     """Create or replace a group."""
     _upsert(conn, "groups", to_row("groups", group, event_id=event_id))
     record_change(conn, event_id, "group", group.id, ["all"])
 
 
-def put_visit(conn: sqlite3.Connection, event_id: str, visit: Visit) -> None:
+def put_visit(conn: Tx, event_id: str, visit: Visit) -> None:
     """Create or replace a visit."""
     row = to_row("visits", visit, event_id=event_id, updated_at=utcnow())
     row["starts_utc"] = start_utc(row["starts_at"])
@@ -98,19 +97,19 @@ def put_visit(conn: sqlite3.Connection, event_id: str, visit: Visit) -> None:
     record_change(conn, event_id, "visit", visit.id, ["all"])
 
 
-def put_question(conn: sqlite3.Connection, event_id: str, question: Question) -> None:
+def put_question(conn: Tx, event_id: str, question: Question) -> None:
     """Create or replace a feedback question."""
     _upsert(conn, "questions", to_row("questions", question, event_id=event_id))
     record_change(conn, event_id, "question", question.id, ["all"])
 
 
-def _upsert(conn: sqlite3.Connection, table: str, row: dict[str, object]) -> None:
+def _upsert(conn: Tx, table: str, row: dict[str, object]) -> None:
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("event_id", "id"))
-    conn.execute(f"{insert_sql(table, columns)} ON CONFLICT (event_id, id) DO UPDATE SET {updates}", row)
+    conn.execute(f"{insert_sql(table, columns)} ON CONFLICT (event_id, id) DO UPDATE SET {updates}", row)  # pyright: ignore[reportArgumentType]
 
 
-def next_visit_number(conn: sqlite3.Connection, event_id: str) -> int:
+def next_visit_number(conn: Tx, event_id: str) -> int:
     """The stable number a new visit gets (frab schedule ids): one more than the highest so far."""
     return int(
         conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM visits WHERE event_id = ?", (event_id,)).fetchone()[0]

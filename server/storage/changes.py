@@ -1,14 +1,13 @@
 """The change feed behind sync pulls, and the content version behind read caches."""
 
-import sqlite3
 from collections.abc import Iterable
+
+from server.storage.unit import Tx
 
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
 
 
-def record_change(
-    conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str, audiences: Iterable[str]
-) -> None:
+def record_change(conn: Tx, event_id: str, entity: str, entity_id: str, audiences: Iterable[str]) -> None:
     """Tell each audience that a record changed; replaces older rows for the same record and audience."""
     conn.executemany(
         "INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)",
@@ -18,12 +17,12 @@ def record_change(
         conn.execute("UPDATE events SET content_version = content_version + 1 WHERE id = ?", (event_id,))
 
 
-def record_changes(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> None:
+def record_changes(conn: Tx, rows: list[tuple[str, str, str, str]]) -> None:
     """Many (event_id, entity, entity_id, audience) changes of records that are not event-wide."""
     conn.executemany("INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)", rows)
 
 
-def content_version(conn: sqlite3.Connection, event_id: str) -> int | None:
+def content_version(conn: Tx, event_id: str) -> int | None:
     """A number that grows whenever anything the read API serves for this event changes."""
     row = conn.execute("SELECT content_version FROM events WHERE id = ?", (event_id,)).fetchone()
     return None if row is None else int(row[0])

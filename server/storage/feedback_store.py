@@ -1,6 +1,5 @@
 """Feedback, its questions and the visits' feedback switch, as organizers and hosts read and manage them."""
 
-import sqlite3
 from collections.abc import Collection
 
 from schemas.feedback import Question
@@ -9,15 +8,16 @@ from schemas.sync import Feedback
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.rows import encode_json, to_struct
+from server.storage.unit import Tx
 
 
-def get_question(conn: sqlite3.Connection, event_id: str, question_id: str) -> Question | None:
+def get_question(conn: Tx, event_id: str, question_id: str) -> Question | None:
     """One feedback question, or None."""
     row = conn.execute("SELECT * FROM questions WHERE event_id = ? AND id = ?", (event_id, question_id)).fetchone()
     return None if row is None else to_struct("questions", row, Question)
 
 
-def delete_question(conn: sqlite3.Connection, event_id: str, question_id: str) -> bool:
+def delete_question(conn: Tx, event_id: str, question_id: str) -> bool:
     """Remove a question; devices learn of it as a delete on their next pull. False if there was none."""
     cur = conn.execute("DELETE FROM questions WHERE event_id = ? AND id = ?", (event_id, question_id))
     if cur.rowcount == 0:
@@ -26,7 +26,7 @@ def delete_question(conn: sqlite3.Connection, event_id: str, question_id: str) -
     return True
 
 
-def list_feedback(conn: sqlite3.Connection, event_id: str, visit_ids: Collection[str] | None = None) -> list[Feedback]:
+def list_feedback(conn: Tx, event_id: str, visit_ids: Collection[str] | None = None) -> list[Feedback]:
     """Feedback of the event (or of some visits), by visit then oldest first."""
     sql = "SELECT * FROM feedback WHERE event_id = ?"
     params: list[object] = [event_id]
@@ -37,7 +37,7 @@ def list_feedback(conn: sqlite3.Connection, event_id: str, visit_ids: Collection
     return [to_struct("feedback", row, Feedback) for row in conn.execute(sql, params)]
 
 
-def feedback_of(conn: sqlite3.Connection, event_id: str, author_id: str, visit_id: str) -> Feedback | None:
+def feedback_of(conn: Tx, event_id: str, author_id: str, visit_id: str) -> Feedback | None:
     """One participant's feedback on one visit (there is at most one), or None."""
     row = conn.execute(
         "SELECT * FROM feedback WHERE event_id = ? AND author_id = ? AND visit_id = ?", (event_id, author_id, visit_id)
@@ -45,7 +45,7 @@ def feedback_of(conn: sqlite3.Connection, event_id: str, author_id: str, visit_i
     return None if row is None else to_struct("feedback", row, Feedback)
 
 
-def list_authors(conn: sqlite3.Connection, event_id: str) -> dict[str, Author]:
+def list_authors(conn: Tx, event_id: str) -> dict[str, Author]:
     """Every account of the event by id, with the name and country organizers see beside their words."""
     rows = conn.execute("SELECT id, name, country, language FROM accounts WHERE event_id = ?", (event_id,))
     return {
@@ -54,7 +54,7 @@ def list_authors(conn: sqlite3.Connection, event_id: str) -> dict[str, Author]:
     }
 
 
-def feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str) -> tuple[bool, int] | None:
+def feedback_closed(conn: Tx, event_id: str, visit_id: str) -> tuple[bool, int] | None:
     """Whether feedback on a visit is closed, and the visit's version; None if there is no such visit."""
     row = conn.execute(
         "SELECT feedback_closed, version FROM visits WHERE event_id = ? AND id = ?", (event_id, visit_id)
@@ -62,7 +62,7 @@ def feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str) -> t
     return None if row is None else (bool(row[0]), int(row[1]))
 
 
-def set_feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str, closed: bool, version: int) -> None:
+def set_feedback_closed(conn: Tx, event_id: str, visit_id: str, closed: bool, version: int) -> None:
     """Close or reopen feedback on a visit at a new version, and tell every device."""
     conn.execute(
         "UPDATE visits SET feedback_closed = ?, version = ?, updated_at = ? WHERE event_id = ? AND id = ?",
@@ -72,7 +72,7 @@ def set_feedback_closed(conn: sqlite3.Connection, event_id: str, visit_id: str, 
 
 
 def move_visit_feedback(
-    conn: sqlite3.Connection, event_id: str, visit_id: str, site_id: str | None
+    conn: Tx, event_id: str, visit_id: str, site_id: str | None
 ) -> list[tuple[str, str, str | None]]:
     """Point every feedback on a visit at the visit's new site, each at a new version; returns
     (id, author id, former site id) of each feedback moved."""
@@ -91,7 +91,7 @@ def move_visit_feedback(
     return moved
 
 
-def closed_visits(conn: sqlite3.Connection, event_id: str) -> set[str]:
+def closed_visits(conn: Tx, event_id: str) -> set[str]:
     """Ids of the event's visits whose feedback is closed."""
     rows = conn.execute("SELECT id FROM visits WHERE event_id = ? AND feedback_closed", (event_id,))
     return {str(r[0]) for r in rows}

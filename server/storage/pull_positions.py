@@ -1,12 +1,12 @@
 """How far each device has pulled the change feed, and where in the feed each visit change reached devices."""
 
-import sqlite3
 from collections import defaultdict
 
 from server.storage.db import utcnow
+from server.storage.unit import Tx
 
 
-def record_pull_position(conn: sqlite3.Connection, account_id: str, client_id: str, seq: int) -> None:
+def record_pull_position(conn: Tx, account_id: str, client_id: str, seq: int) -> None:
     """Remember that this client was served the feed up to ``seq``, now (a position never moves back)."""
     now = utcnow()
     conn.execute(
@@ -18,7 +18,7 @@ def record_pull_position(conn: sqlite3.Connection, account_id: str, client_id: s
     )
 
 
-def pull_positions(conn: sqlite3.Connection, account_ids: list[str]) -> dict[str, list[int]]:
+def pull_positions(conn: Tx, account_ids: list[str]) -> dict[str, list[int]]:
     """The feed position of each device (client) of these accounts, by account; 0 for one that never pulled."""
     found: dict[str, list[int]] = defaultdict(list)
     for start in range(0, len(account_ids), 500):
@@ -31,7 +31,7 @@ def pull_positions(conn: sqlite3.Connection, account_ids: list[str]) -> dict[str
     return dict(found)
 
 
-def visit_change_positions(conn: sqlite3.Connection, event_id: str) -> dict[tuple[str, str], int]:
+def visit_change_positions(conn: Tx, event_id: str) -> dict[tuple[str, str], int]:
     """The feed position of each visit change by (visit id, time of the change), where it is known."""
     rows = conn.execute(
         "SELECT entity_id, at, MAX(seq) FROM history WHERE event_id = ? AND entity = 'visit' AND seq IS NOT NULL"
@@ -41,7 +41,7 @@ def visit_change_positions(conn: sqlite3.Connection, event_id: str) -> dict[tupl
     return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
 
-def visit_feed_positions(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
+def visit_feed_positions(conn: Tx, event_id: str) -> dict[str, int]:
     """Each visit's row in the feed every account listens to: the position of its latest state."""
     rows = conn.execute(
         "SELECT entity_id, seq FROM changes WHERE event_id = ? AND entity = 'visit' AND audience = 'all'", (event_id,)

@@ -1,9 +1,9 @@
 """Purging old tombstones, and remembering how far, so that stale cursors get 410 instead of missing deletes."""
 
-import sqlite3
+from server.storage.unit import Tx
 
 
-def purge_tombstones(conn: sqlite3.Connection, older_than: str) -> int:
+def purge_tombstones(conn: Tx, older_than: str) -> int:
     """Forget deleted notes last changed before ``older_than`` (RFC 3339 UTC); returns how many.
 
     A cursor that had not yet seen such a deletion could never learn of it, so the purge mark of

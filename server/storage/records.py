@@ -1,6 +1,5 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +9,7 @@ import msgspec
 from schemas.sync import MutationOutcome
 from server.storage.db import utcnow
 from server.storage.rows import JSON_COLUMNS, encode_json, row_dict
+from server.storage.unit import Row, Tx
 
 # Table and key columns of each entity kind of the pull feed.
 TABLES: dict[str, str] = {
@@ -23,7 +23,7 @@ TABLES: dict[str, str] = {
 }
 
 
-def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def load_records(conn: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Rows of one entity kind by id, as dicts with JSON decoded."""
     table = TABLES[entity]
     ids = list(ids)
@@ -42,12 +42,12 @@ def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iter
     return found
 
 
-def load_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
+def load_record(conn: Tx, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
     """One row as a dict, or None."""
     return load_records(conn, event_id, entity, [record_id]).get(record_id)
 
 
-def record_exists(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> bool:
+def record_exists(conn: Tx, event_id: str, entity: str, record_id: str) -> bool:
     """Whether a record of the event exists (without reading it)."""
     table = TABLES[entity]
     return (
@@ -56,7 +56,7 @@ def record_exists(conn: sqlite3.Connection, event_id: str, entity: str, record_i
     )
 
 
-def note_owner(conn: sqlite3.Connection, note_id: str) -> tuple[str, str] | None:
+def note_owner(conn: Tx, note_id: str) -> tuple[str, str] | None:
     """(event id, author id) of a note with this id in any event, or None."""
     row = conn.execute("SELECT event_id, author_id FROM notes WHERE id = ?", (note_id,)).fetchone()
     return None if row is None else (str(row[0]), str(row[1]))
@@ -68,7 +68,7 @@ NEW_NOTE_COLUMNS = (
 )  # fmt: skip
 
 
-def insert_new_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def insert_new_notes(conn: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
     marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
     conn.executemany(f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})", rows)
@@ -86,7 +86,7 @@ def _with_derived(entity: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
     return values
 
 
-def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
+def insert_record(conn: Tx, entity: str, values: Mapping[str, Any]) -> None:
     """Insert a new row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
@@ -98,9 +98,7 @@ def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, An
     )
 
 
-def update_record(
-    conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]
-) -> None:
+def update_record(conn: Tx, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
     """Update some columns of a row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
@@ -114,7 +112,7 @@ def update_record(
 
 
 def add_history(
-    conn: sqlite3.Connection,
+    conn: Tx,
     event_id: str,
     entity: str,
     entity_id: str,
@@ -131,10 +129,10 @@ def add_history(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (event_id, entity, entity_id, version, account_id, client_id, utcnow(), encode_json(dict(changes)), flagged),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.lastrowid or 0)  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def scrub_history(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> None:
+def scrub_history(conn: Tx, event_id: str, entity: str, entity_id: str) -> None:
     """Forget the values a record's history holds, keeping who changed which field when.
 
     A delete must not leave what was typed readable in the audit trail until the tombstone is purged.
@@ -151,7 +149,7 @@ def scrub_history(conn: sqlite3.Connection, event_id: str, entity: str, entity_i
 
 
 def changed_since(
-    conn: sqlite3.Connection,
+    conn: Tx,
     event_id: str,
     entity: str,
     record: Mapping[str, Any],
@@ -199,7 +197,7 @@ def record_value(record: Mapping[str, Any], name: str) -> Any:
     return record.get(name)
 
 
-def last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str) -> int:
+def last_mutation_id(conn: Tx, account_id: str, client_id: str) -> int:
     """The last mutation id processed for this client of this account (0 for a new client)."""
     row = conn.execute(
         "SELECT last_mutation_id FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
@@ -207,7 +205,7 @@ def last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str) 
     return 0 if row is None else int(row[0])
 
 
-def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str, value: int) -> None:
+def set_last_mutation_id(conn: Tx, account_id: str, client_id: str, value: int) -> None:
     """Remember how far this client's mutations have been processed."""
     conn.execute(
         "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, ?, ?)"
@@ -217,7 +215,7 @@ def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: s
     )
 
 
-def client_synced_at(conn: sqlite3.Connection, account_id: str, client_id: str) -> str | None:
+def client_synced_at(conn: Tx, account_id: str, client_id: str) -> str | None:
     """When this install of this account last pushed or caught up (RFC 3339 UTC), or None."""
     row = conn.execute(
         "SELECT updated_at FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
@@ -225,7 +223,7 @@ def client_synced_at(conn: sqlite3.Connection, account_id: str, client_id: str) 
     return None if row is None else str(row[0])
 
 
-def record_client_sync(conn: sqlite3.Connection, account_id: str, client_id: str, at: str) -> None:
+def record_client_sync(conn: Tx, account_id: str, client_id: str, at: str) -> None:
     """Remember that this install synced at ``at``; its processed mutation id is left as it is."""
     conn.execute(
         "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, 0, ?)"
@@ -234,9 +232,7 @@ def record_client_sync(conn: sqlite3.Connection, account_id: str, client_id: str
     )
 
 
-def mutation_results(
-    conn: sqlite3.Connection, account_id: str, client_id: str, first: int, last: int
-) -> dict[int, MutationOutcome]:
+def mutation_results(conn: Tx, account_id: str, client_id: str, first: int, last: int) -> dict[int, MutationOutcome]:
     """The kept results of this client's mutations ``first``..``last``, by mutation id."""
     rows = conn.execute(
         "SELECT mutation_id, result FROM sync_results WHERE account_id = ? AND client_id = ?"
@@ -247,7 +243,7 @@ def mutation_results(
 
 
 def keep_mutation_results(
-    conn: sqlite3.Connection, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
+    conn: Tx, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
 ) -> None:
     """Keep the results of newly processed mutations, and forget those ``window`` ids or more behind."""
     if not results:
@@ -267,7 +263,7 @@ _RESULT_ENCODER = msgspec.json.Encoder()
 _RESULT_DECODER = msgspec.json.Decoder(MutationOutcome)
 
 
-def history_entries(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:
+def history_entries(conn: Tx, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:
     """A record's history, newest first."""
     rows = conn.execute(
         "SELECT * FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? ORDER BY id DESC",
@@ -276,13 +272,13 @@ def history_entries(conn: sqlite3.Connection, event_id: str, entity: str, entity
     return [_history(row) for row in rows]
 
 
-def history_entry(conn: sqlite3.Connection, event_id: str, entry_id: int) -> dict[str, Any] | None:
+def history_entry(conn: Tx, event_id: str, entry_id: int) -> dict[str, Any] | None:
     """One history entry, or None."""
     row = conn.execute("SELECT * FROM history WHERE event_id = ? AND id = ?", (event_id, entry_id)).fetchone()
     return None if row is None else _history(row)
 
 
-def history_since(conn: sqlite3.Connection, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
+def history_since(conn: Tx, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
     """Every change to records of one kind after ``since`` (RFC 3339 UTC), oldest first."""
     rows = conn.execute(
         "SELECT * FROM history WHERE event_id = ? AND entity = ? AND at > ? ORDER BY id", (event_id, entity, since)
@@ -290,12 +286,12 @@ def history_since(conn: sqlite3.Connection, event_id: str, entity: str, since: s
     return [_history(row) for row in rows]
 
 
-def mark_reverted(conn: sqlite3.Connection, entry_id: int, by_entry_id: int) -> None:
+def mark_reverted(conn: Tx, entry_id: int, by_entry_id: int) -> None:
     """Link a history entry to the entry that undid it."""
     conn.execute("UPDATE history SET reverted_by = ? WHERE id = ?", (by_entry_id, entry_id))
 
 
-def latest_history_id(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> int | None:
+def latest_history_id(conn: Tx, event_id: str, entity: str, entity_id: str) -> int | None:
     """The newest history entry of a record."""
     row = conn.execute(
         "SELECT MAX(id) FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?", (event_id, entity, entity_id)
@@ -303,9 +299,7 @@ def latest_history_id(conn: sqlite3.Connection, event_id: str, entity: str, enti
     return None if row is None or row[0] is None else int(row[0])
 
 
-def last_history_author(
-    conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str
-) -> tuple[str | None, str | None] | None:
+def last_history_author(conn: Tx, event_id: str, entity: str, entity_id: str) -> tuple[str | None, str | None] | None:
     """(account id, client id) of a record's newest history entry, or None when it has no history."""
     row = conn.execute(
         "SELECT account_id, client_id FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?"
@@ -315,19 +309,20 @@ def last_history_author(
     return None if row is None else (row[0], row[1])
 
 
-def _history(row: sqlite3.Row) -> dict[str, Any]:
-    data = dict(zip(row.keys(), tuple(row), strict=True))
+def _history(row: Row) -> dict[str, Any]:
+    names = row.keys()  # a row iterates over its values, as a tuple does
+    data = {name: row[name] for name in names}
     data["changes"] = {k: {"old": v[0], "new": v[1]} for k, v in msgspec.json.decode(row["changes"]).items()}
     return data
 
 
-def resolve_feedback_alias(conn: sqlite3.Connection, feedback_id: str) -> str:
+def resolve_feedback_alias(conn: Tx, feedback_id: str) -> str:
     """The record a feedback id stands for: itself, or the record it was merged into."""
     row = conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (feedback_id,)).fetchone()
     return feedback_id if row is None else str(row[0])
 
 
-def feedback_owner(conn: sqlite3.Connection, feedback_id: str) -> tuple[str, str] | None:
+def feedback_owner(conn: Tx, feedback_id: str) -> tuple[str, str] | None:
     """(event id, author id) of the feedback this id names (itself or through an alias), in any event."""
     row = conn.execute(
         "SELECT event_id, author_id FROM feedback WHERE id = ?"
@@ -338,12 +333,12 @@ def feedback_owner(conn: sqlite3.Connection, feedback_id: str) -> tuple[str, str
     return None if row is None else (str(row[0]), str(row[1]))
 
 
-def feedback_of(conn: sqlite3.Connection, author_id: str, visit_id: str) -> str | None:
+def feedback_of(conn: Tx, author_id: str, visit_id: str) -> str | None:
     """The id of someone's feedback on a visit, if they gave any."""
     row = conn.execute("SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (author_id, visit_id)).fetchone()
     return None if row is None else str(row[0])
 
 
-def add_feedback_alias(conn: sqlite3.Connection, alias_id: str, feedback_id: str) -> None:
+def add_feedback_alias(conn: Tx, alias_id: str, feedback_id: str) -> None:
     """Let a second device's feedback id stand for the record it merged into."""
     conn.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (alias_id, feedback_id))

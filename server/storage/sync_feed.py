@@ -2,12 +2,12 @@
 
 import heapq
 import itertools
-import sqlite3
 
 from schemas.accounts import Account
+from server.storage.unit import Tx
 
 
-def purged_seq(conn: sqlite3.Connection, event_id: str, audiences: list[str]) -> int:
+def purged_seq(conn: Tx, event_id: str, audiences: list[str]) -> int:
     """Cursors of these audiences below this may have missed tombstones that were purged since."""
     marks = ", ".join("?" for _ in audiences)
     row = conn.execute(
@@ -16,15 +16,13 @@ def purged_seq(conn: sqlite3.Connection, event_id: str, audiences: list[str]) ->
     return int(row[0] or 0)
 
 
-def feed_head(conn: sqlite3.Connection) -> int:
+def feed_head(conn: Tx) -> int:
     """The newest change sequence number of all events (sequence numbers are global)."""
     row = conn.execute("SELECT MAX(seq) FROM changes").fetchone()
     return int(row[0] or 0)
 
 
-def feed_page(
-    conn: sqlite3.Connection, event_id: str, audiences: list[str], after: int, limit: int
-) -> list[tuple[int, str, str]]:
+def feed_page(conn: Tx, event_id: str, audiences: list[str], after: int, limit: int) -> list[tuple[int, str, str]]:
     """(seq, entity, entity_id) of changes for these audiences after ``after``, oldest first.
 
     One index range per audience, each already in seq order, merged here: a single query with
@@ -45,7 +43,7 @@ def feed_page(
     return list(itertools.islice(heapq.merge(*ranges), limit))
 
 
-def visible_versions(conn: sqlite3.Connection, account: Account) -> dict[str, list[tuple[str, int]]]:
+def visible_versions(conn: Tx, account: Account) -> dict[str, list[tuple[str, int]]]:
     """(id, version) of every live record the account may see, per entity kind."""
     event_id = account.event_id
 
