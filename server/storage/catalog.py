@@ -3,6 +3,7 @@
 from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
+from server.errors import EventNotFoundError, GroupNotFoundError, SiteNotFoundError, VisitNotFoundError
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.records import start_utc
@@ -10,10 +11,12 @@ from server.storage.rows import insert_sql, to_row, to_struct
 from server.storage.unit import Tx
 
 
-def get_event(conn: Tx, event_id: str) -> Event | None:
-    """The event, or None."""
+def get_event(conn: Tx, event_id: str) -> Event:
+    """The event; EventNotFoundError if there is none."""
     row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-    return None if row is None else to_struct("events", row, Event)
+    if row is None:
+        raise EventNotFoundError(event_id)
+    return to_struct("events", row, Event)
 
 
 def list_sites(conn: Tx, event_id: str) -> list[Site]:
@@ -22,10 +25,12 @@ def list_sites(conn: Tx, event_id: str) -> list[Site]:
     return [to_struct("sites", row, Site) for row in rows]
 
 
-def get_site(conn: Tx, event_id: str, site_id: str) -> Site | None:
-    """One site, or None."""
+def get_site(conn: Tx, event_id: str, site_id: str) -> Site:
+    """One site; SiteNotFoundError if the event has none with this id."""
     row = conn.execute("SELECT * FROM sites WHERE event_id = ? AND id = ?", (event_id, site_id)).fetchone()
-    return None if row is None else to_struct("sites", row, Site)
+    if row is None:
+        raise SiteNotFoundError(site_id)
+    return to_struct("sites", row, Site)
 
 
 def list_groups(conn: Tx, event_id: str) -> list[Group]:
@@ -34,10 +39,12 @@ def list_groups(conn: Tx, event_id: str) -> list[Group]:
     return [to_struct("groups", row, Group) for row in rows]
 
 
-def get_group(conn: Tx, event_id: str, group_id: str) -> Group | None:
-    """One group, or None."""
+def get_group(conn: Tx, event_id: str, group_id: str) -> Group:
+    """One group; GroupNotFoundError if the event has none with this id."""
     row = conn.execute("SELECT * FROM groups WHERE event_id = ? AND id = ?", (event_id, group_id)).fetchone()
-    return None if row is None else to_struct("groups", row, Group)
+    if row is None:
+        raise GroupNotFoundError(group_id)
+    return to_struct("groups", row, Group)
 
 
 def list_visits(
@@ -56,10 +63,12 @@ def list_visits(
     return [to_struct("visits", row, Visit) for row in conn.execute(sql, params)]
 
 
-def get_visit(conn: Tx, event_id: str, visit_id: str) -> Visit | None:
-    """One visit, or None."""
+def get_visit(conn: Tx, event_id: str, visit_id: str) -> Visit:
+    """One visit; VisitNotFoundError if the event has none with this id."""
     row = conn.execute("SELECT * FROM visits WHERE event_id = ? AND id = ?", (event_id, visit_id)).fetchone()
-    return None if row is None else to_struct("visits", row, Visit)
+    if row is None:
+        raise VisitNotFoundError(visit_id)
+    return to_struct("visits", row, Visit)
 
 
 def list_questions(conn: Tx, event_id: str) -> list[Question]:

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 
+from server.errors import EventNotFoundError
 from server.storage.unit import Tx
 
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
@@ -22,7 +23,11 @@ def record_changes(conn: Tx, rows: list[tuple[str, str, str, str]]) -> None:
     conn.executemany("INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)", rows)
 
 
-def content_version(conn: Tx, event_id: str) -> int | None:
-    """A number that grows whenever anything the read API serves for this event changes."""
+def content_version(conn: Tx, event_id: str) -> int:
+    """A number that grows whenever anything the read API serves for this event changes.
+
+    EventNotFoundError if there is no such event."""
     row = conn.execute("SELECT content_version FROM events WHERE id = ?", (event_id,)).fetchone()
-    return None if row is None else int(row[0])
+    if row is None:
+        raise EventNotFoundError(event_id)
+    return int(row[0])

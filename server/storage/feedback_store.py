@@ -5,6 +5,7 @@ from collections.abc import Collection
 from schemas.feedback import Question
 from schemas.reports import Author
 from schemas.sync import Feedback
+from server.errors import VisitNotFoundError
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.rows import encode_json, to_struct
@@ -54,12 +55,14 @@ def list_authors(conn: Tx, event_id: str) -> dict[str, Author]:
     }
 
 
-def feedback_closed(conn: Tx, event_id: str, visit_id: str) -> tuple[bool, int] | None:
-    """Whether feedback on a visit is closed, and the visit's version; None if there is no such visit."""
+def feedback_closed(conn: Tx, event_id: str, visit_id: str) -> tuple[bool, int]:
+    """Whether feedback on a visit is closed, and the visit's version; VisitNotFoundError if there is no such visit."""
     row = conn.execute(
         "SELECT feedback_closed, version FROM visits WHERE event_id = ? AND id = ?", (event_id, visit_id)
     ).fetchone()
-    return None if row is None else (bool(row[0]), int(row[1]))
+    if row is None:
+        raise VisitNotFoundError(visit_id)
+    return bool(row[0]), int(row[1])
 
 
 def set_feedback_closed(conn: Tx, event_id: str, visit_id: str, closed: bool, version: int) -> None:
