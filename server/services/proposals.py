@@ -9,7 +9,7 @@ from server.services.itinerary_check import check_event
 from server.services.mutations import Context
 from server.services.visits import require_organizer, visit_patch
 from server.storage.catalog import get_event, get_visit
-from server.storage.db import Database
+from server.storage.unit import Store
 
 
 def _key(problem: ItineraryProblem) -> tuple[str, tuple[str, ...], str | None]:
@@ -17,22 +17,22 @@ def _key(problem: ItineraryProblem) -> tuple[str, tuple[str, ...], str | None]:
     return (problem.kind, tuple(problem.visit_ids), problem.group_id)
 
 
-def check_proposal(db: Database, account: Account, proposal: ProposedVisitChange) -> ProposalCheck:
+def check_proposal(db: Store, account: Account, proposal: ProposedVisitChange) -> ProposalCheck:
     """The problems the programme would have with this change, which are new, and which it would remove."""
-    with db.trial() as conn:
-        ctx = Context(conn, account, None, None)
+    with db.trial() as tx:
+        ctx = Context(tx, account, None, None)
         require_organizer(ctx)
-        event = get_event(conn, account.event_id)
+        event = get_event(tx, account.event_id)
         assert event is not None  # the account's own event
-        visit = get_visit(conn, account.event_id, proposal.visit_id)
+        visit = get_visit(tx, account.event_id, proposal.visit_id)
         if visit is None:
             raise NotFoundError(f"No visit '{proposal.visit_id}' in this event.")
-        before = check_event(conn, event).problems
+        before = check_event(tx, event).problems
         # The rules of publishing (end after start, known site and groups, "changed" status) apply
         # as they will: a draft they refuse is refused here with the same problem document.
         visit_patch(ctx, VisitPatchArgs(visit_id=visit.id, base_version=visit.version, fields=proposal.fields))
-        proposed = get_visit(conn, account.event_id, visit.id)
-        after = check_event(conn, event).problems
+        proposed = get_visit(tx, account.event_id, visit.id)
+        after = check_event(tx, event).problems
     assert proposed is not None
     proposed.version = visit.version
     proposed.updated_at = visit.updated_at

@@ -18,6 +18,8 @@ import sqlite_utils
 
 from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
 from server.storage.migrations import MIGRATIONS
+from server.storage.pg.schema import PG_MIGRATIONS
+from server.storage.unit import Dialect, Store
 
 # How long a writer waits for the write lock (this process's queue, then SQLite's busy handler)
 # before the request is answered 503 database-busy: phones retry, a held request only ties up a worker.
@@ -322,9 +324,21 @@ def _pending(db: Database) -> bool:
     return any(m.version not in done for m in MIGRATIONS)
 
 
-def pending_migrations(db: Database) -> list[int]:
-    """Versions of known migrations not applied to this database."""
-    return [m["version"] for m in migration_status(db) if m["applied_at"] is None]
+# Whether the table of applied migrations exists yet, in each engine's catalog.
+_HAS_MIGRATIONS_TABLE: dict[Dialect, str] = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    "postgresql": "SELECT 1 WHERE to_regclass('schema_migrations') IS NOT NULL",
+}
+
+
+def pending_migrations(db: Store) -> list[int]:
+    """Versions of the engine's known migrations not applied to this database (a `Store` of either engine)."""
+    known = [m.version for m in MIGRATIONS] if db.dialect == "sqlite" else [m.version for m in PG_MIGRATIONS]
+    with db.read() as tx:
+        done: set[int] = set()
+        if tx.execute(_HAS_MIGRATIONS_TABLE[tx.dialect]).fetchone():
+            done = {int(row[0]) for row in tx.execute("SELECT version FROM schema_migrations")}
+    return [v for v in known if v not in done]
 
 
 def migration_status(db: Database) -> list[dict[str, Any]]:
