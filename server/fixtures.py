@@ -1,6 +1,5 @@
 """Loading seed data: an event with its sites, groups, visits, questions and accounts."""
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from schemas.fixtures import Fixture
 from server.storage.accounts import create_account, get_account
 from server.storage.changes import record_change
 from server.storage.db import utcnow
+from server.storage.integrity import is_integrity_error
 from server.storage.records import add_history, insert_record, last_history_author, load_record, update_record
 from server.storage.unit import Store, Tx
 from sync.rules import flatten_translations
@@ -87,7 +87,9 @@ def load_fixture_report(db: Store, fixture: Fixture, *, force: bool = False) -> 
             if get_account(tx, account.id) is None:
                 try:
                     report.accounts.append(create_account(tx, account))
-                except sqlite3.IntegrityError as exc:  # rolls the whole load back
+                except Exception as exc:  # rolls the whole load back
+                    if not is_integrity_error(exc):
+                        raise
                     named = [f"group '{account.group_id}'"] if account.group_id else []
                     named += [f"site '{site_id}'" for site_id in account.site_ids]
                     raise FixtureError(

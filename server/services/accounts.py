@@ -2,7 +2,6 @@
 
 import io
 import re
-import sqlite3
 import unicodedata
 from datetime import UTC
 
@@ -10,7 +9,7 @@ import msgspec
 import segno
 
 from schemas.accounts import Account, AccountDraft, Invitation, NewAccount, People, Person
-from server.errors import DomainError, ForbiddenError, NotFoundError
+from server.errors import DomainError, EventNotFoundError, ForbiddenError, NotFoundError
 from server.feeds import feed_urls
 from server.storage.accounts import (
     create_account,
@@ -21,8 +20,10 @@ from server.storage.accounts import (
     retire_account,
     rotate_token,
 )
-from server.storage.catalog import get_event, get_group, get_site
+from server.storage.catalog import get_event
 from server.storage.db import rfc3339
+from server.storage.integrity import is_integrity_error
+from server.storage.records import record_exists
 from server.storage.unit import Store, Tx
 
 
@@ -103,16 +104,18 @@ def unique_id(tx: Tx, name: str, taken: set[str]) -> str:
 
 def check_account(tx: Tx, account: Account) -> None:
     """Refuse an account whose id is taken, or that names an event, group or site that does not exist."""
-    if get_event(tx, account.event_id) is None:
-        raise InvalidAccountError(f"no event '{account.event_id}'")
+    try:
+        get_event(tx, account.event_id)
+    except EventNotFoundError:
+        raise InvalidAccountError(f"no event '{account.event_id}'") from None
     if get_account(tx, account.id) is not None:
         raise AccountExistsError(f"an account '{account.id}' exists already")
     if not account.name.strip():
         raise InvalidAccountError("the name is empty", "name")
-    if account.group_id and get_group(tx, account.event_id, account.group_id) is None:
+    if account.group_id and not record_exists(tx, account.event_id, "group", account.group_id):
         raise InvalidAccountError(f"no group '{account.group_id}' in event '{account.event_id}'", "group_id")
     for site_id in account.site_ids:
-        if get_site(tx, account.event_id, site_id) is None:
+        if not record_exists(tx, account.event_id, "site", site_id):
             raise InvalidAccountError(f"no site '{site_id}' in event '{account.event_id}'", "site_ids")
 
 
@@ -120,7 +123,10 @@ def _create(tx: Tx, account: Account, expires_at: str | None) -> NewAccount:
     check_account(tx, account)
     try:
         return create_account(tx, account, expires_at=expires_at)
-    except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
+    except Exception as exc:
+        if not is_integrity_error(exc):
+            raise
+        # Any other rule of the schema: a message, not a traceback.
         raise InvalidAccountError(f"account '{account.id}' cannot be stored: {exc}") from None
 
 

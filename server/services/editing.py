@@ -21,6 +21,7 @@ from server.storage.records import (
     latest_history_id,
     load_record,
     mark_reverted,
+    record_exists,
     record_value,
 )
 from server.storage.unit import Store
@@ -74,25 +75,19 @@ def edit_site(db: Store, account: Account, site_id: str, body: Any, if_match: st
     fields = merge_patch(body, SiteFieldsPatch, Site, ("description",))
     with db.write() as tx:
         site = get_site(tx, account.event_id, site_id)
-        if site is None:
-            raise NotFoundError(f"No site '{site_id}' in this event.")
         check_if_match(if_match, site.version)
         args = SitePatchArgs(site_id=site_id, base_version=site.version, fields=fields)  # type: ignore[arg-type]
         site_patch(Context(tx, account, None, None), args)
-        edited = get_site(tx, account.event_id, site_id)
-    assert edited is not None
-    return edited
+        return get_site(tx, account.event_id, site_id)
 
 
 def create_visit(db: Store, account: Account, args: VisitPutArgs) -> Visit:
     """Add a visit to the itinerary."""
     with db.write() as tx:
-        if get_visit(tx, account.event_id, args.id) is not None:
+        if record_exists(tx, account.event_id, "visit", args.id):
             raise BadRequestError(f"A visit '{args.id}' exists already; PATCH it instead.")
         visit_put(Context(tx, account, None, None), args)
-        created = get_visit(tx, account.event_id, args.id)
-    assert created is not None
-    return created
+        return get_visit(tx, account.event_id, args.id)
 
 
 def edit_visit(db: Store, account: Account, visit_id: str, body: Any, if_match: str | None) -> Visit:
@@ -100,14 +95,10 @@ def edit_visit(db: Store, account: Account, visit_id: str, body: Any, if_match: 
     fields = merge_patch(body, VisitFields, Visit, ("notes", "site_id"))
     with db.write() as tx:
         visit = get_visit(tx, account.event_id, visit_id)
-        if visit is None:
-            raise NotFoundError(f"No visit '{visit_id}' in this event.")
         check_if_match(if_match, visit.version)
         args = VisitPatchArgs(visit_id=visit_id, base_version=visit.version, fields=fields)  # type: ignore[arg-type]
         visit_patch(Context(tx, account, None, None), args)
-        edited = get_visit(tx, account.event_id, visit_id)
-    assert edited is not None
-    return edited
+        return get_visit(tx, account.event_id, visit_id)
 
 
 def record_history(db: Store, account: Account, entity: str, entity_id: str) -> list[HistoryEntry]:
@@ -116,14 +107,12 @@ def record_history(db: Store, account: Account, entity: str, entity_id: str) -> 
         account.role == "host" and (entity != "site" or entity_id not in account.site_ids)
     ):
         raise ForbiddenError("History is for organizers and the site's hosts.")
-    tx = db.tx
-    if load_record(tx, account.event_id, entity, entity_id) is None:
-        raise NotFoundError(f"No {entity} '{entity_id}' in this event.")
-    names = {a.id: a.name for a in list_accounts(tx, account.event_id)}
-    return [
-        msgspec.convert({**e, "account_name": names.get(e["account_id"] or "")}, HistoryEntry)
-        for e in history_entries(tx, account.event_id, entity, entity_id)
-    ]
+    with db.read() as tx:
+        if not record_exists(tx, account.event_id, entity, entity_id):
+            raise NotFoundError(f"No {entity} '{entity_id}' in this event.")
+        names = {a.id: a.name for a in list_accounts(tx, account.event_id)}
+        entries = history_entries(tx, account.event_id, entity, entity_id)
+    return [msgspec.convert({**e, "account_name": names.get(e["account_id"] or "")}, HistoryEntry) for e in entries]
 
 
 def revert_change(db: Store, account: Account, entry_id: int) -> HistoryEntry:
@@ -157,8 +146,7 @@ def put_group_members(db: Store, account: Account, group_id: str, account_ids: l
     """Assign exactly these participants to a group (organizers)."""
     with db.write() as tx:
         require_organizer(Context(tx, account, None, None))
-        if get_group(tx, account.event_id, group_id) is None:
-            raise NotFoundError(f"No group '{group_id}' in this event.")
+        get_group(tx, account.event_id, group_id)  # or 404
         for member_id in account_ids:
             member = get_account(tx, member_id)
             if member is None or member.event_id != account.event_id:

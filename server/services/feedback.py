@@ -102,8 +102,7 @@ def give_feedback(db: Store, account: Account, visit_id: str, fields: FeedbackFi
     """
     require_role(account, "participant", what="Giving feedback")
     with db.write() as tx:
-        if feedback_closed(tx, account.event_id, visit_id) is None:
-            raise NotFoundError(f"No visit '{visit_id}' in this event.")
+        feedback_closed(tx, account.event_id, visit_id)  # or 404
         existing = feedback_of(tx, account.event_id, account.id, visit_id)
         feedback_id = fields.id or (existing.id if existing else str(uuid.uuid4()))
         # Online, the caller has just read what is stored: their values replace it unless they name an older base.
@@ -127,10 +126,7 @@ def set_feedback_open(db: Store, account: Account, visit_id: str, *, closed: boo
     """Close or reopen feedback on a visit; devices learn of it with the visit's next version."""
     require_role(account, "organizer", what="Closing feedback")
     with db.write() as tx:
-        state = feedback_closed(tx, account.event_id, visit_id)
-        if state is None:
-            raise NotFoundError(f"No visit '{visit_id}' in this event.")
-        was_closed, version = state
+        was_closed, version = feedback_closed(tx, account.event_id, visit_id)
         if was_closed == closed:
             return FeedbackState(visit_id=visit_id, feedback_closed=closed, version=version)
         version += 1

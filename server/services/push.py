@@ -13,7 +13,7 @@ from server.faults import fault_point
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
-from server.storage.db import rfc3339, savepoint, storage_failure
+from server.storage.db import rfc3339, storage_failure
 from server.storage.records import (
     NEW_NOTE_COLUMNS,
     insert_new_notes,
@@ -93,7 +93,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
         if not new_notes:
             return
         try:
-            with savepoint(tx):
+            with tx.savepoint():
                 _insert_notes(tx, [row for _, _, row in new_notes])
         except Exception as exc:
             if storage_failure(exc) is not None:
@@ -101,7 +101,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
             # One of them is at fault: write them one by one, so that only it is rejected.
             for index, mutation, row in new_notes:
                 try:
-                    with savepoint(tx):
+                    with tx.savepoint():
                         _insert_notes(tx, [row])
                 except Exception as one_exc:
                     if storage_failure(one_exc) is not None:
@@ -141,7 +141,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
                     results.append(MutationResult(id=mutation.id, status="applied", version=1))
                 else:
                     flush()  # later mutations may build on the notes created so far
-                    with savepoint(tx):
+                    with tx.savepoint():
                         results.append(APPLIERS[mutation.type](ctx, args))
             except InvalidMutationError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))

@@ -18,7 +18,7 @@ from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.schedule import ChangeKind, ReorderedVisits, ScheduleChange, ScheduleChanges
 from schemas.sync import VisitFields, VisitPatchArgs
-from server.errors import BadRequestError, DomainError, InvalidQueryError, NotFoundError
+from server.errors import BadRequestError, DomainError, InvalidQueryError
 from server.services.mutations import Context
 from server.services.visits import require_organizer, visit_patch
 from server.storage.catalog import get_event, get_visit, list_groups, list_sites, list_visits
@@ -233,8 +233,6 @@ def told_changes(tx: Tx, event_id: str, since: str, language: str) -> tuple[list
     visit's tracked values at ``since`` (None: created since), whose readers ``follows`` tells; and the
     newest change time read."""
     event = get_event(tx, event_id)
-    if event is None:
-        raise NotFoundError(f"No event '{event_id}'.")
     teller = Teller(event, list_sites(tx, event_id), list_groups(tx, event_id), language)
     changes, newest = _net_changes(tx, event_id, since)
     told = [(item, visit, before) for visit, before, at in changes for item in teller.tell(visit, before, at)]
@@ -404,9 +402,8 @@ def reorder_visits(db: Store, account: Account, visit_ids: list[str]) -> Reorder
         ctx = Context(tx, account, None, None)
         require_organizer(ctx)
         event = get_event(tx, account.event_id)
-        assert event is not None  # the account's own event
         zone = ZoneInfo(event.timezone)
-        visits = [_require_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
+        visits = [get_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
         days = sorted({v.starts_at.astimezone(zone).date().isoformat() for v in visits})
         if len(days) > 1:
             raise ReorderRefusedError(f"Only visits of one day swap times; these are on {', '.join(days)}.")
@@ -417,12 +414,5 @@ def reorder_visits(db: Store, account: Account, visit_ids: list[str]) -> Reorder
             ends = starts + (visit.ends_at - visit.starts_at)
             fields = VisitFields(starts_at=starts, ends_at=ends)
             visit_patch(ctx, VisitPatchArgs(visit_id=visit.id, base_version=visit.version, fields=fields))
-        reordered = [_require_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
+        reordered = [get_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
     return ReorderedVisits(visits=reordered)
-
-
-def _require_visit(tx: Tx, event_id: str, visit_id: str) -> Visit:
-    visit = get_visit(tx, event_id, visit_id)
-    if visit is None:
-        raise NotFoundError(f"No visit '{visit_id}' in this event.")
-    return visit

@@ -4,8 +4,8 @@ from schemas.accounts import Account
 from schemas.reports import SharedNote
 from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
-from server.storage.catalog import get_site, get_visit
 from server.storage.notes_store import list_shared_notes
+from server.storage.records import record_exists
 from server.storage.unit import Store
 
 SHARED_NOTES_CSV_HEADER = [
@@ -27,9 +27,9 @@ def shared_notes(db: Store, account: Account, visit_id: str | None, site_id: str
     """Shared, live notes, optionally of one visit and/or at one site (organizers only)."""
     require_role(account, "organizer", what="Reading shared notes")
     with db.read() as tx:
-        if visit_id is not None and get_visit(tx, account.event_id, visit_id) is None:
+        if visit_id is not None and not record_exists(tx, account.event_id, "visit", visit_id):
             raise InvalidQueryError(f"visit: there is no visit '{visit_id}' in this event.")
-        if site_id is not None and get_site(tx, account.event_id, site_id) is None:
+        if site_id is not None and not record_exists(tx, account.event_id, "site", site_id):
             raise InvalidQueryError(f"site: there is no site '{site_id}' in this event.")
         return list_shared_notes(tx, account.event_id, visit_id=visit_id, site_id=site_id)
 

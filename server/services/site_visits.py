@@ -2,7 +2,7 @@
 
 from schemas.accounts import Account
 from schemas.itinerary import GroupAttendance, SiteVisit, SiteVisits
-from server.errors import ForbiddenError, NotFoundError
+from server.errors import ForbiddenError
 from server.storage.accounts import group_sizes
 from server.storage.catalog import get_event, get_site, list_groups, list_visits
 from server.storage.unit import Store
@@ -15,8 +15,7 @@ def site_visits(db: Store, account: Account, site_id: str) -> SiteVisits:
         raise ForbiddenError("The visits at a site, with group sizes, are for organizers and the site's hosts.")
     with db.read() as tx:
         event = get_event(tx, account.event_id)
-        if event is None or get_site(tx, account.event_id, site_id) is None:
-            raise NotFoundError(f"No site '{site_id}' in this event.")
+        get_site(tx, account.event_id, site_id)  # or 404
         visits = list_visits(tx, account.event_id, site_ids=[site_id])
         names = {g.id: g.name for g in list_groups(tx, account.event_id)}
         sizes = group_sizes(tx, account.event_id)
