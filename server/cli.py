@@ -58,7 +58,7 @@ from server.storage.copy import CopyError, copy_sqlite_to_postgres
 from server.storage.db import Database, migrate
 from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
 from server.storage.purge import purge_tombstones
-from server.storage.unit import Store
+from server.storage.unit import Store, Tx
 
 DEFAULT_DB = Path("data/studyvisit.db")
 # The environment variable the server reads too, so one export configures every command.
@@ -527,14 +527,13 @@ def parse_expiry(text: str) -> str | None:
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _existing(db: Store, account_id: str) -> tuple[Account, Access]:
+def _existing(tx: Tx, account_id: str) -> tuple[Account, Access]:
     """The account, or a clean failure naming it; a retired account cannot be changed any more."""
-    with db.read() as tx:
-        try:
-            account = existing_account(tx, account_id)
-        except (NotFoundError, AccountError) as exc:
-            raise click.ClickException(exc.detail) from None
-        access = get_access(tx, account_id)
+    try:
+        account = existing_account(tx, account_id)
+    except (NotFoundError, AccountError) as exc:
+        raise click.ClickException(exc.detail) from None
+    access = get_access(tx, account_id)
     assert access is not None
     return account, access
 
@@ -548,7 +547,7 @@ def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -
     """Give an account a new bearer token (printed once; the old one stops working at once)."""
     db = open_db(db_path)
     with db.write() as tx:
-        account, access = _existing(db, account_id)
+        account, access = _existing(tx, account_id)
         fields = msgspec.structs.asdict(account)
         if feed:
             rotated = NewAccount(**fields, token="", feed_token=rotate_feed_token(tx, account_id))
@@ -566,7 +565,7 @@ def accounts_retire(account_id: str, feed: bool, db_path: Path) -> None:
     """Revoke every token of an account for good (what it wrote stays)."""
     db = open_db(db_path)
     with db.write() as tx:
-        _existing(db, account_id)
+        _existing(tx, account_id)
         if feed:
             revoke_feed_token(tx, account_id)
         else:
@@ -584,7 +583,7 @@ def accounts_expire(account_id: str, when: str, db_path: Path) -> None:
     expires_at = parse_expiry(when)
     db = open_db(db_path)
     with db.write() as tx:
-        _existing(db, account_id)
+        _existing(tx, account_id)
         set_expiry(tx, account_id, expires_at)
     click.echo(f"{account_id}: tokens expire {'never' if expires_at is None else 'at ' + expires_at}")
 
