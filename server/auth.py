@@ -10,7 +10,7 @@ from schemas.accounts import Account, Role
 from server.errors import ForbiddenError, NotFoundError, TooManyAuthFailuresError, UnauthorizedError
 from server.ratelimit import FailedAuthLimiter
 from server.storage.accounts import account_by_token
-from server.storage.db import Database
+from server.storage.unit import Store
 
 PUBLIC_PATHS = {"/health", "/metrics", "/schema"}
 # The ASGI scope key under which server.feeds hands over the account of a valid feed token. Only
@@ -39,8 +39,9 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthorizedError("Send 'Authorization: Bearer <token>' with the token you were given.")
-        db: Database = connection.app.state.db
-        account = account_by_token(db.conn, token.strip())
+        db: Store = connection.app.state.db
+        with db.read() as tx:
+            account = account_by_token(tx, token.strip())
         if account is None:
             # Only here, after the token failed: a valid token never waits for the limiter.
             count_failed_auth(connection.app.state.auth_limiter, connection.client.host if connection.client else "")

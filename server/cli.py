@@ -16,14 +16,13 @@ from typing import Any
 
 import click
 import msgspec
-import psycopg
 import segno
 import uvicorn
 from click.core import ParameterSource
 
 from schemas.accounts import Account, NewAccount
 from server.cli_field import field
-from server.errors import NotFoundError
+from server.errors import DatabaseUnavailableError, NotFoundError
 from server.feeds import feed_urls
 from server.fixtures import (
     DEMO_FIXTURE,
@@ -54,12 +53,12 @@ from server.storage.accounts import (
     rotate_token,
     set_expiry,
 )
+from server.storage.admin import location_migrations, migrate_location
 from server.storage.copy import CopyError, copy_sqlite_to_postgres
-from server.storage.db import Database, migrate, migration_status
+from server.storage.db import Database, migrate
 from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
-from server.storage.pg.migrate import migrate as pg_migrate
-from server.storage.pg.migrate import migration_status as pg_migration_status
 from server.storage.purge import purge_tombstones
+from server.storage.unit import Store, Tx
 
 DEFAULT_DB = Path("data/studyvisit.db")
 # The environment variable the server reads too, so one export configures every command.
@@ -177,7 +176,7 @@ def check_port(host: str, port: int) -> None:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def load_or_explain(db: Database, path: Path, force: bool) -> FixtureLoad:
+def load_or_explain(db: Store, path: Path, force: bool) -> FixtureLoad:
     """Load a fixture file; records edited since they were loaded make it refuse, naming them."""
     try:
         fixture = read_fixture(path)
@@ -294,16 +293,16 @@ def demo(
     # The demo prints fresh tokens of its own below, whatever the load created.
     report_load(load_or_explain(db, DEMO_FIXTURE, force), tell_accounts=False)
     demo_accounts: list[NewAccount] = []
-    with db.write() as conn:
+    with db.write() as tx:
         for role in ("organizer", "host", "participant"):
             first = next(a for a in fixture.accounts if a.role == role)
-            account = get_account(conn, first.id)
-            access = get_access(conn, first.id)
+            account = get_account(tx, first.id)
+            access = get_access(tx, first.id)
             assert account is not None
             assert access is not None
-            token = rotate_token(conn, account.id)
+            token = rotate_token(tx, account.id)
             # The feed token is kept: a calendar subscribed to the demo's feed URL keeps working.
-            feed_token = access.feed_token or rotate_feed_token(conn, account.id)
+            feed_token = access.feed_token or rotate_feed_token(tx, account.id)
             demo_accounts.append(NewAccount(**msgspec.structs.asdict(account), token=token, feed_token=feed_token))
     db.close()
     print_accounts(demo_accounts, as_json, f"http://{host}:{port}", qr=qr)
@@ -361,14 +360,9 @@ def db_migrate(db_path: Path, database_url: str | None) -> None:
     """Apply pending schema migrations (servers also do at start-up; on PostgreSQL one at a time)."""
     location = database_location(database_url) if database_url else SqliteLocation(db_path)
     try:
-        if isinstance(location, PostgresLocation):
-            applied = pg_migrate(location.url)
-        else:
-            database = Database(location.path)
-            applied = migrate(database)
-            database.close()
-    except psycopg.Error as exc:
-        raise click.ClickException(f"PostgreSQL: {exc}") from None
+        applied = migrate_location(location)
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(exc.detail) from None
     click.echo(f"applied {', '.join(map(str, applied))}" if applied else "up to date")
 
 
@@ -405,20 +399,16 @@ def db_copy(source: str, target: str) -> None:
 def db_status(db_path: Path, database_url: str | None) -> None:
     """List schema migrations, applied or pending (migrations apply at start-up)."""
     location = database_location(database_url) if database_url else SqliteLocation(db_path)
-    if isinstance(location, PostgresLocation):
-        try:
-            print_migrations(pg_migration_status(location.url))
-        except psycopg.Error as exc:
-            raise click.ClickException(f"PostgreSQL: {exc}") from None
-        return
-    db_path = location.path
-    if not db_path.exists():
+    if isinstance(location, SqliteLocation) and not location.path.exists():
         # Opening would create an empty database: a typo in --db would look like a fresh install.
         raise click.ClickException(
-            f"no database at {db_path}: `studyvisit serve`, `demo` or `load-fixtures` creates one "
+            f"no database at {location.path}: `studyvisit serve`, `demo` or `load-fixtures` creates one "
             "(choose the file with --db or STUDYVISIT_DB_PATH)"
         )
-    print_migrations(migration_status(Database(db_path)))
+    try:
+        print_migrations(location_migrations(location))
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(exc.detail) from None
 
 
 @db.command("purge-tombstones")
@@ -428,8 +418,8 @@ def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
     """Forget deleted notes older than N days; clients with older cursors then resync (410)."""
     cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat().replace("+00:00", "Z")
     database = open_db(db_path)
-    with database.write() as conn:
-        count = purge_tombstones(conn, cutoff)
+    with database.write() as tx:
+        count = purge_tombstones(tx, cutoff)
     click.echo(f"purged {count} tombstone(s) older than {cutoff}")
 
 
@@ -459,7 +449,7 @@ def accounts() -> None:
 
 
 def _add_all(
-    db: Database,
+    db: Store,
     accounts: list[Account],
     *,
     expires_at: str | None = None,
@@ -481,10 +471,11 @@ def _add_all(
         raise click.ClickException(message) from None
 
 
-def _new_account(db: Database, taken: set[str], **fields: Any) -> Account:
+def _new_account(db: Store, taken: set[str], **fields: Any) -> Account:
     fields = {k: v for k, v in fields.items() if v not in (None, "")}
     if "id" not in fields:
-        fields["id"] = unique_id(db.conn, fields.get("name", ""), taken)
+        with db.read() as tx:
+            fields["id"] = unique_id(tx, fields.get("name", ""), taken)
     try:
         return msgspec.convert(fields, Account)
     except msgspec.ValidationError as exc:
@@ -536,13 +527,13 @@ def parse_expiry(text: str) -> str | None:
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _existing(db: Database, account_id: str) -> tuple[Account, Access]:
+def _existing(tx: Tx, account_id: str) -> tuple[Account, Access]:
     """The account, or a clean failure naming it; a retired account cannot be changed any more."""
     try:
-        account = existing_account(db.conn, account_id)
+        account = existing_account(tx, account_id)
     except (NotFoundError, AccountError) as exc:
         raise click.ClickException(exc.detail) from None
-    access = get_access(db.conn, account_id)
+    access = get_access(tx, account_id)
     assert access is not None
     return account, access
 
@@ -555,14 +546,14 @@ def _existing(db: Database, account_id: str) -> tuple[Account, Access]:
 def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -> None:
     """Give an account a new bearer token (printed once; the old one stops working at once)."""
     db = open_db(db_path)
-    with db.write() as conn:
-        account, access = _existing(db, account_id)
+    with db.write() as tx:
+        account, access = _existing(tx, account_id)
         fields = msgspec.structs.asdict(account)
         if feed:
-            rotated = NewAccount(**fields, token="", feed_token=rotate_feed_token(conn, account_id))
+            rotated = NewAccount(**fields, token="", feed_token=rotate_feed_token(tx, account_id))
         else:
             # The feed URL is printed again, unchanged: rotating the bearer token leaves subscriptions alone.
-            rotated = NewAccount(**fields, token=rotate_token(conn, account_id), feed_token=access.feed_token or "")
+            rotated = NewAccount(**fields, token=rotate_token(tx, account_id), feed_token=access.feed_token or "")
     print_accounts([rotated], as_json)
 
 
@@ -573,12 +564,12 @@ def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -
 def accounts_retire(account_id: str, feed: bool, db_path: Path) -> None:
     """Revoke every token of an account for good (what it wrote stays)."""
     db = open_db(db_path)
-    with db.write() as conn:
-        _existing(db, account_id)
+    with db.write() as tx:
+        _existing(tx, account_id)
         if feed:
-            revoke_feed_token(conn, account_id)
+            revoke_feed_token(tx, account_id)
         else:
-            retire_account(conn, account_id)
+            retire_account(tx, account_id)
     what = "feed URL" if feed else "bearer token and feed URL"
     click.echo(f"{account_id}: {what} revoked")
 
@@ -591,9 +582,9 @@ def accounts_expire(account_id: str, when: str, db_path: Path) -> None:
     """Make an account's tokens stop working at WHEN (a date, an RFC 3339 time, or 'never')."""
     expires_at = parse_expiry(when)
     db = open_db(db_path)
-    with db.write() as conn:
-        _existing(db, account_id)
-        set_expiry(conn, account_id, expires_at)
+    with db.write() as tx:
+        _existing(tx, account_id)
+        set_expiry(tx, account_id, expires_at)
     click.echo(f"{account_id}: tokens expire {'never' if expires_at is None else 'at ' + expires_at}")
 
 

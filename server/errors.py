@@ -78,6 +78,34 @@ class NotFoundError(DomainError):
     title = "Not found"
 
 
+class EventNotFoundError(NotFoundError):
+    """No event with this id."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"No event '{event_id}'.")
+
+
+class SiteNotFoundError(NotFoundError):
+    """No site with this id in the event."""
+
+    def __init__(self, site_id: str) -> None:
+        super().__init__(f"No site '{site_id}' in this event.")
+
+
+class VisitNotFoundError(NotFoundError):
+    """No visit with this id in the event."""
+
+    def __init__(self, visit_id: str) -> None:
+        super().__init__(f"No visit '{visit_id}' in this event.")
+
+
+class GroupNotFoundError(NotFoundError):
+    """No group with this id in the event."""
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(f"No group '{group_id}' in this event.")
+
+
 class GoneError(DomainError):
     status = 410
     slug = "cursor-expired"

@@ -18,7 +18,7 @@ from server.auth import FEED_ACCOUNT, count_failed_auth
 from server.errors import NotFoundError, TooManyAuthFailuresError, send_problem
 from server.ratelimit import FailedAuthLimiter
 from server.storage.accounts import account_by_feed_token
-from server.storage.db import Database
+from server.storage.unit import Store
 
 FEEDS_PREFIX = "/api/v1/feeds/"
 FEED_FILES = ("itinerary.ics", "schedule.xml")
@@ -39,7 +39,7 @@ def feed_urls(base_url: str, feed_token: str) -> FeedUrls:
     return FeedUrls(ics=ics, schedule_xml=f"{base}/schedule.xml", webcal="webcal://" + ics.partition("://")[2])
 
 
-def serve_feeds(app: ASGIApp, db: Database, limiter: FailedAuthLimiter) -> ASGIApp:
+def serve_feeds(app: ASGIApp, db: Store, limiter: FailedAuthLimiter) -> ASGIApp:
     """ASGI layer: answer feed URLs with the feeds of the account whose feed token is in the path."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,7 +53,8 @@ def serve_feeds(app: ASGIApp, db: Database, limiter: FailedAuthLimiter) -> ASGIA
         token, name = match.groups()
         # The route label of metrics and logs: a closed set, and never the token.
         scope["path_template"] = f"{FEEDS_PREFIX}{{feed_token}}/{name}"  # type: ignore[typeddict-unknown-key]
-        account = account_by_feed_token(db.conn, token)
+        with db.read() as tx:
+            account = account_by_feed_token(tx, token)
         if account is None:
             client = scope.get("client")
             try:

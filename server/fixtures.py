@@ -1,6 +1,5 @@
 """Loading seed data: an event with its sites, groups, visits, questions and accounts."""
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,10 @@ from schemas.accounts import NewAccount
 from schemas.fixtures import Fixture
 from server.storage.accounts import create_account, get_account
 from server.storage.changes import record_change
-from server.storage.db import Database, utcnow
+from server.storage.db import utcnow
+from server.storage.integrity import is_integrity_error
 from server.storage.records import add_history, insert_record, last_history_author, load_record, update_record
+from server.storage.unit import Store, Tx
 from sync.rules import flatten_translations
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
@@ -51,12 +52,12 @@ def read_fixture(path: Path) -> Fixture:
     return msgspec.json.decode(path.read_bytes(), type=Fixture)
 
 
-def load_fixture(db: Database, fixture: Fixture) -> list[NewAccount]:
+def load_fixture(db: Store, fixture: Fixture) -> list[NewAccount]:
     """Load a fixture in one transaction; returns the accounts created now, with their tokens."""
     return load_fixture_report(db, fixture).accounts
 
 
-def load_fixture_report(db: Database, fixture: Fixture, *, force: bool = False) -> FixtureLoad:
+def load_fixture_report(db: Store, fixture: Fixture, *, force: bool = False) -> FixtureLoad:
     """Load a fixture in one transaction, never moving a version back.
 
     A record that is new is created at version 1 with the fixture's ``updated_at``; one equal to
@@ -69,7 +70,7 @@ def load_fixture_report(db: Database, fixture: Fixture, *, force: bool = False) 
     event_id = fixture.event.id
     report = FixtureLoad(accounts=[])
     edited: list[str] = []
-    with db.write() as conn:
+    with db.write() as tx:
         kinds: list[tuple[str, list[Any]]] = [
             ("event", [fixture.event]),
             ("site", fixture.sites),
@@ -79,14 +80,16 @@ def load_fixture_report(db: Database, fixture: Fixture, *, force: bool = False) 
         ]
         for entity, items in kinds:
             for item in items:
-                _load_record(conn, event_id, entity, item, force, report, edited)
+                _load_record(tx, event_id, entity, item, force, report, edited)
         if edited:
             raise FixtureConflictError(edited)  # rolls the whole load back
         for account in fixture.accounts:
-            if get_account(conn, account.id) is None:
+            if get_account(tx, account.id) is None:
                 try:
-                    report.accounts.append(create_account(conn, account))
-                except sqlite3.IntegrityError as exc:  # rolls the whole load back
+                    report.accounts.append(create_account(tx, account))
+                except Exception as exc:  # rolls the whole load back
+                    if not is_integrity_error(exc):
+                        raise
                     named = [f"group '{account.group_id}'"] if account.group_id else []
                     named += [f"site '{site_id}'" for site_id in account.site_ids]
                     raise FixtureError(
@@ -97,7 +100,7 @@ def load_fixture_report(db: Database, fixture: Fixture, *, force: bool = False) 
 
 
 def _load_record(
-    conn: sqlite3.Connection,
+    tx: Tx,
     event_id: str,
     entity: str,
     item: msgspec.Struct,
@@ -111,18 +114,18 @@ def _load_record(
     values.pop("version", None)
     stamped = "updated_at" in values
     stamp = values.pop("updated_at", None)
-    current = load_record(conn, event_id, entity, record_id)
+    current = load_record(tx, event_id, entity, record_id)
     if current is None:
         row = {**values, "version": 1, **({"updated_at": stamp or utcnow()} if stamped else {})}
-        insert_record(conn, entity, row if entity == "event" else {**row, "event_id": event_id})
-        record_change(conn, event_id, entity, record_id, ["all"])
+        insert_record(tx, entity, row if entity == "event" else {**row, "event_id": event_id})
+        record_change(tx, event_id, entity, record_id, ["all"])
         report.added.append(name)
         return
     new = {k: v for k, v in values.items() if current.get(k) != v}
     if not new:
         report.unchanged.append(name)
         return
-    author = last_history_author(conn, event_id, entity, record_id)
+    author = last_history_author(tx, event_id, entity, record_id)
     # Someone's edit came after the last load (or, without history, the version moved on).
     changed_by_people = author != (None, LOADER_CLIENT) if author is not None else current["version"] > 1
     if changed_by_people and not force:
@@ -130,14 +133,14 @@ def _load_record(
         return
     version = int(current["version"]) + 1
     update_record(
-        conn, event_id, entity, record_id, {**new, "version": version, **({"updated_at": utcnow()} if stamped else {})}
+        tx, event_id, entity, record_id, {**new, "version": version, **({"updated_at": utcnow()} if stamped else {})}
     )
     translated = TRANSLATED.get(entity, "")
     old_flat = flatten_translations({k: current.get(k) for k in new}, translated)
     new_flat = flatten_translations(new, translated)
     changes = {k: (old_flat.get(k), new_flat.get(k)) for k in old_flat.keys() | new_flat.keys()}
     add_history(
-        conn,
+        tx,
         event_id,
         entity,
         record_id,
@@ -146,5 +149,5 @@ def _load_record(
         account_id=None,
         client_id=LOADER_CLIENT,
     )
-    record_change(conn, event_id, entity, record_id, ["all"])
+    record_change(tx, event_id, entity, record_id, ["all"])
     (report.overwritten if changed_by_people else report.updated).append(name)

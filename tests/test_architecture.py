@@ -1,8 +1,9 @@
 """Dependency direction, read from the imports and calls of every module with ``ast``.
 
 schemas -> stdlib and msgspec only; sync -> schemas, never server; server -> schemas and sync;
-only server/storage (and the field client's own store, sync/replica.py) runs SQL; routes never
-touch sqlite3; storage knows nothing of HTTP.
+only server/storage (and the field client's own store, sync/replica.py) runs SQL; the rest of the
+server sees a Store and its Tx (server/storage/unit.py), never sqlite3 or psycopg nor a
+Database's connection; storage knows nothing of HTTP.
 """
 
 import ast
@@ -18,6 +19,8 @@ SQL_METHODS = frozenset({"execute", "executemany", "executescript"})
 SQL_KEYWORDS = ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "CREATE ", "DROP ", "ALTER ", "PRAGMA ", "WITH ")
 # Where SQL may run: the server's storage package, and the offline client's local replica (STYLE.md).
 SQL_HOMES = ("server/storage/", "sync/replica.py")
+# The engines' own modules: inside server/, only storage imports them.
+ENGINE_MODULES = frozenset({"sqlite3", "sqlite_utils", "psycopg", "psycopg_pool"})
 # Known edges that point the wrong way, each to be moved into server/storage; strict, so a fix shows up.
 KNOWN_VIOLATIONS: dict[str, str] = {}
 
@@ -65,6 +68,11 @@ def sql_calls(tree: ast.AST) -> list[str]:
     return found
 
 
+def conn_uses(tree: ast.AST) -> list[int]:
+    """Lines that reach for a connection (`db.conn`, `ctx.conn`) instead of a `Tx` from `read()`/`write()`."""
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "conn"]
+
+
 def violations(relative: str, source: str) -> list[str]:
     """Every rule a module at this path (relative to the repository, with '/') breaks."""
     path = ROOT / relative
@@ -83,8 +91,9 @@ def violations(relative: str, source: str) -> list[str]:
     if relative.startswith("server/services/"):
         upward = ("server.routes", "server.app", "server.cli")
         problems += [f"service imports {n}" for n in sorted(imported) if n.startswith(upward)]
-    if relative.startswith("server/routes/"):
-        problems += [f"route imports {r}" for r in sorted(roots & {"sqlite3", "sqlite_utils"})]
+    if relative.startswith("server/") and not relative.startswith("server/storage/"):
+        problems += [f"imports {r} outside storage" for r in sorted(roots & ENGINE_MODULES)]
+        problems += [f"line {line}: .conn outside storage (use a unit of work)" for line in conn_uses(tree)]
     if "tests" in roots or "conftest" in roots:
         problems.append("imports the tests")
     if not relative.startswith(SQL_HOMES):
@@ -143,8 +152,14 @@ def test_known_violations_name_existing_modules() -> None:
             "imports server",
             id="sync-server-type-checking",
         ),
-        pytest.param("server/routes/x.py", "import sqlite3\n", "route imports sqlite3", id="route-sqlite3"),
+        pytest.param("server/routes/x.py", "import sqlite3\n", "imports sqlite3 outside storage", id="route-sqlite3"),
         pytest.param("server/routes/x.py", "from sqlite_utils import Database\n", "sqlite_utils", id="route-utils"),
+        pytest.param("server/services/x.py", "import sqlite3\n", "imports sqlite3 outside", id="service-sqlite3"),
+        pytest.param("server/cli.py", "import psycopg\n", "imports psycopg outside storage", id="cli-psycopg"),
+        pytest.param("server/auth.py", "from psycopg_pool import ConnectionPool\n", "psycopg_pool", id="auth-pool"),
+        pytest.param("server/feeds.py", "def f():\n    import psycopg.errors\n", "psycopg", id="feeds-lazy-psycopg"),
+        pytest.param("server/routes/x.py", "get_site(db.conn, e, s)\n", ".conn outside storage", id="route-db-conn"),
+        pytest.param("server/services/x.py", "conn = ctx.conn\n", ".conn outside storage", id="service-ctx-conn"),
         pytest.param("server/routes/x.py", "conn.execute('SELECT 1')\n", ".execute(", id="route-execute"),
         pytest.param("server/services/x.py", "c.executemany(sql, rows)\n", ".executemany(", id="service-many"),
         pytest.param("server/services/x.py", "db.query('select * from sites')\n", "'select", id="service-sql-text"),
@@ -167,9 +182,25 @@ def test_checker_catches_an_edge_that_points_the_wrong_way(relative: str, source
         pytest.param("sync/x.py", "from schemas.sync import Mutation\nimport httpx\n", id="sync-schemas"),
         pytest.param("sync/replica.py", "import sqlite3\nconn.execute('SELECT 1')\n", id="replica-sql"),
         pytest.param("server/storage/x.py", "conn.execute('SELECT 1')\n", id="storage-sql"),
+        pytest.param("server/storage/x.py", "import sqlite3\nimport psycopg\nc = db.conn\n", id="storage-engines"),
+        pytest.param("server/routes/x.py", "with db.read() as tx:\n    get_site(tx, e, s)\n", id="route-unit"),
+        pytest.param("sync/replica.py", "import sqlite3\nself.conn.commit()\n", id="replica-own-store"),
         pytest.param("server/services/x.py", "log.info('Selected sites: %s', ids)\n", id="prose-not-sql"),
         pytest.param("server/routes/x.py", "from server.services.sites import site_views\n", id="route-service"),
     ],
 )
 def test_checker_accepts_edges_that_point_the_right_way(relative: str, source: str) -> None:
     assert violations(relative, source) == []
+
+
+def test_outside_storage_no_server_module_sees_an_engine() -> None:
+    """Services, routes, auth, feeds and the CLI hold a Store and its Tx: neither sqlite3 nor psycopg,
+    nor a Database's connection (what the per-module check above enforces, in one place)."""
+    seen = {
+        relative: [
+            p for p in violations(relative, (ROOT / relative).read_text(encoding="utf-8")) if "outside storage" in p
+        ]
+        for relative in all_modules()
+        if relative.startswith("server/") and not relative.startswith("server/storage/")
+    }
+    assert {relative: found for relative, found in seen.items() if found} == {}

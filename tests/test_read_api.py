@@ -441,7 +441,7 @@ def test_every_error_status_is_a_problem_document_with_a_stable_type(
 ) -> None:
     headers = {} if status == 401 else seeded.headers("participant")
     if status == 500:
-        monkeypatch.setattr("server.routes.events.require_event", _boom)
+        monkeypatch.setattr("server.routes.events.get_event", _boom)
     response = guarded_client.request(method, path, headers=headers)
     problem = assert_problem(response, status, slug)
     assert problem["instance"] == path.split("?")[0]

@@ -24,7 +24,7 @@ from server.services.editing import (
     record_history,
     revert_change,
 )
-from server.storage.db import Database
+from server.storage.unit import Store
 
 EDIT_ERRORS: dict[int, ResponseSpec] = {
     **AUTH_ERRORS,
@@ -75,8 +75,8 @@ def merge_patch_body(fields: type[msgspec.Struct]) -> BodySpec:
 
 async def patch_record(
     request: Request[Account, Any, Any],
-    db: Database,
-    edit: Callable[[Database, Account, str, Any, str | None], Site | Visit],
+    db: Store,
+    edit: Callable[[Store, Account, str, Any, str | None], Site | Visit],
     record_id: str,
     patch: Any,
     if_match: str | None,

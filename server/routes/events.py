@@ -10,9 +10,10 @@ from schemas.accounts import Account, Me
 from schemas.places import Event
 from server.auth import same_event
 from server.feeds import feed_urls
-from server.routes.common import EVENT_ERRORS, AppDatabase, api_get, errors, require_event, serve_cached, serve_fresh
+from server.routes.common import EVENT_ERRORS, AppDatabase, api_get, errors, serve_cached, serve_fresh
 from server.settings import Settings
 from server.storage.accounts import get_access
+from server.storage.catalog import get_event
 
 
 class MeController(Controller):
@@ -33,7 +34,8 @@ class MeController(Controller):
     def me(self, request: Request[Account, Any, Any], db: AppDatabase, state: State) -> Response[Me]:
         account = request.user
         settings: Settings = state.settings
-        access = get_access(db.conn, account.id)
+        with db.read() as tx:
+            access = get_access(tx, account.id)
         feed_token = access.feed_token if access else None
         # The address the caller reached, unless the deployment names its public one.
         base = settings.public_url or str(request.base_url)
@@ -54,4 +56,4 @@ class EventController(Controller):
 
     @api_get("/", summary="The event: title, dates, time zone and venue", responses=EVENT_ERRORS)
     def get_event(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[Event]:
-        return serve_cached(request, db, event_id, (), lambda: require_event(db, event_id))
+        return serve_cached(request, db, event_id, (), lambda tx: get_event(tx, event_id))

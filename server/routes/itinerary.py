@@ -10,16 +10,16 @@ from schemas.accounts import Account
 from schemas.itinerary import Itinerary, Visit
 from schemas.sync import VisitFields
 from server.auth import same_event
-from server.errors import InvalidQueryError, NotFoundError
+from server.errors import GroupNotFoundError, InvalidQueryError
 from server.routes.bodies import BODY_OPT
-from server.routes.common import EVENT_ERRORS, SECURITY, AppDatabase, api_get, require_event, scope_key, serve_cached
+from server.routes.common import EVENT_ERRORS, SECURITY, AppDatabase, api_get, scope_key, serve_cached
 from server.routes.editing import EDIT_ERRORS, IF_MATCH_DOC, IfMatch, merge_patch_body, patch_record
 from server.services.calendar import itinerary_ics
 from server.services.editing import edit_visit
 from server.services.frab import schedule_xml
 from server.services.itinerary import build_itinerary
-from server.storage.catalog import get_group, get_visit, list_sites, list_visits
-from server.storage.db import Database
+from server.storage.catalog import get_event, get_group, get_visit, list_sites, list_visits
+from server.storage.unit import Tx
 
 GROUP = Parameter(
     default=None,
@@ -37,30 +37,30 @@ class Programme(msgspec.Struct, frozen=True):
     key: str | None
 
 
-def programme_for(db: Database, account: Account, event_id: str, group: str | None) -> Programme:
+def programme_for(tx: Tx, account: Account, event_id: str, group: str | None) -> Programme:
     """One rule for the itinerary, its calendar and the schedule feed: which visits the caller gets."""
-    conn = db.conn
     if group is not None:
-        found = get_group(conn, event_id, group)
-        if found is None:
-            raise InvalidQueryError(f"group: there is no group '{group}' in this event.")
-        return Programme(list_visits(conn, event_id, group_id=group), group, found.name, group)
+        try:
+            found = get_group(tx, event_id, group)
+        except GroupNotFoundError:
+            raise InvalidQueryError(f"group: there is no group '{group}' in this event.") from None
+        return Programme(list_visits(tx, event_id, group_id=group), group, found.name, group)
     if account.role == "participant" and account.group_id is not None:
-        own = get_group(conn, event_id, account.group_id)
-        name = own.name if own is not None else account.group_id
-        return Programme(
-            list_visits(conn, event_id, group_id=account.group_id), account.group_id, name, account.group_id
-        )
+        try:
+            name = get_group(tx, event_id, account.group_id).name
+        except GroupNotFoundError:
+            name = account.group_id
+        return Programme(list_visits(tx, event_id, group_id=account.group_id), account.group_id, name, account.group_id)
     if account.role == "host":
-        return Programme(list_visits(conn, event_id, site_ids=account.site_ids), None, account.name, account.id)
-    return Programme(list_visits(conn, event_id), None, None, None)
+        return Programme(list_visits(tx, event_id, site_ids=account.site_ids), None, account.name, account.id)
+    return Programme(list_visits(tx, event_id), None, None, None)
 
 
-def itinerary_for(db: Database, account: Account, event_id: str, group: str | None) -> Itinerary:
+def itinerary_for(tx: Tx, account: Account, event_id: str, group: str | None) -> Itinerary:
     """The itinerary the caller asked for (see GROUP)."""
-    event = require_event(db, event_id)
-    programme = programme_for(db, account, event_id, group)
-    sites = {s.id: s for s in list_sites(db.conn, event_id)}
+    event = get_event(tx, event_id)
+    programme = programme_for(tx, account, event_id, group)
+    sites = {s.id: s for s in list_sites(tx, event_id)}
     # Walking legs only make sense along one group's path.
     group_id = programme.group_id
     return build_itinerary(event, programme.visits, sites, group_id, with_legs=group_id is not None)
@@ -81,13 +81,9 @@ class ItineraryController(Controller):
         event_id: str,
         visit_id: str,
     ) -> Response[Visit]:
-        def build() -> Visit:
-            visit = get_visit(db.conn, event_id, visit_id)
-            if visit is None:
-                raise NotFoundError(f"No visit '{visit_id}' in this event.")
-            return visit
-
-        return serve_cached(request, db, event_id, ("visit", visit_id), build, versioned=True)
+        return serve_cached(
+            request, db, event_id, ("visit", visit_id), lambda tx: get_visit(tx, event_id, visit_id), versioned=True
+        )
 
     @api_get("/itinerary", summary="Ordered itinerary with walking estimates between places")
     def itinerary(
@@ -103,7 +99,7 @@ class ItineraryController(Controller):
             db,
             event_id,
             ("itinerary", group, *scope_key(account)),
-            lambda: itinerary_for(db, account, event_id, group),
+            lambda tx: itinerary_for(tx, account, event_id, group),
         )
 
     @api_get("/itinerary.ics", summary="The itinerary as an RFC 5545 calendar", media_type="text/calendar")
@@ -116,9 +112,8 @@ class ItineraryController(Controller):
     ) -> Response[str]:
         account = request.user
 
-        def build() -> bytes:
-            itinerary = itinerary_for(db, account, event_id, group)
-            return itinerary_ics(require_event(db, event_id), itinerary)
+        def build(tx: Tx) -> bytes:
+            return itinerary_ics(get_event(tx, event_id), itinerary_for(tx, account, event_id, group))
 
         key = ("ics", group, *scope_key(account))
         return serve_cached(request, db, event_id, key, build, media_type="text/calendar")
@@ -140,10 +135,10 @@ class ItineraryController(Controller):
     ) -> Response[str]:
         account = request.user
 
-        def build() -> bytes:
-            event = require_event(db, event_id)
-            programme = programme_for(db, account, event_id, group)
-            sites = {s.id: s for s in list_sites(db.conn, event_id)}
+        def build(tx: Tx) -> bytes:
+            event = get_event(tx, event_id)
+            programme = programme_for(tx, account, event_id, group)
+            sites = {s.id: s for s in list_sites(tx, event_id)}
             feed = None if programme.key is None else (programme.key, programme.label or programme.key)
             return schedule_xml(event, programme.visits, sites, feed)
 

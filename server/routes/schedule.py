@@ -25,7 +25,6 @@ from server.routes.common import (
     SECURITY,
     AppDatabase,
     problem_spec,
-    require_event,
     serve_fresh,
 )
 from server.services.change_delivery import change_deliveries
@@ -33,6 +32,7 @@ from server.services.itinerary_check import check_event
 from server.services.proposals import check_proposal
 from server.services.schedule_changes import list_changes, reorder_visits
 from server.services.sites import parse_language
+from server.storage.catalog import get_event
 
 SINCE = Parameter(
     description="An RFC 3339 time with an offset (2025-12-10T12:00:00Z); send the last answer's next_since to poll",
@@ -147,8 +147,8 @@ class ScheduleController(Controller):
     )
     def check(self, request: Request[Account, Any, Any], db: AppDatabase, event_id: str) -> Response[ItineraryCheck]:
         # Not cached: a group's members change without changing the event's content version.
-        with db.read() as conn:
-            result = check_event(conn, require_event(db, event_id))
+        with db.read() as tx:
+            result = check_event(tx, get_event(tx, event_id))
         return serve_fresh(request, result)
 
     @post(

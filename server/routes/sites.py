@@ -10,7 +10,6 @@ from schemas.itinerary import SiteVisits
 from schemas.places import Site, SiteView
 from schemas.sync import SiteFieldsPatch
 from server.auth import same_event
-from server.errors import NotFoundError
 from server.geo import parse_point
 from server.routes.bodies import BODY_OPT
 from server.routes.common import FRESH_OPT, ROLE_ERRORS, SECURITY, AppDatabase, api_get, serve_cached, serve_fresh
@@ -19,6 +18,7 @@ from server.services.editing import edit_site
 from server.services.site_visits import site_visits
 from server.services.sites import feature_collection, parse_language, site_view, site_views
 from server.storage.catalog import get_site, list_sites
+from server.storage.unit import Tx
 
 LANG = Parameter(
     default=None,
@@ -50,7 +50,7 @@ class SiteController(Controller):
             db,
             event_id,
             ("list", language, theme, point),
-            lambda: site_views(list_sites(db.conn, event_id), language, theme, point),
+            lambda tx: site_views(list_sites(tx, event_id), language, theme, point),
         )
 
     @api_get(
@@ -71,7 +71,7 @@ class SiteController(Controller):
             db,
             event_id,
             ("geojson", language),
-            lambda: feature_collection(site_views(list_sites(db.conn, event_id), language, None, None)),
+            lambda tx: feature_collection(site_views(list_sites(tx, event_id), language, None, None)),
             media_type="application/geo+json",
         )
 
@@ -86,11 +86,8 @@ class SiteController(Controller):
     ) -> Response[SiteView]:
         language = parse_language(lang)
 
-        def build() -> SiteView:
-            site = get_site(db.conn, event_id, site_id)
-            if site is None:
-                raise NotFoundError(f"No site '{site_id}' in this event.")
-            return site_view(site, language)
+        def build(tx: Tx) -> SiteView:
+            return site_view(get_site(tx, event_id, site_id), language)
 
         return serve_cached(request, db, event_id, ("site", site_id, language), build, versioned=True)
 

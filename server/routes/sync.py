@@ -31,7 +31,7 @@ from server.routes.common import (
 from server.services.pull import pull
 from server.services.push import push
 from server.settings import Settings
-from server.storage.db import Database
+from server.storage.unit import Store
 from sync.mutations import MUTATION_TYPES
 
 PULL_ERRORS = {
@@ -128,7 +128,7 @@ class SyncController(Controller):
             raise PayloadTooLargeError(
                 f"A push may carry at most {settings.max_push_mutations} mutations; this one has {len(batch.mutations)}."
             )
-        db: Database = state.db
+        db: Store = state.db
         request.state.client_id = batch.client_id  # for the access log
         result = await anyio.to_thread.run_sync(push, db, request.user, batch)
         metrics: Metrics = state.metrics

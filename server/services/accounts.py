@@ -2,7 +2,6 @@
 
 import io
 import re
-import sqlite3
 import unicodedata
 from datetime import UTC
 
@@ -10,7 +9,7 @@ import msgspec
 import segno
 
 from schemas.accounts import Account, AccountDraft, Invitation, NewAccount, People, Person
-from server.errors import DomainError, ForbiddenError, NotFoundError
+from server.errors import DomainError, EventNotFoundError, ForbiddenError, NotFoundError
 from server.feeds import feed_urls
 from server.storage.accounts import (
     create_account,
@@ -21,8 +20,11 @@ from server.storage.accounts import (
     retire_account,
     rotate_token,
 )
-from server.storage.catalog import get_event, get_group, get_site
-from server.storage.db import Database, rfc3339
+from server.storage.catalog import get_event
+from server.storage.db import rfc3339
+from server.storage.integrity import is_integrity_error
+from server.storage.records import record_exists
+from server.storage.unit import Store, Tx
 
 
 class AccountError(DomainError):
@@ -88,51 +90,56 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60]
 
 
-def unique_id(conn: sqlite3.Connection, name: str, taken: set[str]) -> str:
+def unique_id(tx: Tx, name: str, taken: set[str]) -> str:
     """An unused account id made from a name, numbered ("-2", "-3"...) when taken; added to ``taken``."""
     # Names in Arabic, Korean... have no Latin letters to slug: number them instead.
     base = slugify(name) or "account"
     candidate, n = base, 1
-    while candidate in taken or get_account(conn, candidate) is not None:
+    while candidate in taken or get_account(tx, candidate) is not None:
         n += 1
         candidate = f"{base}-{n}"
     taken.add(candidate)
     return candidate
 
 
-def check_account(conn: sqlite3.Connection, account: Account) -> None:
+def check_account(tx: Tx, account: Account) -> None:
     """Refuse an account whose id is taken, or that names an event, group or site that does not exist."""
-    if get_event(conn, account.event_id) is None:
-        raise InvalidAccountError(f"no event '{account.event_id}'")
-    if get_account(conn, account.id) is not None:
+    try:
+        get_event(tx, account.event_id)
+    except EventNotFoundError:
+        raise InvalidAccountError(f"no event '{account.event_id}'") from None
+    if get_account(tx, account.id) is not None:
         raise AccountExistsError(f"an account '{account.id}' exists already")
     if not account.name.strip():
         raise InvalidAccountError("the name is empty", "name")
-    if account.group_id and get_group(conn, account.event_id, account.group_id) is None:
+    if account.group_id and not record_exists(tx, account.event_id, "group", account.group_id):
         raise InvalidAccountError(f"no group '{account.group_id}' in event '{account.event_id}'", "group_id")
     for site_id in account.site_ids:
-        if get_site(conn, account.event_id, site_id) is None:
+        if not record_exists(tx, account.event_id, "site", site_id):
             raise InvalidAccountError(f"no site '{site_id}' in event '{account.event_id}'", "site_ids")
 
 
-def _create(conn: sqlite3.Connection, account: Account, expires_at: str | None) -> NewAccount:
-    check_account(conn, account)
+def _create(tx: Tx, account: Account, expires_at: str | None) -> NewAccount:
+    check_account(tx, account)
     try:
-        return create_account(conn, account, expires_at=expires_at)
-    except sqlite3.IntegrityError as exc:  # any other rule of the schema: a message, not a traceback
+        return create_account(tx, account, expires_at=expires_at)
+    except Exception as exc:
+        if not is_integrity_error(exc):
+            raise
+        # Any other rule of the schema: a message, not a traceback.
         raise InvalidAccountError(f"account '{account.id}' cannot be stored: {exc}") from None
 
 
-def add_accounts(db: Database, accounts: list[Account], expires_at: str | None = None) -> list[NewAccount]:
+def add_accounts(db: Store, accounts: list[Account], expires_at: str | None = None) -> list[NewAccount]:
     """Create accounts in one transaction: all of them, or (on any error) none, so no token goes unshown.
 
     A failure is raised with ``index``, the position of the account it is about, set on the error.
     """
     created: list[NewAccount] = []
-    with db.write() as conn:
+    with db.write() as tx:
         for n, account in enumerate(accounts):
             try:
-                created.append(_create(conn, account, expires_at))
+                created.append(_create(tx, account, expires_at))
             except AccountError as exc:
                 exc.index = n
                 raise
@@ -145,15 +152,15 @@ def require_organizer(caller: Account) -> None:
         raise ForbiddenError(f"The accounts of an event are for its organizers; you are a {caller.role}.")
 
 
-def people(db: Database, caller: Account) -> People:
+def people(db: Store, caller: Account) -> People:
     """Every account of the caller's event, retired ones included, with their last sync."""
     require_organizer(caller)
-    with db.read() as conn:
-        return People(event_id=caller.event_id, accounts=list_people(conn, caller.event_id))
+    with db.read() as tx:
+        return People(event_id=caller.event_id, accounts=list_people(tx, caller.event_id))
 
 
-def _person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person:
-    found = get_person(conn, event_id, account_id)
+def _person(tx: Tx, event_id: str, account_id: str) -> Person:
+    found = get_person(tx, event_id, account_id)
     if found is None:
         raise NotFoundError(f"No account '{account_id}' in this event.")
     return found
@@ -171,14 +178,14 @@ def invitation(person: Person, token: str, feed_token: str | None, base_url: str
     )
 
 
-def add_person(db: Database, caller: Account, draft: AccountDraft, base_url: str) -> Invitation:
+def add_person(db: Store, caller: Account, draft: AccountDraft, base_url: str) -> Invitation:
     """Add someone to the caller's event from a draft; their token is in the answer, and only there."""
     require_organizer(caller)
     expires_at = rfc3339(draft.expires_at.astimezone(UTC)) if draft.expires_at else None
     # One transaction: the id made from the name is still free when the account is stored.
-    with db.write() as conn:
+    with db.write() as tx:
         account = Account(
-            id=draft.id or unique_id(conn, draft.name, set()),
+            id=draft.id or unique_id(tx, draft.name, set()),
             name=draft.name.strip(),
             role=draft.role,
             event_id=caller.event_id,
@@ -188,15 +195,15 @@ def add_person(db: Database, caller: Account, draft: AccountDraft, base_url: str
             country=draft.country,
             organization=draft.organization,
         )
-        created = _create(conn, account, expires_at)
-        person = _person(conn, caller.event_id, created.id)
+        created = _create(tx, account, expires_at)
+        person = _person(tx, caller.event_id, created.id)
     return invitation(person, created.token, created.feed_token, base_url)
 
 
-def existing_account(conn: sqlite3.Connection, account_id: str, event_id: str | None = None) -> Account:
+def existing_account(tx: Tx, account_id: str, event_id: str | None = None) -> Account:
     """An account that can still be changed: not retired (and of this event, when one is named)."""
-    account = get_account(conn, account_id)
-    access = get_access(conn, account_id)
+    account = get_account(tx, account_id)
+    access = get_access(tx, account_id)
     if account is None or access is None or (event_id is not None and account.event_id != event_id):
         raise NotFoundError(
             f"no account '{account_id}'" if event_id is None else f"No account '{account_id}' in this event."
@@ -206,30 +213,30 @@ def existing_account(conn: sqlite3.Connection, account_id: str, event_id: str | 
     return account
 
 
-def retire_person(db: Database, caller: Account, account_id: str) -> Person:
+def retire_person(db: Store, caller: Account, account_id: str) -> Person:
     """Revoke every token of an account of the caller's event at once; retiring it again changes nothing."""
     require_organizer(caller)
     if account_id == caller.id:
         raise OwnAccountError("You cannot retire the account you are signed in with; another organizer can.")
-    with db.write() as conn:
-        person = _person(conn, caller.event_id, account_id)
+    with db.write() as tx:
+        person = _person(tx, caller.event_id, account_id)
         if person.retired_at is None:
-            retire_account(conn, account_id)
-            person = _person(conn, caller.event_id, account_id)
+            retire_account(tx, account_id)
+            person = _person(tx, caller.event_id, account_id)
     return person
 
 
-def rotate_person(db: Database, caller: Account, account_id: str, base_url: str) -> Invitation:
+def rotate_person(db: Store, caller: Account, account_id: str, base_url: str) -> Invitation:
     """A new bearer token for an account of the caller's event (the old one stops working at once)."""
     require_organizer(caller)
     if account_id == caller.id:
         raise OwnAccountError(
             "You cannot replace the token you are signed in with here; use `studyvisit accounts rotate`."
         )
-    with db.write() as conn:
-        _person(conn, caller.event_id, account_id)  # 404 for another event's account, before anything else
-        existing_account(conn, account_id, caller.event_id)
-        token = rotate_token(conn, account_id)
-        person = _person(conn, caller.event_id, account_id)
-        access = get_access(conn, account_id)
+    with db.write() as tx:
+        _person(tx, caller.event_id, account_id)  # 404 for another event's account, before anything else
+        existing_account(tx, account_id, caller.event_id)
+        token = rotate_token(tx, account_id)
+        person = _person(tx, caller.event_id, account_id)
+        access = get_access(tx, account_id)
     return invitation(person, token, access.feed_token if access else None, base_url)

@@ -48,7 +48,7 @@ from server.storage.blobs import (
     record_blob,
     sniff_media_type,
 )
-from server.storage.db import Database
+from server.storage.unit import Store
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,15})-(\d{1,15})/(\d{1,15})\Z")
 ACCEPTED_MEDIA_TYPES = "JPEG, PNG, WebP, HEIC or PDF"
@@ -163,14 +163,14 @@ def check_size(declared: int, limit: int, what: str) -> None:
         raise PayloadTooLargeError(f"A blob may hold at most {limit} bytes; this {what} declares {declared}.")
 
 
-def quota_room(db: Database, files: BlobFiles, owner: UploadOwner, sha256: str, settings: Settings) -> int:
+def quota_room(db: Store, files: BlobFiles, owner: UploadOwner, sha256: str, settings: Settings) -> int:
     """How many bytes this upload may still hold: the smaller room of the account's and the event's quota.
 
     Recorded uploads and other unfinished ones (their acknowledged bytes) count; this blob's own
     unfinished upload does not, as the blob is counted whole by the caller.
     """
-    with db.read() as conn:
-        usage = blob_usage(conn, owner.event_id, owner.account_id)
+    with db.read() as tx:
+        usage = blob_usage(tx, owner.event_id, owner.account_id)
     account = settings.max_account_blob_bytes - usage.account - files.partial_bytes(owner, besides=sha256)
     event = settings.max_event_blob_bytes - usage.event - files.partial_bytes(owner, event_wide=True, besides=sha256)
     return min(account, event)
@@ -193,20 +193,20 @@ def upload_owner(account: Account) -> UploadOwner:
     return UploadOwner(account.event_id, account.id)
 
 
-def held_for(db: Database, account: Account, sha256: str) -> BlobRow | None:
+def held_for(db: Store, account: Account, sha256: str) -> BlobRow | None:
     """The blob as this account holds it (uploaded by it, or on a note it may see), else None.
 
     None also when the server stores the bytes for somebody else: nothing tells the two apart.
     """
-    with db.read() as conn:
-        blob = get_blob(conn, sha256)
-        if blob is None or sha256 not in referable_blobs(conn, account, [sha256]):
+    with db.read() as tx:
+        blob = get_blob(tx, sha256)
+        if blob is None or sha256 not in referable_blobs(tx, account, [sha256]):
             return None
-        since = owned_at(conn, account.event_id, account.id, sha256)
+        since = owned_at(tx, account.event_id, account.id, sha256)
     return msgspec.structs.replace(blob, created_at=since) if since else blob
 
 
-def upload_state(db: Database, files: BlobFiles, account: Account, sha256: str) -> UploadState:
+def upload_state(db: Store, files: BlobFiles, account: Account, sha256: str) -> UploadState:
     """Whether the account holds the blob, else how far its own upload of it got (0 when none began)."""
     owner = upload_owner(account)
     finish_landing(db, files, owner, sha256)
@@ -222,7 +222,7 @@ async def _thread(func: Callable[..., T], *args: object) -> T:
 
 
 async def receive_blob(
-    db: Database,
+    db: Store,
     files: BlobFiles,
     account: Account,
     sha256: str,
@@ -243,7 +243,7 @@ async def receive_blob(
 
 
 async def _receive_whole(
-    db: Database,
+    db: Store,
     files: BlobFiles,
     owner: UploadOwner,
     sha256: str,
@@ -271,7 +271,7 @@ async def _receive_whole(
 
 
 def _land_whole(
-    db: Database, files: BlobFiles, owner: UploadOwner, temp: TempUpload, sha256: str, media_type: str
+    db: Store, files: BlobFiles, owner: UploadOwner, temp: TempUpload, sha256: str, media_type: str
 ) -> UploadOutcome:
     if not files.blob_path(sha256).exists():  # stored once, whoever uploads the same bytes later
         files.install_temp(temp, sha256)
@@ -282,7 +282,7 @@ def _land_whole(
 
 
 async def _receive_part(
-    db: Database,
+    db: Store,
     files: BlobFiles,
     owner: UploadOwner,
     sha256: str,
@@ -352,7 +352,7 @@ async def _append(upload: PartialUpload, chunks: AsyncIterator[bytes], part: Con
     fault_point("blob.part-acknowledged")
 
 
-def _land_partial(db: Database, files: BlobFiles, upload: PartialUpload) -> UploadOutcome | None:
+def _land_partial(db: Store, files: BlobFiles, upload: PartialUpload) -> UploadOutcome | None:
     """Land an upload whose bytes all arrived (lock held); None when it must start over from 0."""
     sha256 = upload.sha256
     if not upload.bytes_moved:
@@ -380,7 +380,7 @@ def _land_partial(db: Database, files: BlobFiles, upload: PartialUpload) -> Uplo
     return outcome
 
 
-def finish_landing(db: Database, files: BlobFiles, owner: UploadOwner, sha256: str) -> UploadOutcome | None:
+def finish_landing(db: Store, files: BlobFiles, owner: UploadOwner, sha256: str) -> UploadOutcome | None:
     """Finish an upload whose every byte arrived but which a crash kept from being recorded.
 
     Called on HEAD and at start-up. An upload another request holds is left to it.
@@ -415,17 +415,17 @@ def _media_type(head: bytes) -> str:
     return media_type
 
 
-def _record(db: Database, owner: UploadOwner, sha256: str, size: int, media_type: str) -> UploadOutcome:
+def _record(db: Store, owner: UploadOwner, sha256: str, size: int, media_type: str) -> UploadOutcome:
     # The row, the proof of holding and the notes' new versions commit together: a device that pulls
     # a note referencing this blob after the commit sees it available, one that pulled before gets
     # the new version.
-    with db.write() as conn:
-        record_blob(conn, sha256, size, media_type)
-        since = add_blob_owner(conn, owner.event_id, owner.account_id, sha256, size)
+    with db.write() as tx:
+        record_blob(tx, sha256, size, media_type)
+        since = add_blob_owner(tx, owner.event_id, owner.account_id, sha256, size)
         if since is not None:
-            blob_landed(conn, owner.event_id, sha256)
-        blob = get_blob(conn, sha256)
-        created_at = since or owned_at(conn, owner.event_id, owner.account_id, sha256)
+            blob_landed(tx, owner.event_id, sha256)
+        blob = get_blob(tx, sha256)
+        created_at = since or owned_at(tx, owner.event_id, owner.account_id, sha256)
     fault_point("blob.recorded")
     assert blob is not None
     # The account's own date: when somebody else first stored the bytes is none of its business.
@@ -433,7 +433,7 @@ def _record(db: Database, owner: UploadOwner, sha256: str, size: int, media_type
     return UploadOutcome(status="created" if since else "held", offset=size, blob=blob)
 
 
-def repair_uploads(db: Database, files: BlobFiles) -> int:
+def repair_uploads(db: Store, files: BlobFiles) -> int:
     """At start-up: finish every upload a crash left between its file and its row; returns how many.
 
     Files under ``blobs/`` without a row (a whole upload that died there) get their row, owned by
@@ -443,20 +443,20 @@ def repair_uploads(db: Database, files: BlobFiles) -> int:
     for owner, sha256, state in list(files.partial_uploads()):
         if state.offset == state.total and finish_landing(db, files, owner, sha256) is not None:
             repaired += 1
-    with db.read() as conn:
-        orphans = list(files.unrecorded_blobs(lambda h: get_blob(conn, h) is not None))
+    with db.read() as tx:
+        orphans = list(files.unrecorded_blobs(lambda h: get_blob(tx, h) is not None))
     for sha256, size, head in orphans:
         media_type = sniff_media_type(head)
         if media_type is None or files.file_digest(sha256) != sha256:
             files.remove_blob(sha256)  # cannot be: only verified bytes are ever moved there
             continue
-        with db.write() as conn:
-            record_blob(conn, sha256, size, media_type)
+        with db.write() as tx:
+            record_blob(tx, sha256, size, media_type)
         repaired += 1
     return repaired
 
 
-def purge_uploads(db: Database, files: BlobFiles, older_than_s: float, now: float | None = None) -> tuple[int, int]:
+def purge_uploads(db: Store, files: BlobFiles, older_than_s: float, now: float | None = None) -> tuple[int, int]:
     """Remove abandoned partial uploads, and blobs no live note references, untouched for this long.
 
     Returns (upload files removed, blobs removed). An account's upload that no note of its own
@@ -465,11 +465,11 @@ def purge_uploads(db: Database, files: BlobFiles, older_than_s: float, now: floa
     moment = time.time() if now is None else now
     cutoff = datetime.fromtimestamp(moment - older_than_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     partial = files.purge_stale(older_than_s, now=moment)
-    with db.write() as conn:
-        gone = purge_unreferenced_blobs(conn, cutoff)
+    with db.write() as tx:
+        gone = purge_unreferenced_blobs(tx, cutoff)
     for sha256 in gone:
-        with db.read() as conn:
-            if get_blob(conn, sha256) is not None:
+        with db.read() as tx:
+            if get_blob(tx, sha256) is not None:
                 continue  # uploaded again in the meantime
         files.remove_blob(sha256)
     return partial, len(gone)
@@ -478,11 +478,11 @@ def purge_uploads(db: Database, files: BlobFiles, older_than_s: float, now: floa
 # --- fetch --------------------------------------------------------------------------------
 
 
-def find_blob(db: Database, account: Account, sha256: str) -> BlobRow:
+def find_blob(db: Store, account: Account, sha256: str) -> BlobRow:
     """A blob the caller may fetch: on a live note they can see, whose author uploaded it; else 404."""
-    with db.read() as conn:
-        blob = get_blob(conn, sha256)
-        if blob is None or sha256 not in fetchable_blobs(conn, account, [sha256]):
+    with db.read() as tx:
+        blob = get_blob(tx, sha256)
+        if blob is None or sha256 not in fetchable_blobs(tx, account, [sha256]):
             # The same answer for a blob that does not exist and one the caller may not see.
             raise NotFoundError(f"No blob {sha256} among the notes you can see.")
     return blob

@@ -10,22 +10,22 @@ from schemas.accounts import Account
 from schemas.schedule import ChangeDeliveries, ChangeDelivery, PendingAccount
 from server.services.schedule_changes import follows, parse_since, pick_language, stamp, told_changes
 from server.storage.accounts import usable_accounts
-from server.storage.db import Database
 from server.storage.pull_positions import pull_positions, visit_change_positions, visit_feed_positions
+from server.storage.unit import Store
 
 
 def change_deliveries(
-    db: Database, account: Account, event_id: str, since: str | None, lang: str | None
+    db: Store, account: Account, event_id: str, since: str | None, lang: str | None
 ) -> ChangeDeliveries:
     """Every change after ``since`` (told in ``lang``), with how many participants and devices have it."""
     after = stamp(parse_since(since))
     language = pick_language(lang, account.language)
-    with db.read() as conn:
-        told, _ = told_changes(conn, event_id, after, language)
-        participants = usable_accounts(conn, event_id, "participant")
-        devices = pull_positions(conn, [p.id for p in participants])
-        change_positions = visit_change_positions(conn, event_id)
-        feed_positions = visit_feed_positions(conn, event_id)
+    with db.read() as tx:
+        told, _ = told_changes(tx, event_id, after, language)
+        participants = usable_accounts(tx, event_id, "participant")
+        devices = pull_positions(tx, [p.id for p in participants])
+        change_positions = visit_change_positions(tx, event_id)
+        feed_positions = visit_feed_positions(tx, event_id)
     deliveries: list[ChangeDelivery] = []
     for item, visit, before in told:
         # A "new" visit has no history entry: its feed row is its first state. An entry written

@@ -18,8 +18,9 @@ from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
 from server.storage.blob_refs import fetchable_blobs
 from server.storage.blobs import CHUNK, BlobFiles, get_blobs, list_export_notes
-from server.storage.catalog import get_event, get_visit
-from server.storage.db import Database
+from server.storage.catalog import get_event
+from server.storage.records import record_exists
+from server.storage.unit import Store
 
 INDEX_NAME = "index.csv"
 INDEX_HEADER = [
@@ -70,20 +71,20 @@ class SharedExport(msgspec.Struct, frozen=True):
     index_mtime: int | None = None
 
 
-def shared_export(db: Database, files: BlobFiles, account: Account, visit_id: str | None) -> SharedExport:
+def shared_export(db: Store, files: BlobFiles, account: Account, visit_id: str | None) -> SharedExport:
     """The shared notes of a visit (or of the whole event) with their photos (organizers only)."""
     require_role(account, "organizer", what="Exporting shared notes")
-    with db.read() as conn:
-        if visit_id is not None and get_visit(conn, account.event_id, visit_id) is None:
+    with db.read() as tx:
+        if visit_id is not None and not record_exists(tx, account.event_id, "visit", visit_id):
             raise InvalidQueryError(f"visit: there is no visit '{visit_id}' in this event.")
-        event = get_event(conn, account.event_id)
-        notes = list_export_notes(conn, account.event_id, visit_id)
+        event = get_event(tx, account.event_id)
+        notes = list_export_notes(tx, account.event_id, visit_id)
         # What the organizer may fetch: attachments whose note's author uploaded the bytes.
-        held = fetchable_blobs(conn, account, (a["sha256"] for note in notes for a in note.attachments))
-        blobs = get_blobs(conn, held)
+        held = fetchable_blobs(tx, account, (a["sha256"] for note in notes for a in note.attachments))
+        blobs = get_blobs(tx, held)
     # One format for every time in the index: RFC 3339 to the second, in the event's time zone,
     # which is also the local time ZIP dates are read in.
-    zone = ZoneInfo(event.timezone) if event is not None else UTC
+    zone = ZoneInfo(event.timezone)
     rows: list[list[str]] = []
     members: list[ExportMember] = []
     for note in notes:

@@ -30,7 +30,6 @@ from server.errors import BadRequestError, ForbiddenError, NotFoundError
 from server.services.mutations import Context, MutationRejectedError, feedback_put
 from server.storage.accounts import group_sizes
 from server.storage.catalog import list_questions, list_sites, list_visits, put_question
-from server.storage.db import Database
 from server.storage.feedback_store import (
     closed_visits,
     delete_question,
@@ -42,6 +41,7 @@ from server.storage.feedback_store import (
     set_feedback_closed,
 )
 from server.storage.records import add_history
+from server.storage.unit import Store
 
 
 def require_role(account: Account, *roles: str, what: str) -> None:
@@ -68,12 +68,12 @@ def check_question(question_id: str, fields: QuestionFields) -> None:
         raise MutationRejectedError("invalid-question", f"Choice ids repeat: {', '.join(duplicates)}.")
 
 
-def save_question(db: Database, account: Account, question_id: str, fields: QuestionFields) -> tuple[Question, bool]:
+def save_question(db: Store, account: Account, question_id: str, fields: QuestionFields) -> tuple[Question, bool]:
     """Create or replace a question at its next version; returns it and whether it is new."""
     require_role(account, "organizer", what="Defining questions")
     check_question(question_id, fields)
-    with db.write() as conn:
-        existing = get_question(conn, account.event_id, question_id)
+    with db.write() as tx:
+        existing = get_question(tx, account.event_id, question_id)
         question = Question(
             id=question_id,
             kind=fields.kind,
@@ -83,28 +83,27 @@ def save_question(db: Database, account: Account, question_id: str, fields: Ques
             version=1 if existing is None else existing.version + 1,
         )
         # put_question also queues the change for every device's next pull.
-        put_question(conn, account.event_id, question)
+        put_question(tx, account.event_id, question)
     return question, existing is None
 
 
-def remove_question(db: Database, account: Account, question_id: str) -> None:
+def remove_question(db: Store, account: Account, question_id: str) -> None:
     """Delete a question. Answers already given to it are kept on their feedback."""
     require_role(account, "organizer", what="Defining questions")
-    with db.write() as conn:
-        if not delete_question(conn, account.event_id, question_id):
+    with db.write() as tx:
+        if not delete_question(tx, account.event_id, question_id):
             raise NotFoundError(f"No question '{question_id}' in this event.")
 
 
-def give_feedback(db: Database, account: Account, visit_id: str, fields: FeedbackFields) -> tuple[Feedback, bool]:
+def give_feedback(db: Store, account: Account, visit_id: str, fields: FeedbackFields) -> tuple[Feedback, bool]:
     """A participant's feedback on a visit, through the very rules of sync's ``feedback.put``.
 
     Returns the stored feedback and whether it was created now.
     """
     require_role(account, "participant", what="Giving feedback")
-    with db.write() as conn:
-        if feedback_closed(conn, account.event_id, visit_id) is None:
-            raise NotFoundError(f"No visit '{visit_id}' in this event.")
-        existing = feedback_of(conn, account.event_id, account.id, visit_id)
+    with db.write() as tx:
+        feedback_closed(tx, account.event_id, visit_id)  # or 404
+        existing = feedback_of(tx, account.event_id, account.id, visit_id)
         feedback_id = fields.id or (existing.id if existing else str(uuid.uuid4()))
         # Online, the caller has just read what is stored: their values replace it unless they name an older base.
         base = fields.base_version if fields.base_version is not None else (existing.version if existing else 0)
@@ -117,26 +116,23 @@ def give_feedback(db: Database, account: Account, visit_id: str, fields: Feedbac
             comment=fields.comment,
             base_version=base,
         )
-        feedback_put(Context(conn, account, None, None), args)
-        stored = feedback_of(conn, account.event_id, account.id, visit_id)
+        feedback_put(Context(tx, account, None, None), args)
+        stored = feedback_of(tx, account.event_id, account.id, visit_id)
     assert stored is not None
     return stored, existing is None
 
 
-def set_feedback_open(db: Database, account: Account, visit_id: str, *, closed: bool) -> FeedbackState:
+def set_feedback_open(db: Store, account: Account, visit_id: str, *, closed: bool) -> FeedbackState:
     """Close or reopen feedback on a visit; devices learn of it with the visit's next version."""
     require_role(account, "organizer", what="Closing feedback")
-    with db.write() as conn:
-        state = feedback_closed(conn, account.event_id, visit_id)
-        if state is None:
-            raise NotFoundError(f"No visit '{visit_id}' in this event.")
-        was_closed, version = state
+    with db.write() as tx:
+        was_closed, version = feedback_closed(tx, account.event_id, visit_id)
         if was_closed == closed:
             return FeedbackState(visit_id=visit_id, feedback_closed=closed, version=version)
         version += 1
-        set_feedback_closed(conn, account.event_id, visit_id, closed, version)
+        set_feedback_closed(tx, account.event_id, visit_id, closed, version)
         add_history(
-            conn,
+            tx,
             account.event_id,
             "visit",
             visit_id,
@@ -221,19 +217,19 @@ def feedback_stats(
     }
 
 
-def feedback_summary(db: Database, account: Account) -> FeedbackSummary:
+def feedback_summary(db: Store, account: Account) -> FeedbackSummary:
     """Feedback per visit and per site: organizers see every visit with names, hosts their sites' visits without."""
     require_role(account, "organizer", "host", what="The feedback summary")
     event_id = account.event_id
     host = account.role == "host"
-    with db.read() as conn:
-        visits = list_visits(conn, event_id, site_ids=account.site_ids if host else None)
-        sites = {s.id: s for s in list_sites(conn, event_id)}
-        questions = {q.id: q for q in list_questions(conn, event_id)}
-        sizes = group_sizes(conn, event_id)
-        closed = closed_visits(conn, event_id)
-        feedback = list_feedback(conn, event_id, [v.id for v in visits])
-        authors = None if host else list_authors(conn, event_id)
+    with db.read() as tx:
+        visits = list_visits(tx, event_id, site_ids=account.site_ids if host else None)
+        sites = {s.id: s for s in list_sites(tx, event_id)}
+        questions = {q.id: q for q in list_questions(tx, event_id)}
+        sizes = group_sizes(tx, event_id)
+        closed = closed_visits(tx, event_id)
+        feedback = list_feedback(tx, event_id, [v.id for v in visits])
+        authors = None if host else list_authors(tx, event_id)
     if host:
         # As in sync: a host sees feedback given about their own sites only.
         feedback = [f for f in feedback if f.site_id in account.site_ids]
@@ -292,16 +288,16 @@ def _answer_text(question: Question | None, answer: object) -> str:
     return str(answer)
 
 
-def feedback_csv(db: Database, account: Account) -> bytes:
+def feedback_csv(db: Store, account: Account) -> bytes:
     """Every answer as one spreadsheet row, with the participant's name: for organizers only."""
     require_role(account, "organizer", what="The feedback export")
     event_id = account.event_id
-    with db.read() as conn:
-        visits = list_visits(conn, event_id)
-        sites = {s.id: s.name for s in list_sites(conn, event_id)}
-        questions = {q.id: q for q in list_questions(conn, event_id)}
-        feedback = list_feedback(conn, event_id)
-        authors = list_authors(conn, event_id)
+    with db.read() as tx:
+        visits = list_visits(tx, event_id)
+        sites = {s.id: s.name for s in list_sites(tx, event_id)}
+        questions = {q.id: q for q in list_questions(tx, event_id)}
+        feedback = list_feedback(tx, event_id)
+        authors = list_authors(tx, event_id)
     order = {v.id: i for i, v in enumerate(visits)}
     titles = {v.id: v.title for v in visits}
     rows: list[list[str]] = []

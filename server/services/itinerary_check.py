@@ -3,7 +3,6 @@ times in a moved visit's notes that no longer fit it."""
 
 import math
 import re
-import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ from server.services.itinerary import build_itinerary, visit_place
 from server.storage.accounts import group_sizes
 from server.storage.catalog import list_groups, list_sites, list_visits
 from server.storage.records import history_since
+from server.storage.unit import Tx
 
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -23,20 +23,20 @@ _MINUTES_PER_DAY = 24 * 60
 _CLOCK_IN_TEXT = re.compile(r"(?<![\d:.,])([01]?\d|2[0-3])(?::| ?h ?)([0-5]\d)(?![\d:])")
 
 
-def check_event(conn: sqlite3.Connection, event: Event) -> ItineraryCheck:
+def check_event(tx: Tx, event: Event) -> ItineraryCheck:
     """Every problem in an event's programme, from one consistent read."""
-    visits = list_visits(conn, event.id)
-    sites = {s.id: s for s in list_sites(conn, event.id)}
-    groups = list_groups(conn, event.id)
-    sizes = group_sizes(conn, event.id)
-    moved = moved_since_notes(conn, event.id)
+    visits = list_visits(tx, event.id)
+    sites = {s.id: s for s in list_sites(tx, event.id)}
+    groups = list_groups(tx, event.id)
+    sizes = group_sizes(tx, event.id)
+    moved = moved_since_notes(tx, event.id)
     return ItineraryCheck(event_id=event.id, problems=find_problems(event, visits, sites, groups, sizes, moved))
 
 
-def moved_since_notes(conn: sqlite3.Connection, event_id: str) -> dict[str, frozenset[str]]:
+def moved_since_notes(tx: Tx, event_id: str) -> dict[str, frozenset[str]]:
     """Visits whose start or end changed (by the history), each with the note languages rewritten since."""
     moved: dict[str, frozenset[str]] = {}
-    for entry in history_since(conn, event_id, "visit", ""):  # oldest first
+    for entry in history_since(tx, event_id, "visit", ""):  # oldest first
         visit_id, names = entry["entity_id"], entry["changes"].keys()
         if "starts_at" in names or "ends_at" in names:
             moved[visit_id] = frozenset()

@@ -1,6 +1,5 @@
 """Applying one sync mutation inside the push transaction: permissions, merging, history, change feed."""
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -40,6 +39,7 @@ from server.storage.records import (
     update_record,
 )
 from server.storage.rows import encode_json
+from server.storage.unit import Tx
 from sync.rules import (
     FEEDBACK_DEFAULTS,
     HOST_SITE_FIELDS,
@@ -73,7 +73,7 @@ class MutationRejectedError(DomainError):
 class Context:
     """Who is pushing, from which install, in which event."""
 
-    conn: sqlite3.Connection
+    tx: Tx
     account: Account
     client_id: str | None
     mutation_id: int | None
@@ -137,9 +137,9 @@ def _kept_conflicts(existing: list[Any], resolve: bool, base_version: int) -> li
 def _check_place(ctx: Context, visit_id: str | None, site_id: str | None) -> None:
     if visit_id is None and site_id is None:
         raise MutationRejectedError("invalid-mutation", "A note needs a visit_id or a site_id.")
-    if visit_id is not None and not record_exists(ctx.conn, ctx.event_id, "visit", visit_id):
+    if visit_id is not None and not record_exists(ctx.tx, ctx.event_id, "visit", visit_id):
         raise MutationRejectedError("unknown-visit", f"No visit '{visit_id}' in this event.")
-    if site_id is not None and not record_exists(ctx.conn, ctx.event_id, "site", site_id):
+    if site_id is not None and not record_exists(ctx.tx, ctx.event_id, "site", site_id):
         raise MutationRejectedError("unknown-site", f"No site '{site_id}' in this event.")
 
 
@@ -149,11 +149,11 @@ def _note_audiences(author_id: str, *shared: bool) -> list[str]:
 
 
 def _own_note(ctx: Context, note_id: str) -> dict[str, Any] | None:
-    owner = note_owner(ctx.conn, note_id)
+    owner = note_owner(ctx.tx, note_id)
     if owner is not None and owner != (ctx.event_id, ctx.account.id):
         # Someone else's note (in any event) does not exist for this caller.
         raise MutationRejectedError("not-found", f"No note '{note_id}' of yours.", 404)
-    return None if owner is None else load_record(ctx.conn, ctx.event_id, "note", note_id)
+    return None if owner is None else load_record(ctx.tx, ctx.event_id, "note", note_id)
 
 
 def _sent_note_fields(args: NotePutArgs) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _check_position(values: dict[str, Any]) -> None:
 def new_note_row(ctx: Context, args: NotePutArgs, taken: set[str]) -> tuple[Any, ...] | None:
     """The row of a plain new note (no photos, an id never seen), checked like ``note_put`` would;
     None when the mutation needs the general path. Writes nothing, so it needs no savepoint."""
-    if args.attachments or args.id in taken or note_owner(ctx.conn, args.id) is not None:
+    if args.attachments or args.id in taken or note_owner(ctx.tx, args.id) is not None:
         return None
     values = created_fields(_sent_note_fields(args), NOTE_DEFAULTS)
     _check_position(values)
@@ -198,7 +198,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
         _check_position(values)
         _check_place(ctx, values["visit_id"], values["site_id"])
         insert_record(
-            ctx.conn,
+            ctx.tx,
             "note",
             {
                 **values,
@@ -213,9 +213,9 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             },
         )
         record_change(
-            ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, values["share_with_organizers"])
+            ctx.tx, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, values["share_with_organizers"])
         )
-        set_note_blobs(ctx.conn, ctx.event_id, args.id, values["attachments"])
+        set_note_blobs(ctx.tx, ctx.event_id, args.id, values["attachments"])
         _grants_changed(ctx, args.id, values["attachments"], [bool(values["share_with_organizers"])])
         return _with_pending(ctx, _result(ctx, "applied", 1), values["attachments"])
     values = edited_fields(sent, NOTE_DEFAULTS)
@@ -232,7 +232,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
             return _result(ctx, "applied", note["version"])  # nothing typed, nothing lost: no conflict
         version = note["version"] + 1
         update_record(
-            ctx.conn,
+            ctx.tx,
             ctx.event_id,
             "note",
             args.id,
@@ -243,7 +243,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
                 **ctx.device_times(),
             },
         )
-        record_change(ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id))
+        record_change(ctx.tx, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id))
         return _result(ctx, "conflict", version, conflicts=[c.field for c in lost])
     _check_position({"lat": note["lat"], "lon": note["lon"], **values})
     values.setdefault("visit_id", note["visit_id"])
@@ -255,7 +255,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     merge = merge_fields(
         current,
         values,
-        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client),
+        changed_since(ctx.tx, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client),
     )
     result = write_merge(
         ctx,
@@ -274,7 +274,7 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
     )
     attachments = merge.apply.get("attachments", note["attachments"])
     if "attachments" in merge.apply:
-        set_note_blobs(ctx.conn, ctx.event_id, args.id, attachments)
+        set_note_blobs(ctx.tx, ctx.event_id, args.id, attachments)
     if "attachments" in merge.apply or "share_with_organizers" in merge.apply:
         shared_before = bool(note["share_with_organizers"])
         shared_after = bool(merge.apply.get("share_with_organizers", shared_before))
@@ -285,14 +285,14 @@ def note_put(ctx: Context, args: NotePutArgs) -> MutationResult:
 def _grants_changed(ctx: Context, note_id: str, attachments: list[dict[str, Any]], shared: list[bool]) -> None:
     # Who may reference a blob through this note may have changed: their notes are pulled again.
     seen_by = [{"author_id": ctx.account.id, "share_with_organizers": s} for s in shared]
-    grants_changed(ctx.conn, ctx.event_id, note_id, ctx.account.id, (a["sha256"] for a in attachments), seen_by)
+    grants_changed(ctx.tx, ctx.event_id, note_id, ctx.account.id, (a["sha256"] for a in attachments), seen_by)
 
 
 def _with_pending(ctx: Context, result: MutationResult, attachments: list[dict[str, Any]]) -> MutationResult:
     # The note never waits for its photos: it is stored now, and the client is told what to upload.
     # Knowing a hash is no proof of holding the bytes: pending until the author uploads them.
     hashes = {a["sha256"] for a in attachments}
-    missing = hashes - referable_blobs(ctx.conn, ctx.account, hashes)
+    missing = hashes - referable_blobs(ctx.tx, ctx.account, hashes)
     result.pending_blobs = sorted(missing) or None
     return result
 
@@ -306,13 +306,13 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
         return _result(ctx, "applied", note["version"])
     version = note["version"] + 1
     unseen = (
-        changed_since(ctx.conn, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client)
+        changed_since(ctx.tx, ctx.event_id, "note", note, args.base_version, NOTE_DEFAULTS, ctx.own_client)
         if args.base_version
         else {}
     )
     lost = [ctx.conflict(k, record_value(note, k), args.base_version, version, "edited_before_delete") for k in unseen]
     update_record(
-        ctx.conn,
+        ctx.tx,
         ctx.event_id,
         "note",
         args.id,
@@ -329,18 +329,18 @@ def note_delete(ctx: Context, args: NoteDeleteArgs) -> MutationResult:
             **ctx.device_times(),
         },
     )
-    set_note_blobs(ctx.conn, ctx.event_id, args.id, [])  # a deleted note shares no photo
+    set_note_blobs(ctx.tx, ctx.event_id, args.id, [])  # a deleted note shares no photo
     _grants_changed(ctx, args.id, note["attachments"], [bool(note["share_with_organizers"])])
-    scrub_history(ctx.conn, ctx.event_id, "note", args.id)  # nor keeps its text in the audit trail
+    scrub_history(ctx.tx, ctx.event_id, "note", args.id)  # nor keeps its text in the audit trail
     record_change(
-        ctx.conn, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
+        ctx.tx, ctx.event_id, "note", args.id, _note_audiences(ctx.account.id, bool(note["share_with_organizers"]))
     )
     # Edits the delete erased unseen are a conflict like any other lost value: the client shows them.
     return _result(ctx, "conflict" if lost else "applied", version, conflicts=[c.field for c in lost])
 
 
 def _check_answers(ctx: Context, answers: dict[str, Any]) -> None:
-    questions = {q.id: q for q in list_questions(ctx.conn, ctx.event_id)}
+    questions = {q.id: q for q in list_questions(ctx.tx, ctx.event_id)}
     for qid, answer in answers.items():
         if answer is None:
             continue  # removes an answer; even one to a question deleted since
@@ -363,7 +363,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
     account = ctx.account
     if account.role != "participant":
         raise MutationRejectedError("forbidden", "Only participants give feedback on visits.", 403)
-    visit = load_record(ctx.conn, ctx.event_id, "visit", args.visit_id)
+    visit = load_record(ctx.tx, ctx.event_id, "visit", args.visit_id)
     if visit is None:
         raise MutationRejectedError("unknown-visit", f"No visit '{args.visit_id}' in this event.")
     if account.group_id is None or account.group_id not in visit["group_ids"]:
@@ -372,19 +372,19 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
         raise MutationRejectedError("feedback-closed", f"Feedback on '{args.visit_id}' was closed by the organizers.")
     answers: dict[str, Any] = {} if args.answers is UNSET else dict(args.answers)
     _check_answers(ctx, answers)
-    owner = feedback_owner(ctx.conn, args.id)
+    owner = feedback_owner(ctx.tx, args.id)
     if owner is not None and owner != (ctx.event_id, account.id):
         # Someone else's feedback (in any event: ids are unique across events) does not exist for this caller.
         raise MutationRejectedError("not-found", f"No feedback '{args.id}' of yours.", 404)
-    feedback = load_record(ctx.conn, ctx.event_id, "feedback", resolve_feedback_alias(ctx.conn, args.id))
+    feedback = load_record(ctx.tx, ctx.event_id, "feedback", resolve_feedback_alias(ctx.tx, args.id))
     if feedback is not None and feedback["visit_id"] != args.visit_id:
         raise MutationRejectedError("invalid-mutation", "Feedback cannot move to another visit.")
     if feedback is None:
-        first_id = feedback_of(ctx.conn, account.id, args.visit_id)
+        first_id = feedback_of(ctx.tx, account.id, args.visit_id)
         if first_id is not None:
             # Two devices of one person both answered offline: same record, merged by the usual rules.
-            add_feedback_alias(ctx.conn, args.id, first_id)
-            feedback = load_record(ctx.conn, ctx.event_id, "feedback", first_id)
+            add_feedback_alias(ctx.tx, args.id, first_id)
+            feedback = load_record(ctx.tx, ctx.event_id, "feedback", first_id)
     audiences = feedback_audiences(account.id, visit["site_id"])
     sent = {name: getattr(args, name) for name in FEEDBACK_DEFAULTS if getattr(args, name) is not UNSET}
     # Each answer is a field of its own; null removes it (its default is "no answer").
@@ -392,7 +392,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
     if feedback is None:
         created = created_fields(sent, FEEDBACK_DEFAULTS)
         insert_record(
-            ctx.conn,
+            ctx.tx,
             "feedback",
             {
                 "id": args.id,
@@ -410,7 +410,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
                 **ctx.device_times(),
             },
         )
-        record_change(ctx.conn, ctx.event_id, "feedback", args.id, audiences)
+        record_change(ctx.tx, ctx.event_id, "feedback", args.id, audiences)
         return _result(ctx, "applied", 1)
     if args.base_version > feedback["version"]:
         raise MutationRejectedError(
@@ -418,7 +418,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
         )
     current = flatten_translations({k: feedback[k] for k in ("rating", "comment", "answers")}, "answers")
     defaults = {**FEEDBACK_DEFAULTS, **{k: None for k in current if k.startswith("answers.")}}
-    changed = changed_since(ctx.conn, ctx.event_id, "feedback", feedback, args.base_version, defaults, ctx.own_client)
+    changed = changed_since(ctx.tx, ctx.event_id, "feedback", feedback, args.base_version, defaults, ctx.own_client)
     merge = merge_fields(current, values, changed)
     result = write_merge(
         ctx,
@@ -438,7 +438,7 @@ def feedback_put(ctx: Context, args: FeedbackPutArgs) -> MutationResult:
 def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
     """Change some fields of a site: hosts their own site's descriptive fields, organizers any field."""
     account = ctx.account
-    site = load_record(ctx.conn, ctx.event_id, "site", args.site_id)
+    site = load_record(ctx.tx, ctx.event_id, "site", args.site_id)
     if site is None:
         raise MutationRejectedError("unknown-site", f"No site '{args.site_id}' in this event.", 404)
     fields = msgspec.to_builtins(args.fields)
@@ -451,7 +451,7 @@ def site_patch(ctx: Context, args: SitePatchArgs) -> MutationResult:
         raise MutationRejectedError("invalid-base-version", f"base_version {args.base_version} is newer than the site.")
     incoming = flatten_translations(fields)
     current = {k: record_value(site, k) for k in incoming}
-    changed = changed_since(ctx.conn, ctx.event_id, "site", site, args.base_version, {}, ctx.own_client)
+    changed = changed_since(ctx.tx, ctx.event_id, "site", site, args.base_version, {}, ctx.own_client)
     merge = merge_fields(current, incoming, changed, touched=frozenset(incoming))
     moved = None
     if "lat" in merge.apply or "lon" in merge.apply:
@@ -504,18 +504,16 @@ def write_merge(
                 mapping[inner] = value
         else:
             columns[name] = value
-    update_record(ctx.conn, ctx.event_id, entity, record["id"], columns)
+    update_record(ctx.tx, ctx.event_id, entity, record["id"], columns)
     if entity == "visit" and "site_id" in apply:
         # Every change of a visit goes through here: its feedback follows it to the new site's hosts.
-        for feedback_id, author_id, former in move_visit_feedback(
-            ctx.conn, ctx.event_id, record["id"], apply["site_id"]
-        ):
+        for feedback_id, author_id, former in move_visit_feedback(ctx.tx, ctx.event_id, record["id"], apply["site_id"]):
             record_change(
-                ctx.conn, ctx.event_id, "feedback", feedback_id, feedback_audiences(author_id, apply["site_id"], former)
+                ctx.tx, ctx.event_id, "feedback", feedback_id, feedback_audiences(author_id, apply["site_id"], former)
             )
     if apply:
         add_history(
-            ctx.conn,
+            ctx.tx,
             ctx.event_id,
             entity,
             record["id"],
@@ -525,5 +523,5 @@ def write_merge(
             client_id=ctx.client_id,
             flagged=flagged,
         )
-    record_change(ctx.conn, ctx.event_id, entity, record["id"], audiences)
+    record_change(ctx.tx, ctx.event_id, entity, record["id"], audiences)
     return _result(ctx, "conflict" if new_conflicts else "applied", version, conflicts=sorted(conflicts))

@@ -4,12 +4,11 @@ change would leave it, by applying the change with the code that publishes it, t
 from schemas.accounts import Account
 from schemas.schedule import CheckedProblem, ItineraryProblem, ProposalCheck, ProposedVisitChange
 from schemas.sync import VisitPatchArgs
-from server.errors import NotFoundError
 from server.services.itinerary_check import check_event
 from server.services.mutations import Context
 from server.services.visits import require_organizer, visit_patch
 from server.storage.catalog import get_event, get_visit
-from server.storage.db import Database
+from server.storage.unit import Store
 
 
 def _key(problem: ItineraryProblem) -> tuple[str, tuple[str, ...], str | None]:
@@ -17,23 +16,19 @@ def _key(problem: ItineraryProblem) -> tuple[str, tuple[str, ...], str | None]:
     return (problem.kind, tuple(problem.visit_ids), problem.group_id)
 
 
-def check_proposal(db: Database, account: Account, proposal: ProposedVisitChange) -> ProposalCheck:
+def check_proposal(db: Store, account: Account, proposal: ProposedVisitChange) -> ProposalCheck:
     """The problems the programme would have with this change, which are new, and which it would remove."""
-    with db.trial() as conn:
-        ctx = Context(conn, account, None, None)
+    with db.trial() as tx:
+        ctx = Context(tx, account, None, None)
         require_organizer(ctx)
-        event = get_event(conn, account.event_id)
-        assert event is not None  # the account's own event
-        visit = get_visit(conn, account.event_id, proposal.visit_id)
-        if visit is None:
-            raise NotFoundError(f"No visit '{proposal.visit_id}' in this event.")
-        before = check_event(conn, event).problems
+        event = get_event(tx, account.event_id)
+        visit = get_visit(tx, account.event_id, proposal.visit_id)
+        before = check_event(tx, event).problems
         # The rules of publishing (end after start, known site and groups, "changed" status) apply
         # as they will: a draft they refuse is refused here with the same problem document.
         visit_patch(ctx, VisitPatchArgs(visit_id=visit.id, base_version=visit.version, fields=proposal.fields))
-        proposed = get_visit(conn, account.event_id, visit.id)
-        after = check_event(conn, event).problems
-    assert proposed is not None
+        proposed = get_visit(tx, account.event_id, visit.id)
+        after = check_event(tx, event).problems
     proposed.version = visit.version
     proposed.updated_at = visit.updated_at
     old = {_key(p) for p in before}

@@ -1,6 +1,5 @@
 """Serving a pull: the latest state of every record the caller may see that changed since a cursor."""
 
-import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +13,11 @@ from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
 from server.errors import BadRequestError, DomainError, GoneError
 from server.storage.blob_refs import fetchable_blobs
-from server.storage.db import Database, rfc3339
+from server.storage.db import rfc3339
 from server.storage.pull_positions import record_pull_position
 from server.storage.records import client_synced_at, last_mutation_id, load_records, record_client_sync
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
+from server.storage.unit import Store, Tx
 from sync.checksum import checksum
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
@@ -36,7 +36,7 @@ ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback
 SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 
-def pull(db: Database, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
+def pull(db: Store, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
     """One page of changes after ``cursor``, in one consistent snapshot of the database."""
     try:
         position = decode_cursor(cursor)
@@ -45,9 +45,9 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
     event_id = account.event_id
     after = position.seq if position else 0
     listens = audiences(account.id, account.role, account.site_ids)
-    with db.read() as conn:
+    with db.read() as tx:
         # Only purges of what this caller was told of can have hidden a deletion from its cursor.
-        purge_mark = purged_seq(conn, event_id, listens)
+        purge_mark = purged_seq(tx, event_id, listens)
         # A full pull pages through everything once; tombstones purged before it began do not
         # matter to a replica built from nothing, but a purge during it might hide a deletion.
         full = position is None or position.in_full_pull
@@ -55,16 +55,16 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
             position.full_since_purge != purge_mark if position.in_full_pull else after < purge_mark
         ):
             raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
-        rows = feed_page(conn, event_id, listens, after, limit + 1)
+        rows = feed_page(tx, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
-        changes = _changes(conn, account, rows, full=full)
-        summary = None if has_more else summarise(conn, account)
-        last_id = last_mutation_id(conn, account.id, client_id) if client_id else 0
-        seen_at = client_synced_at(conn, account.id, client_id) if client_id and not has_more else None
+        changes = _changes(tx, account, rows, full=full)
+        summary = None if has_more else summarise(tx, account)
+        last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0
+        seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
         # tombstones later never sends this device back to a full pull.
-        head = rows[-1][0] if has_more else max(after, feed_head(conn))
+        head = rows[-1][0] if has_more else max(after, feed_head(tx))
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     if client_id and not has_more:
         note_caught_up(db, account, client_id, head, seen_at)
@@ -78,7 +78,7 @@ def pull(db: Database, account: Account, cursor: str | None, limit: int, client_
 
 
 def note_caught_up(
-    db: Database, account: Account, client_id: str, head: int, seen_at: str | None, now: datetime | None = None
+    db: Store, account: Account, client_id: str, head: int, seen_at: str | None, now: datetime | None = None
 ) -> None:
     """Record that an install caught up, in one write: how far (for organizers asking who has a change)
     and, at most once per SYNC_TIME_RESOLUTION, when (their "last synced").
@@ -90,17 +90,15 @@ def note_caught_up(
     moment = now or datetime.now(UTC)
     stale = seen_at is None or seen_at <= rfc3339(moment - SYNC_TIME_RESOLUTION)
     try:
-        with db.write() as conn:
-            record_pull_position(conn, account.id, client_id, head)
+        with db.write() as tx:
+            record_pull_position(tx, account.id, client_id, head)
             if stale:
-                record_client_sync(conn, account.id, client_id, rfc3339(moment))
+                record_client_sync(tx, account.id, client_id, rfc3339(moment))
     except DomainError:
         pass
 
 
-def _changes(
-    conn: sqlite3.Connection, account: Account, rows: list[tuple[int, str, str]], *, full: bool
-) -> list[Change]:
+def _changes(tx: Tx, account: Account, rows: list[tuple[int, str, str]], *, full: bool) -> list[Change]:
     by_entity: dict[str, list[str]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
@@ -109,10 +107,10 @@ def _changes(
             seen.add((entity, entity_id))
             order.append((entity, entity_id))
             by_entity[entity].append(entity_id)
-    records = {entity: load_records(conn, account.event_id, entity, ids) for entity, ids in by_entity.items()}
+    records = {entity: load_records(tx, account.event_id, entity, ids) for entity, ids in by_entity.items()}
     # "available": this account may fetch it (a note it sees, whose author uploaded the bytes).
     notes = records.get("note", {}).values()
-    held = fetchable_blobs(conn, account, (a["sha256"] for note in notes for a in note["attachments"]))
+    held = fetchable_blobs(tx, account, (a["sha256"] for note in notes for a in note["attachments"]))
     changes: list[Change] = []
     for entity, entity_id in order:
         change = shape(account, entity, entity_id, records[entity].get(entity_id), held)
@@ -188,9 +186,9 @@ def _conflicts(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return msgspec.to_builtins(msgspec.convert(stored, list[Conflict]))
 
 
-def summarise(conn: sqlite3.Connection, account: Account) -> dict[str, EntitySummary]:
+def summarise(tx: Tx, account: Account) -> dict[str, EntitySummary]:
     """Per entity kind, how many records the caller may see and their checksum."""
     return {
         entity: EntitySummary(count=len(pairs), checksum=checksum(pairs))
-        for entity, pairs in visible_versions(conn, account).items()
+        for entity, pairs in visible_versions(tx, account).items()
     }

@@ -1,7 +1,6 @@
 """Processing a push: each mutation exactly once, in id order, committed with the client's new last id."""
 
 import logging
-import sqlite3
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from server.faults import fault_point
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
-from server.storage.db import Database, rfc3339, savepoint, storage_failure
+from server.storage.db import rfc3339, storage_failure
 from server.storage.records import (
     NEW_NOTE_COLUMNS,
     insert_new_notes,
@@ -23,6 +22,7 @@ from server.storage.records import (
     mutation_results,
     set_last_mutation_id,
 )
+from server.storage.unit import Store, Tx
 from sync.mutations import InvalidMutationError, clock_skewed, decode_args
 
 log = logging.getLogger("studyvisit.push")
@@ -71,7 +71,7 @@ def _internal_error(mutation: Mutation, client_id: str, exc: BaseException) -> M
     return MutationResult(id=mutation.id, status="rejected", error=problem)
 
 
-def push(db: Database, account: Account, request: PushRequest, now: datetime | None = None) -> PushResponse:
+def push(db: Store, account: Account, request: PushRequest, now: datetime | None = None) -> PushResponse:
     """Apply a batch in one transaction.
 
     Ids at or below the client's last processed id are duplicates and change nothing; the next
@@ -93,27 +93,27 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
         if not new_notes:
             return
         try:
-            with savepoint(conn):
-                _insert_notes(conn, [row for _, _, row in new_notes])
+            with tx.savepoint():
+                _insert_notes(tx, [row for _, _, row in new_notes])
         except Exception as exc:
             if storage_failure(exc) is not None:
                 raise
             # One of them is at fault: write them one by one, so that only it is rejected.
             for index, mutation, row in new_notes:
                 try:
-                    with savepoint(conn):
-                        _insert_notes(conn, [row])
+                    with tx.savepoint():
+                        _insert_notes(tx, [row])
                 except Exception as one_exc:
                     if storage_failure(one_exc) is not None:
                         raise
                     results[index] = _internal_error(mutation, request.client_id, one_exc)
         new_notes.clear()
 
-    with db.write() as conn:
-        last = last_mutation_id(conn, account.id, request.client_id)
+    with db.write() as tx:
+        last = last_mutation_id(tx, account.id, request.client_id)
         first_sent = min((m.id for m in request.mutations), default=last + 1)
         # A retry is answered with what its mutation got the first time (a rejection must not hide).
-        earlier = mutation_results(conn, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
+        earlier = mutation_results(tx, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
         gap = False
         for mutation in request.mutations:
             if gap or mutation.id > last + 1:
@@ -124,7 +124,7 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(MutationResult(id=mutation.id, status="duplicate", result=earlier.get(mutation.id)))
                 continue
             ctx = Context(
-                conn=conn,
+                tx=tx,
                 account=account,
                 client_id=request.client_id,
                 mutation_id=mutation.id,
@@ -141,7 +141,7 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                     results.append(MutationResult(id=mutation.id, status="applied", version=1))
                 else:
                     flush()  # later mutations may build on the notes created so far
-                    with savepoint(conn):
+                    with tx.savepoint():
                         results.append(APPLIERS[mutation.type](ctx, args))
             except InvalidMutationError as exc:
                 results.append(_rejected(mutation.id, exc.slug, exc.detail))
@@ -153,17 +153,17 @@ def push(db: Database, account: Account, request: PushRequest, now: datetime | N
                 results.append(_internal_error(mutation, request.client_id, exc))
             last = mutation.id
         flush()
-        set_last_mutation_id(conn, account.id, request.client_id, last)
+        set_last_mutation_id(tx, account.id, request.client_id, last)
         processed = [r for r in results if r.status in ("applied", "conflict", "rejected")]
-        keep_mutation_results(conn, account.id, request.client_id, processed, RESULT_WINDOW)
+        keep_mutation_results(tx, account.id, request.client_id, processed, RESULT_WINDOW)
         fault_point("push.before_commit")  # every mutation applied, nothing committed yet
     fault_point("push.after_commit")  # committed, the client not told yet: its retry must be all duplicates
     return PushResponse(last_mutation_id=last, results=results)
 
 
-def _insert_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    insert_new_notes(conn, rows)
-    record_changes(conn, [change for row in rows for change in _note_changes(row)])
+def _insert_notes(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
+    insert_new_notes(tx, rows)
+    record_changes(tx, [change for row in rows for change in _note_changes(row)])
 
 
 def _note_changes(row: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:

@@ -6,7 +6,6 @@ A visit created after ``since`` (version 1, no history yet) is one "new" item.
 """
 
 import re
-import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -19,12 +18,12 @@ from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
 from schemas.schedule import ChangeKind, ReorderedVisits, ScheduleChange, ScheduleChanges
 from schemas.sync import VisitFields, VisitPatchArgs
-from server.errors import BadRequestError, DomainError, InvalidQueryError, NotFoundError
+from server.errors import BadRequestError, DomainError, InvalidQueryError
 from server.services.mutations import Context
 from server.services.visits import require_organizer, visit_patch
 from server.storage.catalog import get_event, get_visit, list_groups, list_sites, list_visits
-from server.storage.db import Database
 from server.storage.records import history_since
+from server.storage.unit import Store, Tx
 
 # The fields whose changes a reader of the programme is told about.
 TRACKED = ("title", "kind", "starts_at", "ends_at", "status", "site_id", "venue", "meeting_point", "transport")
@@ -216,12 +215,12 @@ def parse_since(text: str | None) -> datetime:
     return stamp
 
 
-def list_changes(db: Database, account: Account, event_id: str, since: str | None, lang: str | None) -> ScheduleChanges:
+def list_changes(db: Store, account: Account, event_id: str, since: str | None, lang: str | None) -> ScheduleChanges:
     """The changes to the part of the programme the caller follows, after ``since``, oldest first."""
     after = parse_since(since)
     language = pick_language(lang, account.language)
-    with db.read() as conn:
-        told, newest = told_changes(conn, event_id, stamp(after), language)
+    with db.read() as tx:
+        told, newest = told_changes(tx, event_id, stamp(after), language)
     items = [item for item, visit, before in told if follows(account, visit, before)]
     return ScheduleChanges(event_id=event_id, since=stamp(after), next_since=newest, lang=language, changes=items)
 
@@ -229,15 +228,13 @@ def list_changes(db: Database, account: Account, event_id: str, since: str | Non
 ToldChange = tuple[ScheduleChange, Visit, dict[str, Any] | None]
 
 
-def told_changes(conn: sqlite3.Connection, event_id: str, since: str, language: str) -> tuple[list[ToldChange], str]:
+def told_changes(tx: Tx, event_id: str, since: str, language: str) -> tuple[list[ToldChange], str]:
     """Every change after ``since`` in sentences of ``language``, oldest first, each with its visit and the
     visit's tracked values at ``since`` (None: created since), whose readers ``follows`` tells; and the
     newest change time read."""
-    event = get_event(conn, event_id)
-    if event is None:
-        raise NotFoundError(f"No event '{event_id}'.")
-    teller = Teller(event, list_sites(conn, event_id), list_groups(conn, event_id), language)
-    changes, newest = _net_changes(conn, event_id, since)
+    event = get_event(tx, event_id)
+    teller = Teller(event, list_sites(tx, event_id), list_groups(tx, event_id), language)
+    changes, newest = _net_changes(tx, event_id, since)
     told = [(item, visit, before) for visit, before, at in changes for item in teller.tell(visit, before, at)]
     numbers = {visit.id: visit.number for visit, _, _ in changes}
     told.sort(key=lambda t: (t[0].at, numbers[t[0].visit_id], KIND_ORDER.index(t[0].kind)))
@@ -245,16 +242,16 @@ def told_changes(conn: sqlite3.Connection, event_id: str, since: str, language: 
 
 
 def _net_changes(
-    conn: sqlite3.Connection, event_id: str, since: str
+    tx: Tx, event_id: str, since: str
 ) -> tuple[list[tuple[Visit, dict[str, Any] | None, dict[str, str]]], str]:
     """Each visit changed after ``since`` with its tracked values as they were then (None: created since)
     and the time each field last changed; and the newest change time read."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in history_since(conn, event_id, "visit", since):
+    for row in history_since(tx, event_id, "visit", since):
         rows[row["entity_id"]].append(row)
     newest = since
     found: list[tuple[Visit, dict[str, Any] | None, dict[str, str]]] = []
-    for visit in list_visits(conn, event_id):
+    for visit in list_visits(tx, event_id):
         if visit.id in rows:
             before = _tracked(msgspec.to_builtins(visit))
             changed_at: dict[str, str] = {}
@@ -393,7 +390,7 @@ class Teller:
         return f"{local:%H:%M}" if same_day else f"{local:%Y-%m-%d %H:%M}"
 
 
-def reorder_visits(db: Database, account: Account, visit_ids: list[str]) -> ReorderedVisits:
+def reorder_visits(db: Store, account: Account, visit_ids: list[str]) -> ReorderedVisits:
     """Give one day's visits the day's existing start times, earliest first, in the order named.
 
     Each visit keeps its duration; each move is a visit.patch, so it is versioned, in the history
@@ -401,13 +398,12 @@ def reorder_visits(db: Database, account: Account, visit_ids: list[str]) -> Reor
     """
     if len(set(visit_ids)) != len(visit_ids):
         raise BadRequestError("visit_ids: name each visit once.")
-    with db.write() as conn:
-        ctx = Context(conn, account, None, None)
+    with db.write() as tx:
+        ctx = Context(tx, account, None, None)
         require_organizer(ctx)
-        event = get_event(conn, account.event_id)
-        assert event is not None  # the account's own event
+        event = get_event(tx, account.event_id)
         zone = ZoneInfo(event.timezone)
-        visits = [_require_visit(conn, account.event_id, visit_id) for visit_id in visit_ids]
+        visits = [get_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
         days = sorted({v.starts_at.astimezone(zone).date().isoformat() for v in visits})
         if len(days) > 1:
             raise ReorderRefusedError(f"Only visits of one day swap times; these are on {', '.join(days)}.")
@@ -418,12 +414,5 @@ def reorder_visits(db: Database, account: Account, visit_ids: list[str]) -> Reor
             ends = starts + (visit.ends_at - visit.starts_at)
             fields = VisitFields(starts_at=starts, ends_at=ends)
             visit_patch(ctx, VisitPatchArgs(visit_id=visit.id, base_version=visit.version, fields=fields))
-        reordered = [_require_visit(conn, account.event_id, visit_id) for visit_id in visit_ids]
+        reordered = [get_visit(tx, account.event_id, visit_id) for visit_id in visit_ids]
     return ReorderedVisits(visits=reordered)
-
-
-def _require_visit(conn: sqlite3.Connection, event_id: str, visit_id: str) -> Visit:
-    visit = get_visit(conn, event_id, visit_id)
-    if visit is None:
-        raise NotFoundError(f"No visit '{visit_id}' in this event.")
-    return visit

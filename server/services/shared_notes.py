@@ -4,9 +4,9 @@ from schemas.accounts import Account
 from schemas.reports import SharedNote
 from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
-from server.storage.catalog import get_site, get_visit
-from server.storage.db import Database
 from server.storage.notes_store import list_shared_notes
+from server.storage.records import record_exists
+from server.storage.unit import Store
 
 SHARED_NOTES_CSV_HEADER = [
     "note_id",
@@ -23,18 +23,18 @@ SHARED_NOTES_CSV_HEADER = [
 ]
 
 
-def shared_notes(db: Database, account: Account, visit_id: str | None, site_id: str | None) -> list[SharedNote]:
+def shared_notes(db: Store, account: Account, visit_id: str | None, site_id: str | None) -> list[SharedNote]:
     """Shared, live notes, optionally of one visit and/or at one site (organizers only)."""
     require_role(account, "organizer", what="Reading shared notes")
-    with db.read() as conn:
-        if visit_id is not None and get_visit(conn, account.event_id, visit_id) is None:
+    with db.read() as tx:
+        if visit_id is not None and not record_exists(tx, account.event_id, "visit", visit_id):
             raise InvalidQueryError(f"visit: there is no visit '{visit_id}' in this event.")
-        if site_id is not None and get_site(conn, account.event_id, site_id) is None:
+        if site_id is not None and not record_exists(tx, account.event_id, "site", site_id):
             raise InvalidQueryError(f"site: there is no site '{site_id}' in this event.")
-        return list_shared_notes(conn, account.event_id, visit_id=visit_id, site_id=site_id)
+        return list_shared_notes(tx, account.event_id, visit_id=visit_id, site_id=site_id)
 
 
-def shared_notes_csv(db: Database, account: Account, visit_id: str | None, site_id: str | None) -> bytes:
+def shared_notes_csv(db: Store, account: Account, visit_id: str | None, site_id: str | None) -> bytes:
     """The same notes as spreadsheet rows; tags are joined with "; "."""
     rows = [
         [

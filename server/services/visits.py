@@ -33,10 +33,10 @@ def check_visit(ctx: Context, values: dict[str, Any]) -> None:
     if ends <= starts:
         raise MutationRejectedError("invalid-visit", "A visit must end after it starts.")
     site_id = values.get("site_id")
-    if site_id is not None and load_record(ctx.conn, ctx.event_id, "site", site_id) is None:
+    if site_id is not None and load_record(ctx.tx, ctx.event_id, "site", site_id) is None:
         raise MutationRejectedError("unknown-site", f"No site '{site_id}' in this event.")
     for group_id in values.get("group_ids") or []:
-        if load_record(ctx.conn, ctx.event_id, "group", group_id) is None:
+        if load_record(ctx.tx, ctx.event_id, "group", group_id) is None:
             raise MutationRejectedError("unknown-group", f"No group '{group_id}' in this event.")
 
 
@@ -45,7 +45,7 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
     require_organizer(ctx)
     values = msgspec.to_builtins(args)
     base_version = values.pop("base_version")
-    existing = load_record(ctx.conn, ctx.event_id, "visit", args.id)
+    existing = load_record(ctx.tx, ctx.event_id, "visit", args.id)
     if existing is not None:
         if base_version == 0:
             raise MutationRejectedError(
@@ -56,25 +56,25 @@ def visit_put(ctx: Context, args: VisitPutArgs) -> MutationResult:
         return visit_patch(ctx, patch)
     check_visit(ctx, values)
     insert_record(
-        ctx.conn,
+        ctx.tx,
         "visit",
         {
             **values,
             "event_id": ctx.event_id,
-            "number": next_visit_number(ctx.conn, ctx.event_id),
+            "number": next_visit_number(ctx.tx, ctx.event_id),
             "version": 1,
             "conflicts": [],
             "updated_at": utcnow(),
         },
     )
-    record_change(ctx.conn, ctx.event_id, "visit", args.id, ["all"])
+    record_change(ctx.tx, ctx.event_id, "visit", args.id, ["all"])
     return MutationResult(id=ctx.mutation_id or 0, status="applied", version=1)
 
 
 def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
     """Change some fields of a visit; moving it in time or place marks it "changed"."""
     require_organizer(ctx)
-    visit = load_record(ctx.conn, ctx.event_id, "visit", args.visit_id)
+    visit = load_record(ctx.tx, ctx.event_id, "visit", args.visit_id)
     if visit is None:
         raise MutationRejectedError("unknown-visit", f"No visit '{args.visit_id}' in this event.", 404)
     if args.base_version > visit["version"]:
@@ -83,7 +83,7 @@ def visit_patch(ctx: Context, args: VisitPatchArgs) -> MutationResult:
         )
     incoming = flatten_translations(msgspec.to_builtins(args.fields), "notes")
     current = {k: record_value(visit, k) for k in incoming}
-    changed = changed_since(ctx.conn, ctx.event_id, "visit", visit, args.base_version, {}, ctx.own_client)
+    changed = changed_since(ctx.tx, ctx.event_id, "visit", visit, args.base_version, {}, ctx.own_client)
     merge = merge_fields(current, incoming, changed, touched=frozenset(incoming))
     after = {**visit, **{k: v for k, v in merge.apply.items() if "." not in k}}
     check_visit(ctx, after)

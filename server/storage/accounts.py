@@ -3,15 +3,13 @@
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from typing import NamedTuple
 
 import msgspec
 
 from schemas.accounts import Account, NewAccount, Person
 from server.storage.db import utcnow
-from server.storage.dialect import dialect_of
-from server.storage.unit import Dialect
+from server.storage.unit import Dialect, Row, Tx
 
 FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
 # The feed token's first characters after the prefix find the row (an index); the whole token is
@@ -44,13 +42,11 @@ class Access(NamedTuple):
     feed_token: str | None
 
 
-def create_account(
-    conn: sqlite3.Connection, account: Account, token: str | None = None, expires_at: str | None = None
-) -> NewAccount:
+def create_account(tx: Tx, account: Account, token: str | None = None, expires_at: str | None = None) -> NewAccount:
     """Store an account and return it with its tokens; the bearer token is never readable again."""
     token = token or new_token()
     feed_token = new_feed_token()
-    conn.execute(
+    tx.execute(
         "INSERT INTO accounts (id, event_id, name, role, group_id, language, country, organization, token_hash,"
         " created_at, expires_at, feed_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -68,7 +64,7 @@ def create_account(
             feed_token,
         ),
     )
-    conn.executemany(
+    tx.executemany(
         "INSERT INTO account_sites (account_id, event_id, site_id) VALUES (?, ?, ?)",
         [(account.id, account.event_id, site_id) for site_id in account.site_ids],
     )
@@ -85,7 +81,7 @@ _SITES: dict[Dialect, str] = {
 _SELECT_ACCOUNT: dict[Dialect, str] = {d: f"SELECT a.*, {sites} FROM accounts a" for d, sites in _SITES.items()}
 
 
-def _account(row: sqlite3.Row) -> Account:
+def _account(row: Row) -> Account:
     sites = row["sites"]
     return Account(
         id=row["id"],
@@ -100,25 +96,25 @@ def _account(row: sqlite3.Row) -> Account:
     )
 
 
-def account_by_token(conn: sqlite3.Connection, token: str, now: str | None = None) -> Account | None:
+def account_by_token(tx: Tx, token: str, now: str | None = None) -> Account | None:
     """The account a bearer token belongs to, or None (also when it is retired or expired).
 
     The lookup is by hash, so comparing does not leak the token through timing: an attacker
     controls the input of SHA-256, not the bytes compared.
     """
-    row = conn.execute(
-        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.token_hash = ? AND {_USABLE}",
+    row = tx.execute(
+        f"{_SELECT_ACCOUNT[tx.dialect]} WHERE a.token_hash = ? AND {_USABLE}",
         (hash_token(token), now or utcnow()),
     ).fetchone()
     return None if row is None else _account(row)
 
 
-def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | None = None) -> Account | None:
+def account_by_feed_token(tx: Tx, feed_token: str, now: str | None = None) -> Account | None:
     """The account a feed token belongs to, or None (also when revoked, retired or expired)."""
     if not feed_token.startswith(FEED_TOKEN_PREFIX) or len(feed_token) < _SELECTOR.stop:
         return None
-    row = conn.execute(
-        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE substr(a.feed_token, 5, 16) = ? AND {_USABLE}",
+    row = tx.execute(
+        f"{_SELECT_ACCOUNT[tx.dialect]} WHERE substr(a.feed_token, 5, 16) = ? AND {_USABLE}",
         (feed_token[_SELECTOR], now or utcnow()),
     ).fetchone()
     if row is None or not hmac.compare_digest(str(row["feed_token"]).encode(), feed_token.encode()):
@@ -126,23 +122,21 @@ def account_by_feed_token(conn: sqlite3.Connection, feed_token: str, now: str | 
     return _account(row)
 
 
-def get_access(conn: sqlite3.Connection, account_id: str) -> Access | None:
+def get_access(tx: Tx, account_id: str) -> Access | None:
     """An account's expiry, retirement and feed token, or None when there is no such account."""
-    row = conn.execute("SELECT expires_at, retired_at, feed_token FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    row = tx.execute("SELECT expires_at, retired_at, feed_token FROM accounts WHERE id = ?", (account_id,)).fetchone()
     return None if row is None else Access(row["expires_at"], row["retired_at"], row["feed_token"])
 
 
-def get_account(conn: sqlite3.Connection, account_id: str) -> Account | None:
+def get_account(tx: Tx, account_id: str) -> Account | None:
     """One account, or None."""
-    row = conn.execute(f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.id = ?", (account_id,)).fetchone()
+    row = tx.execute(f"{_SELECT_ACCOUNT[tx.dialect]} WHERE a.id = ?", (account_id,)).fetchone()
     return None if row is None else _account(row)
 
 
-def list_accounts(conn: sqlite3.Connection, event_id: str) -> list[Account]:
+def list_accounts(tx: Tx, event_id: str) -> list[Account]:
     """Every account of an event."""
-    rows = conn.execute(
-        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.event_id = ? ORDER BY a.id", (event_id,)
-    ).fetchall()
+    rows = tx.execute(f"{_SELECT_ACCOUNT[tx.dialect]} WHERE a.event_id = ? ORDER BY a.id", (event_id,)).fetchall()
     return [_account(row) for row in rows]
 
 
@@ -157,7 +151,7 @@ _SELECT_PERSON: dict[Dialect, str] = {
 }
 
 
-def _person(row: sqlite3.Row) -> Person:
+def _person(row: Row) -> Person:
     return Person(
         **msgspec.structs.asdict(_account(row)),
         expires_at=row["expires_at"],
@@ -167,67 +161,67 @@ def _person(row: sqlite3.Row) -> Person:
     )
 
 
-def list_people(conn: sqlite3.Connection, event_id: str) -> list[Person]:
+def list_people(tx: Tx, event_id: str) -> list[Person]:
     """Every account of an event with its expiry, retirement, and when and from how many devices it synced."""
-    rows = conn.execute(f"{_SELECT_PERSON[dialect_of(conn)]} ORDER BY a.id", (event_id,)).fetchall()
+    rows = tx.execute(f"{_SELECT_PERSON[tx.dialect]} ORDER BY a.id", (event_id,)).fetchall()
     return [_person(row) for row in rows]
 
 
-def get_person(conn: sqlite3.Connection, event_id: str, account_id: str) -> Person | None:
+def get_person(tx: Tx, event_id: str, account_id: str) -> Person | None:
     """One account of an event as organizers list it, or None (also when it is another event's)."""
-    row = conn.execute(f"{_SELECT_PERSON[dialect_of(conn)]} AND a.id = ?", (event_id, account_id)).fetchone()
+    row = tx.execute(f"{_SELECT_PERSON[tx.dialect]} AND a.id = ?", (event_id, account_id)).fetchone()
     return None if row is None else _person(row)
 
 
-def rotate_token(conn: sqlite3.Connection, account_id: str) -> str:
+def rotate_token(tx: Tx, account_id: str) -> str:
     """Give an account a new token, invalidating the old one; returns the new token."""
     token = new_token()
-    conn.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
+    tx.execute("UPDATE accounts SET token_hash = ? WHERE id = ?", (hash_token(token), account_id))
     return token
 
 
-def rotate_feed_token(conn: sqlite3.Connection, account_id: str) -> str:
+def rotate_feed_token(tx: Tx, account_id: str) -> str:
     """Give an account a new feed token (the old feed URL stops working); returns it."""
     feed_token = new_feed_token()
-    conn.execute("UPDATE accounts SET feed_token = ? WHERE id = ?", (feed_token, account_id))
+    tx.execute("UPDATE accounts SET feed_token = ? WHERE id = ?", (feed_token, account_id))
     return feed_token
 
 
-def revoke_feed_token(conn: sqlite3.Connection, account_id: str) -> None:
+def revoke_feed_token(tx: Tx, account_id: str) -> None:
     """Make the account's feed URL stop working, without giving it a new one."""
-    conn.execute("UPDATE accounts SET feed_token = NULL WHERE id = ?", (account_id,))
+    tx.execute("UPDATE accounts SET feed_token = NULL WHERE id = ?", (account_id,))
 
 
-def retire_account(conn: sqlite3.Connection, account_id: str, now: str | None = None) -> None:
+def retire_account(tx: Tx, account_id: str, now: str | None = None) -> None:
     """Revoke every token of an account for good; what it wrote stays, signed with its name."""
     # The hash becomes a value no SHA-256 hex digest equals (and stays unique), so the old token
     # fails even where a lookup forgot the retired_at condition.
-    conn.execute(
+    tx.execute(
         "UPDATE accounts SET retired_at = ?, feed_token = NULL, token_hash = 'retired:' || id WHERE id = ?",
         (now or utcnow(), account_id),
     )
 
 
-def set_expiry(conn: sqlite3.Connection, account_id: str, expires_at: str | None) -> None:
+def set_expiry(tx: Tx, account_id: str, expires_at: str | None) -> None:
     """Make an account's tokens stop working at this RFC 3339 UTC time (None: never)."""
-    conn.execute("UPDATE accounts SET expires_at = ? WHERE id = ?", (expires_at, account_id))
+    tx.execute("UPDATE accounts SET expires_at = ? WHERE id = ?", (expires_at, account_id))
 
 
-def set_group_members(conn: sqlite3.Connection, event_id: str, group_id: str, account_ids: list[str]) -> None:
+def set_group_members(tx: Tx, event_id: str, group_id: str, account_ids: list[str]) -> None:
     """Make exactly these participants the group's members; former members are left without a group."""
-    conn.execute(
+    tx.execute(
         "UPDATE accounts SET group_id = NULL WHERE event_id = ? AND group_id = ? AND role = 'participant'",
         (event_id, group_id),
     )
-    conn.executemany(
+    tx.executemany(
         "UPDATE accounts SET group_id = ? WHERE event_id = ? AND id = ?",
         [(group_id, event_id, account_id) for account_id in account_ids],
     )
 
 
-def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
+def group_sizes(tx: Tx, event_id: str) -> dict[str, int]:
     """How many participants each group of the event has (groups with none are absent)."""
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT group_id, COUNT(*) FROM accounts WHERE event_id = ? AND role = 'participant' AND group_id IS NOT NULL"
         " GROUP BY group_id",
         (event_id,),
@@ -235,10 +229,10 @@ def group_sizes(conn: sqlite3.Connection, event_id: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-def usable_accounts(conn: sqlite3.Connection, event_id: str, role: str, now: str | None = None) -> list[Account]:
+def usable_accounts(tx: Tx, event_id: str, role: str, now: str | None = None) -> list[Account]:
     """The accounts of an event with this role whose tokens still work (not retired, not expired)."""
-    rows = conn.execute(
-        f"{_SELECT_ACCOUNT[dialect_of(conn)]} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",
+    rows = tx.execute(
+        f"{_SELECT_ACCOUNT[tx.dialect]} WHERE a.event_id = ? AND a.role = ? AND {_USABLE} ORDER BY a.id",
         (event_id, role, now or utcnow()),
     ).fetchall()
     return [_account(row) for row in rows]

@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import os
 import re
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -35,6 +34,7 @@ import msgspec
 from schemas.common import SHA256_PATTERN
 from server.storage.db import utcnow
 from server.storage.rows import row_dict
+from server.storage.unit import Tx
 
 CHUNK = 1024 * 1024
 # Long enough for every signature below (HEIF needs 12 bytes: a box size, "ftyp" and the brand).
@@ -74,32 +74,32 @@ class ExportNote(msgspec.Struct, kw_only=True, frozen=True):
 # --- rows ---------------------------------------------------------------------------------
 
 
-def get_blob(conn: sqlite3.Connection, sha256: str) -> BlobRow | None:
+def get_blob(tx: Tx, sha256: str) -> BlobRow | None:
     """The blob's row, when the server holds it whole."""
-    row = conn.execute("SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+    row = tx.execute("SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
     return None if row is None else BlobRow(**dict(row))
 
 
-def get_blobs(conn: sqlite3.Connection, hashes: Iterable[str]) -> dict[str, BlobRow]:
+def get_blobs(tx: Tx, hashes: Iterable[str]) -> dict[str, BlobRow]:
     """The rows of those of these blobs the server holds."""
     wanted = sorted(set(hashes))
     if not wanted:
         return {}
     marks = ", ".join("?" for _ in wanted)
-    rows = conn.execute(f"SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 IN ({marks})", wanted)
+    rows = tx.execute(f"SELECT sha256, size, media_type, created_at FROM blobs WHERE sha256 IN ({marks})", wanted)
     return {row[0]: BlobRow(**dict(row)) for row in rows}
 
 
-def record_blob(conn: sqlite3.Connection, sha256: str, size: int, media_type: str) -> bool:
+def record_blob(tx: Tx, sha256: str, size: int, media_type: str) -> bool:
     """Note a blob whose bytes were just put in place; False when another upload did it first."""
-    cur = conn.execute(
+    cur = tx.execute(
         "INSERT INTO blobs (sha256, size, media_type, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (sha256, size, media_type, utcnow()),
     )
     return cur.rowcount == 1
 
 
-def list_export_notes(conn: sqlite3.Connection, event_id: str, visit_id: str | None) -> list[ExportNote]:
+def list_export_notes(tx: Tx, event_id: str, visit_id: str | None) -> list[ExportNote]:
     """Live notes shared with the organizers, of one visit or of the whole event, in the order they reached the server."""
     # The site: the note's own, else its visit's, so that the index names the place either way.
     sql = (
@@ -117,7 +117,7 @@ def list_export_notes(conn: sqlite3.Connection, event_id: str, visit_id: str | N
         params.append(visit_id)
     # Arrival order, which later edits (or a photo landing) do not change, unlike updated_at.
     sql += " ORDER BY n.arrival"
-    return [ExportNote(**row_dict("notes", row)) for row in conn.execute(sql, params)]
+    return [ExportNote(**row_dict("notes", row)) for row in tx.execute(sql, params)]
 
 
 # --- bytes --------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The SQLite database: connections, transactions and migrations.
 
-This package is the only code that touches SQL. A PostgreSQL backend replaces it whole.
+`Database` is SQLite's `Store` and `SqliteTx` its `Tx` (server/storage/unit.py): services and routes
+see only those protocols, never `sqlite3`.
 """
 
 import contextlib
@@ -11,12 +12,14 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlite_utils
 
 from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
 from server.storage.migrations import MIGRATIONS
+from server.storage.pg.schema import PG_MIGRATIONS
+from server.storage.unit import Dialect, Store
 
 # How long a writer waits for the write lock (this process's queue, then SQLite's busy handler)
 # before the request is answered 503 database-busy: phones retry, a held request only ties up a worker.
@@ -80,12 +83,46 @@ def _in_transaction(conn: sqlite3.Connection) -> bool:
         return False
 
 
+class SqliteTx:
+    """SQLite's unit of work: this thread's connection, inside the transaction `Database` began.
+
+    Its statements are the connection's own bound methods, so a statement costs what it costs on
+    `sqlite3.Connection` itself: no call in between.
+    """
+
+    __slots__ = ("conn", "execute", "executemany")
+    dialect: Literal["sqlite"] = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.execute = conn.execute
+        self.executemany = conn.executemany
+
+    @contextmanager
+    def savepoint(self) -> Generator[None]:
+        """A nested transaction: on an exception, undo what happened inside it (and re-raise)."""
+        conn = self.conn
+        conn.execute("SAVEPOINT nested")
+        try:
+            yield
+        except BaseException:
+            # After a disk-full or I/O error SQLite may have rolled back the whole transaction, and
+            # with it the savepoint: then there is nothing to undo here, and the original error stands.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
+            raise
+        conn.execute("RELEASE nested")
+
+
 class Database:
-    """A SQLite file with one connection per thread.
+    """A SQLite file with one connection per thread: SQLite's `Store`.
 
     Litestar runs sync handlers in worker threads; a connection is never shared between two
     concurrent transactions, and several server processes may open the same file (WAL mode).
     """
+
+    dialect: Literal["sqlite"] = "sqlite"
 
     def __init__(self, path: str | Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.path = Path(path)
@@ -101,7 +138,9 @@ class Database:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use (and again after the file failed)."""
+        """This thread's connection, opened on first use (and again after the file failed).
+
+        Storage's own: code outside server/storage/ asks for a unit of work (`read`, `write`)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.generation != self._generation and not _in_transaction(conn):
             self._discard(conn)
@@ -126,7 +165,7 @@ class Database:
         return sqlite_utils.Database(self.conn)
 
     @contextmanager
-    def write(self) -> Generator[sqlite3.Connection]:
+    def write(self) -> Generator[SqliteTx]:
         """A write transaction: all or nothing, committed (and fsynced) before it returns.
 
         Writers of this process queue on a lock: SQLite lets one writer in at a time anyway, and
@@ -139,7 +178,7 @@ class Database:
             conn = self.conn  # after the wait: a failed write meanwhile may have had it reopened
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield SqliteTx(conn)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 self._abandon(conn, exc)
@@ -148,7 +187,7 @@ class Database:
             self._writer.release()
 
     @contextmanager
-    def trial(self) -> Generator[sqlite3.Connection]:
+    def trial(self) -> Generator[SqliteTx]:
         """A write transaction that is always rolled back: what a change would do, by the very code
         that does it, with nothing kept (queued with the writers, as a write)."""
         if not self._writer.acquire(timeout=self.lock_timeout):
@@ -157,7 +196,7 @@ class Database:
             conn = self.conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield SqliteTx(conn)
                 conn.execute("ROLLBACK")
             except BaseException as exc:
                 self._abandon(conn, exc)
@@ -166,13 +205,13 @@ class Database:
             self._writer.release()
 
     @contextmanager
-    def read(self) -> Generator[sqlite3.Connection]:
+    def read(self) -> Generator[SqliteTx]:
         """A read transaction: one consistent snapshot for several queries."""
         conn = self.conn
         try:
             conn.execute("BEGIN")
             try:
-                yield conn
+                yield SqliteTx(conn)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -229,8 +268,8 @@ class Database:
         A real committed write: SELECT 1 answers on a read-only file, and BEGIN IMMEDIATE alone
         succeeds on a read-only connection; only writing finds an unwritable file or a full disk.
         """
-        with self.write() as conn:
-            conn.execute(
+        with self.write() as tx:
+            tx.execute(
                 "INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
                 (utcnow(),),
             )
@@ -240,7 +279,7 @@ class Database:
         self.conn.execute("SELECT 1").fetchone()
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        """Run one read-only statement."""
+        """Run one read-only statement (a SQLite-only helper for storage and tests)."""
         return self.conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -250,22 +289,6 @@ class Database:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
-
-
-@contextmanager
-def savepoint(conn: sqlite3.Connection) -> Generator[None]:
-    """A nested transaction: on an exception, undo what happened inside it (and re-raise)."""
-    conn.execute("SAVEPOINT nested")
-    try:
-        yield
-    except BaseException:
-        # After a disk-full or I/O error SQLite may have rolled back the whole transaction, and
-        # with it the savepoint: then there is nothing to undo here, and the original error stands.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK TO nested")
-            conn.execute("RELEASE nested")
-        raise
-    conn.execute("RELEASE nested")
 
 
 def migrate(db: Database) -> list[int]:
@@ -301,9 +324,21 @@ def _pending(db: Database) -> bool:
     return any(m.version not in done for m in MIGRATIONS)
 
 
-def pending_migrations(db: Database) -> list[int]:
-    """Versions of known migrations not applied to this database."""
-    return [m["version"] for m in migration_status(db) if m["applied_at"] is None]
+# Whether the table of applied migrations exists yet, in each engine's catalog.
+_HAS_MIGRATIONS_TABLE: dict[Dialect, str] = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    "postgresql": "SELECT 1 WHERE to_regclass('schema_migrations') IS NOT NULL",
+}
+
+
+def pending_migrations(db: Store) -> list[int]:
+    """Versions of the engine's known migrations not applied to this database (a `Store` of either engine)."""
+    known = [m.version for m in MIGRATIONS] if db.dialect == "sqlite" else [m.version for m in PG_MIGRATIONS]
+    with db.read() as tx:
+        done: set[int] = set()
+        if tx.execute(_HAS_MIGRATIONS_TABLE[tx.dialect]).fetchone():
+            done = {int(row[0]) for row in tx.execute("SELECT version FROM schema_migrations")}
+    return [v for v in known if v not in done]
 
 
 def migration_status(db: Database) -> list[dict[str, Any]]:

@@ -1,9 +1,8 @@
 """Notes participants shared with the organizers, with their authors and places."""
 
-import sqlite3
-
 from schemas.reports import SharedNote
 from server.storage.rows import row_dict
+from server.storage.unit import Tx
 
 # A note's place is its own site or, for a note on a visit, the visit's site.
 _SHARED = """
@@ -19,7 +18,7 @@ WHERE n.event_id = ? AND n.share_with_organizers AND NOT n.deleted
 
 
 def list_shared_notes(
-    conn: sqlite3.Connection, event_id: str, *, visit_id: str | None = None, site_id: str | None = None
+    tx: Tx, event_id: str, *, visit_id: str | None = None, site_id: str | None = None
 ) -> list[SharedNote]:
     """Shared, live notes of the event, optionally on one visit and/or at one site, oldest first."""
     sql = _SHARED
@@ -31,5 +30,5 @@ def list_shared_notes(
         sql += " AND COALESCE(n.site_id, v.site_id) = ?"
         params.append(site_id)
     sql += " ORDER BY v.starts_utc, n.updated_at, n.id"
-    rows = conn.execute(sql, params).fetchall()
+    rows = tx.execute(sql, params).fetchall()
     return [SharedNote(**row_dict("notes", row)) for row in rows]

@@ -1,6 +1,5 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -9,8 +8,8 @@ import msgspec
 
 from schemas.sync import MutationOutcome
 from server.storage.db import utcnow
-from server.storage.dialect import dialect_of
 from server.storage.rows import BOOL_COLUMNS, column_value, encode_json, row_dict
+from server.storage.unit import Row, Tx
 
 # Table and key columns of each entity kind of the pull feed.
 TABLES: dict[str, str] = {
@@ -24,14 +23,14 @@ TABLES: dict[str, str] = {
 }
 
 
-def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Rows of one entity kind by id, as dicts with JSON decoded."""
     table = TABLES[entity]
     ids = list(ids)
     found: dict[str, dict[str, Any]] = {}
     # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an event_id
     # index and walk every note of the event for each chunk. PostgreSQL has no unary + for text.
-    event_column = "+event_id" if dialect_of(conn) == "sqlite" else "event_id"
+    event_column = "+event_id" if tx.dialect == "sqlite" else "event_id"
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
@@ -39,28 +38,27 @@ def load_records(conn: sqlite3.Connection, event_id: str, entity: str, ids: Iter
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
             sql, params = f"SELECT * FROM {table} WHERE {event_column} = ? AND id IN ({marks})", [event_id, *chunk]
-        for row in conn.execute(sql, params):
+        for row in tx.execute(sql, params):
             found[row["id"]] = row_dict(table, row)
     return found
 
 
-def load_record(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
+def load_record(tx: Tx, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
     """One row as a dict, or None."""
-    return load_records(conn, event_id, entity, [record_id]).get(record_id)
+    return load_records(tx, event_id, entity, [record_id]).get(record_id)
 
 
-def record_exists(conn: sqlite3.Connection, event_id: str, entity: str, record_id: str) -> bool:
+def record_exists(tx: Tx, event_id: str, entity: str, record_id: str) -> bool:
     """Whether a record of the event exists (without reading it)."""
     table = TABLES[entity]
     return (
-        conn.execute(f"SELECT 1 FROM {table} WHERE event_id = ? AND id = ?", (event_id, record_id)).fetchone()
-        is not None
+        tx.execute(f"SELECT 1 FROM {table} WHERE event_id = ? AND id = ?", (event_id, record_id)).fetchone() is not None
     )
 
 
-def note_owner(conn: sqlite3.Connection, note_id: str) -> tuple[str, str] | None:
+def note_owner(tx: Tx, note_id: str) -> tuple[str, str] | None:
     """(event id, author id) of a note with this id in any event, or None."""
-    row = conn.execute("SELECT event_id, author_id FROM notes WHERE id = ?", (note_id,)).fetchone()
+    row = tx.execute("SELECT event_id, author_id FROM notes WHERE id = ?", (note_id,)).fetchone()
     return None if row is None else (str(row[0]), str(row[1]))
 
 
@@ -70,10 +68,10 @@ NEW_NOTE_COLUMNS = (
 )  # fmt: skip
 
 
-def insert_new_notes(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def insert_new_notes(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
     marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
-    conn.executemany(
+    tx.executemany(
         f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})",
         [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows],
     )
@@ -95,33 +93,31 @@ def _with_derived(entity: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
     return values
 
 
-def insert_record(conn: sqlite3.Connection, entity: str, values: Mapping[str, Any]) -> None:
+def insert_record(tx: Tx, entity: str, values: Mapping[str, Any]) -> None:
     """Insert a new row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
     cols = list(values)
-    conn.execute(
+    tx.execute(
         f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
         [column_value(table, c, values[c]) for c in cols],
     )
 
 
-def update_record(
-    conn: sqlite3.Connection, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]
-) -> None:
+def update_record(tx: Tx, event_id: str, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
     """Update some columns of a row."""
     values = _with_derived(entity, values)
     table = TABLES[entity]
     sets = ", ".join(f"{c} = ?" for c in values)
     params = [column_value(table, c, v) for c, v in values.items()]
     if table == "events":  # an event is its own key
-        conn.execute(f"UPDATE events SET {sets} WHERE id = ?", [*params, record_id])
+        tx.execute(f"UPDATE events SET {sets} WHERE id = ?", [*params, record_id])
         return
-    conn.execute(f"UPDATE {table} SET {sets} WHERE event_id = ? AND id = ?", [*params, event_id, record_id])
+    tx.execute(f"UPDATE {table} SET {sets} WHERE event_id = ? AND id = ?", [*params, event_id, record_id])
 
 
 def add_history(
-    conn: sqlite3.Connection,
+    tx: Tx,
     event_id: str,
     entity: str,
     entity_id: str,
@@ -133,7 +129,7 @@ def add_history(
     flagged: str | None = None,
 ) -> int:
     """Record who changed which fields of a record, from what to what; returns the entry's id."""
-    row = conn.execute(
+    row = tx.execute(
         "INSERT INTO history (event_id, entity, entity_id, version, account_id, client_id, at, changes, flagged)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (event_id, entity, entity_id, version, account_id, client_id, utcnow(), encode_json(dict(changes)), flagged),
@@ -141,24 +137,24 @@ def add_history(
     return int(row[0][0])
 
 
-def scrub_history(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> None:
+def scrub_history(tx: Tx, event_id: str, entity: str, entity_id: str) -> None:
     """Forget the values a record's history holds, keeping who changed which field when.
 
     A delete must not leave what was typed readable in the audit trail until the tombstone is purged.
     """
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT id, changes FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?",
         (event_id, entity, entity_id),
     ).fetchall()
     for entry_id, changes in rows:
         names = msgspec.json.decode(changes)
-        conn.execute(
+        tx.execute(
             "UPDATE history SET changes = ? WHERE id = ?", (encode_json(dict.fromkeys(names, (None, None))), entry_id)
         )
 
 
 def changed_since(
-    conn: sqlite3.Connection,
+    tx: Tx,
     event_id: str,
     entity: str,
     record: Mapping[str, Any],
@@ -175,7 +171,7 @@ def changed_since(
     """
     if base_version >= record["version"]:
         return {}
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT changes, account_id, client_id FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? AND version > ?"
         " ORDER BY version",
         (event_id, entity, record["id"], base_version),
@@ -206,17 +202,17 @@ def record_value(record: Mapping[str, Any], name: str) -> Any:
     return record.get(name)
 
 
-def last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str) -> int:
+def last_mutation_id(tx: Tx, account_id: str, client_id: str) -> int:
     """The last mutation id processed for this client of this account (0 for a new client)."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT last_mutation_id FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
     ).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: str, value: int) -> None:
+def set_last_mutation_id(tx: Tx, account_id: str, client_id: str, value: int) -> None:
     """Remember how far this client's mutations have been processed."""
-    conn.execute(
+    tx.execute(
         "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (account_id, client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id,"
         " updated_at = excluded.updated_at",
@@ -224,28 +220,26 @@ def set_last_mutation_id(conn: sqlite3.Connection, account_id: str, client_id: s
     )
 
 
-def client_synced_at(conn: sqlite3.Connection, account_id: str, client_id: str) -> str | None:
+def client_synced_at(tx: Tx, account_id: str, client_id: str) -> str | None:
     """When this install of this account last pushed or caught up (RFC 3339 UTC), or None."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT updated_at FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
     ).fetchone()
     return None if row is None else str(row[0])
 
 
-def record_client_sync(conn: sqlite3.Connection, account_id: str, client_id: str, at: str) -> None:
+def record_client_sync(tx: Tx, account_id: str, client_id: str, at: str) -> None:
     """Remember that this install synced at ``at``; its processed mutation id is left as it is."""
-    conn.execute(
+    tx.execute(
         "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, 0, ?)"
         " ON CONFLICT (account_id, client_id) DO UPDATE SET updated_at = excluded.updated_at",
         (account_id, client_id, at),
     )
 
 
-def mutation_results(
-    conn: sqlite3.Connection, account_id: str, client_id: str, first: int, last: int
-) -> dict[int, MutationOutcome]:
+def mutation_results(tx: Tx, account_id: str, client_id: str, first: int, last: int) -> dict[int, MutationOutcome]:
     """The kept results of this client's mutations ``first``..``last``, by mutation id."""
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT mutation_id, result FROM sync_results WHERE account_id = ? AND client_id = ?"
         " AND mutation_id BETWEEN ? AND ?",
         (account_id, client_id, first, last),
@@ -254,18 +248,18 @@ def mutation_results(
 
 
 def keep_mutation_results(
-    conn: sqlite3.Connection, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
+    tx: Tx, account_id: str, client_id: str, results: Sequence[MutationOutcome], window: int
 ) -> None:
     """Keep the results of newly processed mutations, and forget those ``window`` ids or more behind."""
     if not results:
         return
-    conn.executemany(
+    tx.executemany(
         "INSERT INTO sync_results (account_id, client_id, mutation_id, result) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (account_id, client_id, mutation_id) DO UPDATE SET result = excluded.result",
         [(account_id, client_id, r.id, _RESULT_ENCODER.encode(r)) for r in results],
     )
     newest = max(r.id for r in results)
-    conn.execute(
+    tx.execute(
         "DELETE FROM sync_results WHERE account_id = ? AND client_id = ? AND mutation_id <= ?",
         (account_id, client_id, newest - window),
     )
@@ -275,47 +269,45 @@ _RESULT_ENCODER = msgspec.json.Encoder()
 _RESULT_DECODER = msgspec.json.Decoder(MutationOutcome)
 
 
-def history_entries(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:
+def history_entries(tx: Tx, event_id: str, entity: str, entity_id: str) -> list[dict[str, Any]]:
     """A record's history, newest first."""
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT * FROM history WHERE event_id = ? AND entity = ? AND entity_id = ? ORDER BY id DESC",
         (event_id, entity, entity_id),
     )
     return [_history(row) for row in rows]
 
 
-def history_entry(conn: sqlite3.Connection, event_id: str, entry_id: int) -> dict[str, Any] | None:
+def history_entry(tx: Tx, event_id: str, entry_id: int) -> dict[str, Any] | None:
     """One history entry, or None."""
-    row = conn.execute("SELECT * FROM history WHERE event_id = ? AND id = ?", (event_id, entry_id)).fetchone()
+    row = tx.execute("SELECT * FROM history WHERE event_id = ? AND id = ?", (event_id, entry_id)).fetchone()
     return None if row is None else _history(row)
 
 
-def history_since(conn: sqlite3.Connection, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
+def history_since(tx: Tx, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
     """Every change to records of one kind after ``since`` (RFC 3339 UTC), oldest first."""
-    rows = conn.execute(
+    rows = tx.execute(
         "SELECT * FROM history WHERE event_id = ? AND entity = ? AND at > ? ORDER BY id", (event_id, entity, since)
     )
     return [_history(row) for row in rows]
 
 
-def mark_reverted(conn: sqlite3.Connection, entry_id: int, by_entry_id: int) -> None:
+def mark_reverted(tx: Tx, entry_id: int, by_entry_id: int) -> None:
     """Link a history entry to the entry that undid it."""
-    conn.execute("UPDATE history SET reverted_by = ? WHERE id = ?", (by_entry_id, entry_id))
+    tx.execute("UPDATE history SET reverted_by = ? WHERE id = ?", (by_entry_id, entry_id))
 
 
-def latest_history_id(conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str) -> int | None:
+def latest_history_id(tx: Tx, event_id: str, entity: str, entity_id: str) -> int | None:
     """The newest history entry of a record."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT MAX(id) FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?", (event_id, entity, entity_id)
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
-def last_history_author(
-    conn: sqlite3.Connection, event_id: str, entity: str, entity_id: str
-) -> tuple[str | None, str | None] | None:
+def last_history_author(tx: Tx, event_id: str, entity: str, entity_id: str) -> tuple[str | None, str | None] | None:
     """(account id, client id) of a record's newest history entry, or None when it has no history."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT account_id, client_id FROM history WHERE event_id = ? AND entity = ? AND entity_id = ?"
         " ORDER BY id DESC LIMIT 1",
         (event_id, entity, entity_id),
@@ -323,21 +315,22 @@ def last_history_author(
     return None if row is None else (row[0], row[1])
 
 
-def _history(row: sqlite3.Row) -> dict[str, Any]:
-    data = dict(zip(row.keys(), tuple(row), strict=True))
+def _history(row: Row) -> dict[str, Any]:
+    names = row.keys()  # a row iterates over its values, as a tuple does
+    data = {name: row[name] for name in names}
     data["changes"] = {k: {"old": v[0], "new": v[1]} for k, v in msgspec.json.decode(row["changes"]).items()}
     return data
 
 
-def resolve_feedback_alias(conn: sqlite3.Connection, feedback_id: str) -> str:
+def resolve_feedback_alias(tx: Tx, feedback_id: str) -> str:
     """The record a feedback id stands for: itself, or the record it was merged into."""
-    row = conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (feedback_id,)).fetchone()
+    row = tx.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (feedback_id,)).fetchone()
     return feedback_id if row is None else str(row[0])
 
 
-def feedback_owner(conn: sqlite3.Connection, feedback_id: str) -> tuple[str, str] | None:
+def feedback_owner(tx: Tx, feedback_id: str) -> tuple[str, str] | None:
     """(event id, author id) of the feedback this id names (itself or through an alias), in any event."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT event_id, author_id FROM feedback WHERE id = ?"
         " UNION ALL SELECT f.event_id, f.author_id FROM feedback_aliases a JOIN feedback f ON f.id = a.feedback_id"
         " WHERE a.alias_id = ? LIMIT 1",
@@ -346,12 +339,12 @@ def feedback_owner(conn: sqlite3.Connection, feedback_id: str) -> tuple[str, str
     return None if row is None else (str(row[0]), str(row[1]))
 
 
-def feedback_of(conn: sqlite3.Connection, author_id: str, visit_id: str) -> str | None:
+def feedback_of(tx: Tx, author_id: str, visit_id: str) -> str | None:
     """The id of someone's feedback on a visit, if they gave any."""
-    row = conn.execute("SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (author_id, visit_id)).fetchone()
+    row = tx.execute("SELECT id FROM feedback WHERE author_id = ? AND visit_id = ?", (author_id, visit_id)).fetchone()
     return None if row is None else str(row[0])
 
 
-def add_feedback_alias(conn: sqlite3.Connection, alias_id: str, feedback_id: str) -> None:
+def add_feedback_alias(tx: Tx, alias_id: str, feedback_id: str) -> None:
     """Let a second device's feedback id stand for the record it merged into."""
-    conn.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (alias_id, feedback_id))
+    tx.execute("INSERT INTO feedback_aliases (alias_id, feedback_id) VALUES (?, ?)", (alias_id, feedback_id))

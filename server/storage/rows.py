@@ -1,9 +1,10 @@
 """Turning rows into Structs and Structs into rows: wire fields match columns, JSON where nested."""
 
-import sqlite3
 from typing import Any, TypeVar
 
 import msgspec
+
+from server.storage.unit import Row
 
 T = TypeVar("T")
 
@@ -47,13 +48,13 @@ def column_value(table: str, column: str, value: Any) -> Any:
     return value
 
 
-def row_dict(table: str, row: sqlite3.Row) -> dict[str, Any]:
+def row_dict(table: str, row: Row) -> dict[str, Any]:
     """A row as a dict, with its JSON columns decoded."""
     json_cols = JSON_COLUMNS[table]
     return {k: (_json_decode(row[k]) if k in json_cols and row[k] is not None else row[k]) for k in row.keys()}  # noqa: SIM118 (Row iterates values)
 
 
-def to_struct(table: str, row: sqlite3.Row, type_: type[T]) -> T:
+def to_struct(table: str, row: Row, type_: type[T]) -> T:
     """A row as the Struct of the same shape; extra columns are ignored."""
     return msgspec.convert(row_dict(table, row), type_, strict=False)
 

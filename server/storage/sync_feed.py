@@ -2,29 +2,27 @@
 
 import heapq
 import itertools
-import sqlite3
 
 from schemas.accounts import Account
+from server.storage.unit import Tx
 
 
-def purged_seq(conn: sqlite3.Connection, event_id: str, audiences: list[str]) -> int:
+def purged_seq(tx: Tx, event_id: str, audiences: list[str]) -> int:
     """Cursors of these audiences below this may have missed tombstones that were purged since."""
     marks = ", ".join("?" for _ in audiences)
-    row = conn.execute(
+    row = tx.execute(
         f"SELECT MAX(seq) FROM purge_marks WHERE event_id = ? AND audience IN ({marks})", (event_id, *audiences)
     ).fetchone()
     return int(row[0] or 0)
 
 
-def feed_head(conn: sqlite3.Connection) -> int:
+def feed_head(tx: Tx) -> int:
     """The newest change sequence number of all events (sequence numbers are global)."""
-    row = conn.execute("SELECT MAX(seq) FROM changes").fetchone()
+    row = tx.execute("SELECT MAX(seq) FROM changes").fetchone()
     return int(row[0] or 0)
 
 
-def feed_page(
-    conn: sqlite3.Connection, event_id: str, audiences: list[str], after: int, limit: int
-) -> list[tuple[int, str, str]]:
+def feed_page(tx: Tx, event_id: str, audiences: list[str], after: int, limit: int) -> list[tuple[int, str, str]]:
     """(seq, entity, entity_id) of changes for these audiences after ``after``, oldest first.
 
     One index range per audience, each already in seq order, merged here: a single query with
@@ -34,7 +32,7 @@ def feed_page(
     ranges = [
         [
             (int(r[0]), str(r[1]), str(r[2]))
-            for r in conn.execute(
+            for r in tx.execute(
                 "SELECT seq, entity, entity_id FROM changes WHERE event_id = ? AND audience = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
                 (event_id, audience, after, limit),
@@ -45,12 +43,12 @@ def feed_page(
     return list(itertools.islice(heapq.merge(*ranges), limit))
 
 
-def visible_versions(conn: sqlite3.Connection, account: Account) -> dict[str, list[tuple[str, int]]]:
+def visible_versions(tx: Tx, account: Account) -> dict[str, list[tuple[str, int]]]:
     """(id, version) of every live record the account may see, per entity kind."""
     event_id = account.event_id
 
     def pairs(sql: str, *params: object) -> list[tuple[str, int]]:
-        return [(str(r[0]), int(r[1])) for r in conn.execute(sql, params)]
+        return [(str(r[0]), int(r[1])) for r in tx.execute(sql, params)]
 
     result = {
         "event": pairs("SELECT id, version FROM events WHERE id = ?", event_id),
