@@ -263,7 +263,7 @@ def handle_http_exception(
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A bug or an outage: log it with its trace, tell the client nothing of its insides."""
     # Imported here: storage raises the errors defined above, so it cannot be imported at the top.
-    from server.storage.db import storage_failure
+    from server.storage.engine_errors import storage_failure
 
     if (failure := storage_failure(exc)) is not None:
         # A full disk, a held lock or an unwritable file is the server's state, not a bug: say so.

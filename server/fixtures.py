@@ -10,7 +10,7 @@ from schemas.fixtures import Fixture
 from server.storage.accounts import create_account, get_account
 from server.storage.changes import record_change
 from server.storage.db import utcnow
-from server.storage.integrity import is_integrity_error
+from server.storage.engine_errors import is_integrity_error
 from server.storage.records import add_history, insert_record, last_history_author, load_record, update_record
 from server.storage.unit import Store, Tx
 from sync.rules import flatten_translations

@@ -22,7 +22,7 @@ from server.storage.accounts import (
 )
 from server.storage.catalog import get_event
 from server.storage.db import rfc3339
-from server.storage.integrity import is_integrity_error
+from server.storage.engine_errors import is_integrity_error
 from server.storage.records import record_exists
 from server.storage.unit import Store, Tx
 

@@ -13,7 +13,8 @@ from server.faults import fault_point
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
-from server.storage.db import rfc3339, storage_failure
+from server.storage.db import rfc3339
+from server.storage.engine_errors import storage_failure
 from server.storage.records import (
     NEW_NOTE_COLUMNS,
     insert_new_notes,
