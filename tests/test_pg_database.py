@@ -6,7 +6,6 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +32,7 @@ from server.storage import (
     sync_feed,
 )
 from server.storage.changes import content_version, record_change
-from server.storage.db import Database, migrate, savepoint, utcnow
+from server.storage.db import Database, migrate, utcnow
 from server.storage.pg.database import PgDatabase, pg_storage_failure, translate
 from server.storage.pg.migrate import migrate as pg_migrate
 
@@ -89,11 +88,6 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Demo:
     return Demo(store, load_fixture(store, read_fixture(DEMO_FIXTURE)))
 
 
-def nested(tx: Any) -> AbstractContextManager[None]:
-    # Until every storage function takes a Tx, SQLite's unit of work is a bare connection.
-    return tx.savepoint() if hasattr(tx, "savepoint") else savepoint(tx)
-
-
 def probes(store: Any) -> list[int]:
     with store.read() as tx:
         return [int(r[0]) for r in tx.execute("SELECT id FROM health_probe ORDER BY id")]
@@ -137,9 +131,9 @@ def test_a_trial_keeps_nothing(store: Any) -> None:
 def test_a_savepoint_undoes_only_what_happened_inside_it(store: Any) -> None:
     with store.write() as tx:
         add_probe(tx, 1)
-        with pytest.raises(Undone), nested(tx):
+        with pytest.raises(Undone), tx.savepoint():
             then_fail(lambda: add_probe(tx, 2))
-        with nested(tx):
+        with tx.savepoint():
             add_probe(tx, 3)
     assert probes(store) == [1, 3]
 
@@ -147,7 +141,7 @@ def test_a_savepoint_undoes_only_what_happened_inside_it(store: Any) -> None:
 def test_a_failed_statement_in_a_savepoint_leaves_the_transaction_usable(store: Any) -> None:
     with store.write() as tx:
         add_probe(tx, 1)
-        with pytest.raises(Exception, match=r"(?i)unique|duplicate"), nested(tx):
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"), tx.savepoint():
             add_probe(tx, 1)
         add_probe(tx, 2)
     assert probes(store) == [1, 2]
@@ -314,7 +308,7 @@ def test_feed_positions_are_taken_at_commit_from_the_events_clock(pg_url: str, r
     with db.write() as tx:
         record_change(tx, EVENT, "site", "triciclo", ["all"])
         record_change(tx, EVENT, "site", "triciclo", ["all"])  # one row, as on SQLite
-        with pytest.raises(Undone), nested(tx):
+        with pytest.raises(Undone), tx.savepoint():
             then_fail(lambda: record_change(tx, EVENT, "site", "barrito", ["all"]))
         assert tx.execute("SELECT seq FROM changes WHERE entity_id = 'triciclo'").fetchone()[0] < clock + 1
     with db.read() as tx:
@@ -425,6 +419,25 @@ def test_notes_are_inserted_updated_shared_and_exported_in_arrival_order(demo: D
     assert [n.id for n in exported] == ids
 
 
+def test_another_events_changes_never_move_this_events_head_past_its_next_change(demo: Demo) -> None:
+    # On PostgreSQL each event's feed has its own clock: a head taken from all events' positions
+    # would put a cursor past this event's next change, which the pull would then skip.
+    with demo.store.read() as tx:
+        event = catalog.get_event(tx, EVENT)
+    with demo.store.write() as tx:
+        catalog.put_event(tx, msgspec.structs.replace(event, id="another-event"))
+        # More changes than the demo event has, so that its positions run past this event's.
+        for i in range(1000):
+            record_change(tx, "another-event", "site", f"site-{i}", ["all"])
+    with demo.store.read() as tx:
+        head = sync_feed.feed_head(tx, EVENT)
+    with demo.store.write() as tx:
+        record_change(tx, EVENT, "site", "a-new-site", ["all"])
+    with demo.store.read() as tx:
+        after = sync_feed.feed_page(tx, EVENT, ["all"], head, 100)
+    assert [entity_id for _, _, entity_id in after] == ["a-new-site"]
+
+
 def test_the_change_feed_and_what_an_account_sees(demo: Demo) -> None:
     organizer = demo.first("organizer")
     with demo.store.read() as tx:
@@ -432,7 +445,7 @@ def test_the_change_feed_and_what_an_account_sees(demo: Demo) -> None:
         page = sync_feed.feed_page(tx, EVENT, ["all"], 0, 5)
         visible = sync_feed.visible_versions(tx, accounts.get_account(tx, organizer.id))  # type: ignore[arg-type]
         assert sync_feed.purged_seq(tx, EVENT, ["all"]) == 0
-        assert sync_feed.feed_head(tx) == everything[-1][0]
+        assert sync_feed.feed_head(tx, EVENT) == everything[-1][0]
     seqs = [seq for seq, _, _ in everything]
     assert seqs == sorted(set(seqs))
     assert page == [c for c in everything if c[1] != "note"][:5]

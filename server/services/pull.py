@@ -64,7 +64,7 @@ def pull(db: Store, account: Account, cursor: str | None, limit: int, client_id:
         seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
         # tombstones later never sends this device back to a full pull.
-        head = rows[-1][0] if has_more else max(after, feed_head(tx))
+        head = rows[-1][0] if has_more else max(after, feed_head(tx, event_id))
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     if client_id and not has_more:
         note_caught_up(db, account, client_id, head, seen_at)

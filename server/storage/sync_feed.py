@@ -16,10 +16,19 @@ def purged_seq(tx: Tx, event_id: str, audiences: list[str]) -> int:
     return int(row[0] or 0)
 
 
-def feed_head(tx: Tx) -> int:
-    """The newest change sequence number of all events (sequence numbers are global)."""
-    row = tx.execute("SELECT MAX(seq) FROM changes").fetchone()
-    return int(row[0] or 0)
+def feed_head(tx: Tx, event_id: str) -> int:
+    """The newest change position of this event's feed in this snapshot.
+
+    SQLite numbers every event's changes from one AUTOINCREMENT, so the newest of all is the
+    event's bound too, found at the end of the rowid. PostgreSQL numbers each event's feed from its
+    own clock, which another event's positions say nothing about; the clock's committed value is
+    the newest position this snapshot can see (positions are taken at commit, sync-protocol §5.2).
+    """
+    if tx.dialect == "postgresql":
+        row = tx.execute("SELECT seq FROM feed_clocks WHERE event_id = ?", (event_id,)).fetchone()
+    else:
+        row = tx.execute("SELECT MAX(seq) FROM changes").fetchone()
+    return 0 if row is None else int(row[0] or 0)
 
 
 def feed_page(tx: Tx, event_id: str, audiences: list[str], after: int, limit: int) -> list[tuple[int, str, str]]:
