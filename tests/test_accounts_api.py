@@ -12,7 +12,7 @@ from lxml import etree
 
 from server.services.pull import note_caught_up
 from server.storage.accounts import get_account
-from server.storage.db import Database
+from server.storage.db import Database, SqliteTx
 from tests.conftest import EVENT_ID, Seeded
 
 Client = TestClient[Litestar]
@@ -186,7 +186,7 @@ def test_a_retired_accounts_token_is_refused_at_once_and_what_it_wrote_stays(cli
     assert listed(client, seeded)[made["id"]]["retired_at"] == retired.json()["retired_at"]
     db = Database(seeded.path)
     try:
-        assert get_account(db.conn, made["id"]) is not None
+        assert get_account(SqliteTx(db.conn), made["id"]) is not None
         count = db.conn.execute("SELECT COUNT(*) FROM notes WHERE author_id = ?", (made["id"],)).fetchone()[0]
         assert count == 1
     finally:

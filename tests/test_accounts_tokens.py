@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from server.ratelimit import FailedAuthLimiter
 from server.storage import db as db_module
 from server.storage.accounts import get_access, set_expiry
-from server.storage.db import Database, migrate
+from server.storage.db import Database, SqliteTx, migrate
 from server.storage.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +182,7 @@ def test_accounts_retire_revokes_every_token_and_keeps_the_account(seeded: Seede
     assert "retired" in again.stderr
     assert "Traceback" not in again.stderr
     db = Database(seeded.path)
-    access = get_access(db.conn, account.id)
+    access = get_access(SqliteTx(db.conn), account.id)
     db.close()
     assert access is not None
     assert access.retired_at is not None
@@ -213,7 +213,7 @@ def test_accounts_expire_sets_when_the_tokens_stop_working(
     result = studyvisit("accounts", "expire", account.id, when, "--db", seeded.path)
     assert result.returncode == 0, result.stderr
     db = Database(seeded.path)
-    access = get_access(db.conn, account.id)
+    access = get_access(SqliteTx(db.conn), account.id)
     db.close()
     assert access is not None
     assert access.expires_at == stored
@@ -276,7 +276,7 @@ def test_migration_gives_existing_accounts_distinct_feed_tokens(
             )
     monkeypatch.setattr(db_module, "MIGRATIONS", MIGRATIONS)
     assert migrate(db) == [m.version for m in MIGRATIONS if m.version >= 7]
-    tokens = [get_access(db.conn, f"a{i}") for i in range(3)]
+    tokens = [get_access(SqliteTx(db.conn), f"a{i}") for i in range(3)]
     db.close()
     feed_tokens = [t.feed_token for t in tokens if t is not None]
     assert len(set(feed_tokens)) == 3

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from server.fixtures import DEMO_FIXTURE
 from server.storage.accounts import list_accounts
-from server.storage.db import Database
+from server.storage.db import Database, SqliteTx
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_KEYS = {"app_url", "id", "name", "role", "event_id", "token", "feed_urls"}
@@ -210,7 +210,7 @@ def test_accounts_import_that_fails_half_way_leaves_no_account_without_its_token
     printed = {a["id"] for a in json_lines(result.stdout)}
     db = Database(demo_db[0])
     try:
-        created = {a.id for a in list_accounts(db.conn, EVENT_ID)} & {"p-ana"}
+        created = {a.id for a in list_accounts(SqliteTx(db.conn), EVENT_ID)} & {"p-ana"}
     finally:
         db.close()
     assert created <= printed
@@ -310,7 +310,7 @@ def test_accounts_import_naming_an_unknown_group_names_the_line_and_creates_nobo
     assert len(result.stderr.strip().splitlines()) == 1
     db = Database(demo_db[0])
     try:
-        assert "p-ana-g" not in {a.id for a in list_accounts(db.conn, EVENT_ID)}
+        assert "p-ana-g" not in {a.id for a in list_accounts(SqliteTx(db.conn), EVENT_ID)}
     finally:
         db.close()
 
@@ -376,6 +376,6 @@ def test_load_fixtures_with_an_account_of_an_unknown_group_names_it_and_loads_no
     assert result.stdout == ""  # no token of an account that was not kept
     db = Database(tmp_path / "x.db")
     try:
-        assert list_accounts(db.conn, EVENT_ID) == []
+        assert list_accounts(SqliteTx(db.conn), EVENT_ID) == []
     finally:
         db.close()

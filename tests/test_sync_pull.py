@@ -33,7 +33,7 @@ from sync_helpers import (
 )
 
 from server.storage import db as db_module
-from server.storage.db import Database, migrate
+from server.storage.db import Database, SqliteTx, migrate
 from server.storage.migrations import MIGRATIONS
 from server.storage.purge import purge_tombstones
 from server.storage.sync_feed import purged_seq
@@ -319,7 +319,7 @@ def purge_all(seeded: Seeded) -> int:
     conn = sqlite3.connect(seeded.path)
     try:
         with conn:
-            return purge_tombstones(conn, "9999-12-31T23:59:59Z")
+            return purge_tombstones(SqliteTx(conn), "9999-12-31T23:59:59Z")
     finally:
         conn.close()
 
