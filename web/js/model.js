@@ -179,6 +179,11 @@ export async function byId(entity) {
   return new Map((await store.records(entity)).map((row) => [row.id, row.data]));
 }
 
+/** An entity's records, sorted by one of their text fields. @param {string} entity @param {string} field @returns {Promise<any[]>} */
+export async function sortedBy(entity, field) {
+  return (await store.records(entity)).map((r) => r.data).sort((a, b) => a[field].localeCompare(b[field]));
+}
+
 /** Text in the first language that has some: mine, English, then any. @param {Record<string,string>|undefined} texts @param {string} lang */
 export function translated(texts, lang) {
   if (!texts) return { text: "", lang };
