@@ -9,19 +9,21 @@ with Chromium's own network emulation (DevTools ``Network.emulateNetworkConditio
 * offline reload: the same page reloaded with the network off, until the itinerary is on screen
   (the server's access log must show no request meanwhile);
 * the app shell's bytes, raw and gzipped, and what the first visit moved over the network;
-* a day offline: N notes (and photos, ``model.addPhoto``) written offline, then the network back:
-  until the outbox is empty (and the server holds every photo); the server must then hold each
-  note exactly once.
+* a day offline: N notes (and photos like a phone camera's, 4000 x 3000 JPEGs of a few MB, through
+  ``model.addPhoto``, which shrinks them) written offline, then the network back: until the server
+  holds every note, until it holds every photo, and until the app says all is synced; the server
+  must then hold each note exactly once.
 
 Beside each, the same over the JSON API from a page of the server's origin: GET the itinerary from a
 blank page, the first sync's requests (me, pull, itinerary) by ``fetch``, a 304 revalidation, and the
-same notes as one JSON push (and the photos as whole PUTs). Medians over ``--runs``.
+same notes as one JSON push (and the photos, resized as the app does, as whole PUTs). Medians over ``--runs``.
 """
 
 import argparse
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
 import random
@@ -40,11 +42,12 @@ from typing import Any
 
 import httpx
 import msgspec
+from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, sync_playwright
 
 from bench.corpus import note_body
 from bench.dataset import Dataset, load_turin
-from bench.measure import make_photos
+from bench.measure import Photo
 from bench.run import server_version
 from bench.servers import studyvisit_server
 from server.routes.app import shell_files, web_root
@@ -61,7 +64,8 @@ ARGS = [
 # A slow mobile network, as DevTools' presets describe one: latency in ms, throughput in bytes/s.
 NETWORK = {"latency": 150, "downloadThroughput": 1.6e6 / 8, "uploadThroughput": 750e3 / 8}
 TARGETS_S = {"first_visit": 3.0, "offline_reload": 1.0, "day_offline_sync": 10.0}
-PHOTO_BYTES = 100_000  # a phone photo as a field app would send it, resized (the original stays on the phone)
+CAMERA = (4000, 3000)  # a phone camera's 12 MP photo; the app stores and sends it at most 1600 px long
+SHRUNK_SIDE, SHRUNK_QUALITY = 1600, 82  # web/js/model.js shrunk(), for the plain JSON client's photos
 TIMEOUT_MS = 120_000
 
 # Set on every page before its scripts run: when the first itinerary row is in the document (ms since
@@ -77,18 +81,19 @@ SYNCED = """before => { const s = document.getElementById('status');
   return s && s.dataset.syncing === 'false' && s.dataset.waiting === '0' && s.dataset.lastSynced
          && s.dataset.lastSynced !== before; }"""
 
-# In the page, offline: the notes through the app's own model (as the Notes screen saves them), then
-# the photos, each on one of the notes. Fails with "model.addPhoto missing" when the app has none.
+# In the page, offline: the notes through the app's own model (as the Notes screen saves them); then
+# ATTACH_OFFLINE for each photo, on one of the notes: the attachment the app made of it (shrunk).
 WRITE_OFFLINE = """async ({notes, photos}) => {
   const model = await import('/app/js/model.js');
-  if (photos.length && typeof model.addPhoto !== 'function') throw new Error('model.addPhoto missing');
+  if (photos && typeof model.addPhoto !== 'function') throw new Error('model.addPhoto missing');
   const ids = [];
   for (const note of notes) ids.push(await model.saveNote(note));
-  for (const [n, photo] of photos.entries()) {
-    const bytes = Uint8Array.from(atob(photo), c => c.charCodeAt(0));
-    await model.addPhoto(ids[n], new File([bytes], `photo-${n}.jpg`, {type: 'image/jpeg'}));
-  }
   return ids;
+}"""
+ATTACH_OFFLINE = """async ([id, photo, n]) => {
+  const model = await import('/app/js/model.js');
+  const bytes = Uint8Array.from(atob(photo), c => c.charCodeAt(0));
+  return model.addPhoto(id, new File([bytes], `photo-${n}.jpg`, {type: 'image/jpeg'}));
 }"""
 
 # From a page of the server's origin: fetches in sequence, each read to its end; ms for each.
@@ -153,6 +158,31 @@ class Phone:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def camera_photos(count: int, seed: int) -> tuple[Photo, ...]:
+    """``count`` JPEGs like a phone camera's (CAMERA px, quality 92, a few MB): smooth shapes and a fine grain."""
+    rng = random.Random(seed)
+    width, height = CAMERA
+    photos = []
+    for _ in range(count):
+        coarse = Image.frombytes("RGB", (width // 40, height // 40), rng.randbytes((width // 40) * (height // 40) * 3))
+        grain = Image.effect_noise(CAMERA, 24).convert("RGB")
+        image = Image.blend(coarse.resize(CAMERA, Image.Resampling.BICUBIC), grain, 0.2)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=92)
+        data = buffer.getvalue()
+        photos.append(Photo(sha256=hashlib.sha256(data).hexdigest(), data=data))
+    return tuple(photos)
+
+
+def shrunk(photo: Photo) -> bytes:
+    """The photo as the app sends it (at most SHRUNK_SIDE px long, JPEG SHRUNK_QUALITY), for the JSON client."""
+    with Image.open(io.BytesIO(photo.data)) as image:
+        image.thumbnail((SHRUNK_SIDE, SHRUNK_SIDE), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=SHRUNK_QUALITY)
+    return buffer.getvalue()
 
 
 def participants(dataset: Dataset) -> list[Any]:
@@ -280,47 +310,70 @@ def measure_json_reads(browser: Browser, url: str, event_id: str, token: str) ->
 def measure_day_offline(
     browser: Browser, url: str, dataset: Dataset, account: Any, config: Config, seed: int
 ) -> dict[str, Any]:
-    """(d): notes and photos written offline in the app, then the network back, until all is on the server."""
+    """(d): notes and photos written offline in the app, then the network back: until the server holds every
+    note, every photo, and the app says all is synced. Each is timed on its own from the same start, so
+    that the notes' figure does not include the photos' upload."""
     visits = dataset.visits_by_group[account.group_id]
     notes = day_of_notes(config.notes, visits, seed)
-    photos = make_photos(config.photos, PHOTO_BYTES, seed) if config.photos else ()
+    photos = camera_photos(config.photos, seed) if config.photos else ()
     phone = Phone(browser)
     try:
         phone.page.goto(f"{url}/app/#t={account.token}", timeout=TIMEOUT_MS)
         phone.page.wait_for_function(SYNCED, arg="", timeout=TIMEOUT_MS)
         phone.network(online=False)
-        encoded = [base64.b64encode(p.data).decode() for p in photos]
         try:
-            ids = phone.page.evaluate(WRITE_OFFLINE, {"notes": notes, "photos": encoded})
+            ids = phone.page.evaluate(WRITE_OFFLINE, {"notes": notes, "photos": len(photos)})
         except Exception as error:
             if "model.addPhoto missing" in str(error):
                 raise BenchError(
                     "model.addPhoto missing: the app cannot attach photos yet (run with --photos 0)"
                 ) from error
             raise
+        # The attachments as the app made them: the hashes of what it stored, and will upload.
+        attached = [
+            phone.page.evaluate(ATTACH_OFFLINE, [ids[n], base64.b64encode(p.data).decode(), n])
+            for n, p in enumerate(photos)
+        ]
         waiting = phone.page.evaluate("import('/app/js/store.js').then(async s => (await s.outbox()).length)")
         before = str(phone.page.get_attribute("#status", "data-last-synced"))
         time.sleep(1.0)  # the change's debounced sync has tried (and failed, offline) by now
         started = time.perf_counter()
         phone.network(online=True)  # the browser fires "online": the app syncs
+        notes_s = wait_for_notes(url, dataset.event_id, account.token, set(ids), started)
+        photos_s = wait_for_photos(url, dataset.event_id, account.token, {a["sha256"] for a in attached}, started)
         phone.page.wait_for_function(SYNCED, arg=before, timeout=TIMEOUT_MS, polling=50)
-        notes_s = time.perf_counter() - started
-        photos_s = wait_for_photos(url, dataset.event_id, account.token, {p.sha256 for p in photos}, started)
+        sync_s = time.perf_counter() - started
     finally:
         phone.close()
     held = server_notes(url, dataset.event_id, account.token)
     mine = [n for n in held if n["id"] in set(ids)]
+    uploaded = sum(a["bytes"] for a in attached)
     return {
         "notes": len(notes),
         "photos": len(photos),
         "photo_bytes": sum(len(p.data) for p in photos),
+        "uploaded_photo_bytes": uploaded,
+        # The uplink's own floor for those bytes, before any request, header or round trip.
+        "photos_floor_s": uploaded / NETWORK["uploadThroughput"],
         "outbox_before": int(waiting or 0),
         "notes_s": notes_s,
         "photos_s": photos_s,
-        "sync_s": max(notes_s, photos_s),
+        "sync_s": sync_s,
         "stored_once": len(mine) == len({n["id"] for n in mine}) == len(notes)
         and sorted(n["body"] for n in mine) == sorted(n["body"] for n in notes),
     }
+
+
+def wait_for_notes(url: str, event_id: str, token: str, ids: set[str], started: float) -> float:
+    """Seconds from ``started`` until the server holds every one of these notes."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    held: set[str] = set()
+    while time.monotonic() < deadline:
+        held = {n["id"] for n in server_notes(url, event_id, token)}
+        if ids <= held:
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    raise BenchError(f"the server still lacks {len(ids - held)} of {len(ids)} notes")
 
 
 def wait_for_photos(url: str, event_id: str, token: str, shas: set[str], started: float) -> float:
@@ -345,7 +398,8 @@ def wait_for_photos(url: str, event_id: str, token: str, shas: set[str], started
 def measure_json_push(
     browser: Browser, url: str, dataset: Dataset, account: Any, config: Config, seed: int
 ) -> dict[str, Any]:
-    """The JSON counterpart of (d): the same notes as one push (and the photos as whole PUTs) by fetch."""
+    """The JSON counterpart of (d): the same notes as one push (and like photos, resized as the app does,
+    as whole PUTs) by fetch."""
     visits = dataset.visits_by_group[account.group_id]
     notes = day_of_notes(config.notes, visits, seed)
     now = datetime.now(UTC).isoformat()
@@ -361,7 +415,9 @@ def measure_json_push(
     body = json.dumps({"client_id": str(uuid.uuid4()), "protocol": 1, "mutations": mutations})
     api = f"/api/v1/events/{dataset.event_id}"
     auth = {"Authorization": f"Bearer {account.token}"}
-    photos = make_photos(config.photos, PHOTO_BYTES, seed + 1) if config.photos else ()
+    photos = [
+        Photo(sha256=hashlib.sha256(d).hexdigest(), data=d) for d in map(shrunk, camera_photos(config.photos, seed + 1))
+    ]
     phone = Phone(browser, service_worker=False)
     try:
         phone.page.goto(f"{url}/health", timeout=TIMEOUT_MS)
@@ -451,6 +507,8 @@ def summarise(
             "notes": config.notes,
             "photos": config.photos,
             "photo_bytes": runs[0]["day"]["photo_bytes"],
+            "uploaded_photo_bytes": runs[0]["day"]["uploaded_photo_bytes"],
+            "photos_floor_s": runs[0]["day"]["photos_floor_s"],
             "s": med(lambda r: r["day"]["sync_s"]),
             "notes_s": med(lambda r: r["day"]["notes_s"]),
             "photos_s": med(lambda r: r["day"]["photos_s"]),
@@ -475,6 +533,13 @@ def summarise(
             "goal_s": TARGETS_S["offline_reload"],
             "met": results["offline_reload"]["s"] < TARGETS_S["offline_reload"]
             and results["offline_reload"]["requests_reaching_server"] == 0,
+        },
+        {
+            "name": f"{config.notes} notes on the server after a day offline (beside {config.photos} photos)",
+            "value_s": results["day_offline"]["notes_s"],
+            "goal_s": TARGETS_S["day_offline_sync"],
+            "met": results["day_offline"]["notes_s"] < TARGETS_S["day_offline_sync"]
+            and results["day_offline"]["stored_once"],
         },
         {
             "name": f"{config.notes} notes and {config.photos} photos sync after a day offline",
@@ -506,6 +571,8 @@ def render(results: dict[str, Any]) -> str:
         f"{day_label:<48} {d['s']:>9.2f}s {d['json_push_s']:>11.2f}s  (one push; photos {d['json_uploads_s']:.2f}s)",
         f"{'  notes / photos on the server after':<48} {d['notes_s']:.2f}/{d['photos_s']:.2f}s;"
         f" each note stored once: {d['stored_once']}",
+        f"{'  photos taken / uploaded bytes':<48} {d['photo_bytes']:,} / {d['uploaded_photo_bytes']:,}"
+        f"  (the uplink alone: {d['photos_floor_s']:.1f}s)",
     ]
     lines += [
         f"target: {t['name']}: {t['value_s']:.2f} s (< {t['goal_s']:.0f} s) {'met' if t['met'] else 'NOT met'}"

@@ -104,17 +104,22 @@ def _matches(if_none_match: str, etags: tuple[str, ...]) -> bool:
 
 
 def serve(
-    request: Request[Any, Any, Any], rep: Representation, cache_control: str = "private, no-cache"
+    request: Request[Any, Any, Any],
+    rep: Representation,
+    cache_control: str = "private, no-cache",
+    *,
+    vary: str = "Accept-Encoding, Authorization",
 ) -> Response[bytes]:
     """Answer a GET with this representation: 304 when the client has it, gzip when it asks for it.
 
     The gzip form is a different representation, so it gets its own strong ETag (RFC 9110 §8.8.3);
-    either tag revalidates, since both stand for the same data.
+    either tag revalidates, since both stand for the same data. ``vary``: the request headers the
+    answer depends on (an account's data on its token; the app's static files on nothing else).
     """
     gz_etag = rep.etag + "-gz"
     use_gzip = rep.gzipped is not None and accepts_gzip(request)
     etag = gz_etag if use_gzip else rep.etag
-    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": "Accept-Encoding, Authorization"}
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control, "Vary": vary}
     inm = request.headers.get("if-none-match")
     if inm is not None and _matches(inm, (rep.etag, gz_etag)):
         return Response(content=b"", status_code=304, headers=headers, media_type=rep.media_type)

@@ -132,7 +132,7 @@ def test_field_app_smoke_reports_each_figure_beside_the_json_api(field_app: dict
     assert day["outbox_before"] == day["notes"] > 0
     assert day["stored_once"] is True
     assert min(day["s"], day["json_push_s"]) > 0
-    assert [t["met"] in (True, False) for t in field_app["targets"]] == [True, True, True]
+    assert [t["met"] in (True, False) for t in field_app["targets"]] == [True, True, True, True]
     assert field_app["meta"]["smoke"] is True
 
 

@@ -5,6 +5,7 @@ closed mid-push, a rejected change) is not repeated here; these add tags, photos
 app's IndexedDB from version 1.
 """
 
+import base64
 import hashlib
 import io
 import random
@@ -24,13 +25,12 @@ from tests.screenshots import shoot
 PART = 512 * 1024  # web/js/sync.js UPLOAD_PART
 
 
-def jpeg(seed: int, pad_to: int = 0) -> bytes:
-    """A real JPEG of noise; ``pad_to``: grown to that many bytes (decoders ignore what follows EOI)."""
+def jpeg(seed: int, size: tuple[int, int] = (64, 48), quality: int = 90) -> bytes:
+    """A real JPEG of noise (the app may store it re-encoded: see ``add_photo``)."""
     rng = random.Random(seed)
     out = io.BytesIO()
-    Image.frombytes("RGB", (64, 48), rng.randbytes(64 * 48 * 3)).save(out, "JPEG", quality=90)
-    data = out.getvalue()
-    return data + rng.randbytes(max(0, pad_to - len(data)))
+    Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3)).save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def sha(data: bytes) -> str:
@@ -43,8 +43,9 @@ def photo_file(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def add_photo(page: Page, path: Path) -> None:
-    """Press "Add photo" and pick a file in the chooser it opens (the camera, on a phone)."""
+def add_photo(page: Page, path: Path) -> bytes:
+    """Press "Add photo" and pick a file in the chooser it opens (the camera, on a phone). Returns the
+    photo's bytes as the phone stored them, which is what it uploads (model.shrunk may re-encode it)."""
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Add photo").click()
     assert chooser.value.element.get_attribute("accept") == "image/*"
@@ -52,6 +53,23 @@ def add_photo(page: Page, path: Path) -> None:
     count = page.locator("ul.photos.editable > li").count()
     chooser.value.set_files(str(path))
     expect(page.locator("ul.photos.editable > li")).to_have_count(count + 1)
+    digest = page.locator("ul.photos.editable > li .photo").nth(count).get_attribute("data-sha256")
+    return stored_photo(page, str(digest))
+
+
+def stored_photo(page: Page, digest: str) -> bytes:
+    """The bytes of a photo as this phone keeps it in IndexedDB."""
+    encoded = page.evaluate(
+        """d => import('./js/store.js').then(async s => {
+             const bytes = new Uint8Array(await (await s.photo(d)).blob.arrayBuffer());
+             let text = '';
+             for (let i = 0; i < bytes.length; i += 32768) text += String.fromCharCode(...bytes.subarray(i, i + 32768));
+             return btoa(text); })""",
+        digest,
+    )
+    data = base64.b64decode(encoded)
+    assert sha(data) == digest
+    return data
 
 
 def blob_rows(web: Web, digest: str) -> tuple[int, int]:
@@ -139,7 +157,6 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
     page.reload()
     expect(page.get_by_role("status")).to_contain_text("Offline")
 
-    picture = jpeg(7)
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     page.get_by_label("Visit").select_option("d1-g2-triciclo")
@@ -148,7 +165,7 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
     tags.fill("réemploi, إعادة الاستخدام, 재사용,")
     expect(page.locator("ul.tags.editable li")).to_have_count(3)
     page.get_by_label("Share with organizers").check()
-    add_photo(page, photo_file(tmp_path, "sorting-line.jpg", picture))
+    picture = add_photo(page, photo_file(tmp_path, "sorting-line.jpg", jpeg(7)))
     # Kept on the phone at once, shown from there; the note went to the outbox with it.
     shown_photo_loaded(page, sha(picture))
     expect(page.locator("ul.photos.editable")).to_contain_text("Waiting to upload")
@@ -241,7 +258,6 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
     ctx, _ = context
     who = "p-wanjiru-kamau"
     page = open_app(ctx, web, who)
-    big = jpeg(11, pad_to=2 * PART + 200_000)
     write_note(page, "The courtyard, in three parts", visit="d1-g1-casa-quartiere-san-salvario")
     page.get_by_role("button", name="Edit note: The courtyard").click()
     # The server dies (SIGKILL) right after it has stored and fsynced the second part, before it answers.
@@ -252,8 +268,10 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
     page.on("request", lambda r: ranges.append(r.headers["content-range"]) if r.method == "PUT" else None)
     try:
         with page.expect_event("requestfailed", broken_put, timeout=20_000):
-            add_photo(page, photo_file(tmp_path, "courtyard.jpg", big))
+            # Noise: even as the phone re-encodes it, it takes three parts.
+            big = add_photo(page, photo_file(tmp_path, "courtyard.jpg", jpeg(11, (1600, 1200), 95)))
             page.get_by_role("button", name="Save").click()
+        assert len(big) > 2 * PART
         assert ranges[:2] == [f"bytes 0-{PART - 1}/{len(big)}", f"bytes {PART}-{2 * PART - 1}/{len(big)}"]
         expect(page.get_by_role("status")).not_to_contain_text("0 waiting")
         page.close()
@@ -344,11 +362,12 @@ def test_the_apps_database_of_version_1_is_upgraded_keeping_the_token_replica_an
         """([id, bytes]) => import('./js/model.js').then(m => m.addPhoto(id, new File([new Uint8Array(bytes)], 'x.jpg')))""",
         [note_id, list(picture)],
     )
-    assert attached == {"sha256": sha(picture), "media_type": "image/jpeg", "bytes": len(picture), "caption": ""}
+    stored = stored_photo(page, attached["sha256"])
+    assert attached == {"sha256": sha(stored), "media_type": "image/jpeg", "bytes": len(stored), "caption": ""}
     page.evaluate("() => import('./js/main.js').then(m => m.requestSync())")
     page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
     assert web.notes(who)[note_id]["attachments"][0]["status"] == "available"
-    assert blob_bytes(web, who, sha(picture)) == picture
+    assert blob_bytes(web, who, sha(stored)) == stored
 
 
 def test_tags_are_checked_by_the_schemas_rules_removed_by_their_chip_and_filter_the_list(
@@ -406,13 +425,12 @@ def test_a_removed_photo_leaves_its_note_and_is_never_uploaded(
     who = "p-kim-min-jun"
     page = open_app(ctx, web, who)
     english(page)
-    picture, kept = jpeg(31), jpeg(32)
     ctx.set_offline(True)
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     page.get_by_role("textbox", name="Note").fill("Two photos, one kept")
-    add_photo(page, photo_file(tmp_path, "a.jpg", picture))
-    add_photo(page, photo_file(tmp_path, "b.jpg", kept))
+    picture = add_photo(page, photo_file(tmp_path, "a.jpg", jpeg(31)))
+    kept = add_photo(page, photo_file(tmp_path, "b.jpg", jpeg(32)))
     page.get_by_role("button", name="Remove photo 1").click()
     expect(page.locator("ul.photos.editable > li")).to_have_count(1)
     expect(page.get_by_role("button", name="Add photo")).to_be_focused()
@@ -449,8 +467,8 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
     page.get_by_role("button", name="New note").click()
     page.get_by_role("textbox", name="Note").fill("Accessible: عن التعاونية")
     page.get_by_role("textbox", name="Tags").fill("coop, تعاونية,")
-    add_photo(page, photo_file(tmp_path, "coop.jpg", jpeg(41)))
-    shown_photo_loaded(page, sha(jpeg(41)))
+    picture = add_photo(page, photo_file(tmp_path, "coop.jpg", jpeg(41)))
+    shown_photo_loaded(page, sha(picture))
     assert_accessible(page)
     # The sync that follows uploads it; the open editor says so (and keeps what is being typed).
     expect(page.locator("ul.photos.editable")).to_contain_text("Uploaded", timeout=15_000)
@@ -465,7 +483,7 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
     assert_accessible(page)
     page.get_by_role("button", name="تعديل الملاحظة: Accessible").click()
     expect(page.get_by_role("button", name="إضافة صورة")).to_be_visible()
-    shown_photo_loaded(page, sha(jpeg(41)))
+    shown_photo_loaded(page, sha(picture))
     assert_accessible(page)
 
 
@@ -476,7 +494,6 @@ def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_g
     who = "p-aicha-diallo"
     page = open_app(ctx, web, who)
     english(page)
-    big = jpeg(51, pad_to=2 * PART + 1000)
     held: list[Route] = []
     page.route(
         "**/blobs/*",
@@ -489,7 +506,8 @@ def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_g
     )
     write_note(page, "With a big photo", visit="d1-g1-casa-quartiere-san-salvario")
     page.get_by_role("button", name="Edit note: With a big photo").click()
-    add_photo(page, photo_file(tmp_path, "big.jpg", big))
+    big = add_photo(page, photo_file(tmp_path, "big.jpg", jpeg(51, (1600, 1200), 95)))
+    assert 2 * PART < len(big) <= 3 * PART  # noise: three parts, even as the phone re-encodes it
     page.get_by_role("button", name="Save").click()
     for _ in range(200):  # the sync reaches the first part (Playwright calls let the route handler run)
         if held:
@@ -548,8 +566,10 @@ def test_the_photo_of_a_refused_note_stays_on_the_phone_until_the_refusal_is_dis
     sync_now(page)
     expect(page.locator("#problems li")).to_have_count(2)
     kept = "() => import('./js/store.js').then(async s => (await s.photos()).map(p => [p.sha256, p.state]))"
-    assert page.evaluate(kept) == [[sha(picture), "pending"]]
-    assert blob_rows(web, sha(picture)) == (0, 0)  # nobody names it: not uploaded
+    ((digest, state),) = page.evaluate(kept)
+    assert state == "pending"
+    assert stored_photo(page, digest)[:2] == picture[:2] == b"\xff\xd8"  # a JPEG, as stored
+    assert blob_rows(web, digest) == (0, 0)  # nobody names it: not uploaded
     for _ in range(2):
         page.locator("#problems li").first.get_by_role("button", name="Dismiss").click()
     expect(page.locator("#problems li")).to_have_count(0)
@@ -573,9 +593,8 @@ def test_a_pushed_note_stays_shown_and_takes_photos_until_the_pull_brings_it_bac
     shown = page.locator("li.note", has_text="Pushed, not pulled back yet")
     expect(shown).to_have_count(1)
     expect(shown).not_to_contain_text("waiting to sync")
-    picture = jpeg(71)
     page.get_by_role("button", name="Edit note: Pushed, not pulled").click()
-    add_photo(page, photo_file(tmp_path, "p.jpg", picture))
+    picture = add_photo(page, photo_file(tmp_path, "p.jpg", jpeg(71)))
     page.get_by_role("button", name="Save").click()
     page.unroute("**/sync/pull*")
     sync_now(page)

@@ -235,4 +235,4 @@ def test_both_screens_pass_axe_in_english_and_arabic_and_say_when_offline(
         assert_accessible(page)
     ctx.set_offline(True)
     page.get_by_role("link", name="إدارة البرنامج", exact=True).click()
-    expect(page.locator("section .zone-note")).to_contain_text("غير متصل")
+    expect(page.locator("section .unavailable")).to_contain_text("غير متصل")

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import segno
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.routes.app import shell_files, tile_origin, web_root
-from tests.conftest import make_app
+from server.routes.app import represented, shell_files, tile_origin, web_root
+from tests.conftest import LiveServer, make_app
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 LANGUAGES = ["en", "fr", "es", "it", "ar"]
@@ -101,6 +102,56 @@ def test_app_files_are_served_without_a_token_under_a_strict_csp(
     assert csp["connect-src"] == ["'self'", "https://tiles.example.org"]
     assert "https://tiles.example.org" in csp["img-src"]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def raw_get(client: httpx.Client, path: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+    """A GET and its body exactly as it came over the wire (httpx would decode the gzip)."""
+    with client.stream("GET", path, headers=headers) as response:
+        return response, b"".join(response.iter_raw())
+
+
+@pytest.mark.parametrize(
+    "path", ["/app/", "/app/sw.js", "/app/js/main.js", "/app/vendor/leaflet/leaflet.js", "/app/i18n/ar.json"]
+)
+def test_the_shell_is_sent_gzipped_to_a_client_that_takes_it_with_the_same_headers_and_a_304(
+    live_server: LiveServer, path: str
+) -> None:
+    with httpx.Client(base_url=live_server.url) as client:
+        plain, plain_bytes = raw_get(client, path, {"Accept-Encoding": "identity"})
+        zipped, wire = raw_get(client, path, {"Accept-Encoding": "br, gzip;q=0.8"})
+        revalidated = [
+            raw_get(client, path, {"Accept-Encoding": coding, "If-None-Match": r.headers["etag"]})[0]
+            for r in (plain, zipped)
+            for coding in ("identity", "gzip")
+        ]
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    # A real decoder gives back the very bytes of the plain answer, at well under half the size.
+    assert gzip.decompress(wire) == plain_bytes
+    assert len(wire) < len(plain_bytes) / 2
+    assert int(zipped.headers["content-length"]) == len(wire)
+    assert plain.headers["etag"] != zipped.headers["etag"]
+    for response in (plain, zipped, *revalidated):
+        assert response.headers["vary"] == "Accept-Encoding"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["content-security-policy"] == plain.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert zipped.headers["content-type"] == plain.headers["content-type"]
+    assert "script-src 'self'" in plain.headers["content-security-policy"]
+    # Either tag revalidates either representation: the same file.
+    assert [r.status_code for r in revalidated] == [304, 304, 304, 304]
+    assert plain.headers.get("service-worker-allowed") == ("/app/" if path == "/app/sw.js" else None)
+    assert zipped.headers.get("service-worker-allowed") == plain.headers.get("service-worker-allowed")
+
+
+def test_each_shell_file_is_compressed_once_not_per_request(app_client: TestClient[Litestar]) -> None:
+    with app_client as client:
+        client.get("/app/js/model.js", headers={"Accept-Encoding": "gzip"})
+        before = represented.cache_info()
+        answers = [client.get("/app/js/model.js", headers={"Accept-Encoding": "gzip"}) for _ in range(3)]
+        after = represented.cache_info()
+    assert {a.headers["content-encoding"] for a in answers} == {"gzip"}
+    assert (after.misses, after.hits) == (before.misses, before.hits + 3)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ export async function requestSync() {
   clearTimeout(state.timer);
   await renderStatus();
   try {
-    await syncOnce();
+    await syncOnce(renderStatus);
     state.error = "";
     state.retryMs = 2000;
   } catch (error) {

@@ -1,7 +1,6 @@
-// Speaks sync protocol v1 exactly as docs/sync-protocol.md says (the twin of sync/client.py): push the
-// outbox in order, then pull pages until has_more is false, keeping the cursor. It also refreshes the
-// read-API documents the screens show (the account, the itinerary), uploads the photos notes attach
-// (resumable, §9.5) and fetches those of pulled notes. The ONLY module that talks to the server.
+// Speaks sync protocol v1 exactly as docs/sync-protocol.md says (the twin of sync/client.py); refreshes
+// the read-API documents the screens show, uploads the photos notes attach (§9.5) and fetches those of
+// pulled notes. The ONLY module that talks to the server.
 
 import * as store from "./store.js";
 import { forgetUnattached, sha256Hex } from "./model.js";
@@ -187,12 +186,11 @@ function offsetOf(response, size) {
   return offset;
 }
 
-/** Make the server hold one photo (§9.5, the loop of sync/blobs.py BlobUploader): ask it what it has
- * (HEAD), then send the rest in parts with Content-Range, always from the server's offset; so a page
- * closed mid-upload continues, when it opens again, from what reached the server.
+/** Make the server hold one photo (§9.5, as sync/blobs.py BlobUploader): HEAD, then the rest in parts
+ * from the server's offset, so a page closed mid-upload goes on from what reached the server.
  * @param {string} eventPath @param {store.Photo} photo
  * @returns {Promise<"uploaded" | "refused" | "paused">} "refused": the server will not take it (the photo's
- *   `error` says why); "paused": a change was queued meanwhile, which goes first (the next sync continues) */
+ *   `error` says why); "paused": a change was queued meanwhile, which goes first */
 async function upload(eventPath, photo) {
   const path = `${eventPath}/blobs/${photo.sha256}`;
   const size = photo.blob.size;
@@ -240,8 +238,8 @@ async function upload(eventPath, photo) {
         continue;
       }
       if (response.status === 409) {
-        // We were wrong about where the server is (take its word), or another request (perhaps our
-        // own broken one) still holds the upload: wait a little.
+        // We were wrong about the server's offset (take its word), or another request (perhaps our own
+        // broken one) still holds the upload: wait a little.
         if (++failures >= UPLOAD_ATTEMPTS) throw new SyncError("the server kept refusing the offset of the part");
         offset = response.headers.has("Upload-Offset") ? offsetOf(response, size) : null;
         if (offset === size) offset = null;
@@ -264,16 +262,20 @@ async function upload(eventPath, photo) {
   }
 }
 
-/** Upload every photo that waits and a note names, one after the other. A photo the server refuses is
- * marked so (and not retried); a network failure stops here and the next sync continues it.
- * @param {string} eventPath @returns {Promise<number>} how many photos the server took */
-async function uploadPhotos(eventPath) {
+/** Upload every photo that waits and a note names, one after the other; a note written meanwhile is
+ * pushed between two photos (or parts), never after them. A refused photo is marked so, not retried; a
+ * network failure stops here and the next sync goes on.
+ * @param {string} eventPath @param {string} clientId @returns {Promise<number>} how many photos the server took */
+async function uploadPhotos(eventPath, clientId) {
   const named = await forgetUnattached();
   let uploaded = 0;
   for (const photo of await store.photos("pending")) {
     if (!named.has(photo.sha256)) continue;
-    const outcome = await upload(eventPath, photo);
-    if (outcome === "paused") break;
+    let outcome;
+    do {
+      if ((await store.outbox()).length) await push(`${eventPath}/sync`, clientId);
+      outcome = await upload(eventPath, photo);
+    } while (outcome === "paused");
     if (outcome === "uploaded") {
       await store.photoUploaded(photo.sha256);
       uploaded++;
@@ -282,9 +284,9 @@ async function uploadPhotos(eventPath) {
   return uploaded;
 }
 
-/** A photo of a pulled note, for display: a preview fetched with the token (the original when the
- * server cannot make one) and kept for offline use in the bounded cache. Null when the server does not
- * have it (yet) or this account may not see it; throws a SyncError when offline.
+/** A pulled note's photo, for display: a preview (the original when the server cannot make one), kept in
+ * the bounded cache for offline use. Null when the server does not have it (yet) or this account may not
+ * see it; throws a SyncError when offline.
  * @param {string} sha256 @returns {Promise<Blob | null>} */
 export async function fetchPhoto(sha256) {
   const me = await store.getDoc("me");
@@ -323,20 +325,21 @@ async function refreshChanges(eventPath) {
   await store.setDoc("changes", { lang: all.lang, seen, all: all.changes, fresh: fresh.changes, next_since: fresh.next_since });
 }
 
-/** One whole sync: account, push, pull, photo uploads (after the push, so the server knows the notes
- * that name them; a pull again when one landed, to learn it is available), itinerary, changes; then the
- * time it finished is kept. A photo upload cut off by the network fails the sync after the rest is done,
- * so it is retried with backoff. */
-export async function syncOnce() {
+/** One whole sync: account, push, pull, photo uploads (after the push: the server knows the notes that
+ * name them, and they never wait for photos; a pull again when one landed, to learn it is available),
+ * itinerary, changes; then the time it finished is kept. A photo upload cut off by the network fails the
+ * sync after the rest is done, so it is retried with backoff. @param {() => Promise<void>} [progress] */
+export async function syncOnce(progress = async () => {}) {
   const me = await refreshMe();
   const clientId = await store.getMeta("client_id");
   const eventPath = `events/${encodeURIComponent(me.event_id)}`;
   await push(`${eventPath}/sync`, clientId);
   await pull(`${eventPath}/sync`, clientId);
+  await progress(); // the notes are in: shown so while photos upload
   /** @type {unknown} */
   let uploadFailure = null;
   try {
-    if ((await uploadPhotos(eventPath)) > 0) await pull(`${eventPath}/sync`, clientId);
+    if ((await uploadPhotos(eventPath, clientId)) > 0) await pull(`${eventPath}/sync`, clientId);
   } catch (error) {
     if (/** @type {any} */ (error).retry === false) throw error;
     uploadFailure = error;

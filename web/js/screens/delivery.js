@@ -4,34 +4,21 @@
 
 import { h } from "../ui.js";
 import { t, stamp, dirOf, LANGUAGES, NAMES } from "../i18n.js";
-import { call, problemOf } from "../sync.js";
-
-/** @param {string} text */
-function notice(text) {
-  return h("section", { "aria-labelledby": "delivery-title" }, h("h2", { id: "delivery-title" }, t("nav.changes")), h("p", { class: "zone-note" }, text));
-}
+import { eventPath, getJson, unavailable } from "./online.js";
 
 /** @param {string} _arg @param {import("../routes.js").App} app */
 export async function deliveryScreen(_arg, app) {
-  if (!navigator.onLine) return notice(t("org.offline"));
-  const eventPath = `events/${encodeURIComponent(app.me.event_id)}`;
+  const base = eventPath(app.me);
+  const event = await getJson(base);
+  // Since the programme was published: what a participant who read it then has been told since.
+  const since = (event.data && event.data.updated_at) || "1970-01-01T00:00:00Z";
+  const answers = event.data ? await Promise.all(
+    LANGUAGES.map((lang) => getJson(`${base}/changes/delivery?${new URLSearchParams({ since, lang })}`)),
+  ) : [event];
+  const failed = answers.find((a) => !a.data);
+  if (failed) return unavailable(t("nav.changes"), failed.error || "");
   /** @type {any[]} */
-  let told;
-  let since;
-  try {
-    const event = await call(eventPath);
-    if (!event.ok) return notice(await problemOf(event));
-    // Since the programme was published: what a participant who read it then has been told since.
-    since = (await event.json()).updated_at || "1970-01-01T00:00:00Z";
-    const answers = await Promise.all(
-      LANGUAGES.map((lang) => call(`${eventPath}/changes/delivery?${new URLSearchParams({ since, lang })}`)),
-    );
-    const failed = answers.find((r) => !r.ok);
-    if (failed) return notice(await problemOf(failed));
-    told = await Promise.all(answers.map((r) => r.json()));
-  } catch {
-    return notice(t("org.unreachable"));
-  }
+  const told = answers.map((a) => a.data);
   const [first] = told;
   return h(
     "section",

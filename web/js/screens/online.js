@@ -2,6 +2,7 @@
 // fetches), saying plainly when the phone is offline, and authenticated downloads saved as files.
 
 import { call, problemOf } from "../sync.js";
+import * as store from "../store.js";
 import { h } from "../ui.js";
 import { t } from "../i18n.js";
 
@@ -15,48 +16,55 @@ export function unavailable(title, why) {
   return h("section", { class: "online-only" }, h("h2", null, title), h("p", { class: "unavailable", role: "alert" }, why));
 }
 
-/** GET a JSON document, or the reason it could not be had (offline, refused).
- * @param {string} path @returns {Promise<{data?: any, error?: string}>} */
-export async function getJson(path) {
-  if (!navigator.onLine) return { error: t("org.offline") };
+/** The answer to a request, or why there is none (offline, unreachable: a string for the user).
+ * @param {string} path @param {RequestInit} [init] @returns {Promise<Response | string>} */
+async function answer(path, init) {
+  if (!navigator.onLine) return t("org.offline");
   try {
-    const response = await call(path);
-    if (!response.ok) return { error: await problemOf(response) };
-    return { data: await response.json() };
+    return await call(path, init);
   } catch {
-    return { error: navigator.onLine ? t("org.unreachable") : t("org.offline") };
+    return navigator.onLine ? t("org.unreachable") : t("org.offline");
+  }
+}
+
+/** A request's JSON answer (and its ETag), or the reason it could not be had (offline, unreachable, refused).
+ * @param {string} path @param {RequestInit} [init] @returns {Promise<{data?: any, etag?: string, error?: string}>} */
+export async function getJson(path, init) {
+  const response = await answer(path, init);
+  if (typeof response === "string") return { error: response };
+  if (!response.ok) return { error: await problemOf(response) };
+  try {
+    return { data: await response.json(), etag: response.headers.get("ETag") || "" };
+  } catch {
+    return { error: t("org.unreachable") };
   }
 }
 
 /** POST to the API; the answer's JSON, or the reason it failed.
  * @param {string} path @param {any} [body] @returns {Promise<{data?: any, error?: string}>} */
-export async function postJson(path, body) {
-  if (!navigator.onLine) return { error: t("org.offline") };
-  /** @type {RequestInit} */
-  const init = { method: "POST" };
-  if (body !== undefined) {
-    init.headers = { "Content-Type": "application/json" };
-    init.body = JSON.stringify(body);
+export function postJson(path, body) {
+  return getJson(path, body === undefined ? { method: "POST" }
+    : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+/** A read-API document, fresh when online, else as read last (kept under `key`).
+ * @param {string} path @param {string} key @returns {Promise<{data: any, at: string, fresh: boolean} | null>} */
+export async function kept(path, key) {
+  const { data } = await getJson(path);
+  if (data !== undefined) {
+    const doc = { data, at: new Date().toISOString() };
+    await store.setDoc(key, doc);
+    return { ...doc, fresh: true };
   }
-  try {
-    const response = await call(path, init);
-    if (!response.ok) return { error: await problemOf(response) };
-    return { data: await response.json() };
-  } catch {
-    return { error: navigator.onLine ? t("org.unreachable") : t("org.offline") };
-  }
+  const doc = await store.getDoc(key);
+  return doc ? { ...doc, fresh: false } : null;
 }
 
 /** Fetch a file with the account's token (a plain link cannot send it) and save it under the server's name.
  * @param {string} path @param {string} fallback file name when the answer names none @returns {Promise<string>} "" or why it failed */
 export async function download(path, fallback) {
-  if (!navigator.onLine) return t("org.offline");
-  let response;
-  try {
-    response = await call(path);
-  } catch {
-    return navigator.onLine ? t("org.unreachable") : t("org.offline");
-  }
+  const response = await answer(path);
+  if (typeof response === "string") return response;
   if (!response.ok) return problemOf(response);
   const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
   const url = URL.createObjectURL(await response.blob());

@@ -2,7 +2,7 @@
 // and last sync; add someone (their invitation link and QR code, shown this once); retire someone (their
 // token stops working at once) or give them a new link.
 
-import * as store from "../store.js";
+import { sortedBy } from "../model.js";
 import { h } from "../ui.js";
 import { t, stamp, LANGUAGES, NAMES } from "../i18n.js";
 import { eventPath, getJson, postJson, unavailable } from "./online.js";
@@ -28,8 +28,8 @@ export async function peopleScreen(arg, app) {
   const base = `${eventPath(app.me)}/accounts`;
   const listed = await getJson(base);
   if (listed.error) return unavailable(title, listed.error);
-  const groups = (await store.records("group")).map((r) => r.data).sort((a, b) => a.id.localeCompare(b.id));
-  const sites = (await store.records("site")).map((r) => r.data).sort((a, b) => a.name.localeCompare(b.name));
+  const groups = await sortedBy("group", "id");
+  const sites = await sortedBy("site", "name");
   const status = h("p", { class: "notice", role: "status" }, notice);
   notice = "";
   const say = (/** @type {string} */ msg) => { status.textContent = msg; };

@@ -6,7 +6,8 @@
 import { h, mount } from "../ui.js";
 import { t, day, dayKey } from "../i18n.js";
 import { call, problemOf } from "../sync.js";
-import * as store from "../store.js";
+import { eventPath, getJson, postJson, unavailable } from "./online.js";
+import { sortedBy } from "../model.js";
 import { wall, stampIn, minutesOf, clockOf } from "../zone.js";
 
 const PX_PER_MINUTE = 1.2;
@@ -27,31 +28,20 @@ const state = {
 
 /** @typedef {{date: string, start: string, endDate: string, end: string, site: string, groups: string[], cancelled: boolean}} Values */
 
-/** @param {string} text */
-function notice(text) {
-  return h("section", { "aria-labelledby": "programme-title" }, h("h2", { id: "programme-title" }, t("nav.programme")), h("p", { class: "zone-note" }, text));
-}
-
 /** @param {string} arg the day shown ("YYYY-MM-DD"), or "" @param {import("../routes.js").App} app */
 export async function programmeScreen(arg, app) {
-  if (!navigator.onLine) return notice(t("org.offline"));
-  const eventPath = `events/${encodeURIComponent(app.me.event_id)}`;
-  let itinerary, problems;
-  try {
-    const [it, check] = await Promise.all([call(`${eventPath}/itinerary`), call(`${eventPath}/itinerary/check`)]);
-    if (!it.ok) return notice(await problemOf(it));
-    itinerary = await it.json();
-    problems = check.ok ? (await check.json()).problems : [];
-  } catch {
-    return notice(t("org.unreachable"));
-  }
+  const base = eventPath(app.me);
+  const [it, check] = await Promise.all([getJson(`${base}/itinerary`), getJson(`${base}/itinerary/check`)]);
+  if (!it.data) return unavailable(t("nav.programme"), it.error || "");
+  const itinerary = it.data;
+  const problems = check.data ? check.data.problems : [];
   const zone = itinerary.timezone;
   /** @type {any[]} */
   const visits = itinerary.items.map((/** @type {any} */ i) => i.visit);
   const siteNames = new Map(itinerary.items.filter((/** @type {any} */ i) => i.visit.site_id).map((/** @type {any} */ i) => [i.visit.site_id, i.site_name]));
-  const sites = (await store.records("site")).map((r) => r.data).sort((a, b) => a.name.localeCompare(b.name));
+  const sites = await sortedBy("site", "name");
   for (const s of sites) siteNames.set(s.id, s.name);
-  const groups = (await store.records("group")).map((r) => r.data).sort((a, b) => a.id.localeCompare(b.id));
+  const groups = await sortedBy("group", "id");
   if (groups.length === 0) for (const id of [...new Set(visits.flatMap((v) => v.group_ids))].sort()) groups.push({ id, name: id });
   const days = [...new Set(visits.map((v) => dayKey(v.starts_at, zone)))].sort();
   state.day = days.includes(arg) ? arg : days.includes(state.day) ? state.day : days[0] || "";
@@ -128,14 +118,13 @@ export async function programmeScreen(arg, app) {
   /** @param {string} visitId */
   const openDraft = async (visitId) => {
     state.message = state.error = "";
-    const response = await call(`${eventPath}/visits/${encodeURIComponent(visitId)}`).catch(() => null);
-    if (!response || !response.ok) {
-      state.error = response ? await problemOf(response) : t("org.unreachable");
+    const got = await getJson(`${base}/visits/${encodeURIComponent(visitId)}`);
+    if (!got.data) {
+      state.error = got.error || "";
       paintOutcome();
       return;
     }
-    const base = await response.json();
-    state.draft = { base, etag: /** @type {string} */ (response.headers.get("ETag")), values: valuesOf(base, zone), meanwhile: [] };
+    state.draft = { base: got.data, etag: got.etag || "", values: valuesOf(got.data, zone), meanwhile: [] };
     state.check = null;
     state.checkError = "";
     paintForm();
@@ -158,17 +147,10 @@ export async function programmeScreen(arg, app) {
     if (!d) return;
     const seq = ++state.checkSeq;
     const body = { visit_id: d.base.id, fields: fieldsOf(d.values, d.base, zone) };
-    let answer = null, error = "";
-    try {
-      const response = await call(`${eventPath}/itinerary/check`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-      if (response.ok) answer = await response.json();
-      else error = await problemOf(response);
-    } catch {
-      error = t("org.unreachable");
-    }
+    const got = await postJson(`${base}/itinerary/check`, body);
     if (seq !== state.checkSeq || state.draft !== d) return; // a newer draft state is being checked
-    state.check = answer;
-    state.checkError = error;
+    state.check = got.data || null;
+    state.checkError = got.error || "";
     paintCheck();
     paintTimeline();
   };
@@ -249,7 +231,7 @@ export async function programmeScreen(arg, app) {
     }
     let response;
     try {
-      response = await call(`${eventPath}/visits/${encodeURIComponent(d.base.id)}`, {
+      response = await call(`${base}/visits/${encodeURIComponent(d.base.id)}`, {
         method: "PATCH", headers: { "Content-Type": "application/merge-patch+json", "If-Match": d.etag }, body: JSON.stringify(fields),
       });
     } catch {
@@ -259,11 +241,12 @@ export async function programmeScreen(arg, app) {
     }
     if (response.status === 412) {
       // Someone published meanwhile: show what they changed, keep this draft on top of their version.
-      const fresh = await call(`${eventPath}/visits/${encodeURIComponent(d.base.id)}`);
-      const current = await fresh.json();
-      d.meanwhile = describeChanges(d.base, current, zone, siteNames);
-      d.base = current;
-      d.etag = /** @type {string} */ (fresh.headers.get("ETag"));
+      const fresh = await getJson(`${base}/visits/${encodeURIComponent(d.base.id)}`);
+      if (fresh.data) {
+        d.meanwhile = describeChanges(d.base, fresh.data, zone, siteNames);
+        d.base = fresh.data;
+        d.etag = fresh.etag || "";
+      }
       state.error = t("programme.stale");
       paintForm();
       paintOutcome();

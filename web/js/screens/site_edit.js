@@ -4,7 +4,7 @@
 
 import { h, mount } from "../ui.js";
 import { t, lang, LANGUAGES, NAMES, stamp } from "../i18n.js";
-import { byId, fieldValue, patchSite, siteChanges, siteView } from "../model.js";
+import { fieldValue, patchSite, siteChanges, siteView, sortedBy } from "../model.js";
 import * as store from "../store.js";
 import { siteArticle } from "./site.js";
 
@@ -22,9 +22,8 @@ const TIME = "([01][0-9]|2[0-3]):[0-5][0-9]|24:00";
 /** The sites an account may edit, by name: a host's own, every site for an organizer.
  * @param {any} me @returns {Promise<any[]>} */
 export async function editableSites(me) {
-  const sites = [...(await byId("site")).values()];
-  const mine = me && me.role === "organizer" ? sites : sites.filter((s) => ((me && me.site_ids) || []).includes(s.id));
-  return mine.sort((a, b) => a.name.localeCompare(b.name));
+  const sites = await sortedBy("site", "name");
+  return me && me.role === "organizer" ? sites : sites.filter((s) => ((me && me.site_ids) || []).includes(s.id));
 }
 
 /** A site picker for a host of several sites (an organizer: any site); none for a host of one.

@@ -4,7 +4,7 @@
 import { h } from "../ui.js";
 import { t, lang } from "../i18n.js";
 import { call, problemOf } from "../sync.js";
-import * as store from "../store.js";
+import { eventPath, kept } from "./online.js";
 import { editableSites, fieldLabel, shownValue, sitePicker } from "./site_edit.js";
 
 /** An instant on the reader's clock, with the zone's name. @param {string} iso */
@@ -15,31 +15,14 @@ function when(iso) {
   }).format(new Date(iso));
 }
 
-/** The history, fresh when online, else as last read. @param {any} me @param {string} siteId
- * @returns {Promise<{entries: any[], at: string, fresh: boolean} | null>} */
-async function history(me, siteId) {
-  const key = `history:${siteId}`;
-  try {
-    const response = await call(`events/${encodeURIComponent(me.event_id)}/sites/${encodeURIComponent(siteId)}/history`);
-    if (response.ok) {
-      const kept = { entries: await response.json(), at: new Date().toISOString() };
-      await store.setDoc(key, kept);
-      return { ...kept, fresh: true };
-    }
-  } catch {
-    // Offline, or the server is away: show what was read last.
-  }
-  const kept = await store.getDoc(key);
-  return kept ? { ...kept, fresh: false } : null;
-}
-
 /** @param {string} arg a site id ("" for the first) @param {import("../routes.js").App} app */
 export async function siteHistoryScreen(arg, app) {
   const sites = await editableSites(app.me);
   const site = sites.find((s) => s.id === arg) || sites[0];
   if (!site) return h("section", null, h("h2", null, t("nav.history")), h("p", null, t("host.no_sites")));
   const organizer = app.me.role === "organizer";
-  const found = await history(app.me, site.id);
+  // Kept for offline reading (a new key: the answer is kept as `data` now, no longer as `entries`).
+  const found = await kept(`${eventPath(app.me)}/sites/${encodeURIComponent(site.id)}/history`, `site-history:${site.id}`);
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const error = h("p", { class: "warning", "aria-live": "polite" });
   return h(
@@ -52,9 +35,9 @@ export async function siteHistoryScreen(arg, app) {
     !found ? h("p", null, t("host.history_offline")) : null,
     found && !found.fresh ? h("p", { class: "pending" }, t("host.history_as_of", { time: when(found.at) })) : null,
     error,
-    found && found.entries.length === 0 ? h("p", null, t("host.history_empty")) : null,
+    found && found.data.length === 0 ? h("p", null, t("host.history_empty")) : null,
     found
-      ? h("ol", { class: "history" }, found.entries.map((/** @type {any} */ e) =>
+      ? h("ol", { class: "history" }, found.data.map((/** @type {any} */ e) =>
           h("li", { class: "change", "data-history-id": e.id, "data-version": e.version },
             h("div", { class: "who" },
               h("time", { datetime: e.at }, when(e.at)), " · ",
@@ -74,7 +57,7 @@ export async function siteHistoryScreen(arg, app) {
                   onclick: async () => {
                     if (!window.confirm(t("host.revert_confirm", { version: e.version }))) return;
                     try {
-                      const response = await call(`events/${encodeURIComponent(app.me.event_id)}/history/${e.id}/revert`, { method: "POST" });
+                      const response = await call(`${eventPath(app.me)}/history/${e.id}/revert`, { method: "POST" });
                       if (!response.ok) {
                         error.textContent = await problemOf(response);
                         return;

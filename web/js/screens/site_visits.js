@@ -4,26 +4,8 @@
 
 import { h } from "../ui.js";
 import { t, time, day, stamp } from "../i18n.js";
-import { call } from "../sync.js";
-import * as store from "../store.js";
+import { eventPath, kept } from "./online.js";
 import { editableSites, sitePicker } from "./site_edit.js";
-
-/** A read-API document, fresh when online, else as read last. @param {string} path @param {string} key
- * @returns {Promise<{data: any, at: string, fresh: boolean} | null>} */
-async function fetched(path, key) {
-  try {
-    const response = await call(path);
-    if (response.ok) {
-      const kept = { data: await response.json(), at: new Date().toISOString() };
-      await store.setDoc(key, kept);
-      return { ...kept, fresh: true };
-    }
-  } catch {
-    // Offline: what was read last.
-  }
-  const kept = await store.getDoc(key);
-  return kept ? { ...kept, fresh: false } : null;
-}
 
 /** @param {any} row a SiteVisit @param {string} zone */
 function visitItem(row, zone) {
@@ -62,9 +44,9 @@ export async function siteVisitsScreen(arg, app) {
   const sites = await editableSites(app.me);
   const site = sites.find((s) => s.id === arg) || sites[0];
   if (!site) return h("section", null, h("h2", null, t("nav.site_visits")), h("p", null, t("host.no_sites")));
-  const event = `events/${encodeURIComponent(app.me.event_id)}`;
-  const visits = await fetched(`${event}/sites/${encodeURIComponent(site.id)}/visits`, `site-visits:${site.id}`);
-  const summary = await fetched(`${event}/feedback/summary`, "feedback-summary");
+  const event = eventPath(app.me);
+  const visits = await kept(`${event}/sites/${encodeURIComponent(site.id)}/visits`, `site-visits:${site.id}`);
+  const summary = await kept(`${event}/feedback/summary`, "feedback-summary");
   const now = Date.now();
   const zone = visits ? visits.data.timezone : "";
   /** @type {any[]} */
