@@ -140,6 +140,35 @@ def pushed_since(page: Page, before: str) -> None:
     )
 
 
+def in_language(page: Page, lang: str) -> None:
+    """Pick the app's language (the demo's hosts and organizers read Italian by default)."""
+    page.locator("#language").select_option(lang)
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+
+
+def go(page: Page, route: str) -> None:
+    """Open a route (``#/…``) and wait for its screen."""
+    page.evaluate("r => { location.hash = r; }", route)
+    page.wait_for_function("r => document.getElementById('main').dataset.route === r", arg=route)
+
+
+def rendered(page: Page) -> None:
+    """Wait until every render queued so far has drawn its screen (renders run one after another)."""
+    page.evaluate("() => import('./js/main.js').then(m => m.render())")
+
+
+def kept_by_a_sync(page: Page) -> bool:
+    """Sync now, with nothing new on the screen: whether every node shown (the screen, the navigation,
+    the footer's controls, the problems list) is still the one shown before, not drawn again."""
+    rendered(page)
+    page.evaluate(
+        """() => { window.__shown = [...document.querySelectorAll('#main *, #nav *, #footer *, #problems *')]; }"""
+    )
+    sync_now(page)
+    rendered(page)
+    return bool(page.evaluate("() => window.__shown.length > 0 && window.__shown.every(n => n.isConnected)"))
+
+
 def sync_now(page: Page) -> None:
     before = str(page.get_attribute("#status", "data-last-synced"))
     page.get_by_role("button", name="Sync now").click()

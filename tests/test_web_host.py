@@ -14,23 +14,23 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, synced_since
+from tests.browser_app import (
+    API,
+    Recorded,
+    Web,
+    go,
+    in_language,
+    last_synced,
+    open_app,
+    pushed_since,
+    sync_now,
+    synced_since,
+)
 from tests.screenshots import shoot
 
 SAN_SALVARIO = "casa-quartiere-san-salvario"  # hosted by host-san-salvario (Luca Ferrero); G1 visits it
 TRICICLO = "triciclo"  # hosted by host-triciclo (Elena Marchetti); G2 visits it
 STUDYVISIT = [sys.executable, "-m", "server.cli"]
-
-
-def in_language(page: Page, lang: str) -> None:
-    """Pick the app's language (the demo's hosts read Italian by default)."""
-    page.locator("#language").select_option(lang)
-    page.wait_for_function("l => document.documentElement.lang === l", arg=lang)
-
-
-def go(page: Page, route: str) -> None:
-    page.evaluate("r => { location.hash = r; }", route)
-    page.wait_for_function("r => document.getElementById('main').dataset.route === r", arg=route)
 
 
 def site(web: Web, site_id: str) -> dict[str, Any]:

@@ -4,14 +4,15 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, open_app, sync_now
+from tests.browser_app import API, Recorded, Web, go, open_app, rendered, sync_now
 from tests.screenshots import shoot
 
 ORGANIZER = "org-marta"
 TRICICLO = "d1-g2-triciclo"  # G2, 14:30-15:45 on 10 December; G2's next stop starts at 16:00
+TAPPED = "d1-g1-casa-quartiere-san-salvario"  # no other test here changes it
 PUBLISHED = "2025-11-20T09:00:00Z"  # when the demo programme was published
 
 
@@ -33,14 +34,7 @@ def open_organizer(ctx: BrowserContext, web: Web) -> Page:
 
 
 def open_draft(page: Page, visit_id: str, day: str) -> None:
-    page.goto(page.url.split("#")[0] + f"#/programme/{day}")
-    # A sync that ends redraws the timeline; a tap during that redraw can be lost (noted as a known
-    # gap), so the tap waits for the screen of this day and no sync running.
-    page.wait_for_function(
-        """day => document.getElementById('status').dataset.syncing === 'false'
-             && document.getElementById('main').dataset.route === '#/programme/' + day""",
-        arg=day,
-    )
+    go(page, f"#/programme/{day}")
     page.locator(f"button.slot[data-visit-id='{visit_id}']").first.click()
     expect(page.locator("form.draft")).to_be_visible()
 
@@ -108,6 +102,39 @@ def test_an_organizer_sees_an_overlap_before_publishing_and_then_the_participant
     expect(change.locator(".reach")).to_have_attribute("data-pulled", "1")
     expect(change.locator("li[data-account-id='p-ananya-iyer']")).to_have_count(0)
     shoot(page, "organizers-changes")
+
+
+def test_a_tap_on_a_visit_is_not_lost_to_a_sync_redrawing_the_programme(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_organizer(ctx, web)
+    go(page, "#/programme/2025-12-10")
+    held: list[Route] = []
+    page.route(f"**{API}/visits/{TAPPED}", lambda route: held.append(route), times=1)
+    with page.expect_request(lambda r: r.url.endswith(f"/visits/{TAPPED}")):
+        page.locator(f"button.slot[data-visit-id='{TAPPED}']").click()
+    tapped = page.evaluate_handle("() => document.querySelector('section.programme')")
+    # While the tapped visit is fetched, another organizer renames a visit of the day: the sync that
+    # follows draws the programme again.
+    renamed = httpx.patch(
+        f"{web.server.url}{API}/visits/d1-g3-cascina-roccafranca",
+        json={"title": "Cascina Roccafranca: the community foundation (renamed)"},
+        headers={
+            "Authorization": f"Bearer {web.token(ORGANIZER)}",
+            "If-Match": "*",
+            "Content-Type": "application/merge-patch+json",
+        },
+    )
+    assert renamed.status_code == 200, renamed.text
+    sync_now(page)
+    rendered(page)
+    expect(page.locator("button.slot[data-visit-id='d1-g3-cascina-roccafranca']")).to_contain_text("(renamed)")
+    assert tapped.evaluate("s => !s.isConnected")  # the screen tapped on is gone
+    held[0].continue_()
+    expect(page.locator("form.draft")).to_be_visible()
+    expect(page.get_by_label("Day", exact=True)).to_be_focused()
+    expect(page.locator(f"button.slot.draft[data-visit-id='{TAPPED}']")).to_be_visible()
 
 
 def test_retime_cancel_and_reassign_each_land_on_the_server(context: tuple[BrowserContext, Recorded], web: Web) -> None:

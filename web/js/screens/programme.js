@@ -20,7 +20,6 @@ const state = {
   /** @type {any} */
   check: null,
   checkError: "",
-  checkSeq: 0,
   message: "",
   error: "",
 };
@@ -138,16 +137,18 @@ export async function programmeScreen(arg, app) {
     state.draft = { base, etag: /** @type {string} */ (response.headers.get("ETag")), values: valuesOf(base, zone), meanwhile: [] };
     state.check = null;
     state.checkError = "";
-    paintForm();
-    paintTimeline();
-    paintOutcome();
-    void runCheck();
-    /** @type {HTMLElement | null} */ (panel.querySelector("select, input"))?.focus();
+    // Redrawn by a sync meanwhile: the screen shown draws it.
+    if (root.isConnected) {
+      paintForm();
+      paintTimeline();
+      paintOutcome();
+      void runCheck();
+    } else await app.render();
+    /** @type {HTMLElement | null} */ (document.querySelector(".draft select"))?.focus();
   };
 
   const closeDraft = () => {
     state.draft = null;
-    state.checkSeq++;
     state.check = null;
     mount(panel);
     paintTimeline();
@@ -156,8 +157,8 @@ export async function programmeScreen(arg, app) {
   const runCheck = async () => {
     const d = state.draft;
     if (!d) return;
-    const seq = ++state.checkSeq;
-    const body = { visit_id: d.base.id, fields: fieldsOf(d.values, d.base, zone) };
+    const { values, base } = d;
+    const body = { visit_id: base.id, fields: fieldsOf(values, base, zone) };
     let answer = null, error = "";
     try {
       const response = await call(`${eventPath}/itinerary/check`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -166,7 +167,8 @@ export async function programmeScreen(arg, app) {
     } catch {
       error = t("org.unreachable");
     }
-    if (seq !== state.checkSeq || state.draft !== d) return; // a newer draft state is being checked
+    // For the draft as it is now, whichever build asked (a sync's redraw checks too).
+    if (state.draft !== d || d.values !== values || d.base !== base) return;
     state.check = answer;
     state.checkError = error;
     paintCheck();
