@@ -5,7 +5,7 @@ every tests/test_web_*.py module; each module gets its own server and database.
 """
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,38 @@ class Web:
         response.raise_for_status()
         return response
 
-    def notes(self, account_id: str) -> dict[str, dict[str, Any]]:
-        """The account's live notes as the server has them (a full pull)."""
-        notes: dict[str, dict[str, Any]] = {}
+    def pulled(self, account_id: str, entity: str) -> dict[str, dict[str, Any]]:
+        """The account's live records of one kind as the server has them (a full pull), with their versions."""
+        found: dict[str, dict[str, Any]] = {}
         cursor = ""
         while True:
             page = self.get(account_id, f"{API}/sync/pull?cursor={cursor}").json()
-            notes |= {c["id"]: c["data"] for c in page["changes"] if c["entity"] == "note" and c["op"] == "put"}
+            found |= {
+                c["id"]: c["data"] | {"version": c["version"]}
+                for c in page["changes"]
+                if c["entity"] == entity and c["op"] == "put"
+            }
             cursor = page["cursor"]
             if not page["has_more"]:
-                return notes
+                return found
+
+    def notes(self, account_id: str) -> dict[str, dict[str, Any]]:
+        """The account's live notes as the server has them."""
+        return self.pulled(account_id, "note")
+
+    def patch(self, account_id: str, path: str, change: dict[str, Any], if_match: str = "*") -> httpx.Response:
+        """A merge patch of the event's ``path`` (``/visits/…``) by the account, as another device makes it."""
+        response = httpx.patch(
+            self.server.url + API + path,
+            json=change,
+            headers={
+                "Authorization": f"Bearer {self.token(account_id)}",
+                "If-Match": if_match,
+                "Content-Type": "application/merge-patch+json",
+            },
+        )
+        assert response.status_code == 200, response.text
+        return response
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +118,50 @@ class Recorded:
     def __init__(self) -> None:
         self.urls: list[str] = []
 
+    def strays(self, web: Web) -> list[str]:
+        # A blob: URL of the app's own origin (a photo shown, a download made) is the page's memory, not a request out.
+        return [u for u in self.urls if not u.removeprefix("blob:").startswith(web.server.url + "/")]
+
+
+def phone(browser: Browser, timezone_id: str = "Europe/Rome", locale: str = "en-GB") -> tuple[BrowserContext, Recorded]:
+    """A phone: a browser of its own, 360 px wide, recording every request it makes."""
+    ctx = browser.new_context(timezone_id=timezone_id, locale=locale, viewport={"width": 360, "height": 740})
+    recorded = Recorded()
+    ctx.on("request", lambda r: recorded.urls.append(r.url))
+    return ctx, recorded
+
 
 @pytest.fixture
 def context(browser: Browser, web: Web) -> Iterator[tuple[BrowserContext, Recorded]]:
-    ctx = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
-    recorded = Recorded()
-    ctx.on("request", lambda r: recorded.urls.append(r.url))
+    ctx, recorded = phone(browser)
     yield ctx, recorded
     ctx.close()
-    # A blob: URL of the app's own origin (a photo shown, a download made) is the page's memory, not a request out.
-    strays = [u for u in recorded.urls if not u.removeprefix("blob:").startswith(web.server.url + "/")]
-    assert strays == [], "requests left the server's origin"
+    assert recorded.strays(web) == [], "requests left the server's origin"
+
+
+Phones = Callable[..., BrowserContext]
+
+
+@pytest.fixture
+def phones(browser: Browser, web: Web) -> Iterator[Phones]:
+    """More phones for a test (another account's, the same account's second one): ``phones(timezone_id=…,
+    locale=…)`` makes one; each is closed at the end and, as ``context``, has made no request elsewhere."""
+    made: list[tuple[BrowserContext, Recorded]] = []
+
+    def make(**options: str) -> BrowserContext:
+        made.append(phone(browser, **options))
+        return made[-1][0]
+
+    yield make
+    for ctx, recorded in made:
+        ctx.close()
+        assert recorded.strays(web) == [], "requests left the server's origin"
+
+
+@pytest.fixture
+def second(phones: Phones) -> BrowserContext:
+    """Another phone (a participant's, or an organizer's), in Rome."""
+    return phones()
 
 
 def synced_since(page: Page, before: str) -> str:
@@ -138,6 +193,40 @@ def pushed_since(page: Page, before: str) -> None:
              return s.dataset.syncing === 'false' && s.dataset.waiting === '0' && s.dataset.lastSynced !== before; }""",
         arg=before,
     )
+
+
+def in_language(page: Page, lang: str) -> None:
+    """Pick the app's language (the demo's hosts and organizers read Italian by default)."""
+    page.locator("#language").select_option(lang)
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+
+
+def go(page: Page, route: str) -> None:
+    """Open a route (``#/…``) and wait for its screen."""
+    page.evaluate("r => { location.hash = r; }", route)
+    page.wait_for_function("r => document.getElementById('main').dataset.route === r", arg=route)
+
+
+def nothing_waiting(page: Page, timeout: float | None = None) -> None:
+    """Wait until no change or photo waits to be synced."""
+    expect(page.locator("#status")).to_have_attribute("data-waiting", "0", timeout=timeout)
+
+
+def rendered(page: Page) -> None:
+    """Wait until every render queued so far has drawn its screen (renders run one after another)."""
+    page.evaluate("() => import('./js/main.js').then(m => m.render())")
+
+
+def kept_by_a_sync(page: Page) -> bool:
+    """Sync now, with nothing new on the screen: whether every node shown (the screen, the navigation,
+    the footer's controls, the problems list) is still the one shown before, not drawn again."""
+    rendered(page)
+    page.evaluate(
+        """() => { window.__shown = [...document.querySelectorAll('#main *, #nav *, #footer *, #problems *')]; }"""
+    )
+    sync_now(page)
+    rendered(page)
+    return bool(page.evaluate("() => window.__shown.length > 0 && window.__shown.every(n => n.isConnected)"))
 
 
 def sync_now(page: Page) -> None:

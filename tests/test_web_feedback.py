@@ -40,22 +40,6 @@ def call(web: Web, who: str, method: str, path: str, body: Any = None, **headers
     )
 
 
-def pulled(web: Web, who: str, entity: str) -> dict[str, dict[str, Any]]:
-    """The account's live records of one kind, as the server has them (a full pull)."""
-    found: dict[str, dict[str, Any]] = {}
-    cursor = ""
-    while True:
-        page = web.get(who, f"{API}/sync/pull?cursor={cursor}").json()
-        found |= {
-            c["id"]: c["data"] | {"version": c["version"]}
-            for c in page["changes"]
-            if c["entity"] == entity and c["op"] == "put"
-        }
-        cursor = page["cursor"]
-        if not page["has_more"]:
-            return found
-
-
 def push_from_another_device(web: Web, who: str, mutations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same account's laptop (another client_id) pushes through the sync API."""
     body = {"client_id": str(uuid.uuid4()), "protocol": 1, "mutations": mutations}
@@ -125,7 +109,7 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     now = datetime.now(UTC)
     expected = [
         v["id"]
-        for v in sorted(pulled(web, who, "visit").values(), key=lambda v: (v["starts_at"], v["number"]))
+        for v in sorted(web.pulled(who, "visit").values(), key=lambda v: (v["starts_at"], v["number"]))
         if "G1" in v["group_ids"]
         and v["status"] != "cancelled"
         and v["kind"] not in LOGISTICS
@@ -158,13 +142,13 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     assert edit["answers"] == {"takeaway": "A neighbourhood welfare desk, run by residents"}
     assert "comment" not in edit
     assert "rating" not in edit
-    assert pulled(web, who, "feedback") == {}
+    assert web.pulled(who, "feedback") == {}
 
     ctx.set_offline(False)
     before = last_synced(page)
     page.evaluate("window.dispatchEvent(new Event('online'))")
     pushed_since(page, before)
-    mine = pulled(web, who, "feedback")
+    mine = web.pulled(who, "feedback")
     assert list(mine) == [first["id"]]
     record = mine[first["id"]]
     assert record["answers"] == {
@@ -198,7 +182,7 @@ def test_feedback_answered_offline_reaches_the_server_once_and_an_edit_sends_onl
     before = last_synced(page)
     page.evaluate("window.dispatchEvent(new Event('online'))")
     pushed_since(page, before)
-    record = pulled(web, who, "feedback")[first["id"]]
+    record = web.pulled(who, "feedback")[first["id"]]
     assert record["answers"]["overall"] == 5
     assert record["answers"]["takeaway"] == "A neighbourhood welfare desk, run by residents"
     assert record["comment"] == "From the laptop"
@@ -226,7 +210,7 @@ def test_closed_feedback_is_read_only_after_sync_and_an_answer_queued_before_sho
     expect(problem).to_contain_text(f"Feedback on '{visit}' was closed by the organizers.")
     expect(problem.get_by_role("button", name="Fix")).to_have_count(0)  # nothing typed can fix it
     expect(page.get_by_role("status")).to_contain_text("1 rejected")
-    assert pulled(web, who, "feedback") == {}
+    assert web.pulled(who, "feedback") == {}
 
     expect(page.locator(f"li.feedback-visit[data-visit-id='{visit}'] .state")).to_have_text("closed")
     open_form(page, visit)
@@ -334,7 +318,7 @@ def test_a_refused_feedback_does_not_block_what_follows_and_fix_resends_it_corre
     expect(problem).to_have_count(1)
     expect(problem).to_contain_text("No question 'organisation' in this event.")
     assert [n["body"] for n in web.notes(who).values()] == ["Written after the feedback"]
-    assert pulled(web, who, "feedback") == {}
+    assert web.pulled(who, "feedback") == {}
 
     problem.get_by_role("button", name="Fix").click()
     expect(page.locator(".fix-reason")).to_contain_text("No question 'organisation' in this event.")
@@ -346,7 +330,7 @@ def test_a_refused_feedback_does_not_block_what_follows_and_fix_resends_it_corre
     page.get_by_role("button", name="Save").click()
     expect(problem).to_have_count(0)
     pushed_since(page, before)
-    (record,) = pulled(web, who, "feedback").values()
+    (record,) = web.pulled(who, "feedback").values()
     assert record["visit_id"] == visit
     assert record["answers"] == {"overall": 4, "takeaway": "Reuse as a training ground"}
     expect(page.locator("#problems li")).to_have_count(0)
@@ -442,7 +426,7 @@ def test_feedback_answered_on_two_devices_shows_both_answers_and_fix_keeps_mine(
     before = last_synced(page)
     page.get_by_role("button", name="Save").click()
     pushed_since(page, before)
-    ((feedback_id, record),) = [(i, r) for i, r in pulled(web, who, "feedback").items() if r["visit_id"] == visit]
+    ((feedback_id, record),) = [(i, r) for i, r in web.pulled(who, "feedback").items() if r["visit_id"] == visit]
     ctx.set_offline(True)
     open_form(page, visit)
     answer(page, relevance="Very relevant")
@@ -479,7 +463,7 @@ def test_feedback_answered_on_two_devices_shows_both_answers_and_fix_keeps_mine(
     page.get_by_role("button", name="Save").click()
     expect(problem).to_have_count(0)
     pushed_since(page, before)
-    stored = pulled(web, who, "feedback")[feedback_id]
+    stored = web.pulled(who, "feedback")[feedback_id]
     assert stored["answers"] == {"relevance": "very", "takeaway": "Coffee roasted in prison workshops"}
     assert stored["conflicts"] == []
     expect(page.locator("#problems li")).to_have_count(0)

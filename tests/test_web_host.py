@@ -4,17 +4,28 @@ conflicts), its history with the organizers' Revert, and the visits at the site 
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, synced_since
+from tests.browser_app import (
+    API,
+    Recorded,
+    Web,
+    go,
+    in_language,
+    last_synced,
+    open_app,
+    pushed_since,
+    sync_now,
+    synced_since,
+)
 from tests.screenshots import shoot
 
 SAN_SALVARIO = "casa-quartiere-san-salvario"  # hosted by host-san-salvario (Luca Ferrero); G1 visits it
@@ -22,27 +33,9 @@ TRICICLO = "triciclo"  # hosted by host-triciclo (Elena Marchetti); G2 visits it
 STUDYVISIT = [sys.executable, "-m", "server.cli"]
 
 
-def in_language(page: Page, lang: str) -> None:
-    """Pick the app's language (the demo's hosts read Italian by default)."""
-    page.locator("#language").select_option(lang)
-    page.wait_for_function("l => document.documentElement.lang === l", arg=lang)
-
-
-def go(page: Page, route: str) -> None:
-    page.evaluate("r => { location.hash = r; }", route)
-    page.wait_for_function("r => document.getElementById('main').dataset.route === r", arg=route)
-
-
 def site(web: Web, site_id: str) -> dict[str, Any]:
     """The site as the server has it, with its conflicts (an organizer's view)."""
-    pulled: dict[str, dict[str, Any]] = {}
-    cursor = ""
-    while True:
-        page = web.get("org-marta", f"{API}/sync/pull?cursor={cursor}").json()
-        pulled |= {c["id"]: c["data"] for c in page["changes"] if c["entity"] == "site" and c["op"] == "put"}
-        cursor = page["cursor"]
-        if not page["has_more"]:
-            return pulled[site_id]
+    return web.pulled("org-marta", "site")[site_id]
 
 
 def queued_and_synced(page: Page, action: Callable[[], None]) -> None:
@@ -68,17 +61,6 @@ def go_online(ctx: BrowserContext, page: Page) -> None:
     ctx.set_offline(False)
     page.evaluate("window.dispatchEvent(new Event('online'))")
     pushed_since(page, before)
-
-
-@pytest.fixture
-def second(browser: Browser, web: Web) -> Iterator[BrowserContext]:
-    """Another phone (a participant's, or an organizer's), in Rome."""
-    ctx = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
-    urls: list[str] = []
-    ctx.on("request", lambda r: urls.append(r.url))
-    yield ctx
-    ctx.close()
-    assert [u for u in urls if not u.startswith(web.server.url + "/")] == []
 
 
 def test_a_host_corrects_the_accessibility_note_offline_and_participants_see_it_after_sync(
@@ -196,10 +178,9 @@ def test_crossing_edits_show_both_values_and_the_resolution_keeps_both_in_the_hi
 
 
 def test_an_organizer_reverts_a_hosts_change_from_the_browser(second: BrowserContext, web: Web) -> None:
-    host = {"Authorization": f"Bearer {web.token('host-san-salvario')}", "If-Match": "*"}
     before = site(web, SAN_SALVARIO)["contact"]
     wrong = "info@wrong.example"
-    httpx.patch(f"{web.server.url}{API}/sites/{SAN_SALVARIO}", json={"contact": wrong}, headers=host).raise_for_status()
+    web.patch("host-san-salvario", f"/sites/{SAN_SALVARIO}", {"contact": wrong})
 
     page = open_app(second, web, "org-marta")
     in_language(page, "en")

@@ -14,12 +14,24 @@ from pathlib import Path
 
 import msgspec
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
+from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 
 from schemas.sync import NotePutArgs
 from sync.blobs import sniff_media_type
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, last_synced, open_app, pushed_since, sync_now, write_note
+from tests.browser_app import (
+    API,
+    Phones,
+    Recorded,
+    Web,
+    in_language,
+    last_synced,
+    nothing_waiting,
+    open_app,
+    pushed_since,
+    sync_now,
+    write_note,
+)
 from tests.screenshots import shoot
 
 PART = 512 * 1024  # web/js/sync.js UPLOAD_PART
@@ -98,11 +110,6 @@ def broken_put(request: Request) -> bool:
     return request.method == "PUT" and request.failure != "net::ERR_ABORTED"
 
 
-def english(page: Page) -> None:
-    page.locator("#language").select_option("en")
-    expect(page.get_by_role("button", name="Sync now")).to_be_visible()
-
-
 def test_the_apps_note_rules_are_the_servers_schema(context: tuple[BrowserContext, Recorded], web: Web) -> None:
     ctx, _ = context
     page = ctx.new_page()
@@ -146,7 +153,7 @@ def test_the_apps_note_rules_are_the_servers_schema(context: tuple[BrowserContex
 
 
 def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organizer_sees_the_shared_one(
-    browser: Browser, context: tuple[BrowserContext, Recorded], web: Web, tmp_path: Path
+    phones: Phones, context: tuple[BrowserContext, Recorded], web: Web, tmp_path: Path
 ) -> None:
     ctx, _ = context
     who = "p-ananya-iyer"
@@ -218,7 +225,7 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
     expect(page.locator(f".photo[data-sha256='{sha(picture)}']")).to_have_attribute("data-status", "available")
 
     # The author's other phone (or this one after a reinstall) pulls the note and fetches its photo.
-    second = browser.new_context(timezone_id="Europe/Rome", locale="en-GB")
+    second = phones()
     try:
         again = open_app(second, web, who)
         again.get_by_role("link", name="Notes", exact=True).click()
@@ -228,10 +235,10 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
         second.close()
 
     # The organizer's phone pulls the shared note, shows its photo, and keeps it for offline use.
-    other = browser.new_context(timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740})
+    other = phones()
     try:
         phone = open_app(other, web, "org-marta")
-        english(phone)
+        in_language(phone, "en")
         phone.get_by_role("link", name="Notes", exact=True).click()
         theirs = phone.locator("li.note", has_text="With a photo: the sorting line")
         expect(theirs).to_have_count(1)
@@ -291,7 +298,7 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
         lambda r: resumed.append(f"{r.method} {r.headers.get('content-range', '')}") if "/blobs/" in r.url else None,
     )
     again.goto(web.server.url + "/app/#/notes")
-    again.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'", timeout=20_000)
+    nothing_waiting(again, timeout=20_000)
     # It asked what the server has and sent only the rest.
     assert [r for r in resumed if r.startswith(("HEAD", "PUT"))][:2] == [
         "HEAD ",
@@ -354,7 +361,7 @@ def test_the_apps_database_of_version_1_is_upgraded_keeping_the_token_replica_an
     assert kept == [web.token(who), client_id, ["Queued under version 1"], ["kept-from-v1"], 0, 2]
     page.unroute("**/api/**")
     sync_now(page)
-    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    nothing_waiting(page)
     assert [(i, n["body"]) for i, n in web.notes(who).items()] == [(note_id, "Queued under version 1")]
     # The new store works on the upgraded database: a photo on that note, through the model's API.
     picture = jpeg(21)
@@ -365,7 +372,7 @@ def test_the_apps_database_of_version_1_is_upgraded_keeping_the_token_replica_an
     stored = stored_photo(page, attached["sha256"])
     assert attached == {"sha256": sha(stored), "media_type": "image/jpeg", "bytes": len(stored), "caption": ""}
     page.evaluate("() => import('./js/main.js').then(m => m.requestSync())")
-    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    nothing_waiting(page)
     assert web.notes(who)[note_id]["attachments"][0]["status"] == "available"
     assert blob_bytes(web, who, sha(stored)) == stored
 
@@ -376,7 +383,7 @@ def test_tags_are_checked_by_the_schemas_rules_removed_by_their_chip_and_filter_
     ctx, _ = context
     who = "p-jose-maria-nunez"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     page.get_by_role("textbox", name="Note").fill("Tagged: the time bank")
@@ -424,7 +431,7 @@ def test_a_removed_photo_leaves_its_note_and_is_never_uploaded(
     ctx, _ = context
     who = "p-kim-min-jun"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     ctx.set_offline(True)
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
@@ -462,7 +469,7 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
 ) -> None:
     ctx, _ = context
     page = open_app(ctx, web, "p-fatima-zahra-amrani")
-    english(page)
+    in_language(page, "en")
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     page.get_by_role("textbox", name="Note").fill("Accessible: عن التعاونية")
@@ -493,7 +500,7 @@ def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_g
     ctx, _ = context
     who = "p-aicha-diallo"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     held: list[Route] = []
     page.route(
         "**/blobs/*",
@@ -552,7 +559,7 @@ def test_the_photo_of_a_refused_note_stays_on_the_phone_until_the_refusal_is_dis
     ctx, _ = context
     who = "p-joao-goncalves"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     picture = jpeg(61)
     # A note on a visit the organizers removed while this phone was offline, with a photo.
     page.evaluate(
@@ -584,11 +591,11 @@ def test_a_pushed_note_stays_shown_and_takes_photos_until_the_pull_brings_it_bac
     ctx, _ = context
     who = "p-ayse-yilmaz"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     page.route("**/sync/pull*", lambda route: route.abort())  # pushes arrive, pulls never answer
     before = last_synced(page)
     write_note(page, "Pushed, not pulled back yet", visit="d1-g3-cascina-roccafranca")
-    page.wait_for_function("() => document.getElementById('status').dataset.waiting === '0'")
+    nothing_waiting(page)
     assert [n["body"] for n in web.notes(who).values()] == ["Pushed, not pulled back yet"]
     shown = page.locator("li.note", has_text="Pushed, not pulled back yet")
     expect(shown).to_have_count(1)

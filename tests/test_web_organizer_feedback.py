@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.axe import assert_accessible
-from tests.browser_app import API, Recorded, Web, open_app, sync_now
+from tests.browser_app import API, Recorded, Web, in_language, open_app, sync_now
 from tests.screenshots import shoot
 
 ORGANIZER = "org-marta"
@@ -66,8 +66,7 @@ def bar_counts(page: Page, place: str, chart: str) -> dict[str, int]:
 def open_organizer(ctx: BrowserContext, web: Web, lang: str = "en") -> Page:
     """The organizer's app in this UI language (Marta's own is Italian)."""
     page = open_app(ctx, web, ORGANIZER)
-    page.locator("#language").select_option(lang)
-    expect(page.locator("html")).to_have_attribute("lang", lang)
+    in_language(page, lang)
     return page
 
 

@@ -69,12 +69,10 @@ async function renderStatus() {
   status.textContent = parts.join(" · ");
   const list = $("problems");
   list.hidden = problems.length === 0;
-  mount(list, await Promise.all(problems.map(problemItem)));
+  show(list, await Promise.all(problems.map(problemItem)));
 }
 
-/** One problem: what was refused and the server's reason, or, for a conflict, both values of each
- * losing field (mine and the server's); Fix opens the editor with what I had typed, Dismiss drops it.
- * @param {store.Problem} p */
+/** What was refused and why, or both values of each field in conflict. @param {store.Problem} p */
 async function problemItem(p) {
   const qs = await questions();
   const values = await conflictValues(p);
@@ -112,7 +110,7 @@ function renderChrome(me) {
   $("title").textContent = i18n.t("app.title");
   const nav = $("nav");
   nav.hidden = false;
-  mount(
+  show(
     nav,
     navFor(roleOf(me && me.role)).map(([id, key]) =>
       h("a", { href: `#/${id}`, "aria-current": id === current ? "page" : null }, i18n.t(key)),
@@ -129,7 +127,7 @@ function renderChrome(me) {
     } },
     i18n.LANGUAGES.map((l) => h("option", { value: l, selected: l === i18n.lang, lang: l }, i18n.NAMES[l])),
   );
-  mount(
+  show(
     footer,
     h("span", null, h("label", { for: "language" }, i18n.t("label.language")), picker),
     h("button", { type: "button", onclick: () => void requestSync() }, i18n.t("action.sync_now")),
@@ -165,11 +163,21 @@ export function render() {
     if (location.hash !== hash) return;
     // An open note editor is not thrown away by a background sync.
     if (main.querySelector("[data-editing]") && main.dataset.route === hash) return;
+    if (main.dataset.route === hash) return show(main, content);
     main.dataset.route = hash;
     mount(main, content);
   }).catch((error) => console.error(error));
   return rendering;
 }
+
+/** Kept if built the same (a sync with nothing new): a tap on it is not lost. @param {HTMLElement} el @param {...any} c */
+function show(el, ...c) {
+  const built = h("div", null, c);
+  if (built.innerHTML + values(built) !== el.innerHTML + values(el)) el.replaceChildren(...built.childNodes);
+}
+
+/** @param {Element} e */
+const values = (e) => [...e.querySelectorAll("input,select,textarea")].map((/** @type {any} */ f) => f.value + f.checked);
 
 /** The service worker caches the shell for offline use (registering again only checks for an update). */
 function registerServiceWorker() {

@@ -21,7 +21,6 @@ const state = {
   /** @type {any} */
   check: null,
   checkError: "",
-  checkSeq: 0,
   message: "",
   error: "",
 };
@@ -127,16 +126,18 @@ export async function programmeScreen(arg, app) {
     state.draft = { base: got.data, etag: got.etag || "", values: valuesOf(got.data, zone), meanwhile: [] };
     state.check = null;
     state.checkError = "";
-    paintForm();
-    paintTimeline();
-    paintOutcome();
-    void runCheck();
-    /** @type {HTMLElement | null} */ (panel.querySelector("select, input"))?.focus();
+    // Redrawn by a sync meanwhile: the screen shown draws it.
+    if (root.isConnected) {
+      paintForm();
+      paintTimeline();
+      paintOutcome();
+      void runCheck();
+    } else await app.render();
+    /** @type {HTMLElement | null} */ (document.querySelector(".draft select"))?.focus();
   };
 
   const closeDraft = () => {
     state.draft = null;
-    state.checkSeq++;
     state.check = null;
     mount(panel);
     paintTimeline();
@@ -145,10 +146,11 @@ export async function programmeScreen(arg, app) {
   const runCheck = async () => {
     const d = state.draft;
     if (!d) return;
-    const seq = ++state.checkSeq;
-    const body = { visit_id: d.base.id, fields: fieldsOf(d.values, d.base, zone) };
+    const { values, base: from } = d;
+    const body = { visit_id: from.id, fields: fieldsOf(values, from, zone) };
     const got = await postJson(`${base}/itinerary/check`, body);
-    if (seq !== state.checkSeq || state.draft !== d) return; // a newer draft state is being checked
+    // For the draft as it is now, whichever build asked (a sync's redraw checks too).
+    if (state.draft !== d || d.values !== values || d.base !== from) return;
     state.check = got.data || null;
     state.checkError = got.error || "";
     paintCheck();
