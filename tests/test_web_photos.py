@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import BrowserContext, Route, expect
 
-from tests.browser_app import Recorded, Web, last_synced, open_app, write_note
-from tests.test_web_notes import add_photo, blob_bytes, english, jpeg, photo_file, sha
+from tests.browser_app import Recorded, Web, in_language, last_synced, open_app, write_note
+from tests.test_web_notes import add_photo, blob_bytes, jpeg, photo_file, sha
 
 ORIENTATION = 0x0112  # EXIF: how the camera was held
 
@@ -38,7 +38,7 @@ def test_a_cameras_photo_is_uploaded_at_1600_px_upright_and_a_small_one_byte_for
     small = camera_jpeg(2, (800, 600), 70)
     assert len(camera) > 2_000_000
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     page.get_by_role("textbox", name="Note").fill("Two photos: the workshop, the sign")
@@ -71,7 +71,7 @@ def test_notes_written_offline_reach_the_server_while_their_photo_is_still_uploa
     ctx, _ = context
     who = "p-wanjiru-kamau"
     page = open_app(ctx, web, who)
-    english(page)
+    in_language(page, "en")
     ctx.set_offline(True)
     write_note(page, "Offline one, with a photo", visit="d1-g1-casa-quartiere-san-salvario")
     page.get_by_role("button", name="Edit note: Offline one").click()

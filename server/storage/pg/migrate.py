@@ -6,9 +6,9 @@ import psycopg
 
 from server.storage.pg.schema import PG_MIGRATIONS
 
-# One migrator per schema at a time: a transaction-level advisory lock keyed by the schema's name,
-# so servers starting together wait for the first, then find nothing left to do.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('studyvisit.migrate.' || current_schema(), 0))"
+# One migrator per schema at a time: a session-level advisory lock keyed by the schema's name, held
+# for the whole run, so servers starting together wait for the first, then find nothing left to do.
+_KEY = "hashtextextended('studyvisit.migrate.' || current_schema(), 0)"
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations"
     " (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
@@ -23,11 +23,11 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
 def migrate(url: str) -> list[int]:
     """Apply pending migrations, each in one transaction with its record; returns the versions applied now."""
     applied: list[int] = []
-    with connect(url) as conn:
+    with connect(url, autocommit=True) as conn:
+        conn.execute(f"SELECT pg_advisory_lock({_KEY})")  # released when the connection closes
+        conn.execute(_TABLE)
         for migration in PG_MIGRATIONS:
             with conn.transaction():
-                conn.execute(_LOCK)
-                conn.execute(_TABLE)
                 if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)).fetchone():
                     continue
                 conn.execute(migration.sql)
