@@ -35,7 +35,7 @@ from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.services.blobs import blob_files, repair_uploads
 from server.settings import Settings
-from server.storage.db import Database, migrate
+from server.storage.stores import open_store
 
 
 class ObservedLitestar(Litestar):
@@ -73,13 +73,13 @@ ROUTES = [
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; the database is opened and migrated at start-up."""
     settings = settings or Settings.from_env()
-    db = Database(settings.db_path, lock_timeout=settings.db_lock_timeout_s)
+    db = open_store(settings.location(), lock_timeout=settings.db_lock_timeout_s)
     metrics = Metrics()
     limiter = FailedAuthLimiter(settings.auth_failures_allowed, settings.auth_failure_window_seconds)
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
 
     def on_startup() -> None:
-        migrate(db)
+        db.migrate()
         repair_uploads(db, blob_files(settings))  # uploads a crash left between their file and their row
 
     def on_shutdown() -> None:

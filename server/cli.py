@@ -55,9 +55,9 @@ from server.storage.accounts import (
 )
 from server.storage.admin import location_migrations, migrate_location
 from server.storage.copy import CopyError, copy_sqlite_to_postgres
-from server.storage.db import Database, migrate
-from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
+from server.storage.location import Location, PostgresLocation, SqliteLocation, describe, parse_database_url
 from server.storage.purge import purge_tombstones
+from server.storage.stores import open_store
 from server.storage.unit import Store, Tx
 
 DEFAULT_DB = Path("data/studyvisit.db")
@@ -71,6 +71,12 @@ db_option = click.option(
     default=DEFAULT_DB,
     show_default=True,
     help="SQLite file",
+)
+database_url_option = click.option(
+    "--database-url",
+    envvar="STUDYVISIT_DATABASE_URL",
+    show_envvar=True,
+    help="postgresql://user@host/db, or sqlite:///file.db (instead of --db)",
 )
 force_option = click.option(
     "--force",
@@ -91,25 +97,25 @@ def database_location(option: str | None) -> Location:
         raise click.BadParameter(str(exc), param_hint="--database-url") from None
 
 
-def sqlite_path(path: Path) -> Path:
-    """The SQLite file to serve from: --db, unless left at its default while STUDYVISIT_DATABASE_URL
-    names a database. The server itself serves from SQLite only, so far (issue 13)."""
+def store_location(path: Path, url: str | None = None) -> Location:
+    """The database to use: --database-url when given, else --db when given, else STUDYVISIT_DATABASE_URL
+    when set, else the SQLite file at --db's default."""
+    if url:
+        return database_location(url)
     ctx = click.get_current_context(silent=True)
-    url = os.environ.get("STUDYVISIT_DATABASE_URL", "")
-    if not url or (ctx is not None and ctx.get_parameter_source("db_path") is not ParameterSource.DEFAULT):
-        return path
-    location = database_location(url)
-    if isinstance(location, PostgresLocation):
-        raise click.ClickException(
-            "STUDYVISIT_DATABASE_URL names PostgreSQL, which this version can migrate and copy into "
-            "(`studyvisit db migrate|status|copy`) but not yet serve from: serve from a SQLite file (--db)"
-        )
-    return location.path
+    env = os.environ.get("STUDYVISIT_DATABASE_URL", "")
+    if not env or (ctx is not None and ctx.get_parameter_source("db_path") is not ParameterSource.DEFAULT):
+        return SqliteLocation(path)
+    return database_location(env)
 
 
-def open_db(path: Path) -> Database:
-    db = Database(sqlite_path(path))
-    migrate(db)
+def open_db(path: Path, url: str | None = None) -> Store:
+    """The store, migrated (on PostgreSQL, by one process at a time)."""
+    try:
+        db = open_store(store_location(path, url))
+        db.migrate()
+    except DatabaseUnavailableError as exc:
+        raise click.ClickException(exc.detail) from None
     return db
 
 
@@ -225,10 +231,16 @@ def shared_metrics(workers: int) -> Generator[None]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_server(db_path: Path, host: str, port: int, workers: int) -> None:
-    db_path = sqlite_path(db_path)
-    os.environ["STUDYVISIT_DB_PATH"] = str(db_path)
-    click.echo(f"Serving on http://{host}:{port} (database {db_path}); OpenAPI at /schema/openapi.json", err=True)
+def run_server(location: Location, host: str, port: int, workers: int) -> None:
+    # Worker processes read their settings from the environment: name the same database there.
+    if isinstance(location, SqliteLocation):
+        os.environ["STUDYVISIT_DB_PATH"] = str(location.path)
+        os.environ.pop("STUDYVISIT_DATABASE_URL", None)
+    else:
+        os.environ["STUDYVISIT_DATABASE_URL"] = location.url
+    click.echo(
+        f"Serving on http://{host}:{port} (database {describe(location)}); OpenAPI at /schema/openapi.json", err=True
+    )
     limits = Settings.from_env()
     with shared_metrics(workers):
         uvicorn.run(
@@ -255,6 +267,7 @@ def serve_options(f: Any) -> Any:
             click.option("--port", default=8000, show_default=True, type=int),
             click.option("--workers", default=1, show_default=True, type=int),
             db_option,
+            database_url_option,
         ]
     ):
         f = option(f)
@@ -269,11 +282,11 @@ def main() -> None:
 
 @main.command()
 @serve_options
-def serve(host: str, port: int, workers: int, db_path: Path) -> None:
+def serve(host: str, port: int, workers: int, db_path: Path, database_url: str | None) -> None:
     """Serve the API."""
     check_port(host, port)
-    open_db(db_path).close()
-    run_server(db_path, host, port, workers)
+    open_db(db_path, database_url).close()
+    run_server(store_location(db_path, database_url), host, port, workers)
 
 
 @main.command()
@@ -283,12 +296,20 @@ def serve(host: str, port: int, workers: int, db_path: Path) -> None:
 @force_option
 @qr_option
 def demo(
-    host: str, port: int, workers: int, db_path: Path, as_json: bool, no_serve: bool, force: bool, qr: bool
+    host: str,
+    port: int,
+    workers: int,
+    db_path: Path,
+    database_url: str | None,
+    as_json: bool,
+    no_serve: bool,
+    force: bool,
+    qr: bool,
 ) -> None:
     """Load the Turin 2025 demo event, print a token per role, and serve."""
     if not no_serve:
         check_port(host, port)
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     fixture = read_fixture(DEMO_FIXTURE)
     # The demo prints fresh tokens of its own below, whatever the load created.
     report_load(load_or_explain(db, DEMO_FIXTURE, force), tell_accounts=False)
@@ -315,7 +336,7 @@ def demo(
         click.echo(f"Or, with no header at all, as a calendar app does: curl {urls.ics}")
         click.echo(f"Subscribe a phone's calendar to {urls.webcal}")
     if not no_serve:
-        run_server(db_path, host, port, workers)
+        run_server(store_location(db_path, database_url), host, port, workers)
 
 
 @main.command("load-fixtures")
@@ -337,14 +358,6 @@ def load_fixtures(path: Path, db_path: Path, as_json: bool, force: bool) -> None
 @main.group()
 def db() -> None:
     """The database."""
-
-
-database_url_option = click.option(
-    "--database-url",
-    envvar="STUDYVISIT_DATABASE_URL",
-    show_envvar=True,
-    help="postgresql://user@host/db, or sqlite:///file.db (instead of --db)",
-)
 
 
 def print_migrations(status: list[dict[str, Any]]) -> None:
@@ -434,9 +447,8 @@ def db_purge_uploads(older_than_hours: float, db_path: Path, data_dir: str) -> N
     references stops counting against the quotas, and its bytes go once nobody holds them.
     """
     settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
-    database = Database(settings.db_path)
+    database = open_db(db_path)
     try:
-        migrate(database)
         partial, blobs = purge_uploads(database, blob_files(settings), older_than_hours * 3600)
     finally:
         database.close()

@@ -2,14 +2,19 @@
 
 import ipaddress
 import os
+from pathlib import Path
 
 import msgspec
+
+from server.storage.location import Location, SqliteLocation, parse_database_url
 
 
 class Settings(msgspec.Struct, kw_only=True):
     """Everything a deployment can tune."""
 
     db_path: str = "data/studyvisit.db"
+    # postgresql://user@host/db (or sqlite:///file.db) serves from that database instead of db_path.
+    database_url: str = ""
     # Sync limits, checked before any work is done (413 past them).
     max_push_bytes: int = 1024 * 1024
     max_push_mutations: int = 1000
@@ -73,6 +78,10 @@ class Settings(msgspec.Struct, kw_only=True):
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The networks of ``metrics_allow_from``."""
         return [ipaddress.ip_network(n.strip(), strict=False) for n in self.metrics_allow_from.split(",") if n.strip()]
+
+    def location(self) -> Location:
+        """The database to serve from: database_url when set, else the SQLite file db_path."""
+        return parse_database_url(self.database_url) if self.database_url else SqliteLocation(Path(self.db_path))
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -258,7 +258,7 @@ def write_note(page: Page, text: str, *, visit: str | None = None) -> None:
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
     if visit is not None:
-        page.get_by_label("Visit").select_option(visit)
+        page.get_by_label("Visit", exact=True).select_option(visit)
     page.get_by_role("textbox", name="Note").fill(text)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("li.note", has_text=text)).to_have_count(1)

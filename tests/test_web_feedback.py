@@ -352,7 +352,7 @@ def test_a_refused_note_is_fixed_from_the_problems_list_and_lands(
     expect(problem).to_contain_text("no-such-visit")
     problem.get_by_role("button", name="Fix").click()
     expect(page.get_by_role("textbox", name="Note")).to_have_value("Cooperative bakery, 12 members")
-    page.get_by_label("Visit").select_option("d2-g2-pausa-cafe")
+    page.get_by_label("Visit", exact=True).select_option("d2-g2-pausa-cafe")
     before = last_synced(page)
     page.get_by_role("button", name="Save").click()
     expect(problem).to_have_count(0)

@@ -166,7 +166,7 @@ def test_offline_notes_with_tags_and_a_photo_reach_the_server_once_and_the_organ
 
     page.get_by_role("link", name="Notes", exact=True).click()
     page.get_by_role("button", name="New note").click()
-    page.get_by_label("Visit").select_option("d1-g2-triciclo")
+    page.get_by_label("Visit", exact=True).select_option("d1-g2-triciclo")
     page.get_by_role("textbox", name="Note").fill("With a photo: the sorting line")
     tags = page.get_by_role("textbox", name="Tags")
     tags.fill("réemploi, إعادة الاستخدام, 재사용,")

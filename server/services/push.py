@@ -17,9 +17,9 @@ from server.storage.db import rfc3339
 from server.storage.engine_errors import storage_failure
 from server.storage.records import (
     NEW_NOTE_COLUMNS,
+    claim_ledger,
     insert_new_notes,
     keep_mutation_results,
-    last_mutation_id,
     mutation_results,
     set_last_mutation_id,
 )
@@ -111,7 +111,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
         new_notes.clear()
 
     with db.write() as tx:
-        last = last_mutation_id(tx, account.id, request.client_id)
+        last = claim_ledger(tx, account.id, request.client_id)
         first_sent = min((m.id for m in request.mutations), default=last + 1)
         # A retry is answered with what its mutation got the first time (a rejection must not hide).
         earlier = mutation_results(tx, account.id, request.client_id, first_sent, last) if first_sent <= last else {}

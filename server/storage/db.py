@@ -278,6 +278,10 @@ class Database:
         """Fail unless the database answers."""
         self.conn.execute("SELECT 1").fetchone()
 
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now. Safe to race from several processes."""
+        return migrate(self)
+
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Run one read-only statement (a SQLite-only helper for storage and tests)."""
         return self.conn.execute(sql, params).fetchall()

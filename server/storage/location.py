@@ -33,3 +33,14 @@ def parse_database_url(text: str) -> Location:
     if "://" in text:
         raise ValueError(f"unknown database URL scheme {scheme!r}: use postgresql://… or sqlite:///… (or a file path)")
     return SqliteLocation(Path(text))
+
+
+def describe(location: Location) -> str:
+    """The location as it may be printed: a PostgreSQL URL without its password."""
+    if isinstance(location, SqliteLocation):
+        return str(location.path)
+    parts = urlsplit(location.url)
+    if parts.password is None:
+        return location.url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()

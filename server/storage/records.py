@@ -8,6 +8,7 @@ import msgspec
 
 from schemas.sync import MutationOutcome
 from server.storage.db import utcnow
+from server.storage.dialect import FOR_UPDATE
 from server.storage.rows import BOOL_COLUMNS, column_value, encode_json, row_dict
 from server.storage.unit import Row, Tx
 
@@ -208,6 +209,25 @@ def last_mutation_id(tx: Tx, account_id: str, client_id: str) -> int:
         "SELECT last_mutation_id FROM sync_clients WHERE account_id = ? AND client_id = ?", (account_id, client_id)
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def claim_ledger(tx: Tx, account_id: str, client_id: str) -> int:
+    """The last mutation id processed for this client, its ledger row held until the transaction ends.
+
+    A retry of the same batch arriving at another server at the same moment waits here for the first
+    to commit, then reads what it processed: exactly once, however many servers (PostgreSQL's READ
+    COMMITTED re-reads the locked row once the lock is granted).
+    """
+    tx.execute(
+        "INSERT INTO sync_clients (account_id, client_id, last_mutation_id, updated_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (account_id, client_id) DO NOTHING",
+        (account_id, client_id, utcnow()),
+    )
+    row = tx.execute(
+        "SELECT last_mutation_id FROM sync_clients WHERE account_id = ? AND client_id = ?" + FOR_UPDATE[tx.dialect],
+        (account_id, client_id),
+    ).fetchone()
+    return int(row[0])  # type: ignore[index]  # inserted above when it was missing
 
 
 def set_last_mutation_id(tx: Tx, account_id: str, client_id: str, value: int) -> None:

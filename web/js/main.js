@@ -51,9 +51,13 @@ export function changed() {
   void render();
 }
 
+let statusDrawn = 0;
+
 async function renderStatus() {
-  const [last, outbox, photos, problems] = [await store.getMeta("last_synced"), await store.outbox(), await store.pendingPhotos(), await store.problems()];
-  const waiting = outbox.length + photos; // queued changes, and photos not uploaded yet
+  const mine = ++statusDrawn;
+  const { last, waiting, problems } = await store.backlog();
+  const items = await Promise.all(problems.map(problemItem));
+  if (mine !== statusDrawn) return; // a later call read a newer state: never draw over it
   const parts = [];
   if (!navigator.onLine) parts.push(i18n.t("status.offline"));
   if (state.syncing) parts.push(i18n.t("status.syncing"));
@@ -69,7 +73,7 @@ async function renderStatus() {
   status.textContent = parts.join(" · ");
   const list = $("problems");
   list.hidden = problems.length === 0;
-  show(list, await Promise.all(problems.map(problemItem)));
+  show(list, items);
 }
 
 /** What was refused and why, or both values of each field in conflict. @param {store.Problem} p */

@@ -239,6 +239,19 @@ export async function pendingPhotos() {
   return done((await db()).transaction("photos").objectStore("photos").index("state").count("pending"));
 }
 
+/** What the status line shows, read in one transaction: never a fix's problem gone while its mutation
+ * is not queued yet. @returns {Promise<{last: string | undefined, waiting: number, problems: Problem[]}>} */
+export async function backlog() {
+  const tx = (await db()).transaction(["meta", "outbox", "photos", "problems"]);
+  const [last, queued, photos, problems] = await Promise.all([
+    done(tx.objectStore("meta").get("last_synced")),
+    done(tx.objectStore("outbox").count()),
+    done(tx.objectStore("photos").index("state").count("pending")),
+    done(tx.objectStore("problems").getAll()),
+  ]);
+  return { last, waiting: queued + photos, problems }; // queued changes, and photos not uploaded yet
+}
+
 /** Change a kept photo's upload state (and error), if it is still kept.
  * @param {string} sha256 @param {Partial<Photo>} changes */
 export async function updatePhoto(sha256, changes) {

@@ -349,6 +349,12 @@ class PgDatabase:
                 (utcnow(),),
             )
 
+    def migrate(self) -> list[int]:
+        """Apply pending migrations, one process at a time (an advisory lock); the versions applied now."""
+        from server.storage.pg.migrate import migrate
+
+        return migrate(self.url)
+
     def close(self) -> None:
         """Close every pooled connection."""
         self.pool.close()

@@ -1,0 +1,14 @@
+"""Opening the store a location names, whichever its engine."""
+
+from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, Database
+from server.storage.location import Location, PostgresLocation
+from server.storage.unit import Store
+
+
+def open_store(location: Location, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Store:
+    """A SQLite file (created when missing) or a PostgreSQL pool; psycopg is imported only for the latter."""
+    if isinstance(location, PostgresLocation):
+        from server.storage.pg.database import PgDatabase
+
+        return PgDatabase(location.url, lock_timeout=lock_timeout)
+    return Database(location.path, lock_timeout=lock_timeout)
