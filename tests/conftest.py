@@ -1,4 +1,10 @@
-"""Shared fixtures: a fresh database file per test, the app in-process, and a real server on a free port."""
+"""Shared fixtures: a fresh database per test, the app in-process, and a real server on a free port.
+
+`--backend postgres` (or STUDYVISIT_TEST_BACKEND=postgres) runs them on the machine's PostgreSQL
+(STUDYVISIT_TEST_POSTGRES_URL): each test gets a database of its own, made from a seeded template
+and dropped after it. Tests that read SQLite's file themselves are marked `sqlite_only`; on
+PostgreSQL they are deselected (they test SQLite, which the SQLite run covers).
+"""
 
 import os
 import shutil
@@ -7,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +21,14 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from psycopg import sql
 
-from schemas.accounts import NewAccount
 from server.app import create_app
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
+from server.storage.pg.database import PgDatabase
+from tests.databases import Seeded, pg_admin, pg_url
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -27,26 +36,29 @@ pytest_plugins = ["tests.browser_app"]
 EVENT_ID = "turin-sse-2025"
 
 
-class Seeded:
-    """A database holding the Turin demo event, with every account's token."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default=os.environ.get("STUDYVISIT_TEST_BACKEND", "sqlite"),
+        help="the database the server's fixtures run on",
+    )
 
-    def __init__(self, path: Path, accounts: list[NewAccount]) -> None:
-        self.path = path
-        self.accounts = {a.id: a for a in accounts}
 
-    def first(self, role: str, *, site: str | None = None, group: str | None = None) -> NewAccount:
-        """The first account with this role (and hosted site or group)."""
-        return next(
-            a
-            for a in self.accounts.values()
-            if a.role == role and (site is None or site in a.site_ids) and (group is None or a.group_id == group)
-        )
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: reads or breaks SQLite's own file (deselected on PostgreSQL)")
 
-    def token(self, role: str, **kwargs: str) -> str:
-        return self.first(role, **kwargs).token
 
-    def headers(self, role: str, **kwargs: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role, **kwargs)}"}
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--backend") != "postgres":
+        return
+    kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+    config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("sqlite_only")])
+    items[:] = kept
+
+
+def on_postgres(config: pytest.Config) -> bool:
+    return config.getoption("--backend") == "postgres"
 
 
 @pytest.fixture
@@ -56,7 +68,15 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def db(db_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    """A fresh, migrated database file (the seeded one, when the test also asks for ``seeded``)."""
+    """A fresh, migrated database (the seeded one, when the test also asks for ``seeded``)."""
+    if on_postgres(request.config):
+        if "seeded" in request.fixturenames:
+            database = request.getfixturevalue("seeded").store()
+        else:
+            database = fresh_pg(db_path, request, template=None).store()
+        yield database  # type: ignore[misc]  # the same unit-of-work interface, on PostgreSQL
+        database.close()
+        return
     if "seeded" in request.fixturenames:
         request.getfixturevalue("seeded")  # copy the seeded file in place before opening it
     database = Database(db_path)
@@ -66,32 +86,60 @@ def db(db_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+def seeded_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Seeded]:
     """The Turin demo event loaded once per test session, to be copied for each test."""
     path = tmp_path_factory.mktemp("template") / "studyvisit.db"
+    if on_postgres(request.config):
+        name = f"sv_template_{uuid.uuid4().hex[:12]}"
+        pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
+        database.migrate()
+        accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
+        database.close()  # a template database must have no connections
+        yield Seeded(path, accounts, pg_url(name))
+        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        return
     database = Database(path)
     migrate(database)
     accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
     database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
-    return Seeded(path, accounts)
+    yield Seeded(path, accounts)
+
+
+def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
+    """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
+    name = f"sv_test_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template.url.rsplit("/", 1)[1])
+        )
+    pg_admin(create)
+    request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
 
 
 @pytest.fixture
-def seeded(seeded_template: Seeded, db_path: Path) -> Seeded:
-    """A fresh database file of this test's own, holding the Turin demo event."""
+def seeded(seeded_template: Seeded, db_path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A fresh database of this test's own, holding the Turin demo event."""
+    if seeded_template.url:
+        return fresh_pg(db_path, request, seeded_template)
     shutil.copyfile(seeded_template.path, db_path)
     return Seeded(db_path, list(seeded_template.accounts.values()))
 
 
-def make_app(path: Path, **settings: object) -> Litestar:
-    return create_app(Settings.from_env(db_path=path, **settings))
+def make_app(where: Path | Seeded, **settings: object) -> Litestar:
+    """The app over a SQLite file, or over a seeded database of either engine."""
+    chosen = where.settings() if isinstance(where, Seeded) else {"db_path": where}
+    return create_app(Settings.from_env(**{**chosen, **settings}))
 
 
 @pytest.fixture
 def client(seeded: Seeded) -> Iterator[TestClient[Litestar]]:
     """The app in-process, over the seeded database."""
-    with TestClient(app=make_app(seeded.path)) as test_client:
+    with TestClient(app=make_app(seeded)) as test_client:
         yield test_client
 
 
@@ -121,7 +169,7 @@ class LiveServer:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | Seeded,
         workers: int = 1,
         *,
         prefix: tuple[str, ...] = (),
@@ -129,10 +177,12 @@ class LiveServer:
         ready_path: str = "/health",
         log_path: Path | None = None,
     ) -> None:
-        self.db_path = db_path
+        seeded = db_path if isinstance(db_path, Seeded) else None
+        self.db_path = seeded.path if seeded else db_path
+        self.database_url = seeded.url if seeded else ""
         self.workers = workers
         self.prefix = prefix  # e.g. a command that drops privileges before the server starts
-        self.env = env or {}
+        self.env = {**(seeded.env() if seeded else {}), **(env or {})}
         self.ready_path = ready_path
         self.log_path = log_path  # where its stderr (the access log) goes, when given
         self.port = free_port()
@@ -157,7 +207,8 @@ class LiveServer:
     def _start(self, check_port: bool = True) -> "LiveServer":
         if check_port and not _port_free(self.port):  # taken already: its answers would not be ours
             raise PortTakenError(self.port)
-        cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", "--db", str(self.db_path)]
+        where = ["--database-url", self.database_url] if self.database_url else ["--db", str(self.db_path)]
+        cmd = [*self.prefix, sys.executable, "-m", "server.cli", "serve", *where]
         cmd += ["--port", str(self.port), "--workers", str(self.workers)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         stderr = self.log_path.open("ab") if self.log_path else None
@@ -187,6 +238,6 @@ class LiveServer:
 @pytest.fixture
 def live_server(seeded: Seeded) -> Iterator[LiveServer]:
     """A real server (uvicorn, one worker) over the seeded database."""
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     yield server
     server.stop()

@@ -9,6 +9,9 @@ from httpx import Response
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from server.storage.pg.database import PgDatabase
+from tests.databases import Seeded
+
 EVENT_ID = "turin-sse-2025"
 BASE = f"/api/v1/events/{EVENT_ID}/sync"
 PUSH_URL = f"{BASE}/push"
@@ -166,30 +169,35 @@ def pull_all(
     raise AssertionError(f"still has_more after {max_pages} pages")
 
 
-def snapshot(path: Path, tables: tuple[str, ...] = WRITTEN_TABLES) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the tables a sync request may write, through a fresh connection."""
-    conn = sqlite3.connect(path)
-    try:
-        return {table: sorted(map(tuple, conn.execute(f"SELECT * FROM {table}"))) for table in tables}
-    finally:
-        conn.close()
-
-
-def scalar(path: Path, sql: str, *params: Any) -> Any:
-    """One value read through a fresh connection."""
-    conn = sqlite3.connect(path)
-    try:
-        row = conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-    finally:
-        conn.close()
-
-
-def rows(path: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
-    """Rows read through a fresh connection."""
-    conn = sqlite3.connect(path)
+def read(where: Path | Seeded, sql: str, *params: Any) -> list[Any]:
+    """Rows (by index and by column name) read through a fresh connection, from a SQLite file or
+    a seeded database of either engine; `?` placeholders."""
+    if isinstance(where, Seeded) and where.url:
+        database = PgDatabase(where.url, min_size=1, max_size=1)
+        try:
+            with database.read() as tx:
+                return list(tx.execute(sql, params).fetchall())
+        finally:
+            database.close()
+    conn = sqlite3.connect(where.path if isinstance(where, Seeded) else where)
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def snapshot(where: Path | Seeded, tables: tuple[str, ...] = WRITTEN_TABLES) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the tables a sync request may write, through a fresh connection."""
+    return {table: sorted(map(tuple, read(where, f"SELECT * FROM {table}"))) for table in tables}
+
+
+def scalar(where: Path | Seeded, sql: str, *params: Any) -> Any:
+    """One value read through a fresh connection."""
+    found = read(where, sql, *params)
+    return found[0][0] if found else None
+
+
+def rows(where: Path | Seeded, sql: str, *params: Any) -> list[Any]:
+    """Rows read through a fresh connection."""
+    return read(where, sql, *params)

@@ -81,7 +81,7 @@ def test_limiter_memory_is_bounded_by_its_number_of_addresses() -> None:
 
 @pytest.fixture
 def limited(seeded: Seeded) -> Any:
-    with TestClient(app=make_app(seeded.path, auth_failures_allowed=3, auth_failure_window_seconds=3600)) as client:
+    with TestClient(app=make_app(seeded, auth_failures_allowed=3, auth_failure_window_seconds=3600)) as client:
         yield client
 
 
@@ -146,7 +146,7 @@ def test_accounts_rotate_prints_a_new_token_once_and_the_old_one_stops_working(s
     (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--json", "--db", seeded.path))
     assert printed["id"] == account.id
     assert printed["token"] != account.token
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         assert client.get("/api/v1/me", headers=bearer(account.token)).status_code == 401
         me = client.get("/api/v1/me", headers=bearer(printed["token"])).json()
         assert me["id"] == account.id
@@ -156,12 +156,12 @@ def test_accounts_rotate_prints_a_new_token_once_and_the_old_one_stops_working(s
 
 def test_accounts_rotate_feed_gives_a_new_feed_url_and_keeps_the_bearer_token(seeded: Seeded) -> None:
     account = seeded.first("participant")
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         old = client.get("/api/v1/me", headers=bearer(account.token)).json()["feed_urls"]
     (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--feed", "--json", "--db", seeded.path))
     assert "token" not in printed
     assert printed["feed_urls"]["ics"] != old["ics"]
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         assert client.get(urlsplit(old["ics"]).path).status_code == 404
         assert client.get(urlsplit(printed["feed_urls"]["ics"]).path).status_code == 200
         assert client.get("/api/v1/me", headers=bearer(account.token)).status_code == 200
@@ -169,11 +169,11 @@ def test_accounts_rotate_feed_gives_a_new_feed_url_and_keeps_the_bearer_token(se
 
 def test_accounts_retire_revokes_every_token_and_keeps_the_account(seeded: Seeded) -> None:
     account = seeded.first("participant", group="G3")
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         feed = urlsplit(client.get("/api/v1/me", headers=bearer(account.token)).json()["feed_urls"]["ics"]).path
     result = studyvisit("accounts", "retire", account.id, "--db", seeded.path)
     assert result.returncode == 0, result.stderr
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         assert client.get("/api/v1/me", headers=bearer(account.token)).status_code == 401
         assert client.get(feed).status_code == 404
     # Retired for good: rotating cannot bring it back.
@@ -192,7 +192,7 @@ def test_accounts_retire_revokes_every_token_and_keeps_the_account(seeded: Seede
 def test_accounts_retire_feed_revokes_only_the_feed_url(seeded: Seeded) -> None:
     account = seeded.first("host")
     assert studyvisit("accounts", "retire", account.id, "--feed", "--db", seeded.path).returncode == 0
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         me = client.get("/api/v1/me", headers=bearer(account.token))
     assert me.status_code == 200
     assert me.json()["feed_urls"] is None
@@ -217,7 +217,7 @@ def test_accounts_expire_sets_when_the_tokens_stop_working(
     db.close()
     assert access is not None
     assert access.expires_at == stored
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         assert client.get("/api/v1/me", headers=bearer(account.token)).status_code == status
 
 
@@ -237,7 +237,7 @@ def test_accounts_add_with_expires_prints_feed_urls_that_work(seeded: Seeded) ->
         )
     )  # fmt: skip
     assert printed["feed_urls"]["webcal"].startswith("webcal://127.0.0.1:8000/api/v1/feeds/svf_")
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         me = client.get("/api/v1/me", headers=bearer(printed["token"])).json()
         assert me["expires_at"] == "2999-01-01T00:00:00.000000Z"
         assert client.get(urlsplit(printed["feed_urls"]["ics"]).path).status_code == 200

@@ -78,7 +78,7 @@ def tokens(seeded: Seeded) -> dict[str, str]:
 
 @pytest.fixture
 def api(seeded: Seeded, tmp_path: Path, tokens: dict[str, str]) -> Iterator[Client]:
-    with TestClient(app=make_app(seeded.path, data_dir=tmp_path / "data")) as client:
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data")) as client:
         yield client
 
 
@@ -299,7 +299,7 @@ def test_upgrading_takes_the_first_note_to_reference_a_blob_as_its_uploaders(
     seeded: Seeded, tmp_path: Path, tokens: dict[str, str]
 ) -> None:
     shared, bobs = jpeg(seed=50), jpeg(seed=51)
-    with TestClient(app=make_app(seeded.path, data_dir=tmp_path / "data")) as api:
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data")) as api:
         push_note(api, auth(tokens, AUTHOR), 1, shared)  # first: the photographer
         push_note(api, auth(tokens, OTHER), 2, shared)  # later: someone who learnt the hash
         push_note(api, auth(tokens, OTHER), 3, bobs, mutation=2)

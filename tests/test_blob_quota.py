@@ -48,7 +48,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def api(seeded: Seeded, data_dir: Path) -> Iterator[Client]:
     settings = {"max_account_blob_bytes": PER_ACCOUNT, "max_event_blob_bytes": PER_EVENT, "max_blob_bytes": PER_BLOB}
-    with TestClient(app=make_app(seeded.path, data_dir=data_dir, **settings)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir, **settings)) as client:
         yield client
 
 
@@ -205,7 +205,7 @@ def test_purge_removes_uploads_no_live_note_of_their_uploader_references(
     assert owners == {(ALICE, sha(kept)), (BOB, sha(theirs)), (ALICE, sha(fresh))}
     present = {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
     assert present == {sha(kept), sha(theirs), sha(fresh)}
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 3
+    assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 3
     # The quota is freed, and the bytes may come back.
     assert whole(api, alice, orphan).status_code == 201
     assert api.get(f"{BLOBS}/{sha(kept)}", headers=alice).content == kept

@@ -91,7 +91,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def api(seeded: Seeded, data_dir: Path) -> Iterator[Client]:
     """The app in-process, with a data directory of this test's own."""
-    with TestClient(app=make_app(seeded.path, data_dir=data_dir)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir)) as client:
         yield client
 
 
@@ -191,7 +191,7 @@ def test_whole_upload_lands_under_its_hash_after_an_fsynced_rename(
     assert (data_dir / "blobs" / digest[:2] / digest).read_bytes() == data
     status = api.head(f"{BLOBS}/{digest}", headers=auth(seeded, AUTHOR))
     assert (status.status_code, status.headers["content-length"]) == (200, str(len(data)))
-    assert scalar(seeded.path, "SELECT media_type FROM blobs WHERE sha256 = ?", digest) == media_type
+    assert scalar(seeded, "SELECT media_type FROM blobs WHERE sha256 = ?", digest) == media_type
 
 
 def test_head_of_a_blob_nobody_uploaded_is_404_at_offset_zero(api: Client, seeded: Seeded) -> None:
@@ -257,7 +257,7 @@ def test_corrupted_upload_is_refused_with_422_and_nothing_is_left_behind(
         response = api.put(f"{BLOBS}/{digest}", content=bytes(corrupted), headers=headers)
     assert (response.status_code, problem_type(response)) == (422, "blob-hash-mismatch")
     assert files_on_disk(data_dir) == []
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 0
     status = api.head(f"{BLOBS}/{digest}", headers=headers)
     assert (status.status_code, status.headers["upload-offset"]) == (404, "0")
     upload(api, headers, data)  # the right bytes are welcome afterwards
@@ -284,7 +284,7 @@ def test_uploading_a_blob_the_server_holds_costs_nothing(
     assert (stored.stat().st_ino, stored.stat().st_mtime_ns) == before
     assert stored.read_bytes() == data
     assert files_on_disk(data_dir) == [f"blobs/{digest[:2]}/{digest}"]
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 1
+    assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 1
 
 
 @pytest.mark.parametrize(
@@ -297,7 +297,7 @@ def test_uploading_a_blob_the_server_holds_costs_nothing(
 def test_blob_over_the_limit_is_refused_with_413_before_its_body_is_read(
     seeded: Seeded, data_dir: Path, headers: dict[str, str], body: bytes | None
 ) -> None:
-    with TestClient(app=make_app(seeded.path, data_dir=data_dir, max_blob_bytes=2000)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir, max_blob_bytes=2000)) as client:
         if body is None:
             # Only the header announces the size: a server that waited for the body would hang here.
             response = client.put(f"{BLOBS}/{'0' * 64}", content=b"", headers={**auth(seeded, AUTHOR), **headers})
@@ -315,7 +315,7 @@ def test_chunked_body_over_the_limit_is_cut_off_with_413(seeded: Seeded, data_di
     def body() -> Iterator[bytes]:
         yield from (data[i : i + 500] for i in range(0, len(data), 500))
 
-    with TestClient(app=make_app(seeded.path, data_dir=data_dir, max_blob_bytes=2000)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir, max_blob_bytes=2000)) as client:
         response = client.put(f"{BLOBS}/{sha(data)}", content=body(), headers=auth(seeded, AUTHOR))
         assert (response.status_code, problem_type(response)) == (413, "payload-too-large")
     assert files_on_disk(data_dir) == []
@@ -543,7 +543,7 @@ def test_interrupted_upload_resumes_from_what_the_server_kept_and_ends_byte_iden
 def test_concurrent_uploads_of_one_blob_across_two_workers_end_byte_identical(
     seeded: Seeded, photo: bytes, resumable: bool
 ) -> None:
-    server = LiveServer(seeded.path, workers=2).start()
+    server = LiveServer(seeded, workers=2).start()
     try:
         digest = sha(photo)
         headers = auth(seeded, AUTHOR)
@@ -586,7 +586,7 @@ def test_concurrent_uploads_of_one_blob_across_two_workers_end_byte_identical(
         assert set(statuses) <= {200, 201, 308, 409}
         assert statuses.count(201) == 1
         assert (seeded.path.parent / "blobs" / digest[:2] / digest).read_bytes() == photo
-        assert scalar(seeded.path, "SELECT size FROM blobs WHERE sha256 = ?", digest) == len(photo)
+        assert scalar(seeded, "SELECT size FROM blobs WHERE sha256 = ?", digest) == len(photo)
         assert not any(p.is_file() for p in (seeded.path.parent / "partial").rglob("*"))
         assert not any((seeded.path.parent / "tmp").iterdir())
     finally:
@@ -647,8 +647,8 @@ def test_same_photo_in_two_notes_is_stored_once(api: Client, seeded: Seeded, dat
     # The second account proves it holds the bytes by sending them, and is told what the first was.
     assert upload(api, auth(seeded, OTHER_PARTICIPANT), data, expect=201).json()["sha256"] == digest
     assert files_on_disk(data_dir) == [f"blobs/{digest[:2]}/{digest}"]
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 1
-    assert [tuple(r) for r in rows(seeded.path, "SELECT note_id FROM note_blobs ORDER BY note_id")] == [
+    assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 1
+    assert [tuple(r) for r in rows(seeded, "SELECT note_id FROM note_blobs ORDER BY note_id")] == [
         (uid(1),),
         (uid(2),),
     ]

@@ -21,8 +21,8 @@ def kit_tokens(seeded: Seeded) -> tuple[str, str, str]:
 
 def live_counts(seeded: Seeded) -> tuple[int, int]:
     return (
-        scalar(seeded.path, "SELECT COUNT(*) FROM notes WHERE deleted = 0"),
-        scalar(seeded.path, "SELECT COUNT(*) FROM feedback"),
+        scalar(seeded, "SELECT COUNT(*) FROM notes WHERE deleted = 0"),
+        scalar(seeded, "SELECT COUNT(*) FROM feedback"),
     )
 
 

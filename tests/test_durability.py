@@ -70,7 +70,7 @@ def stored_notes(seeded: Seeded) -> dict[str, int]:
 def test_sigkill_during_pushes_loses_no_acknowledged_note_and_doubles_none(seeded: Seeded) -> None:
     tokens = [a.token for a in seeded.accounts.values() if a.role == "participant"][:4]
     pushers = [Pusher(token) for token in tokens]
-    server = LiveServer(seeded.path, workers=2).start()
+    server = LiveServer(seeded, workers=2).start()
     stop = threading.Event()
     threads = [threading.Thread(target=p.run, args=(server, stop)) for p in pushers]
     for t in threads:

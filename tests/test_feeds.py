@@ -80,7 +80,7 @@ def test_me_gives_http_and_webcal_feed_urls_with_a_feed_token_that_is_not_the_be
 
 
 def test_feed_urls_use_the_public_url_setting(seeded: Seeded) -> None:
-    with TestClient(app=make_app(seeded.path, public_url="https://visit.example.org/")) as client:
+    with TestClient(app=make_app(seeded, public_url="https://visit.example.org/")) as client:
         urls = feed_urls(client, seeded.token("host"))
     assert urls["ics"].startswith("https://visit.example.org/api/v1/feeds/svf_")
     assert urls["webcal"].startswith("webcal://visit.example.org/api/v1/feeds/svf_")
@@ -116,7 +116,7 @@ def test_each_participant_feed_has_its_own_groups_visits(client: Client, seeded:
 
 @pytest.fixture
 def log_server(seeded: Seeded, tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(seeded.path, log_path=tmp_path / "server.log").start()
+    server = LiveServer(seeded, log_path=tmp_path / "server.log").start()
     yield server
     server.stop()
 

@@ -696,7 +696,7 @@ def test_a_photo_arriving_an_hour_after_its_note_becomes_available_on_every_devi
     author, organizer = seeded.first("participant", group="G1"), seeded.first("organizer")
     stranger = next(a for a in seeded.accounts.values() if a.role == "participant" and a.id != author.id)
     shared_photo, private_photo = jpeg(30, (640, 480)), jpeg(31, (480, 640))
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     outage = BlobOutage()
     quick = {"sleep": lambda _: None, "max_attempts": 2}
     try:
@@ -756,7 +756,7 @@ def test_an_upload_broken_off_mid_part_resumes_against_the_real_server(
     seeded: Seeded, tmp_path: Path, photos: Callable[..., Path], big_photo: bytes, cuts: tuple[int, ...]
 ) -> None:
     author = seeded.first("participant", group="G1")
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     network = BlobOutage(down=False, cuts=cuts)
     try:
         with (
@@ -789,7 +789,7 @@ def test_a_photo_past_the_accounts_storage_quota_is_reported_once_and_not_retrie
     author = seeded.first("participant", group="G1")
     fits, too_many = jpeg(40, (320, 240)), jpeg(41, (320, 240))
     monkeypatch.setenv("STUDYVISIT_MAX_ACCOUNT_BLOB_BYTES", str(len(fits) + len(too_many) - 1))
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     try:
         with FieldClient(server.url, author.token, tmp_path / "phone.db", sleep=lambda _: None) as phone:
             phone.sync()
@@ -813,7 +813,7 @@ def test_two_participants_with_the_same_photo_each_upload_it_and_each_see_it(
     """The second device is not told the server holds it: it proves it holds the bytes by sending them."""
     first, second = [a for a in seeded.accounts.values() if a.role == "participant" and a.group_id == "G1"][:2]
     same = jpeg(42, (320, 240))
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     try:
         with (
             FieldClient(server.url, first.token, tmp_path / "a.db", sleep=lambda _: None) as phone_a,

@@ -160,7 +160,7 @@ HELD_SHA = hashlib.sha256(HELD).hexdigest()
 def blob_client(blob_world: tuple[Seeded, Path]) -> Iterator[TestClient[Litestar]]:
     """The app with HELD uploaded and attached to a participant's note, so that the participant may fetch it."""
     seeded, data_dir = blob_world
-    with TestClient(app=make_app(seeded.path, data_dir=data_dir)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir)) as client:
         headers = seeded.headers("participant", group="G1")
         assert client.put(f"{BLOBS}/{HELD_SHA}", content=HELD, headers=headers).status_code == 201
         attachment = {"sha256": HELD_SHA, "media_type": "application/pdf", "bytes": len(HELD), "caption": ""}

@@ -23,7 +23,7 @@ SOCKET_TIMEOUT = 4
 
 @pytest.fixture
 def server(seeded: Seeded) -> Iterator[LiveServer]:
-    live = LiveServer(seeded.path, env=FAST).start()
+    live = LiveServer(seeded, env=FAST).start()
     yield live
     live.stop()
 
@@ -124,7 +124,7 @@ def test_a_client_slow_to_send_its_head_is_dropped_with_408(server: LiveServer, 
 
 
 def test_a_client_slow_to_send_its_body_is_dropped_and_that_is_no_server_error(seeded: Seeded, tmp_path: Path) -> None:
-    server = LiveServer(seeded.path, env=FAST, log_path=tmp_path / "server.log").start()
+    server = LiveServer(seeded, env=FAST, log_path=tmp_path / "server.log").start()
     token = seeded.token("participant")
     with connect(server) as sock:
         send_all(
@@ -159,7 +159,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(se
 
 
 def test_connections_past_the_limit_get_503_at_once(seeded: Seeded) -> None:
-    live = LiveServer(seeded.path, env={"STUDYVISIT_MAX_CONNECTIONS": "2"}).start()
+    live = LiveServer(seeded, env={"STUDYVISIT_MAX_CONNECTIONS": "2"}).start()
     try:
         open_ones = [connect(live) for _ in range(2)]
         for sock in open_ones:  # each answered, and kept open
@@ -179,7 +179,7 @@ def test_connections_past_the_limit_get_503_at_once(seeded: Seeded) -> None:
 
 
 def test_requests_past_the_concurrency_limit_get_503(seeded: Seeded) -> None:
-    live = LiveServer(seeded.path, env={"STUDYVISIT_MAX_CONCURRENT_REQUESTS": "1"}).start()
+    live = LiveServer(seeded, env={"STUDYVISIT_MAX_CONCURRENT_REQUESTS": "1"}).start()
     token = seeded.token("participant")
     try:
         with connect(live) as busy:
@@ -211,7 +211,7 @@ def test_requests_past_the_concurrency_limit_get_503(seeded: Seeded) -> None:
 # The test client adds five fields of its own (host, accept, accept-encoding, connection, user-agent).
 @pytest.mark.parametrize(("count", "status"), [(96, 431), (95, 200)])
 def test_the_header_count_limit_holds_under_any_asgi_server(seeded: Seeded, count: int, status: int) -> None:
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         response = client.get("/health", headers=[(f"x-field-{i}", "v") for i in range(count)])
     assert response.status_code == status
     if status == 431:

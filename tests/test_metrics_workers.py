@@ -20,7 +20,7 @@ def requests_counted(server: LiveServer, route: str) -> float:
 
 def test_every_scrape_counts_the_requests_of_every_worker(seeded: Seeded, tmp_path: Path) -> None:
     directory = tmp_path / "metrics"
-    server = LiveServer(seeded.path, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}).start()
+    server = LiveServer(seeded, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}).start()
     try:
         headers = {"Authorization": f"Bearer {seeded.token('participant')}", "Connection": "close"}
         sent = 0
@@ -40,7 +40,7 @@ def test_every_scrape_counts_the_requests_of_every_worker(seeded: Seeded, tmp_pa
 
 
 def test_a_server_of_several_workers_removes_its_own_metrics_directory(seeded: Seeded, tmp_path: Path) -> None:
-    server = LiveServer(seeded.path, workers=2, env={"TMPDIR": str(tmp_path)}).start()
+    server = LiveServer(seeded, workers=2, env={"TMPDIR": str(tmp_path)}).start()
     try:
         created = list(tmp_path.glob("studyvisit-metrics-*"))
         assert len(created) == 1

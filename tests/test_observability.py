@@ -88,7 +88,7 @@ def test_metrics_count_requests_by_route_and_status_and_sync_outcomes(
 
 
 def test_metrics_can_be_turned_off(seeded: Seeded) -> None:
-    with TestClient(app=make_app(seeded.path, metrics_enabled=False)) as client:
+    with TestClient(app=make_app(seeded, metrics_enabled=False)) as client:
         assert client.get("/metrics").status_code == 404
         assert "/metrics" not in client.get("/schema/openapi.json").json()["paths"]
 
@@ -152,7 +152,7 @@ def test_metrics_render_in_a_worker_thread_not_on_the_event_loop(
 )
 def test_metrics_token_setting_guards_the_scrape(seeded: Seeded, authorization: str | None, status: int) -> None:
     headers = {"Authorization": authorization} if authorization else {}
-    with TestClient(app=make_app(seeded.path, metrics_token="s3cret-scrape")) as client:
+    with TestClient(app=make_app(seeded, metrics_token="s3cret-scrape")) as client:
         response = client.get("/metrics", headers=headers)
     assert response.status_code == status
     if status == 401:
@@ -162,7 +162,7 @@ def test_metrics_token_setting_guards_the_scrape(seeded: Seeded, authorization: 
 
 @pytest.mark.parametrize(("allow_from", "status"), [("10.0.0.0/8", 403), ("127.0.0.0/8, ::1/128", 200)])
 def test_metrics_allow_from_setting_limits_scrapes_to_networks(seeded: Seeded, allow_from: str, status: int) -> None:
-    server = LiveServer(seeded.path, env={"STUDYVISIT_METRICS_ALLOW_FROM": allow_from}).start()
+    server = LiveServer(seeded, env={"STUDYVISIT_METRICS_ALLOW_FROM": allow_from}).start()
     try:
         assert httpx.get(server.url + "/metrics").status_code == status
         assert httpx.get(server.url + "/health").status_code == 200
@@ -172,4 +172,4 @@ def test_metrics_allow_from_setting_limits_scrapes_to_networks(seeded: Seeded, a
 
 def test_a_mistyped_metrics_network_stops_the_start_up(seeded: Seeded) -> None:
     with pytest.raises(msgspec.ValidationError, match="metrics"):
-        make_app(seeded.path, metrics_allow_from="10.0.0.0/8, not-a-network")
+        make_app(seeded, metrics_allow_from="10.0.0.0/8, not-a-network")

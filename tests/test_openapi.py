@@ -320,7 +320,7 @@ def test_every_get_sends_the_cache_control_it_documents(document: dict[str, Any]
     since = {"since": "2025-12-01T00:00:00Z"}
     query = {"/api/v1/events/{event_id}/changes": since, "/api/v1/events/{event_id}/changes/delivery": since}
     checked = []
-    with TestClient(app=make_app(seeded.path)) as client:
+    with TestClient(app=make_app(seeded)) as client:
         for path, method, operation in operations(document):
             if method != "get" or is_public(path) or "{sha256}" in path:
                 continue

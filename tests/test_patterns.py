@@ -171,8 +171,8 @@ def test_pushed_id_with_a_trailing_newline_is_rejected_and_stores_nothing(
     [rejected] = result["results"]
     assert rejected["status"] == "rejected"
     assert rejected["error"]["type"] == PROBLEM + "invalid-mutation"
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 0
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM feedback") == 0
 
 
 def test_pull_with_a_client_id_ending_in_a_newline_is_refused(client: Client, seeded: Seeded) -> None:
@@ -193,4 +193,4 @@ def test_a_blob_hash_ending_in_an_encoded_newline_is_refused_and_names_no_file(c
     assert response.headers["content-type"].startswith("application/problem+json")
     names = [p.name for p in seeded.path.parent.rglob("*")]
     assert not any("\n" in name for name in names), names
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM blobs") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 0

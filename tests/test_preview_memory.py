@@ -143,7 +143,7 @@ def test_a_bombs_preview_is_a_415_not_previewable_and_the_original_stays_fetchab
     seeded: Seeded, tmp_path: Path, bomb: Path
 ) -> None:
     headers = {"Authorization": f"Bearer {seeded.accounts[AUTHOR].token}"}
-    with TestClient(app=make_app(seeded.path, data_dir=tmp_path / "data")) as client:
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data")) as client:
         url = attached(client, headers, bomb.read_bytes())
         response = client.get(url, params={"w": 480}, headers=headers)
         assert response.status_code == 415
@@ -157,7 +157,7 @@ def test_a_preview_waits_for_a_free_render_slot_and_says_503_when_none_frees_up(
 ) -> None:
     headers = {"Authorization": f"Bearer {seeded.accounts[AUTHOR].token}"}
     monkeypatch.setattr(previews, "RENDER_WAIT_S", 0.01)
-    with TestClient(app=make_app(seeded.path, data_dir=tmp_path / "data")) as client:
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data")) as client:
         url = attached(client, headers, png_of_zeros(64, 48))
         taken = [previews._renders.acquire(timeout=1) for _ in range(previews.MAX_CONCURRENT_RENDERS)]  # pyright: ignore[reportPrivateUsage]
         try:

@@ -112,7 +112,7 @@ def test_a_push_killed_at_a_fault_point_keeps_what_was_acknowledged_and_its_retr
 ) -> None:
     token = next(a.token for a in seeded.accounts.values() if a.role == "participant" and a.group_id == "G1")
     device = Device(token)
-    server = LiveServer(seeded.path, env={"STUDYVISIT_FAULT_POINT": fault}).start()
+    server = LiveServer(seeded, env={"STUDYVISIT_FAULT_POINT": fault}).start()
     try:
         while device.push(server):
             assert device.acked < BATCHES * PER_BATCH, "the fault point was never reached"
@@ -139,7 +139,7 @@ def test_a_push_killed_at_a_fault_point_keeps_what_was_acknowledged_and_its_retr
     acked_at_kill = device.acked
 
     # The phone never heard back: after the restart it resends from its last acknowledged id.
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     try:
         assert len(device.acknowledged) == acked_at_kill
         while device.acked < BATCHES * PER_BATCH:

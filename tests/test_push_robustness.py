@@ -94,7 +94,7 @@ def test_an_id_taken_in_another_event_is_rejected_not_found_without_saying_where
     client: Client, seeded: Seeded, other_event: None, clash: dict[str, Any]
 ) -> None:
     headers = seeded.headers("participant", group="G1")
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     result = push(client, headers, [clash, note_put(2, uid(2), body=VIETNAMESE)])
     assert statuses(result) == ["rejected", "applied"]
     error = result["results"][0]["error"]
@@ -102,9 +102,9 @@ def test_an_id_taken_in_another_event_is_rejected_not_found_without_saying_where
     assert OTHER_EVENT not in error["detail"]
     assert "of yours" in error["detail"]  # the same words as for a record that does not exist at all
     # The other event's records are untouched; the batch went on.
-    after = snapshot(seeded.path)
+    after = snapshot(seeded)
     assert after["feedback"] == before["feedback"]
-    assert scalar(seeded.path, "SELECT body FROM notes WHERE id = ?", uid(2)) == VIETNAMESE
+    assert scalar(seeded, "SELECT body FROM notes WHERE id = ?", uid(2)) == VIETNAMESE
     # Retrying answers duplicates: the device is not wedged.
     again = push(client, headers, [clash, note_put(2, uid(2), body=VIETNAMESE), note_put(3, uid(3))])
     assert statuses(again) == ["duplicate", "duplicate", "applied"]
@@ -125,7 +125,7 @@ def test_a_visit_whose_utc_instant_does_not_exist_is_rejected_and_the_batch_goes
     result = push(client, headers, [mutation(1, "visit.put", visit), note_put(2, uid(2), visit_id=G1_VISIT)])
     assert statuses(result) == ["rejected", "applied"]
     assert result["results"][0]["error"]["type"] == PROBLEM + "invalid-visit"
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM visits WHERE id = 'far-away'") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM visits WHERE id = 'far-away'") == 0
 
 
 def _fail_inside_sqlite(path: Path, table: str, when: str) -> None:
@@ -298,7 +298,7 @@ def client_with(seeded: Seeded) -> Iterator[Callable[..., Client]]:
     clients: list[TestClient[Litestar]] = []
 
     def build(**settings: Any) -> Client:
-        test_client = TestClient(app=make_app(seeded.path, **settings))
+        test_client = TestClient(app=make_app(seeded, **settings))
         clients.append(test_client)
         return test_client.__enter__()
 
@@ -313,7 +313,7 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
     client = client_with(db_lock_timeout_s=0.2)
     headers = seeded.headers("participant", group="G1")
     push(client, headers, [note_put(1, uid(1))])
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     holder = sqlite3.connect(seeded.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
     try:
@@ -331,7 +331,7 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
     assert response.json()["type"] == PROBLEM + "database-busy"
     assert int(response.headers["retry-after"]) > 0
     assert (health.status_code, health.json()["type"]) == (503, PROBLEM + "database-busy")
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
     # The lock is free again: the same push goes through, once.
     retry = push(client, headers, [note_put(2, uid(2), body=ARABIC)])
     assert statuses(retry) == ["applied"]
@@ -365,7 +365,7 @@ def test_a_write_queued_behind_a_long_one_in_this_process_is_answered_503_not_he
     assert response.status_code == 503, response.text
     assert response.json()["type"] == PROBLEM + "database-busy"
     assert "retry-after" in response.headers
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == 0
 
 
 def test_the_lock_timeout_is_a_setting_of_a_few_seconds() -> None:
@@ -409,12 +409,12 @@ def test_a_full_disk_is_answered_507_and_nothing_is_written(
 ) -> None:
     client = client_with()
     headers = seeded.headers("participant", group="G1")
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     big = [note_put(i, uid(i), body=f"{ARABIC} {i} " * 400) for i in range(1, 21)]
     response = client.post(PUSH_URL, json={"client_id": CLIENT_B, "protocol": 1, "mutations": big}, headers=headers)
     assert response.status_code == 507, response.text
     assert response.json()["type"] == PROBLEM + "insufficient-storage"
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
     size_limit.free()
     assert statuses(push(client, headers, big, client_id=CLIENT_B)) == ["applied"] * 20
 
@@ -430,7 +430,7 @@ def test_a_full_disk_in_the_middle_of_an_applier_fails_the_batch_not_the_mutatio
     batch = [note_put(i, uid(i), body="x" * 15_000, attachments=photo) for i in range(1, 11)]
     response = client.post(PUSH_URL, json={"client_id": CLIENT_A, "protocol": 1, "mutations": batch}, headers=headers)
     assert response.status_code == 507, response.text
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM sync_clients") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM sync_clients") == 0
     size_limit.free()
     assert statuses(push(client, headers, batch)) == ["applied"] * 10
 

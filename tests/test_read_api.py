@@ -394,7 +394,7 @@ def organizers_only() -> dict[str, str]:
 
 @pytest.fixture
 def guarded_client(seeded: Seeded) -> Iterator[TestClient[Litestar]]:
-    app = make_app(seeded.path)
+    app = make_app(seeded)
     app.register(organizers_only)
     with TestClient(app=app) as test_client:
         yield test_client

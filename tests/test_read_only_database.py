@@ -56,9 +56,9 @@ def test_a_database_file_read_only_for_a_while_answers_503_then_recovers_without
         "protocol": 1,
         "mutations": [{"id": 1, "type": "note.put", "args": {"id": uid(1), "visit_id": VISIT, "body": "Ciao 👋"}}],
     }
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     set_writable(seeded.path, False)
-    server = LiveServer(seeded.path, prefix=without_root_override(), ready_path="/health/ready").start()
+    server = LiveServer(seeded, prefix=without_root_override(), ready_path="/health/ready").start()
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
             # Honest health: ready (reads are served) but not healthy (it cannot write).
@@ -89,7 +89,7 @@ def test_a_database_file_read_only_for_a_while_answers_503_then_recovers_without
     finally:
         server.stop()
         set_writable(seeded.path, True)
-    after = snapshot(seeded.path)
+    after = snapshot(seeded)
     assert len(after["notes"]) == len(before["notes"]) + 1
     with sqlite3.connect(seeded.path) as conn:
         assert conn.execute("SELECT body FROM notes WHERE id = ?", (uid(1),)).fetchone() == ("Ciao 👋",)

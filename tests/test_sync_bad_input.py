@@ -43,7 +43,7 @@ def client_with(seeded: Seeded) -> Iterator[Callable[..., Client]]:
     opened: list[Client] = []
 
     def build(**settings: Any) -> Client:
-        client = TestClient(app=make_app(seeded.path, **settings))
+        client = TestClient(app=make_app(seeded, **settings))
         client.__enter__()
         opened.append(client)
         return client
@@ -128,12 +128,12 @@ REFUSED_BODIES = [
 def test_unusable_push_body_is_refused_and_writes_nothing(
     client: Client, seeded: Seeded, content: bytes, content_type: str, status: int, slug: str
 ) -> None:
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = push_raw(client, seeded.headers("participant", group="G1"), content, content_type)
     problem = assert_problem(response, status, slug)
     if slug == "unsupported-protocol":
         assert problem["supported"] == [1]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 @pytest.mark.parametrize(
@@ -178,11 +178,11 @@ def test_body_over_a_small_byte_limit_is_refused_with_the_limit_in_the_message(
 ) -> None:
     small = client_with(max_push_bytes=300)
     content = json_bytes(body(mutations=[note_put(1, uid(1), body="x" * 400)]))
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = push_raw(small, seeded.headers("participant", group="G1"), content)
     problem = assert_problem(response, 413, "payload-too-large")
     assert "300" in problem["detail"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 def test_streamed_body_without_content_length_is_cut_off_at_the_byte_limit(
@@ -191,7 +191,7 @@ def test_streamed_body_without_content_length_is_cut_off_at_the_byte_limit(
     small = client_with(max_push_bytes=300)
     content = json_bytes(body(mutations=[note_put(1, uid(1), body="x" * 4000)]))
     chunks = iter([content[i : i + 100] for i in range(0, len(content), 100)])
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = small.post(
         PUSH_URL,
         content=chunks,
@@ -200,7 +200,7 @@ def test_streamed_body_without_content_length_is_cut_off_at_the_byte_limit(
     assert "content-length" not in {k.lower() for k in response.request.headers}
     problem = assert_problem(response, 413, "payload-too-large")
     assert "300" in problem["detail"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 def test_body_just_under_the_byte_limit_is_accepted(client_with: Callable[..., Client], seeded: Seeded) -> None:
@@ -215,11 +215,11 @@ def test_content_length_over_the_default_mebibyte_is_refused(client: Client, see
     # A note body fits the 20,000-character limit many times over; the push itself is too big.
     content = json_bytes(body(mutations=[note_put(1, uid(1), body="x" * (1024 * 1024))]))
     assert len(content) > 1024 * 1024
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = push_raw(client, seeded.headers("participant", group="G1"), content)
     problem = assert_problem(response, 413, "payload-too-large")
     assert str(1024 * 1024) in problem["detail"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 @pytest.mark.parametrize(("limit", "count"), [(3, 4), (1, 2), (1000, 1001)])
@@ -228,11 +228,11 @@ def test_more_mutations_than_the_limit_are_refused(
 ) -> None:
     app = client_with(max_push_mutations=limit)
     mutations = [note_put(i, uid(i), body="n") for i in range(1, count + 1)]
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = push_raw(app, seeded.headers("participant", group="G1"), json_bytes(body(mutations=mutations)))
     problem = assert_problem(response, 413, "payload-too-large")
     assert str(limit) in problem["detail"]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 def test_exactly_the_mutation_limit_is_accepted(client_with: Callable[..., Client], seeded: Seeded) -> None:
@@ -292,7 +292,7 @@ def test_invalid_mutation_is_rejected_uses_up_its_id_and_writes_nothing(
     client: Client, seeded: Seeded, bad: dict[str, Any], slug: str, status: int
 ) -> None:
     headers = seeded.headers("participant", group="G1")
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
 
     result = push(client, headers, [bad])
     assert result["last_mutation_id"] == 1
@@ -305,11 +305,11 @@ def test_invalid_mutation_is_rejected_uses_up_its_id_and_writes_nothing(
 
     # Nothing but the client's progress (its last id, the result kept for retries) changed.
     progress = ("sync_clients", "sync_results")
-    after = snapshot(seeded.path)
+    after = snapshot(seeded)
     assert {t: rows for t, rows in after.items() if t not in progress} == {
         t: rows for t, rows in before.items() if t not in progress
     }
-    assert scalar(seeded.path, "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", CLIENT_A) == 1
+    assert scalar(seeded, "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", CLIENT_A) == 1
 
     # The id is used up: resending it is a duplicate that repeats the rejection, and the next id is processed.
     again = push(client, headers, [bad, note_put(2, uid(99), body="after the rejected one")])
@@ -332,8 +332,8 @@ def test_rejected_mutation_in_the_middle_of_a_batch_does_not_stop_the_rest(clien
     )
     assert [r["status"] for r in result["results"]] == ["applied", "rejected", "rejected", "applied"]
     assert result["last_mutation_id"] == 4
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 2
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == 2
+    assert scalar(seeded, "SELECT COUNT(*) FROM feedback") == 0
 
 
 @pytest.mark.parametrize(
@@ -381,12 +381,12 @@ BAD_PULLS = [
 
 @pytest.mark.parametrize(("params", "slug"), BAD_PULLS)
 def test_bad_pull_query_is_refused_with_400(client: Client, seeded: Seeded, params: dict[str, str], slug: str) -> None:
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = client.get(PULL_URL, params=params, headers=seeded.headers("participant", group="G1"))
     problem = assert_problem(response, 400, slug)
     if slug == "unsupported-protocol":
         assert problem["supported"] == [1]
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 # --- authentication and event boundaries --------------------------------------------------------------
@@ -406,12 +406,12 @@ def test_push_and_pull_need_a_token_of_this_event(
     client: Client, seeded: Seeded, method: str, url: str, headers: dict[str, str] | None, status: int, slug: str
 ) -> None:
     headers = seeded.headers("participant", group="G1") if headers is None else headers
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
     response = client.request(
         method, url, content=json_bytes(body()), headers={**headers, "Content-Type": "application/json"}
     )
     assert_problem(response, status, slug)
-    assert snapshot(seeded.path) == before
+    assert snapshot(seeded) == before
 
 
 # --- MessagePack ----------------------------------------------------------------------------------------

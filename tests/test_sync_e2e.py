@@ -30,7 +30,7 @@ def test_two_clients_converge_over_http_and_a_killed_client_finishes_on_its_next
     seeded: Seeded, tmp_path: Path
 ) -> None:
     participant, organizer = seeded.first("participant", group="G1"), seeded.first("organizer")
-    server = LiveServer(seeded.path, workers=2).start()
+    server = LiveServer(seeded, workers=2).start()
     try:
         phone = FieldClient(server.url, participant.token, tmp_path / "phone.db")
         laptop = FieldClient(server.url, organizer.token, tmp_path / "laptop.db")

@@ -219,7 +219,7 @@ def test_paged_pull_reaches_exactly_the_state_of_a_full_pull(
 def test_page_size_is_capped_by_the_server(
     seeded: Seeded, activity: Callable[[str], Headers], limit: int | None, page_size: int
 ) -> None:
-    with TestClient(app=make_app(seeded.path, pull_default_limit=3, pull_max_limit=3)) as capped:
+    with TestClient(app=make_app(seeded, pull_default_limit=3, pull_max_limit=3)) as capped:
         paged = pull_all(capped, activity(P1), limit=limit)
         full = pull_all(capped, activity(ORGANIZER))
 

@@ -54,7 +54,7 @@ def statuses(result: dict[str, Any]) -> list[str]:
 
 def progress(seeded: Seeded) -> dict[str, Any]:
     """Everything a push may write, without the clients' last-seen times (a re-send may refresh them)."""
-    state = snapshot(seeded.path)
+    state = snapshot(seeded)
     state["sync_clients"] = [
         tuple(r)
         for r in rows(
@@ -66,7 +66,7 @@ def progress(seeded: Seeded) -> dict[str, Any]:
 
 
 def note_row(seeded: Seeded, note_id: str = NOTE) -> dict[str, Any]:
-    [row] = rows(seeded.path, "SELECT * FROM notes WHERE id = ?", note_id)
+    [row] = rows(seeded, "SELECT * FROM notes WHERE id = ?", note_id)
     note = dict(row)
     note["tags"] = msgspec.json.decode(note["tags"])
     note["conflicts"] = msgspec.json.decode(note["conflicts"])
@@ -75,7 +75,7 @@ def note_row(seeded: Seeded, note_id: str = NOTE) -> dict[str, Any]:
 
 def feedback_rows(seeded: Seeded) -> list[dict[str, Any]]:
     found = []
-    for row in rows(seeded.path, "SELECT * FROM feedback ORDER BY id"):
+    for row in rows(seeded, "SELECT * FROM feedback ORDER BY id"):
         feedback = dict(row)
         feedback["answers"] = msgspec.json.decode(feedback["answers"])
         feedback["conflicts"] = msgspec.json.decode(feedback["conflicts"])
@@ -84,7 +84,7 @@ def feedback_rows(seeded: Seeded) -> list[dict[str, Any]]:
 
 
 def site_row(seeded: Seeded, site_id: str = G1_SITE) -> dict[str, Any]:
-    [row] = rows(seeded.path, "SELECT * FROM sites WHERE id = ?", site_id)
+    [row] = rows(seeded, "SELECT * FROM sites WHERE id = ?", site_id)
     site = dict(row)
     for name in ("description", "themes", "conflicts"):
         site[name] = msgspec.json.decode(site[name])
@@ -198,7 +198,7 @@ def test_retry_after_a_lost_response_with_new_mutations_appended_applies_only_th
     assert retry["last_mutation_id"] == 3
     note = note_row(seeded)
     assert (note["body"], note["version"]) == ("three", 3)
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM history WHERE entity_id = ?", NOTE) == 2
+    assert scalar(seeded, "SELECT COUNT(*) FROM history WHERE entity_id = ?", NOTE) == 2
 
 
 def test_a_bug_in_one_mutation_rejects_only_it_and_the_batch_goes_on(
@@ -217,8 +217,8 @@ def test_a_bug_in_one_mutation_rejects_only_it_and_the_batch_goes_on(
     assert statuses(result) == ["applied", "rejected", "applied"]
     assert result["results"][1]["error"]["type"] == PROBLEM + "internal-error"
     assert result["last_mutation_id"] == 3
-    assert scalar(seeded.path, "SELECT body FROM notes WHERE id = ?", NOTE) == "one"  # its savepoint undone
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
+    assert scalar(seeded, "SELECT body FROM notes WHERE id = ?", NOTE) == "one"  # its savepoint undone
+    assert scalar(seeded, "SELECT COUNT(*) FROM feedback") == 0
 
     assert statuses(push(client, p1, batch)) == ["duplicate", "duplicate", "duplicate"]
 
@@ -256,8 +256,8 @@ def test_a_retry_racing_the_original_request_applies_the_batch_once(seeded: Seed
 
     assert not errors, errors
     assert sorted(outcomes) == [["applied"] * 3, ["duplicate"] * 3]
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 3
-    assert scalar(seeded.path, "SELECT last_mutation_id FROM sync_clients") == 3
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == 3
+    assert scalar(seeded, "SELECT last_mutation_id FROM sync_clients") == 3
 
 
 @pytest.mark.parametrize(
@@ -280,7 +280,7 @@ def test_mutations_past_a_gap_are_out_of_order_and_not_applied(
     assert statuses(result) == expected
     applied = [i for i, s in zip(ids, expected, strict=True) if s == "applied"]
     assert result["last_mutation_id"] == (max(applied) if applied else 0)
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == len(applied)
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == len(applied)
     assert all("version" not in r for r, s in zip(result["results"], expected, strict=True) if s == "out_of_order")
 
 
@@ -294,7 +294,7 @@ def test_out_of_order_mutations_apply_once_the_gap_is_filled(
 
     assert statuses(resend) == ["duplicate", "applied", "applied"]
     assert resend["last_mutation_id"] == 3
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM notes") == 3
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes") == 3
 
 
 def test_rejected_mutation_uses_up_its_id_and_is_not_re_evaluated(
@@ -308,7 +308,7 @@ def test_rejected_mutation_uses_up_its_id_and_is_not_re_evaluated(
 
     again = push(client, p1, [batch[1], note_put(4, NOTE, body="b", base_version=1)])
     assert statuses(again) == ["duplicate", "applied"]
-    assert scalar(seeded.path, "SELECT COUNT(*) FROM feedback") == 0
+    assert scalar(seeded, "SELECT COUNT(*) FROM feedback") == 0
 
 
 @pytest.mark.parametrize(
@@ -326,7 +326,7 @@ def test_mutation_ids_count_per_account_and_client(
 
     assert (statuses(one), statuses(two)) == (["applied"], ["applied"])
     assert (one["last_mutation_id"], two["last_mutation_id"]) == (1, 1)
-    progress_rows = rows(seeded.path, "SELECT account_id, client_id, last_mutation_id FROM sync_clients ORDER BY 1, 2")
+    progress_rows = rows(seeded, "SELECT account_id, client_id, last_mutation_id FROM sync_clients ORDER BY 1, 2")
     assert sorted(map(tuple, progress_rows)) == sorted([(*first, 1), (*second, 1)])
 
 
@@ -487,7 +487,7 @@ def test_put_after_a_delete_keeps_the_delete_and_the_typed_values(
 
 def test_deleting_someone_elses_note_is_not_found(client: Client, seeded: Seeded, p1: dict[str, str]) -> None:
     push(client, p1, [note_put(1, NOTE, body="mine", share_with_organizers=True)])
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
 
     for headers in (headers_of(seeded, "p-aicha-diallo"), seeded.headers("organizer")):
         result = push(
@@ -498,7 +498,7 @@ def test_deleting_someone_elses_note_is_not_found(client: Client, seeded: Seeded
         edit = push(client, headers, [note_put(2, NOTE, body="not yours", base_version=1)], client_id=CLIENT_B)
         assert edit["results"][0]["error"]["type"] == PROBLEM + "not-found"
 
-    after = snapshot(seeded.path)
+    after = snapshot(seeded)
     assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
         t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
@@ -573,7 +573,7 @@ def test_feedback_only_from_participants_on_their_own_groups_visits(
     client: Client, seeded: Seeded, who: dict[str, str], visit_id: str
 ) -> None:
     kwargs = {k: v for k, v in who.items() if k != "role"}
-    before = snapshot(seeded.path)
+    before = snapshot(seeded)
 
     result = push(
         client, seeded.headers(who["role"], **kwargs), [feedback_put(1, FEEDBACK_A, visit_id=visit_id, rating=5)]
@@ -584,7 +584,7 @@ def test_feedback_only_from_participants_on_their_own_groups_visits(
     assert rejected["error"]["type"] == PROBLEM + "forbidden"
     assert rejected["error"]["status"] == 403
     assert result["last_mutation_id"] == 1
-    after = snapshot(seeded.path)
+    after = snapshot(seeded)
     assert {t: r for t, r in after.items() if t not in ("sync_clients", "sync_results")} == {
         t: r for t, r in before.items() if t not in ("sync_clients", "sync_results")
     }
@@ -785,7 +785,7 @@ def test_moving_a_site_far_writes_a_flagged_history_row(
     )
 
     assert statuses(result) == ["applied"]
-    [entry] = rows(seeded.path, "SELECT * FROM history WHERE entity = 'site' AND entity_id = ?", G1_SITE)
+    [entry] = rows(seeded, "SELECT * FROM history WHERE entity = 'site' AND entity_id = ?", G1_SITE)
     assert entry["account_id"] == "host-san-salvario"
     assert entry["client_id"] == CLIENT_A
     assert entry["version"] == 2

@@ -146,7 +146,7 @@ def test_an_upload_killed_at_any_step_loses_nothing_acknowledged_and_completes_a
     seeded: Seeded, photo: bytes, monkeypatch: pytest.MonkeyPatch, resumable: bool, fault: str
 ) -> None:
     monkeypatch.setenv("STUDYVISIT_FAULT_POINT", fault)
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     upload = Upload(photo)
     try:
         push_note(server, seeded, photo)
@@ -158,7 +158,7 @@ def test_an_upload_killed_at_any_step_loses_nothing_acknowledged_and_completes_a
     assert not upload.completed
 
     monkeypatch.delenv("STUDYVISIT_FAULT_POINT")
-    server = LiveServer(seeded.path).start()
+    server = LiveServer(seeded).start()
     try:
         assert_nothing_incomplete_is_served(server, seeded, photo)
         head = httpx.head(f"{server.url}{BLOBS}/{sha(photo)}", headers=auth(seeded), timeout=30)

@@ -1,0 +1,73 @@
+"""The databases tests run on: a SQLite file, or a database of its own on the machine's PostgreSQL."""
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from schemas.accounts import NewAccount
+from server.storage.db import Database
+from server.storage.pg.database import PgDatabase
+
+# The machine's PostgreSQL (trust authentication); .ci/run starts it when it is down.
+PG_SERVER = os.environ.get("STUDYVISIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_url(database: str) -> str:
+    """The URL of a database on the test server."""
+    return PG_SERVER.rsplit("/", 1)[0] + "/" + database
+
+
+def pg_admin(*statements: sql.Composable) -> None:
+    """Run statements outside any transaction (CREATE and DROP DATABASE), on the server's own database."""
+    try:
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    except psycopg.OperationalError as error:  # a failure, never a skip: CI has PostgreSQL
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER}: {error}")
+
+
+class Seeded:
+    """A database holding the Turin demo event, with every account's token: a SQLite file at `path`,
+    or a PostgreSQL database at `url` (with its photos in the directory `path` is in)."""
+
+    def __init__(self, path: Path, accounts: list[NewAccount], url: str = "") -> None:
+        self.path = path
+        self.url = url
+        self.accounts = {a.id: a for a in accounts}
+
+    @property
+    def where(self) -> str:
+        """What names the database to a server: the SQLite file's path or the PostgreSQL URL."""
+        return self.url or str(self.path)
+
+    def settings(self) -> dict[str, object]:
+        """The settings that point a server at this database (and its photos beside the SQLite file)."""
+        return {"database_url": self.url, "data_dir": str(self.path.parent)} if self.url else {"db_path": self.path}
+
+    def env(self) -> dict[str, str]:
+        """The same, as a server process's environment."""
+        return {f"STUDYVISIT_{k.upper()}": str(v) for k, v in self.settings().items()}
+
+    def store(self) -> Database | PgDatabase:
+        """The database, opened (and migrated) as the server opens it; close it after use."""
+        database = PgDatabase(self.url) if self.url else Database(self.path)
+        database.migrate()
+        return database
+
+    def first(self, role: str, *, site: str | None = None, group: str | None = None) -> NewAccount:
+        """The first account with this role (and hosted site or group)."""
+        return next(
+            a
+            for a in self.accounts.values()
+            if a.role == role and (site is None or site in a.site_ids) and (group is None or a.group_id == group)
+        )
+
+    def token(self, role: str, **kwargs: str) -> str:
+        return self.first(role, **kwargs).token
+
+    def headers(self, role: str, **kwargs: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, **kwargs)}"}
