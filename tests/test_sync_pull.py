@@ -1,6 +1,5 @@
 """Pull: each role gets exactly what it may see, paged without gaps, coalesced, and summarised by checksum."""
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from sync_helpers import (
 )
 
 from server.storage import db as db_module
-from server.storage.db import Database, SqliteTx, migrate
+from server.storage.db import Database, migrate
 from server.storage.migrations import MIGRATIONS
 from server.storage.purge import purge_tombstones
 from server.storage.sync_feed import purged_seq
@@ -316,12 +315,12 @@ def test_cursor_never_skips_changes_pushed_between_pages(
 
 
 def purge_all(seeded: Seeded) -> int:
-    conn = sqlite3.connect(seeded.path)
+    database = seeded.store()
     try:
-        with conn:
-            return purge_tombstones(SqliteTx(conn), "9999-12-31T23:59:59Z")
+        with database.write() as tx:
+            return purge_tombstones(tx, "9999-12-31T23:59:59Z")
     finally:
-        conn.close()
+        database.close()
 
 
 def test_cursor_older_than_purged_deletions_is_gone_and_an_empty_cursor_starts_over(

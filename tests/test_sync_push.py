@@ -58,7 +58,7 @@ def progress(seeded: Seeded) -> dict[str, Any]:
     state["sync_clients"] = [
         tuple(r)
         for r in rows(
-            seeded.path,
+            seeded,
             "SELECT account_id, client_id, last_mutation_id FROM sync_clients ORDER BY account_id, client_id",
         )
     ]
@@ -239,7 +239,7 @@ def test_a_retry_racing_the_original_request_applies_the_batch_once(seeded: Seed
     errors: list[BaseException] = []
 
     def send() -> None:
-        database = Database(seeded.path)
+        database = seeded.store()
         try:
             barrier.wait()
             outcomes.append([r.status for r in push_service.push(database, account, batch).results])
