@@ -366,7 +366,7 @@ def test_moving_a_visit_warns_about_the_times_its_notes_still_mention(
     # 13:45 is before the new start, read in Rome's time; 17:30 is the new end, and still fits.
     assert problem["message"] == (
         "'Visit: Casa del Quartiere San Salvario' moved to Wed 15:30–17:30 after its notes were written; "
-        "they still mention 13:45: check the notes (en, fr, es, it)."
+        "they still mention 13:45: check the notes (en, es, fr, it)."
     )
 
 

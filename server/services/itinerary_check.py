@@ -36,7 +36,7 @@ def check_event(tx: Tx, event: Event) -> ItineraryCheck:
 def moved_since_notes(tx: Tx, event_id: str) -> dict[str, frozenset[str]]:
     """Visits whose start or end changed (by the history), each with the note languages rewritten since."""
     moved: dict[str, frozenset[str]] = {}
-    for entry in history_since(tx, event_id, "visit", ""):  # oldest first
+    for entry in history_since(tx, event_id, "visit", None):  # oldest first
         visit_id, names = entry["entity_id"], entry["changes"].keys()
         if "starts_at" in names or "ends_at" in names:
             moved[visit_id] = frozenset()
@@ -182,7 +182,7 @@ def stale_times(visit: Visit, rewritten: frozenset[str], zone: ZoneInfo) -> Itin
     stale = [t for t in times_in_text(" ".join(old_notes.values())) if not inside(t)]
     if not stale:
         return None
-    langs = ", ".join(lang for lang, text in old_notes.items() if any(t in times_in_text(text) for t in stale))
+    langs = ", ".join(sorted(lang for lang, text in old_notes.items() if any(t in times_in_text(text) for t in stale)))
     return ItineraryProblem(
         kind="stale_time_in_text",
         severity="warning",

@@ -304,11 +304,15 @@ def history_entry(tx: Tx, event_id: str, entry_id: int) -> dict[str, Any] | None
     return None if row is None else _history(row)
 
 
-def history_since(tx: Tx, event_id: str, entity: str, since: str) -> list[dict[str, Any]]:
-    """Every change to records of one kind after ``since`` (RFC 3339 UTC), oldest first."""
-    rows = tx.execute(
-        "SELECT * FROM history WHERE event_id = ? AND entity = ? AND at > ? ORDER BY id", (event_id, entity, since)
-    )
+def history_since(tx: Tx, event_id: str, entity: str, since: str | None) -> list[dict[str, Any]]:
+    """Every change to records of one kind after ``since`` (RFC 3339 UTC; None: ever), oldest first."""
+    if not since:  # "" is no instant to PostgreSQL's timestamptz
+        rows = tx.execute("SELECT * FROM history WHERE event_id = ? AND entity = ? ORDER BY id", (event_id, entity))
+    else:
+        rows = tx.execute(
+            "SELECT * FROM history WHERE event_id = ? AND entity = ? AND at > ? ORDER BY id",
+            (event_id, entity, since),
+        )
     return [_history(row) for row in rows]
 
 
