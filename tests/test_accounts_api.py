@@ -12,7 +12,7 @@ from lxml import etree
 
 from server.services.pull import note_caught_up
 from server.storage.accounts import get_account
-from server.storage.db import Database, SqliteTx
+from server.storage.db import Database
 from tests.conftest import EVENT_ID, Seeded
 
 Client = TestClient[Litestar]
@@ -184,10 +184,11 @@ def test_a_retired_accounts_token_is_refused_at_once_and_what_it_wrote_stays(cli
     assert rotated.status_code == 409
     assert rotated.json()["type"] == "urn:studyvisit:problem:account-retired"
     assert listed(client, seeded)[made["id"]]["retired_at"] == retired.json()["retired_at"]
-    db = Database(seeded.path)
+    db = seeded.store()
     try:
-        assert get_account(SqliteTx(db.conn), made["id"]) is not None
-        count = db.conn.execute("SELECT COUNT(*) FROM notes WHERE author_id = ?", (made["id"],)).fetchone()[0]
+        with db.read() as tx:
+            assert get_account(tx, made["id"]) is not None
+            count = tx.execute("SELECT COUNT(*) FROM notes WHERE author_id = ?", (made["id"],)).fetchone()[0]
         assert count == 1
     finally:
         db.close()
@@ -254,7 +255,8 @@ def test_a_caught_up_pull_writes_its_time_at_most_once_a_minute(db: Database, se
     noon = datetime(2025, 12, 10, 12, 0, tzinfo=UTC)
 
     def seen() -> str:
-        row = db.conn.execute("SELECT updated_at FROM sync_clients WHERE client_id = ?", (phone,)).fetchone()
+        with db.read() as tx:
+            row = tx.execute("SELECT updated_at FROM sync_clients WHERE client_id = ?", (phone,)).fetchone()
         return str(row[0])
 
     note_caught_up(db, account, phone, 0, None, now=noon)

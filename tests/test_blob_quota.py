@@ -5,8 +5,8 @@ Real SQLite file and data directory; the app in-process with small quotas so tha
 
 import hashlib
 import io
+import os
 import random
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +20,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from PIL import Image
 from sync_helpers import PROBLEM, note_put, push, scalar, uid
+
+from tests.sync_helpers import rows
 
 BLOBS = f"/api/v1/events/{EVENT_ID}/blobs"
 ALICE, BOB, CAROL, DAVID = "p-nguyen-thi-hoa", "p-aicha-diallo", "p-fatima-zahra-amrani", "org-marta"
@@ -159,20 +161,21 @@ def test_unfinished_uploads_count_against_the_quota(api: Client, seeded: Seeded)
 # --- purging what no note references ----------------------------------------------------------
 
 
-def backdate(db_path: Path, days: float) -> None:
+def backdate(seeded: Seeded, days: float) -> None:
     """Make every recorded upload this many days old, as if the test had waited."""
-    conn = sqlite3.connect(db_path)
-    with conn:
+    database = seeded.store()
+    with database.write() as tx:
         stamp = f"2000-01-{1 + int(days):02d}T00:00:00.000000Z"
-        conn.execute("UPDATE blob_owners SET created_at = ?", (stamp,))
-        conn.execute("UPDATE blobs SET created_at = ?", (stamp,))
-    conn.close()
+        tx.execute("UPDATE blob_owners SET created_at = ?", (stamp,))
+        tx.execute("UPDATE blobs SET created_at = ?", (stamp,))
+    database.close()
 
 
-def purge(db_path: Path, data_dir: Path) -> str:
-    command = [sys.executable, "-m", "server.cli", "db", "purge-uploads", "--db", str(db_path)]
-    command += ["--data-dir", str(data_dir), "--older-than-hours", "48"]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+def purge(seeded: Seeded, data_dir: Path) -> str:
+    command = [sys.executable, "-m", "server.cli", "db", "purge-uploads", "--data-dir", str(data_dir)]
+    command += ["--older-than-hours", "48"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYVISIT_")} | seeded.env()
+    return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
 
 
 def test_purge_removes_uploads_no_live_note_of_their_uploader_references(
@@ -195,13 +198,13 @@ def test_purge_removes_uploads_no_live_note_of_their_uploader_references(
     note(alice, 2, deleted, 2)
     note(bob, 3, theirs, 1)
     push(api, alice, [{"id": 3, "type": "note.delete", "args": {"id": uid(2), "base_version": 1}}])
-    backdate(seeded.path, days=3)
+    backdate(seeded, days=3)
     fresh = photo(3_000, seed=70)  # uploaded just now: within the grace period, whatever references it
     assert whole(api, alice, fresh).status_code == 201
 
-    out = purge(seeded.path, data_dir)
+    out = purge(seeded, data_dir)
     assert "2 unreferenced blob(s)" in out
-    owners = {(r[0], r[1]) for r in sqlite3.connect(seeded.path).execute("SELECT account_id, sha256 FROM blob_owners")}
+    owners = {(r[0], r[1]) for r in rows(seeded, "SELECT account_id, sha256 FROM blob_owners")}
     assert owners == {(ALICE, sha(kept)), (BOB, sha(theirs)), (ALICE, sha(fresh))}
     present = {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
     assert present == {sha(kept), sha(theirs), sha(fresh)}

@@ -21,7 +21,7 @@ def kit_tokens(seeded: Seeded) -> tuple[str, str, str]:
 
 def live_counts(seeded: Seeded) -> tuple[int, int]:
     return (
-        scalar(seeded, "SELECT COUNT(*) FROM notes WHERE deleted = 0"),
+        scalar(seeded, "SELECT COUNT(*) FROM notes WHERE NOT deleted"),
         scalar(seeded, "SELECT COUNT(*) FROM feedback"),
     )
 

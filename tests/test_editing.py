@@ -1,6 +1,5 @@
 """Hosts and organizers editing sites and visits: permissions, If-Match, history, revert, groups."""
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -8,6 +7,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import EVENT_ID, Seeded
+from tests.sync_helpers import rows, scalar
 
 E = f"/api/v1/events/{EVENT_ID}"
 SITE = "casa-quartiere-san-salvario"  # hosted by host-san-salvario
@@ -32,8 +32,7 @@ def etag(client: TestClient[Litestar], seeded: Seeded, path: str) -> str:
 
 
 def history_rows(seeded: Seeded) -> int:
-    with sqlite3.connect(seeded.path) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM history").fetchone()[0])
+    return int(scalar(seeded, "SELECT COUNT(*) FROM history"))
 
 
 # Every cell of the permission matrix: (actor, method, path, body, expected status).
@@ -272,8 +271,7 @@ def test_group_membership_replaces_the_list(client: TestClient[Litestar], seeded
     org = seeded.headers("organizer")
     response = client.put(E + "/groups/G1/members", json={"account_ids": ["p-kim-min-jun"]}, headers=org)
     assert response.status_code == 200
-    with sqlite3.connect(seeded.path) as conn:
-        members = {r[0] for r in conn.execute("SELECT id FROM accounts WHERE group_id = 'G1'")}
+    members = {r[0] for r in rows(seeded, "SELECT id FROM accounts WHERE group_id = 'G1'")}
     assert members == {"p-kim-min-jun"}
     me = client.get(
         "/api/v1/me",

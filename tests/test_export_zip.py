@@ -226,10 +226,8 @@ def test_index_names_the_visit_and_site_of_each_note(client: Client, seeded: See
     assert push(client, auth(seeded, BOB), [site_only])["results"][0]["status"] == "applied"
     _, rows = read_zip(client.get(EXPORT, headers=auth(seeded, ORGANIZER)).content)
     by_id = {r["note_id"]: r for r in rows}
-    visits = {
-        r["id"]: (r["title"], r["site_id"]) for r in db_rows(seeded.path, "SELECT id, title, site_id FROM visits")
-    }
-    sites = {r["id"]: r["name"] for r in db_rows(seeded.path, "SELECT id, name FROM sites")}
+    visits = {r["id"]: (r["title"], r["site_id"]) for r in db_rows(seeded, "SELECT id, title, site_id FROM visits")}
+    sites = {r["id"]: r["name"] for r in db_rows(seeded, "SELECT id, name FROM sites")}
     for note_id, visit_id in ((uid(1), G1_VISIT), (uid(5), G1_VISIT), (uid(6), G2_VISIT)):
         title, site_id = visits[visit_id]
         assert site_id is not None
@@ -253,7 +251,7 @@ def test_every_time_in_the_index_is_rfc3339_to_the_second_in_the_events_zone(
     client: Client, seeded: Seeded, world: World
 ) -> None:
     _, rows = read_zip(client.get(EXPORT, headers=auth(seeded, ORGANIZER)).content)
-    stored = {r["id"]: r["updated_at"] for r in db_rows(seeded.path, "SELECT id, updated_at FROM notes")}
+    stored = {r["id"]: r["updated_at"] for r in db_rows(seeded, "SELECT id, updated_at FROM notes")}
     for row in rows:
         assert RFC3339_LOCAL.match(row["updated_at"]), row["updated_at"]
         assert row["created"] == "" or RFC3339_LOCAL.match(row["created"]), row["created"]

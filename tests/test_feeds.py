@@ -17,7 +17,6 @@ from litestar.testing import TestClient
 from lxml import etree
 
 from server.storage.accounts import retire_account, revoke_feed_token, rotate_feed_token, rotate_token, set_expiry
-from server.storage.db import Database
 
 E = f"/api/v1/events/{EVENT_ID}"
 Client = TestClient[Litestar]
@@ -212,7 +211,7 @@ def test_the_bearer_token_in_a_feed_path_opens_nothing(client: Client, seeded: S
 
 
 def change(seeded: Seeded, account_id: str, action: str) -> None:
-    db = Database(seeded.path)
+    db = seeded.store()
     with db.write() as conn:
         if action == "rotate-feed":
             rotate_feed_token(conn, account_id)

@@ -2,7 +2,6 @@
 published (POST …/itinerary/check), and how far each change reached participants' devices
 (GET …/changes/delivery, from the position each device last pulled)."""
 
-import sqlite3
 import uuid
 from typing import Any
 
@@ -10,6 +9,8 @@ import pytest
 from conftest import EVENT_ID, Seeded
 from litestar import Litestar
 from litestar.testing import TestClient
+
+from tests.sync_helpers import rows
 
 E = f"/api/v1/events/{EVENT_ID}"
 TRICICLO = "d1-g2-triciclo"  # G2, 14:30-15:45 on 10 December
@@ -82,8 +83,7 @@ def device() -> str:
 
 
 def versions(seeded: Seeded) -> dict[str, int]:
-    with sqlite3.connect(seeded.path) as conn:
-        return dict(conn.execute("SELECT id, version FROM visits WHERE event_id = ?", (EVENT_ID,)).fetchall())
+    return {r[0]: r[1] for r in rows(seeded, "SELECT id, version FROM visits WHERE event_id = ?", EVENT_ID)}
 
 
 # --- a drafted change, checked before it is published ------------------------------------------
@@ -247,10 +247,14 @@ def test_a_410_leaves_the_devices_position_as_it_was(client: TestClient[Litestar
     edit(client, seeded, TRICICLO, ONE_HOUR_LATER)
     phone = device()
     cursor = pull_all(client, seeded, ANANYA, phone)
-    with sqlite3.connect(seeded.path) as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO purge_marks (event_id, audience, seq) VALUES (?, 'all', ?)", (EVENT_ID, 10**9)
+    database = seeded.store()
+    with database.write() as tx:
+        tx.execute(
+            "INSERT INTO purge_marks (event_id, audience, seq) VALUES (?, 'all', ?)"
+            " ON CONFLICT (event_id, audience) DO UPDATE SET seq = excluded.seq",
+            (EVENT_ID, 10**9),
         )
+    database.close()
     gone = client.get(f"{E}/sync/pull", params={"cursor": cursor, "client_id": phone}, headers=auth(seeded, ANANYA))
     assert gone.status_code == 410
     assert of(delivery(client, seeded), TRICICLO)["devices_pulled"] == 1

@@ -1,7 +1,6 @@
 """Schedule changes told to each reader in their language, and reordering a day."""
 
 import re
-import sqlite3
 from typing import Any
 
 import pytest
@@ -9,6 +8,8 @@ from conftest import EVENT_ID, Seeded
 from icalendar import Calendar
 from litestar import Litestar
 from litestar.testing import TestClient
+
+from tests.sync_helpers import rows
 
 E = f"/api/v1/events/{EVENT_ID}"
 TRICICLO = "d1-g2-triciclo"  # G2, 14:30-15:45 on 10 December, hosted by host-triciclo
@@ -57,8 +58,7 @@ def texts(client: TestClient[Litestar], seeded: Seeded, since: str, reader: str 
 
 
 def versions(seeded: Seeded) -> dict[str, int]:
-    with sqlite3.connect(seeded.path) as conn:
-        return dict(conn.execute("SELECT id, version FROM visits WHERE event_id = ?", (EVENT_ID,)).fetchall())
+    return {r[0]: r[1] for r in rows(seeded, "SELECT id, version FROM visits WHERE event_id = ?", EVENT_ID)}
 
 
 @pytest.fixture
