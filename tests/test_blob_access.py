@@ -26,7 +26,7 @@ from schemas.accounts import Account
 from schemas.places import Event
 from server.storage.accounts import create_account
 from server.storage.catalog import get_site, put_event, put_site
-from server.storage.db import migrate
+from server.storage.db import Database, migrate
 
 AUTHOR = "p-nguyen-thi-hoa"
 OTHER = "p-aicha-diallo"
