@@ -1,0 +1,361 @@
+"""Several `studyvisit serve` processes on one PostgreSQL database (issue 13), always on PostgreSQL.
+
+Devices reach the servers through a load balancer with no affinity: every request goes to either
+server. A server killed in the middle of a push (before its commit, or after it but before its
+answer) and restarted loses nothing and doubles nothing; the same batch sent to two servers at the
+same moment is applied once; and an edit at one server is what the other serves at once (its read
+cache validates against the data version in the database, not against anything it remembers).
+"""
+
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+from schemas.accounts import NewAccount
+from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.storage.pg.database import PgDatabase
+from sync.client import FieldClient, OfflineError, ServerError
+from tests.conftest import EVENT_ID, LiveServer
+from tests.databases import Seeded, pg_admin, pg_url
+
+PUSH = f"/api/v1/events/{EVENT_ID}/sync/push"
+SITE = "triciclo"
+SITES = ("triciclo", "barrito", "casa-quartiere-san-salvario")
+NOTES_PER_ROUND = 3
+MIN_ROUNDS = 3
+MAX_ROUNDS = 40
+
+
+@pytest.fixture
+def pg_seeded(tmp_path: Path) -> Iterator[Seeded]:
+    """A PostgreSQL database of this test's own holding the demo event; photos in one data dir for all servers."""
+    name = f"sv_servers_{uuid.uuid4().hex[:12]}"
+    pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
+        try:
+            database.migrate()
+            accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
+        finally:
+            database.close()
+        data_dir = tmp_path / "shared-data"
+        data_dir.mkdir()
+        yield Seeded(data_dir / "studyvisit.db", accounts, pg_url(name))
+    finally:
+        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def named(seeded: Seeded, application_name: str) -> Seeded:
+    """The same database, its connections named (pg_stat_activity tells which server a backend serves)."""
+    return Seeded(seeded.path, list(seeded.accounts.values()), f"{seeded.url}?application_name={application_name}")
+
+
+def query(seeded: Seeded, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(seeded.url, autocommit=True) as conn:
+        return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]  # the tests' own text
+
+
+class Balancer(httpx.BaseTransport):
+    """A load balancer without affinity: each request (and each retry) goes to a server chosen at random."""
+
+    def __init__(self, servers: list[LiveServer], rng: random.Random) -> None:
+        self.servers = servers
+        self.rng = rng
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        server = self.rng.choice(self.servers)
+        request.url = request.url.copy_with(host="127.0.0.1", port=server.port)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Device:
+    """A field device and what it queued: note id -> (body, version it must end at)."""
+
+    account: NewAccount
+    client: FieldClient
+    notes: dict[str, tuple[str, int]] = field(default_factory=lambda: {})
+    shared: set[str] = field(default_factory=lambda: set())
+    site_edits: int = 0
+    mutations: int = 0
+    rounds: int = 0
+
+    def sync_until_done(self, deadline: float) -> None:
+        """Sync until nothing is queued; a server that stays unreachable for every retry is tried again."""
+        while time.monotonic() < deadline:
+            try:
+                if self.client.sync().pending == 0:
+                    return
+            except (OfflineError, ServerError):
+                time.sleep(0.05)
+        raise AssertionError(f"{self.account.id} still has queued mutations")
+
+    def work(self, stop: threading.Event, deadline: float) -> None:
+        """Rounds of new notes, an edit of an earlier one, and (organizers) a site correction, each synced."""
+        rng = random.Random(self.account.id)
+        while self.rounds < MAX_ROUNDS and (self.rounds < MIN_ROUNDS or not stop.is_set()):
+            r = self.rounds
+            for i in range(NOTES_PER_ROUND):
+                body = f"{self.account.id} {r}.{i}: cooperativa — تعاونية — Nguyễn"
+                share = i == 0
+                note_id = self.client.add_note(body, site_id=rng.choice(SITES), share_with_organizers=share)
+                self.notes[note_id] = (body, 1)
+                self.shared |= {note_id} if share else set()
+                self.mutations += 1
+            synced = [n for n, (_, version) in self.notes.items() if version == 1][:-NOTES_PER_ROUND]
+            if synced:  # a note pulled back already (version 1 in the replica): its edit is based on it
+                edited = rng.choice(synced)
+                body = f"{self.notes[edited][0]} (modifié)"
+                self.client.edit_note(edited, body=body)
+                self.notes[edited] = (body, 2)
+                self.mutations += 1
+            if self.account.role == "organizer":
+                self.client.patch_site(SITE, accessibility=f"Step-free, checked in round {r}")
+                self.site_edits += 1
+                self.mutations += 1
+            self.sync_until_done(deadline)
+            self.rounds += 1
+
+
+def wait_for(condition: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def kill_mid_push(server: LiveServer, seeded: Seeded, application_name: str) -> None:
+    """SIGKILL `server` while one of its pushes is inside its transaction, waiting for the feed clock.
+
+    Holding the event's feed clock holds every writing transaction at its last statement before
+    COMMIT; once pg_stat_activity shows one of this server's backends waiting there, the server dies.
+    """
+    with psycopg.connect(seeded.url) as holder:
+        clock = holder.execute("SELECT seq FROM feed_clocks WHERE event_id = %s FOR UPDATE", (EVENT_ID,)).fetchone()
+        assert clock is not None
+
+        def blocked_push() -> bool:
+            return bool(
+                query(
+                    seeded,
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
+                    " AND query LIKE '%%feed_clocks%%'",
+                    application_name,
+                )
+            )
+
+        # Under the lock timeout (5 s): past it the push gives up with a 503 and nothing is mid-push.
+        wait_for(blocked_push, f"a push at {application_name} to wait for the feed clock", timeout=4)
+        server.stop(signal.SIGKILL)
+        holder.rollback()
+
+
+def test_devices_alternating_between_two_servers_one_killed_mid_push_store_every_note_once_and_converge(
+    pg_seeded: Seeded, tmp_path: Path
+) -> None:
+    seeded = pg_seeded
+    a = LiveServer(named(seeded, "studyvisit-a"))
+    # B dies by its own hand on its 4th push, after the commit and before the answer.
+    b = LiveServer(named(seeded, "studyvisit-b"), env={"STUDYVISIT_FAULT_POINT": "push.after_commit:4"})
+    servers = [a.start(), b.start()]
+    accounts = [
+        seeded.first("participant", group="G1"),
+        seeded.first("participant", group="G2"),
+        seeded.first("participant", group="G3"),
+        seeded.first("organizer"),
+    ]
+    devices: list[Device] = []
+    try:
+        for n, account in enumerate(accounts):
+            http = httpx.Client(transport=Balancer(servers, random.Random(n)), timeout=10)
+            client = FieldClient(
+                "http://studyvisit.test", account.token, tmp_path / f"device-{n}.db", http=http, batch_size=2,
+                backoff_base=0.05, backoff_cap=0.5, max_attempts=8,
+            )  # fmt: skip
+            client.login()
+            devices.append(Device(account, client))
+        stop = threading.Event()
+        deadline = time.monotonic() + 40
+        with ThreadPoolExecutor(len(devices)) as pool:
+            running = [pool.submit(d.work, stop, deadline) for d in devices]
+            try:
+                assert b.process is not None
+                wait_for(lambda: b.process is not None and b.process.poll() is not None, "B's fault point")
+                assert b.process.returncode == -signal.SIGKILL  # killed mid-push, not by a bug
+                b.env.pop("STUDYVISIT_FAULT_POINT")
+                b.start()  # the same port: devices keep sending to it
+
+                kill_mid_push(a, seeded, "studyvisit-a")
+                assert a.process is not None and a.process.returncode == -signal.SIGKILL
+                a.start()
+            finally:
+                stop.set()
+            for done in running:
+                done.result()
+
+        # Exactly once: each acknowledged note once, at the version its edits give, each edit in history once.
+        for device in devices:
+            stored = {
+                r[0]: (r[1], r[2])
+                for r in query(seeded, "SELECT id, body, version FROM notes WHERE author_id = %s", device.account.id)
+            }
+            assert stored == device.notes
+            edits = query(
+                seeded,
+                "SELECT entity_id, COUNT(*) FROM history WHERE entity = 'note' AND entity_id = ANY(%s)"
+                " GROUP BY entity_id",
+                list(device.notes),
+            )
+            assert dict(edits) == {n: 1 for n, (_, version) in device.notes.items() if version == 2}
+            ledger = query(
+                seeded,
+                "SELECT last_mutation_id FROM sync_clients WHERE account_id = %s AND client_id = %s",
+                device.account.id,
+                device.client.replica.client_id,
+            )
+            assert ledger == [(device.mutations,)]
+        site_version, accessibility = query(seeded, "SELECT version, accessibility FROM sites WHERE id = %s", SITE)[0]
+        organizer = devices[-1]
+        assert accessibility == f"Step-free, checked in round {organizer.rounds - 1}"
+
+        # Every replica converges to the server's state, whichever server answers its pulls.
+        states: list[dict[tuple[str, str], int]] = []
+        for device in devices:
+            report = device.client.sync()
+            assert (report.pending, report.verified) == (0, True)
+            visible = query(
+                seeded,
+                "SELECT id, version FROM notes WHERE NOT deleted AND (author_id = %s OR (%s AND share_with_organizers))",
+                device.account.id,
+                device.account.role == "organizer",
+            )
+            assert {n.id: n.version for n in device.client.notes()} == dict(visible)
+            assert {s.id: s.version for s in device.client.sites()}[SITE] == site_version
+            states.append(event_wide(device.client))
+        assert all(state == states[0] for state in states)
+        assert organizer.shared < {n.id for n in organizer.client.notes()}  # and the others' shared notes
+    finally:
+        for device in devices:
+            device.client.close()
+            device.client.http.close()
+        for server in servers:
+            server.stop()
+
+
+def event_wide(client: FieldClient) -> dict[tuple[str, str], int]:
+    kinds = ("event", "site", "visit", "group", "question")
+    return {(r.entity, r.id): r.version for kind in kinds for r in client.records(kind)}
+
+
+def test_one_batch_sent_to_two_servers_at_the_same_moment_is_applied_once(pg_seeded: Seeded) -> None:
+    seeded = pg_seeded
+    participant = seeded.first("participant", group="G1")
+    a, b = LiveServer(seeded).start(), LiveServer(seeded).start()
+    headers = {"Authorization": f"Bearer {participant.token}"}
+    clients = [httpx.Client(base_url=s.url, headers=headers, timeout=30) for s in (a, b)]
+    try:
+        for c in clients:
+            assert c.get("/health").status_code == 200  # connected before the race starts
+        expected: dict[str, int] = {}
+        for attempt in range(6):
+            client_id = str(uuid.UUID(int=0xD0 + attempt // 2))
+            first = 1 if attempt % 2 == 0 else 5  # a device's first push (no ledger row yet), then its next
+            mutations: list[dict[str, Any]] = []
+            for m in range(first, first + 4):
+                note = str(uuid.uuid4())
+                args = {"id": note, "site_id": SITE, "body": f"same batch {attempt}/{m} — 同じ"}
+                mutations.append({"id": m, "type": "note.put", "args": args})
+                expected[note] = 1
+            body = {"client_id": client_id, "protocol": 1, "mutations": mutations}
+            barrier = threading.Barrier(2)
+
+            def send(c: httpx.Client, body: dict[str, Any] = body, barrier: threading.Barrier = barrier) -> Any:
+                barrier.wait()
+                response = c.post(PUSH, json=body)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(send, clients))
+            statuses = sorted("/".join(sorted({r["status"] for r in answer["results"]})) for answer in answers)
+            assert statuses == ["applied", "duplicate"], answers
+            assert [answer["last_mutation_id"] for answer in answers] == [first + 3] * 2
+            ledger = query(seeded, "SELECT last_mutation_id FROM sync_clients WHERE client_id = %s", client_id)
+            assert ledger == [(first + 3,)]
+        stored = query(seeded, "SELECT id, version FROM notes WHERE author_id = %s", participant.id)
+        assert dict(stored) == expected
+        feed = query(
+            seeded,
+            "SELECT entity_id, COUNT(*) FROM changes WHERE entity = 'note' GROUP BY entity_id HAVING COUNT(*) > 1",
+        )
+        assert feed == []  # one feed row per note (its author's audience only: none is shared)
+    finally:
+        for c in clients:
+            c.close()
+        a.stop()
+        b.stop()
+
+
+def test_a_site_edited_at_one_server_is_served_fresh_by_the_other_at_once(pg_seeded: Seeded) -> None:
+    seeded = pg_seeded
+    host = seeded.first("host", site=SITE)
+    a, b = LiveServer(seeded).start(), LiveServer(seeded).start()
+    auth = {"Authorization": f"Bearer {host.token}"}
+    at_a = httpx.Client(base_url=a.url, headers=auth, timeout=30)
+    at_b = httpx.Client(base_url=b.url, headers=auth, timeout=30)
+    paths = (f"/api/v1/events/{EVENT_ID}/sites/{SITE}", f"/api/v1/events/{EVENT_ID}/sites")
+    try:
+        old: dict[str, str] = {}
+        for path in paths:
+            for _ in range(2):  # B has it cached, and answers a revalidation from its cache
+                response = at_b.get(path)
+                assert response.status_code == 200
+            old[path] = response.headers["ETag"]
+            assert at_b.get(path, headers={"If-None-Match": old[path]}).status_code == 304
+        before = at_a.get(paths[0])
+        assert before.json()["accessibility"] != "Ramp at the side door, bell at 1.2 m"
+
+        for n, accessibility in enumerate(("Ramp at the side door, bell at 1.2 m", "Lift to the first floor")):
+            edit = at_a.patch(
+                paths[0],
+                json={"accessibility": accessibility},
+                headers={"If-Match": before.headers["ETag"], "Content-Type": "application/merge-patch+json"},
+            )
+            assert edit.status_code == 200, edit.text
+            assert edit.json()["version"] == before.json()["version"] + 1
+
+            # At once, at the other server: the new data, a new ETag, and the old ETag no longer matches.
+            site = at_b.get(paths[0])
+            assert site.status_code == 200
+            assert site.json()["accessibility"] == accessibility
+            assert site.json()["version"] == edit.json()["version"]
+            listed = at_b.get(paths[1])
+            assert {s["id"]: s["accessibility"] for s in listed.json()}[SITE] == accessibility
+            for path, response in zip(paths, (site, listed), strict=True):
+                assert response.headers["ETag"] != old[path]
+                revalidated = at_b.get(path, headers={"If-None-Match": old[path]})
+                assert revalidated.status_code == 200, f"{path}: {n}"
+                assert revalidated.headers["ETag"] == response.headers["ETag"]
+                old[path] = response.headers["ETag"]
+            before = site
+    finally:
+        at_a.close()
+        at_b.close()
+        a.stop()
+        b.stop()
