@@ -7,6 +7,7 @@ same moment is applied once; and an edit at one server is what the other serves 
 cache validates against the data version in the database, not against anything it remembers).
 """
 
+import io
 import random
 import signal
 import threading
@@ -77,10 +78,12 @@ class Balancer(httpx.BaseTransport):
         self.servers = servers
         self.rng = rng
         self.inner = httpx.HTTPTransport()
+        self.sent: list[tuple[int, str, str]] = []  # port, method, path
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         server = self.rng.choice(self.servers)
         request.url = request.url.copy_with(host="127.0.0.1", port=server.port)
+        self.sent.append((server.port, request.method, request.url.path))
         return self.inner.handle_request(request)
 
     def close(self) -> None:
@@ -380,3 +383,56 @@ def test_a_site_edited_at_one_server_is_served_fresh_by_the_other_at_once(pg_see
         at_b.close()
         a.stop()
         b.stop()
+
+
+def jpeg(size: int) -> bytes:
+    """A real JPEG of noise, padded to ``size`` bytes (decoders ignore what follows its end)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    rng = random.Random(size)
+    Image.frombytes("RGB", (64, 48), rng.randbytes(64 * 48 * 3)).save(out, "JPEG")
+    return out.getvalue().ljust(size, b"\0")
+
+
+def test_a_photo_uploaded_in_chunks_through_both_servers_is_served_whole_by_either(
+    pg_seeded: Seeded, tmp_path: Path
+) -> None:
+    seeded = pg_seeded
+    servers = [LiveServer(seeded).start(), LiveServer(seeded).start()]
+    photo = tmp_path / "cortile.jpg"
+    photo.write_bytes(data := jpeg(300_000))
+    clients: list[FieldClient] = []
+    balancers = [Balancer(servers, random.Random(n)) for n in range(2)]
+    try:
+        for balancer, role in zip(balancers, ("participant", "organizer"), strict=True):
+            http = httpx.Client(transport=balancer, timeout=30)
+            client = FieldClient(
+                "http://studyvisit.test", seeded.token(role), tmp_path / f"{role}.db", http=http,
+                upload_chunk_size=64 * 1024,
+            )  # fmt: skip
+            client.login()
+            clients.append(client)
+        phone, laptop = clients
+        note = phone.add_note("Il cortile", site_id=SITE, share_with_organizers=True, photos=[photo])
+        report = phone.sync()
+        assert (report.uploaded, report.uploads_pending, report.pending) == (1, 0, 0)
+        chunks = [port for port, method, path in balancers[0].sent if method != "GET" and "/blobs/" in path]
+        assert len(chunks) >= 5
+        assert set(chunks) == {s.port for s in servers}  # one upload, its chunks through both servers
+
+        laptop.sync()
+        (attachment,) = next(n for n in laptop.notes() if n.id == note).attachments
+        for server in servers:  # one data directory: each server has every byte
+            response = httpx.get(
+                f"{server.url}/api/v1/events/{EVENT_ID}/blobs/{attachment.sha256}",
+                headers=seeded.headers("organizer"),
+            )
+            assert response.status_code == 200
+            assert response.content == data
+    finally:
+        for client in clients:
+            client.close()
+            client.http.close()
+        for server in servers:
+            server.stop()
