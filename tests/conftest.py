@@ -47,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: reads or breaks SQLite's own file (deselected on PostgreSQL)")
+    config.addinivalue_line("markers", "both_backends: CI runs it on SQLite, then again with --backend postgres")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

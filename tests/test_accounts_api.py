@@ -15,6 +15,8 @@ from server.storage.accounts import get_account
 from server.storage.db import Database
 from tests.conftest import EVENT_ID, Seeded
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 E = f"/api/v1/events/{EVENT_ID}"
 ACCOUNTS = f"{E}/accounts"

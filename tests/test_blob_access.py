@@ -28,6 +28,8 @@ from server.storage.accounts import create_account
 from server.storage.catalog import get_site, put_event, put_site
 from server.storage.db import Database, migrate
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 AUTHOR = "p-nguyen-thi-hoa"
 OTHER = "p-aicha-diallo"
 ORGANIZER = "org-marta"

@@ -23,6 +23,8 @@ from sync_helpers import PROBLEM, note_put, push, scalar, uid
 
 from tests.sync_helpers import rows
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 BLOBS = f"/api/v1/events/{EVENT_ID}/blobs"
 ALICE, BOB, CAROL, DAVID = "p-nguyen-thi-hoa", "p-aicha-diallo", "p-fatima-zahra-amrani", "org-marta"
 PER_ACCOUNT, PER_EVENT, PER_BLOB = 20_000, 45_000, 15_000

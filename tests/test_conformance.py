@@ -13,6 +13,8 @@ from sync_helpers import CLIENT_A, EVENT_ID, G1_SITE, feedback_put, scalar
 
 from sync import conformance
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 
 def kit_tokens(seeded: Seeded) -> tuple[str, str, str]:
     """Tokens of a participant, an organizer and a host (of the site the participant's group visits)."""

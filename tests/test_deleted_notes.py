@@ -6,6 +6,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sync_helpers import note_put, push, rows, uid
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 AUTHOR = "p-nguyen-thi-hoa"
 SECRET = "Mật khẩu của tôi: 시크릿 — سر"
 

@@ -9,6 +9,8 @@ from litestar.testing import TestClient
 from tests.conftest import EVENT_ID, Seeded
 from tests.sync_helpers import rows, scalar
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 E = f"/api/v1/events/{EVENT_ID}"
 SITE = "casa-quartiere-san-salvario"  # hosted by host-san-salvario
 OTHER_SITE = "triciclo"  # hosted by host-triciclo

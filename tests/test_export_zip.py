@@ -23,6 +23,8 @@ from sync_helpers import rows as db_rows
 from server.services.export import ExportMember, SharedExport, zip_chunks
 from server.storage.blobs import CHUNK, BlobFiles
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 EXPORT = f"/api/v1/events/{EVENT_ID}/export.zip"
 BLOBS = f"/api/v1/events/{EVENT_ID}/blobs"
 ALICE = "p-nguyen-thi-hoa"  # G1

@@ -28,6 +28,8 @@ from sync_helpers import (
 
 from server.fixtures import DEMO_FIXTURE, read_fixture
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 EVENT = "/api/v1/events/turin-sse-2025"
 DEMO = read_fixture(DEMO_FIXTURE)

@@ -18,6 +18,8 @@ from lxml import etree
 
 from server.storage.accounts import retire_account, revoke_feed_token, rotate_feed_token, rotate_token, set_expiry
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 E = f"/api/v1/events/{EVENT_ID}"
 Client = TestClient[Litestar]
 FEED_FILES = ("itinerary.ics", "schedule.xml")

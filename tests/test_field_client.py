@@ -40,6 +40,8 @@ from sync.client import (
 from sync.cursor import Cursor, decode_cursor, encode_cursor
 from sync.rules import NOTE_DEFAULTS, edited_fields
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 BASE_URL = "http://studyvisit.test"
 TOKEN = "token-hoa"
 EVENT = "turin-test"

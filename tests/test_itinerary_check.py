@@ -18,6 +18,8 @@ from server.geo import distance_m, transit_minutes
 from server.services.itinerary_check import parse_opening_hours, stale_times, times_in_text, within_opening_hours
 from server.storage.db import Database
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 ROME = ZoneInfo("Europe/Rome")
 CAMPUS = {"id": "campus", "name": "ITC-ILO campus", "kind": "training_centre", "lat": 45.036, "lon": 7.674}
 BARRITO_AT = (45.04, 7.67)  # about 0.7 km from the campus along streets: a 10 min walk

@@ -25,6 +25,8 @@ from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.catalog import put_visit
 from server.storage.db import Database, migrate
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 DEMO = read_fixture(DEMO_FIXTURE)
 SITES = {s.id: s for s in DEMO.sites}
 VISITS = {v.id: v for v in DEMO.visits}

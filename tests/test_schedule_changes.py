@@ -11,6 +11,8 @@ from litestar.testing import TestClient
 
 from tests.sync_helpers import rows
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 E = f"/api/v1/events/{EVENT_ID}"
 TRICICLO = "d1-g2-triciclo"  # G2, 14:30-15:45 on 10 December, hosted by host-triciclo
 IMPACT_HUB = "d1-g2-impact-hub-torino"  # G2's next stop, 16:00-16:45

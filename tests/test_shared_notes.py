@@ -10,6 +10,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, G2_SITE, PROBLEM, mutation, note_put, push, uid
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 EVENT = "/api/v1/events/turin-sse-2025"
 HOA, FATIMA = "p-nguyen-thi-hoa", "p-fatima-zahra-amrani"

@@ -39,6 +39,8 @@ from server.storage.sync_feed import purged_seq
 from sync.checksum import checksum
 from sync.rules import audiences
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 Headers = dict[str, str]
 

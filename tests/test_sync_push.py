@@ -35,6 +35,8 @@ from server.services import push as push_service
 from server.storage.accounts import create_account
 from server.storage.db import Database
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 NOTE = "00000000-0000-4000-8000-000000000001"
 NOTE_2 = "00000000-0000-4000-8000-000000000002"
