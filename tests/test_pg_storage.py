@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -21,7 +22,7 @@ from server.cli import main
 from server.storage.db import Database, migrate
 from server.storage.location import PostgresLocation, SqliteLocation, parse_database_url
 from server.storage.pg.schema import PG_MIGRATIONS
-from tests.conftest import Seeded
+from tests.conftest import Seeded, free_port
 from tests.sync_helpers import CLIENT_A, G1_SITE, feedback_put, note_put, push, site_patch, uid
 
 # The machine's PostgreSQL (trust authentication); .ci/run starts it when it is down.
@@ -203,13 +204,23 @@ def test_db_copy_refuses_a_source_with_pending_migrations(tmp_path: Path, pg_url
     assert "pending migrations [2," in result.output
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["demo", "--no-serve"]])
-def test_commands_that_serve_refuse_postgresql_until_the_server_can_serve_from_it(
-    command: list[str], pg_url: str
-) -> None:
-    result = cli(*command, env={"STUDYVISIT_DATABASE_URL": pg_url})
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_the_demo_loads_into_postgresql_and_prints_links_that_work(how: str, pg_url: str) -> None:
+    args, env = (["--database-url", pg_url], {}) if how == "option" else ([], {"STUDYVISIT_DATABASE_URL": pg_url})
+    result = cli("demo", "--no-serve", "--json", *args, env=env)
+    assert result.exit_code == 0, result.output
+    accounts = [msgspec.json.decode(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {a["role"] for a in accounts} == {"organizer", "host", "participant"}
+    assert pg_rows(pg_url, "SELECT count(*) FROM sites")[0][0] > 0
+    assert all(a["token"] for a in accounts)
+    assert {(a["id"],) for a in accounts} <= set(pg_rows(pg_url, "SELECT id FROM accounts"))
+
+
+def test_serving_from_an_unreachable_postgresql_says_why_and_exits() -> None:
+    result = cli("serve", "--port", str(free_port()), "--database-url", "postgresql://nobody@127.0.0.1:1/none")
     assert result.exit_code == 1
-    assert "not yet serve from" in result.output
+    assert "PostgreSQL" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_sqlite_database_url_selects_the_file_to_serve_from(tmp_path: Path) -> None:
