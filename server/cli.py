@@ -319,8 +319,6 @@ def demo(
             first = next(a for a in fixture.accounts if a.role == role)
             account = get_account(tx, first.id)
             access = get_access(tx, first.id)
-            assert account is not None
-            assert access is not None
             token = rotate_token(tx, account.id)
             # The feed token is kept: a calendar subscribed to the demo's feed URL keeps working.
             feed_token = access.feed_token or rotate_feed_token(tx, account.id)
@@ -545,9 +543,7 @@ def _existing(tx: Tx, account_id: str) -> tuple[Account, Access]:
         account = existing_account(tx, account_id)
     except (NotFoundError, AccountError) as exc:
         raise click.ClickException(exc.detail) from None
-    access = get_access(tx, account_id)
-    assert access is not None
-    return account, access
+    return account, get_access(tx, account_id)
 
 
 @accounts.command("rotate")

@@ -106,6 +106,20 @@ class GroupNotFoundError(NotFoundError):
         super().__init__(f"No group '{group_id}' in this event.")
 
 
+class AccountNotFoundError(NotFoundError):
+    """No account with this id (in the event, when one is named)."""
+
+    def __init__(self, account_id: str, *, in_event: bool = True) -> None:
+        super().__init__(f"No account '{account_id}' in this event." if in_event else f"No account '{account_id}'.")
+
+
+class HistoryEntryNotFoundError(NotFoundError):
+    """No recorded change with this id in the event."""
+
+    def __init__(self, entry_id: int) -> None:
+        super().__init__(f"No change {entry_id} in this event.")
+
+
 class GoneError(DomainError):
     status = 410
     slug = "cursor-expired"

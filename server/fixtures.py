@@ -7,7 +7,7 @@ import msgspec
 
 from schemas.accounts import NewAccount
 from schemas.fixtures import Fixture
-from server.storage.accounts import create_account, get_account
+from server.storage.accounts import account_exists, create_account
 from server.storage.changes import record_change
 from server.storage.db import utcnow
 from server.storage.engine_errors import is_integrity_error
@@ -84,7 +84,7 @@ def load_fixture_report(db: Store, fixture: Fixture, *, force: bool = False) -> 
         if edited:
             raise FixtureConflictError(edited)  # rolls the whole load back
         for account in fixture.accounts:
-            if get_account(tx, account.id) is None:
+            if not account_exists(tx, account.id):
                 try:
                     report.accounts.append(create_account(tx, account))
                 except Exception as exc:  # rolls the whole load back

@@ -36,12 +36,12 @@ class MeController(Controller):
         settings: Settings = state.settings
         with db.read() as tx:
             access = get_access(tx, account.id)
-        feed_token = access.feed_token if access else None
+        feed_token = access.feed_token
         # The address the caller reached, unless the deployment names its public one.
         base = settings.public_url or str(request.base_url)
         me = Me(
             **msgspec.structs.asdict(account),
-            expires_at=access.expires_at if access else None,
+            expires_at=access.expires_at,
             feed_urls=feed_urls(base, feed_token) if feed_token else None,
         )
         return serve_fresh(request, me)

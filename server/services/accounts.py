@@ -9,9 +9,10 @@ import msgspec
 import segno
 
 from schemas.accounts import Account, AccountDraft, Invitation, NewAccount, People, Person
-from server.errors import DomainError, EventNotFoundError, ForbiddenError, NotFoundError
+from server.errors import AccountNotFoundError, DomainError, EventNotFoundError, ForbiddenError
 from server.feeds import feed_urls
 from server.storage.accounts import (
+    account_exists,
     create_account,
     get_access,
     get_account,
@@ -95,7 +96,7 @@ def unique_id(tx: Tx, name: str, taken: set[str]) -> str:
     # Names in Arabic, Korean... have no Latin letters to slug: number them instead.
     base = slugify(name) or "account"
     candidate, n = base, 1
-    while candidate in taken or get_account(tx, candidate) is not None:
+    while candidate in taken or account_exists(tx, candidate):
         n += 1
         candidate = f"{base}-{n}"
     taken.add(candidate)
@@ -108,7 +109,7 @@ def check_account(tx: Tx, account: Account) -> None:
         get_event(tx, account.event_id)
     except EventNotFoundError:
         raise InvalidAccountError(f"no event '{account.event_id}'") from None
-    if get_account(tx, account.id) is not None:
+    if account_exists(tx, account.id):
         raise AccountExistsError(f"an account '{account.id}' exists already")
     if not account.name.strip():
         raise InvalidAccountError("the name is empty", "name")
@@ -159,13 +160,6 @@ def people(db: Store, caller: Account) -> People:
         return People(event_id=caller.event_id, accounts=list_people(tx, caller.event_id))
 
 
-def _person(tx: Tx, event_id: str, account_id: str) -> Person:
-    found = get_person(tx, event_id, account_id)
-    if found is None:
-        raise NotFoundError(f"No account '{account_id}' in this event.")
-    return found
-
-
 def invitation(person: Person, token: str, feed_token: str | None, base_url: str) -> Invitation:
     """What is shown once for a fresh token: the account, the token, its sign-in link and QR code."""
     link = invitation_link(base_url, token)
@@ -196,7 +190,7 @@ def add_person(db: Store, caller: Account, draft: AccountDraft, base_url: str) -
             organization=draft.organization,
         )
         created = _create(tx, account, expires_at)
-        person = _person(tx, caller.event_id, created.id)
+        person = get_person(tx, caller.event_id, created.id)
     return invitation(person, created.token, created.feed_token, base_url)
 
 
@@ -204,10 +198,8 @@ def existing_account(tx: Tx, account_id: str, event_id: str | None = None) -> Ac
     """An account that can still be changed: not retired (and of this event, when one is named)."""
     account = get_account(tx, account_id)
     access = get_access(tx, account_id)
-    if account is None or access is None or (event_id is not None and account.event_id != event_id):
-        raise NotFoundError(
-            f"no account '{account_id}'" if event_id is None else f"No account '{account_id}' in this event."
-        )
+    if event_id is not None and account.event_id != event_id:
+        raise AccountNotFoundError(account_id)
     if access.retired_at is not None:
         raise AccountRetiredError(f"account '{account_id}' was retired on {access.retired_at}; its tokens stay revoked")
     return account
@@ -219,10 +211,10 @@ def retire_person(db: Store, caller: Account, account_id: str) -> Person:
     if account_id == caller.id:
         raise OwnAccountError("You cannot retire the account you are signed in with; another organizer can.")
     with db.write() as tx:
-        person = _person(tx, caller.event_id, account_id)
+        person = get_person(tx, caller.event_id, account_id)
         if person.retired_at is None:
             retire_account(tx, account_id)
-            person = _person(tx, caller.event_id, account_id)
+            person = get_person(tx, caller.event_id, account_id)
     return person
 
 
@@ -234,9 +226,9 @@ def rotate_person(db: Store, caller: Account, account_id: str, base_url: str) ->
             "You cannot replace the token you are signed in with here; use `studyvisit accounts rotate`."
         )
     with db.write() as tx:
-        _person(tx, caller.event_id, account_id)  # 404 for another event's account, before anything else
+        get_person(tx, caller.event_id, account_id)  # 404 for another event's account, before anything else
         existing_account(tx, account_id, caller.event_id)
         token = rotate_token(tx, account_id)
-        person = _person(tx, caller.event_id, account_id)
+        person = get_person(tx, caller.event_id, account_id)
         access = get_access(tx, account_id)
-    return invitation(person, token, access.feed_token if access else None, base_url)
+    return invitation(person, token, access.feed_token, base_url)

@@ -9,7 +9,14 @@ from schemas.editing import HistoryEntry
 from schemas.itinerary import Visit
 from schemas.places import Site
 from schemas.sync import SiteFieldsPatch, SitePatchArgs, VisitFields, VisitPatchArgs, VisitPutArgs
-from server.errors import BadRequestError, ForbiddenError, NotFoundError, PreconditionRequiredError, StaleVersionError
+from server.errors import (
+    AccountNotFoundError,
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    PreconditionRequiredError,
+    StaleVersionError,
+)
 from server.representation import version_from_etag
 from server.services.mutations import Context, site_patch, write_merge
 from server.services.visits import require_organizer, visit_patch, visit_put
@@ -120,9 +127,8 @@ def revert_change(db: Store, account: Account, entry_id: int) -> HistoryEntry:
     with db.write() as tx:
         ctx = Context(tx, account, None, None)
         require_organizer(ctx)
-        # Ids beyond SQLite's 64-bit integers cannot exist.
-        entry = history_entry(tx, account.event_id, entry_id) if 0 < entry_id < 2**63 else None
-        if entry is None or entry["entity"] not in ("site", "visit"):
+        entry = history_entry(tx, account.event_id, entry_id)
+        if entry["entity"] not in ("site", "visit"):
             raise NotFoundError(f"No change {entry_id} to a site or visit in this event.")
         if entry["reverted_by"] is not None:
             raise BadRequestError(f"Change {entry_id} was reverted already, by change {entry['reverted_by']}.")
@@ -138,7 +144,6 @@ def revert_change(db: Store, account: Account, entry_id: int) -> HistoryEntry:
         assert new_id is not None
         mark_reverted(tx, entry_id, new_id)
         reverted = history_entry(tx, account.event_id, new_id)
-    assert reverted is not None
     return msgspec.convert(reverted, HistoryEntry)
 
 
@@ -148,7 +153,10 @@ def put_group_members(db: Store, account: Account, group_id: str, account_ids: l
         require_organizer(Context(tx, account, None, None))
         get_group(tx, account.event_id, group_id)  # or 404
         for member_id in account_ids:
-            member = get_account(tx, member_id)
+            try:
+                member = get_account(tx, member_id)
+            except AccountNotFoundError:
+                member = None
             if member is None or member.event_id != account.event_id:
                 raise BadRequestError(f"No account '{member_id}' in this event.")
             if member.role != "participant":

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import msgspec
 
 from schemas.accounts import Account, NewAccount, Person
+from server.errors import AccountNotFoundError
 from server.storage.db import utcnow
 from server.storage.unit import Dialect, Row, Tx
 
@@ -122,16 +123,25 @@ def account_by_feed_token(tx: Tx, feed_token: str, now: str | None = None) -> Ac
     return _account(row)
 
 
-def get_access(tx: Tx, account_id: str) -> Access | None:
-    """An account's expiry, retirement and feed token, or None when there is no such account."""
+def get_access(tx: Tx, account_id: str) -> Access:
+    """An account's expiry, retirement and feed token."""
     row = tx.execute("SELECT expires_at, retired_at, feed_token FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    return None if row is None else Access(row["expires_at"], row["retired_at"], row["feed_token"])
+    if row is None:
+        raise AccountNotFoundError(account_id, in_event=False)
+    return Access(row["expires_at"], row["retired_at"], row["feed_token"])
 
 
-def get_account(tx: Tx, account_id: str) -> Account | None:
-    """One account, or None."""
+def account_exists(tx: Tx, account_id: str) -> bool:
+    """Whether an account has this id (in any event: ids are unique across events)."""
+    return tx.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is not None
+
+
+def get_account(tx: Tx, account_id: str) -> Account:
+    """One account, of any event."""
     row = tx.execute(f"{_SELECT_ACCOUNT[tx.dialect]} WHERE a.id = ?", (account_id,)).fetchone()
-    return None if row is None else _account(row)
+    if row is None:
+        raise AccountNotFoundError(account_id, in_event=False)
+    return _account(row)
 
 
 def list_accounts(tx: Tx, event_id: str) -> list[Account]:
@@ -167,10 +177,12 @@ def list_people(tx: Tx, event_id: str) -> list[Person]:
     return [_person(row) for row in rows]
 
 
-def get_person(tx: Tx, event_id: str, account_id: str) -> Person | None:
-    """One account of an event as organizers list it, or None (also when it is another event's)."""
+def get_person(tx: Tx, event_id: str, account_id: str) -> Person:
+    """One account of an event as organizers list it (another event's is not found)."""
     row = tx.execute(f"{_SELECT_PERSON[tx.dialect]} AND a.id = ?", (event_id, account_id)).fetchone()
-    return None if row is None else _person(row)
+    if row is None:
+        raise AccountNotFoundError(account_id)
+    return _person(row)
 
 
 def rotate_token(tx: Tx, account_id: str) -> str:

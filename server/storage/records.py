@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from schemas.sync import MutationOutcome
+from server.errors import HistoryEntryNotFoundError
 from server.storage.db import utcnow
 from server.storage.dialect import FOR_UPDATE
 from server.storage.rows import BOOL_COLUMNS, column_value, encode_json, row_dict
@@ -298,10 +299,14 @@ def history_entries(tx: Tx, event_id: str, entity: str, entity_id: str) -> list[
     return [_history(row) for row in rows]
 
 
-def history_entry(tx: Tx, event_id: str, entry_id: int) -> dict[str, Any] | None:
-    """One history entry, or None."""
+def history_entry(tx: Tx, event_id: str, entry_id: int) -> dict[str, Any]:
+    """One history entry of the event."""
+    if not 0 < entry_id < 2**63:  # ids beyond 64-bit integers cannot exist (nor be bound)
+        raise HistoryEntryNotFoundError(entry_id)
     row = tx.execute("SELECT * FROM history WHERE event_id = ? AND id = ?", (event_id, entry_id)).fetchone()
-    return None if row is None else _history(row)
+    if row is None:
+        raise HistoryEntryNotFoundError(entry_id)
+    return _history(row)
 
 
 def history_since(tx: Tx, event_id: str, entity: str, since: str | None) -> list[dict[str, Any]]:
