@@ -28,7 +28,7 @@ from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
 from server.storage.pg.database import PgDatabase
-from tests.databases import Seeded, pg_admin, pg_url
+from tests.databases import Seeded, fresh_pg, pg_admin, pg_url
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -106,20 +106,6 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
     database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
     yield Seeded(path, accounts)
-
-
-def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
-    """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
-    name = f"sv_test_{uuid.uuid4().hex[:12]}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template is not None:
-        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template.url.rsplit("/", 1)[1])
-        )
-    pg_admin(create)
-    request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The databases tests run on: a SQLite file, or a database of its own on the machine's PostgreSQL."""
 
 import os
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -71,3 +72,17 @@ class Seeded:
 
     def headers(self, role: str, **kwargs: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, **kwargs)}"}
+
+
+def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
+    """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
+    name = f"sv_test_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template.url.rsplit("/", 1)[1])
+        )
+    pg_admin(create)
+    request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
