@@ -25,6 +25,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
+from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
 
 # Reads see one snapshot for all their statements, as a SQLite read transaction does; a read-only
@@ -225,6 +226,15 @@ class PgTx:
 
     def queue_feed_rows(self, rows: Iterable[FeedRow]) -> None:
         """Feed rows to write, with their positions, just before the transaction commits."""
+        if TEST_NAIVE_FEED:
+            # Test-only (server/faults.py): the design that skips, numbered now from a sequence.
+            self.executemany(
+                "INSERT INTO changes (event_id, seq, entity, entity_id, audience)"
+                " VALUES (?, nextval('test_naive_feed'), ?, ?, ?)"
+                " ON CONFLICT (event_id, entity, entity_id, audience) DO UPDATE SET seq = excluded.seq",
+                list(rows),
+            )
+            return
         self._feed.extend(rows)
 
     def write_feed(self) -> None:
@@ -296,6 +306,11 @@ class PgDatabase:
         except PoolTimeout as exc:
             self.pool.close()
             raise DatabaseUnavailableError(f"PostgreSQL did not answer within {connect_timeout} s.") from exc
+        if TEST_NAIVE_FEED:
+            # Test-only (server/faults.py): the naive feed's sequence, starting above any position the
+            # feed clock gave before (the fixture's), so that the two never collide.
+            with self.pool.connection() as conn:
+                conn.execute("CREATE SEQUENCE IF NOT EXISTS test_naive_feed START 1000000000")
 
     @contextmanager
     def _unit(self, begin: LiteralString, *, keep: bool) -> Generator[PgTx]:
@@ -307,6 +322,7 @@ class PgDatabase:
                     yield tx
                     if begin is not _BEGIN_READ:
                         tx.write_feed()
+                        commit_delay_for_tests()  # off unless a test sets it (server/faults.py)
                     conn.execute("COMMIT" if keep else "ROLLBACK")
                 except BaseException:
                     if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
