@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import EVENT_ID, LiveServer, Seeded
-from tests.databases import fresh_pg
+from tests.databases import copy_of
 
 # Debian's Chromium, as .ci/run and the README install it.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -93,11 +93,7 @@ def web(
     seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Web]:
     directory = tmp_path_factory.mktemp("web")
-    if seeded_template.url:  # --backend postgres
-        seeded = fresh_pg(directory / "studyvisit.db", request, seeded_template)
-    else:
-        shutil.copyfile(seeded_template.path, directory / "studyvisit.db")
-        seeded = Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values()))
+    seeded = copy_of(seeded_template, directory / "studyvisit.db", request)
     log = directory / "server.log"
     server = LiveServer(seeded, log_path=log).start()
     yield Web(server, seeded, log)

@@ -7,7 +7,6 @@ PostgreSQL they are deselected (they test SQLite, which the SQLite run covers).
 """
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
 from server.storage.pg.database import PgDatabase
-from tests.databases import Seeded, fresh_pg, pg_admin, pg_url
+from tests.databases import Seeded, copy_of, fresh_pg, pg_admin, pg_url
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -111,10 +110,7 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
 @pytest.fixture
 def seeded(seeded_template: Seeded, db_path: Path, request: pytest.FixtureRequest) -> Seeded:
     """A fresh database of this test's own, holding the Turin demo event."""
-    if seeded_template.url:
-        return fresh_pg(db_path, request, seeded_template)
-    shutil.copyfile(seeded_template.path, db_path)
-    return Seeded(db_path, list(seeded_template.accounts.values()))
+    return copy_of(seeded_template, db_path, request)
 
 
 def make_app(where: Path | Seeded, **settings: object) -> Litestar:

@@ -1,6 +1,7 @@
 """The databases tests run on: a SQLite file, or a database of its own on the machine's PostgreSQL."""
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -86,3 +87,13 @@ def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | N
     request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
     db_path.parent.mkdir(parents=True, exist_ok=True)
     return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
+
+
+def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A database of its own holding what the template holds: a copy of the SQLite file at `path`,
+    or a PostgreSQL database made from the template's (dropped when `request`'s scope ends)."""
+    if template.url:
+        return fresh_pg(path, request, template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template.path, path)
+    return Seeded(path, list(template.accounts.values()))

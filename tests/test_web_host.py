@@ -2,6 +2,7 @@
 conflicts), its history with the organizers' Revert, and the visits at the site (fixtures: tests/browser_app.py)."""
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -263,8 +264,6 @@ def test_a_host_of_two_sites_picks_the_one_to_correct(second: BrowserContext, we
             *STUDYVISIT,
             "accounts",
             "add",
-            "--db",
-            str(web.seeded.path),
             "--event",
             "turin-sse-2025",
             "--name",
@@ -280,6 +279,7 @@ def test_a_host_of_two_sites_picks_the_one_to_correct(second: BrowserContext, we
         capture_output=True,
         text=True,
         check=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("STUDYVISIT_")}, **web.seeded.env()},
     )
     token = json.loads(made.stdout.splitlines()[0])["token"]
     page = second.new_page()

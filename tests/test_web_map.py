@@ -1,13 +1,11 @@
 """The field app's map screen in a real browser, with map tiles from a tile server of the test's own."""
 
-import shutil
 import struct
 import threading
 import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from tests.axe import assert_accessible
 from tests.browser_app import API, Web, open_app, sync_now
 from tests.conftest import LiveServer, Seeded
+from tests.databases import copy_of
 
 WHO = "p-nguyen-thi-hoa"  # group G1: two days, each starting and ending at the campus
 ROME = ZoneInfo("Europe/Rome")
@@ -78,35 +77,30 @@ def tiles() -> Iterator[TileServer]:
     server.httpd.server_close()
 
 
-def serve(seeded: Seeded, directory: Path, tile_url: str) -> LiveServer:
-    shutil.copyfile(seeded.path, directory / "studyvisit.db")
+def serve(seeded: Seeded, tile_url: str) -> LiveServer:
     env = {"STUDYVISIT_TILE_URL": tile_url}
-    return LiveServer(directory / "studyvisit.db", env=env, log_path=directory / "server.log").start()
+    return LiveServer(seeded, env=env, log_path=seeded.path.parent / "server.log").start()
 
 
 @pytest.fixture(scope="module")
-def map_web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory, tiles: TileServer) -> Iterator[Web]:
+def map_web(
+    seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory, tiles: TileServer, request: pytest.FixtureRequest
+) -> Iterator[Web]:
     """The demo event, served with the test's tile server as the map's tile URL."""
-    directory = tmp_path_factory.mktemp("map")
-    server = serve(seeded_template, directory, tiles.url + "/{z}/{x}/{y}.png")
-    yield Web(
-        server,
-        Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())),
-        server.log_path or directory,
-    )
+    seeded = copy_of(seeded_template, tmp_path_factory.mktemp("map") / "studyvisit.db", request)
+    server = serve(seeded, tiles.url + "/{z}/{x}/{y}.png")
+    yield Web(server, seeded, server.log_path or seeded.path.parent)
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def plain_web(seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+def plain_web(
+    seeded_template: Seeded, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Web]:
     """The demo event, served with no tile URL."""
-    directory = tmp_path_factory.mktemp("plain")
-    server = serve(seeded_template, directory, "")
-    yield Web(
-        server,
-        Seeded(directory / "studyvisit.db", list(seeded_template.accounts.values())),
-        server.log_path or directory,
-    )
+    seeded = copy_of(seeded_template, tmp_path_factory.mktemp("plain") / "studyvisit.db", request)
+    server = serve(seeded, "")
+    yield Web(server, seeded, server.log_path or seeded.path.parent)
     server.stop()
 
 

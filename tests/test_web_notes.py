@@ -9,7 +9,6 @@ import base64
 import hashlib
 import io
 import random
-import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -33,6 +32,7 @@ from tests.browser_app import (
     write_note,
 )
 from tests.screenshots import shoot
+from tests.sync_helpers import scalar
 
 PART = 512 * 1024  # web/js/sync.js UPLOAD_PART
 
@@ -86,10 +86,9 @@ def stored_photo(page: Page, digest: str) -> bytes:
 
 def blob_rows(web: Web, digest: str) -> tuple[int, int]:
     """How many complete blobs, and uploads of it by accounts, the server's database holds for a hash."""
-    with sqlite3.connect(web.seeded.path) as conn:
-        blobs = conn.execute("SELECT COUNT(*) FROM blobs WHERE sha256 = ?", (digest,)).fetchone()[0]
-        owners = conn.execute("SELECT COUNT(*) FROM blob_owners WHERE sha256 = ?", (digest,)).fetchone()[0]
-    return blobs, owners
+    blobs = scalar(web.seeded, "SELECT COUNT(*) FROM blobs WHERE sha256 = ?", digest)
+    owners = scalar(web.seeded, "SELECT COUNT(*) FROM blob_owners WHERE sha256 = ?", digest)
+    return int(blobs), int(owners)
 
 
 def blob_bytes(web: Web, account_id: str, digest: str) -> bytes:
@@ -269,7 +268,8 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
     page.get_by_role("button", name="Edit note: The courtyard").click()
     # The server dies (SIGKILL) right after it has stored and fsynced the second part, before it answers.
     web.server.stop()
-    web.server.env = {"STUDYVISIT_FAULT_POINT": "blob.part-acknowledged:2"}
+    usual = web.server.env  # where its database and photos are
+    web.server.env = {**usual, "STUDYVISIT_FAULT_POINT": "blob.part-acknowledged:2"}
     web.server.start()
     ranges: list[str] = []
     page.on("request", lambda r: ranges.append(r.headers["content-range"]) if r.method == "PUT" else None)
@@ -283,7 +283,7 @@ def test_a_page_closed_mid_photo_upload_continues_from_the_servers_offset_when_o
         expect(page.get_by_role("status")).not_to_contain_text("0 waiting")
         page.close()
     finally:
-        web.server.env = {}
+        web.server.env = usual
         web.server.stop()
         web.server.start()
     # The note reached the server with its photo pending; the server kept the two parts it acknowledged.
