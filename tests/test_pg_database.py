@@ -500,6 +500,30 @@ def test_history_and_the_device_ledger(demo: Demo) -> None:
     assert since[-2:] == entries[:2][::-1]
 
 
+def test_a_visit_changed_twice_in_one_transaction_gives_each_change_a_feed_position(demo: Demo) -> None:
+    # What participants' devices have pulled is told per change by its feed position (pull_positions).
+    visit = "d1-g1-casa-quartiere-san-salvario"
+    with demo.store.write() as tx:
+        for version in (2, 3):
+            records.add_history(tx, EVENT, "visit", visit, version, {"title": ("A", "B")}, account_id=None)
+            record_change(tx, EVENT, "visit", visit, ["all"])
+    with demo.store.read() as tx:
+        positions = [
+            r[0]
+            for r in tx.execute(
+                "SELECT seq FROM history WHERE event_id = ? AND entity = 'visit' AND entity_id = ? AND version > 1"
+                " ORDER BY id",
+                (EVENT, visit),
+            )
+        ]
+        (feed,) = tx.execute(
+            "SELECT seq FROM changes WHERE entity = 'visit' AND entity_id = ? AND audience = 'all'", (visit,)
+        ).fetchone()
+    assert None not in positions
+    assert positions == sorted(positions)
+    assert positions[-1] == feed
+
+
 def test_blobs_their_owners_and_who_may_fetch_them(demo: Demo) -> None:
     author = demo.first("participant")
     organizer = demo.first("organizer")

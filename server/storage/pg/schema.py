@@ -293,4 +293,20 @@ PG_MIGRATIONS: list[PgMigration] = [
         CREATE INDEX notes_by_arrival ON notes(event_id, arrival);
         """,
     ),
+    PgMigration(
+        4,
+        "every change to a visit in one transaction gets the transaction's feed position",
+        """
+        -- Feed rows are written once per record at commit (PgTx.write_feed), not once per change as
+        -- on SQLite: every entry of the visit still without a position takes this one, not just the
+        -- newest (an older one would never be told as pulled).
+        CREATE OR REPLACE FUNCTION history_feed_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE history SET seq = NEW.seq
+            WHERE event_id = NEW.event_id AND entity = 'visit' AND entity_id = NEW.entity_id AND seq IS NULL;
+            RETURN NULL;
+        END;
+        $$;
+        """,
+    ),
 ]
