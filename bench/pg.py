@@ -33,6 +33,11 @@ def database_url(server_url: str, name: str) -> str:
     return urlsplit(server_url)._replace(path=f"/{name}").geturl()
 
 
+def database_name(url: str) -> str:
+    """The database a URL names."""
+    return urlsplit(url).path.lstrip("/")
+
+
 @contextmanager
 def bench_database(server_url: str) -> Generator[str]:
     """A fresh, empty database on the server ``server_url`` names, its URL; dropped when the block ends."""

@@ -88,7 +88,7 @@ def run(
             pg_url = stack.enter_context(pg.bench_database(database_url))
             # Copied before any server touches the file, so that both engines start from the same event.
             _log("copying the event into PostgreSQL (studyvisit db copy)")
-            loaded = pg.load_event(dataset.path, pg_url)
+            loaded = {"database": pg.database_name(pg_url), **pg.load_event(dataset.path, pg_url)}
             _log(f"copied {loaded['rows']:,} rows in {loaded['seconds']:.1f} s")
             stack.enter_context(pg.backends_counted_as_ours(pg_url))
         with studyvisit_server(dataset.path) as server:
