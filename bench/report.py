@@ -182,7 +182,8 @@ def render_postgresql(results: dict[str, Any]) -> str:
             rows,
         ),
         f"Load test on PostgreSQL, {load['workers']} processes: {load['phones']} phones, {load['seconds']:.1f} s, "
-        f"{load['errors']} errors; {load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once "
+        f"{load['errors']} errors ({load['pulls_refused']} pull pages refused, then retried); "
+        f"{load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once "
         f"(SQLite, 1 process: {sqlite_load['seconds']:.1f} s)",
     ]
     return "\n".join(parts)
@@ -312,7 +313,8 @@ def render(results: dict[str, Any], targets: list[Target]) -> str:
     load = results["load_test"]
     parts.append(
         f"\nLoad test: {load['phones']} phones at once, {load['seconds']:.1f} s, {load['requests']:,} requests, "
-        f"{load['errors']} errors; {load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once; "
+        f"{load['errors']} errors ({load['pulls_refused']} of them pull pages refused, then retried); "
+        f"{load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once; "
         f"phone p50 {load['phone_p50_s']:.1f} s, p99 {load['phone_p99_s']:.1f} s"
     )
     rss = results["rss"]
