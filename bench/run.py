@@ -84,6 +84,7 @@ def run(
     with contextlib.ExitStack() as stack:
         gen = stack.enter_context(measure.LoadGenerator())
         pg_url = ""
+        loaded: dict[str, Any] = {}
         if database_url:
             pg_url = stack.enter_context(pg.bench_database(database_url))
             # Copied before any server touches the file, so that both engines start from the same event.
@@ -107,7 +108,7 @@ def run(
                 )
         if database_url:
             results["postgresql"] = {
-                "load": loaded,  # pyright: ignore[reportPossiblyUnboundVariable]
+                "load": loaded,
                 **_postgresql(config, dataset, pool, gen, pg_url, workers, phase, peaks),
             }
     results["rss"] = {
