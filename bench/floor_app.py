@@ -49,4 +49,7 @@ app = create_floor_app(_spec_from_env())
 
 if __name__ == "__main__":
     port = int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 8001
-    uvicorn.run("bench.floor_app:app", host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    workers = int(sys.argv[sys.argv.index("--workers") + 1]) if "--workers" in sys.argv else 1
+    uvicorn.run(
+        "bench.floor_app:app", host="127.0.0.1", port=port, workers=workers, log_level="warning", access_log=False
+    )

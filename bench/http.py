@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
+from sync.transport import RETRY_STATUSES
+
 HOST = "127.0.0.1"
 MAX_PAGES = 10_000  # bounds every pull loop; a large event needs a few dozen pages at most
 
@@ -113,6 +115,14 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     raise HTTPError("endless chunked body")
 
 
+def _retry_after(reply: Reply) -> float:
+    """The refusal's Retry-After in seconds (delay-seconds only), 1 s without one, never more than 5 s."""
+    try:
+        return min(5.0, max(0.0, float(reply.header("Retry-After") or 1)))
+    except ValueError:
+        return 1.0
+
+
 def auth_headers(token: str, *, gzip: bool = True) -> dict[str, str]:
     """What every phone sends."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -158,6 +168,7 @@ class SyncResult:
     deletes: int = 0
     summary: dict[str, int] = field(default_factory=dict)
     note_ids: set[str] = field(default_factory=set)
+    refused: int = 0  # pages refused (429, 5xx) and asked again
 
 
 async def pull_all(
@@ -170,12 +181,16 @@ async def pull_all(
     gzip: bool = True,
     client_id: str | None = None,
     deadline_s: float = 120.0,
+    retries: int = 0,
 ) -> SyncResult:
-    """Pull from ``cursor`` until ``has_more`` is false, as a phone does."""
+    """Pull from ``cursor`` until ``has_more`` is false, as a phone does. With ``retries``, a page refused
+    with 429 or a 5xx is asked again after its Retry-After (at most 5 s), as the reference client does
+    (``sync.transport``); each refusal is counted in ``refused``."""
     result = SyncResult(cursor=cursor)
     puts: Counter[str] = Counter()
     headers = auth_headers(token, gzip=gzip)
     started = time.perf_counter()
+    left = retries
     for _ in range(MAX_PAGES):
         query = {"limit": limit, **({"cursor": result.cursor} if result.cursor else {})}
         if client_id:
@@ -183,6 +198,11 @@ async def pull_all(
         reply = await conn.send(
             build_request("GET", f"/api/v1/events/{event_id}/sync/pull?{urlencode(query)}", headers)
         )
+        if reply.status in RETRY_STATUSES and left > 0:
+            left -= 1
+            result.refused += 1
+            await asyncio.sleep(_retry_after(reply))
+            continue
         if reply.status != 200:
             raise HTTPError(f"pull answered {reply.status}: {reply.content()[:300]!r}")
         content = reply.content()

@@ -438,6 +438,9 @@ class PhonesStats:
     phone_p50_s: float = 0.0
     phone_p99_s: float = 0.0
     messages: list[str] = field(default_factory=list)
+    # Pull pages refused (503 at the server's concurrency limit, 429, 5xx) and asked again after
+    # Retry-After, as the reference client does; each is counted in ``errors`` too.
+    pulls_refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -462,8 +465,10 @@ class PhonesJob:
             stats.notes_sent.extend(note_ids)
             try:
                 first = await pull_all(
-                    conn, self.event_id, device.token, limit=self.page_limit, client_id=device.client_id
+                    conn, self.event_id, device.token, limit=self.page_limit, client_id=device.client_id, retries=3
                 )
+                stats.pulls_refused += first.refused
+                stats.errors += first.refused
                 applied, errors = await push_batch(conn, self.event_id, device.token, bodies[0])
                 stats.errors += errors
                 if applied == len(note_ids):
@@ -475,8 +480,11 @@ class PhonesJob:
                     cursor=first.cursor,
                     limit=self.page_limit,
                     client_id=device.client_id,
+                    retries=3,
                 )
-                stats.requests += first.pages + 1 + second.pages
+                stats.pulls_refused += second.refused
+                stats.errors += second.refused
+                stats.requests += first.pages + 1 + second.pages + first.refused + second.refused
                 if set(note_ids) <= second.note_ids:
                     stats.phones_seeing_all_their_notes += 1
             except HTTPError as exc:

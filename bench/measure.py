@@ -193,8 +193,11 @@ def _probe(server: Server, path: str, headers: dict[str, str]) -> tuple[int, str
         return len(response.read()), response.headers.get("ETag", "")
 
 
-def measure_reads(gen: LoadGenerator, server: Server, dataset: Dataset, config: Config) -> dict[str, Any]:
-    """Throughput and latency of three GETs at ``connections`` concurrent clients, each beside the floor."""
+def measure_reads(
+    gen: LoadGenerator, server: Server, dataset: Dataset, config: Config, workers: int = 1
+) -> dict[str, Any]:
+    """Throughput and latency of three GETs at ``connections`` concurrent clients, each beside the floor
+    (served by as many uvicorn workers as the server under test)."""
     participant = dataset.by_role("participant")[0]
     base = f"/api/v1/events/{dataset.event_id}"
     headers = auth_headers(participant.token)
@@ -207,7 +210,7 @@ def measure_reads(gen: LoadGenerator, server: Server, dataset: Dataset, config: 
     }
     spec = {"sites": (200, sites_size), "itinerary": (200, itinerary_size), "revalidate_304": (304, 0)}
     results: dict[str, Any] = {}
-    with floor_server(spec, dataset.path.parent) as floor:
+    with floor_server(spec, dataset.path.parent, workers) as floor:
 
         def read(port: int, path: str, hdrs: dict[str, str], expect: int, client: Client) -> ReadStats:
             job = ReadJob(port, path, hdrs, expect, config.connections, config.warmup_s, config.duration_s, client)
@@ -303,24 +306,44 @@ def sqlite_floor(rows: list[tuple[Any, ...]], directory: Path) -> float:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+PushFloor = Callable[[list[tuple[Any, ...]]], dict[str, float]]
+
+
+def _sqlite_push_floor(directory: Path) -> PushFloor:
+    def floor(rows: list[tuple[Any, ...]]) -> dict[str, float]:
+        with tempfile.TemporaryDirectory(prefix="studyvisit-floor-", dir=directory) as tmp:
+            return {"seconds": sqlite_floor(rows, Path(tmp))}
+
+    return floor
+
+
 def measure_push(
-    gen: LoadGenerator, server: Server, dataset: Dataset, pool: ParticipantPool, config: Config
+    gen: LoadGenerator,
+    server: Server,
+    dataset: Dataset,
+    pool: ParticipantPool,
+    config: Config,
+    floor: PushFloor | None = None,
 ) -> dict[str, Any]:
-    """Notes per second from concurrent devices, each its own account, beside raw executemany of the same rows."""
+    """Notes per second from concurrent devices, each its own account, beside a raw insert of the same rows
+    into the engine's own notes table (``floor``: its seconds, and any other figures it measured; by default
+    SQLite's ``executemany``)."""
     notes = config.push_batches * config.push_batch_size
+    insert = floor or _sqlite_push_floor(Path(tempfile.gettempdir()))
 
     def one_run(i: int) -> dict[str, Any]:
         devices = _devices(dataset, pool, config.push_devices, seed=100_000 * (i + 1))
         job = PushJob(server.port, dataset.event_id, devices, notes, config.push_batch_size)
         stats: PushStats = gen.run(job)
-        with tempfile.TemporaryDirectory(prefix="studyvisit-floor-") as tmp:
-            floor_s = sqlite_floor(_note_rows(dataset.event_id, devices, notes, config.push_batch_size), Path(tmp))
-        floor_rate = stats.notes / floor_s
+        timed = insert(_note_rows(dataset.event_id, devices, notes, config.push_batch_size))
+        floor_rate = stats.notes / timed["seconds"]
+        extra = {f"floor_{key}": value for key, value in timed.items() if key != "seconds"}
         return {
             **asdict(stats),
-            "floor_seconds": floor_s,
+            "floor_seconds": timed["seconds"],
             "floor_notes_per_s": floor_rate,
             "ratio": stats.notes_per_s / floor_rate,
+            **extra,
         }
 
     return {
@@ -530,30 +553,48 @@ def measure_uploads(
 # --- the load test -------------------------------------------------------------------------
 
 
-def verify_notes(db_path: Path, devices: tuple[Device, ...], note_ids: list[str], per_device: int) -> dict[str, Any]:
-    """Read the database: is every note the phones sent stored exactly once, and every client at its last id?"""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        stored: dict[str, int] = {}
-        feed_rows: dict[str, int] = {}
-        for start in range(0, len(note_ids), 500):
-            chunk = note_ids[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            stored.update(conn.execute(f"SELECT id, version FROM notes WHERE id IN ({marks})", chunk).fetchall())
-            feed_rows.update(
+StoredNotes = tuple[dict[str, int], dict[str, int], dict[str, int]]
+NotesReader = Callable[[list[str], list[str]], StoredNotes]
+
+
+def sqlite_notes(db_path: Path) -> NotesReader:
+    """Reads, from the SQLite file: each note's version, its change-feed rows, each client's last mutation id."""
+
+    def read(note_ids: list[str], clients: list[str]) -> StoredNotes:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            stored: dict[str, int] = {}
+            feed_rows: dict[str, int] = {}
+            for start in range(0, len(note_ids), 500):
+                chunk = note_ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                stored.update(conn.execute(f"SELECT id, version FROM notes WHERE id IN ({marks})", chunk).fetchall())
+                feed_rows.update(
+                    conn.execute(
+                        f"SELECT entity_id, COUNT(*) FROM changes WHERE entity = 'note' AND entity_id IN ({marks})"
+                        " GROUP BY entity_id",
+                        chunk,
+                    ).fetchall()
+                )
+            marks = ", ".join("?" for _ in clients)
+            last_ids = dict(
                 conn.execute(
-                    f"SELECT entity_id, COUNT(*) FROM changes WHERE entity = 'note' AND entity_id IN ({marks})"
-                    " GROUP BY entity_id",
-                    chunk,
-                ).fetchall()
+                    f"SELECT client_id, last_mutation_id FROM sync_clients WHERE client_id IN ({marks})", clients
+                )
             )
-        clients = [d.client_id for d in devices]
-        marks = ", ".join("?" for _ in clients)
-        last_ids = dict(
-            conn.execute(f"SELECT client_id, last_mutation_id FROM sync_clients WHERE client_id IN ({marks})", clients)
-        )
-    finally:
-        conn.close()
+        finally:
+            conn.close()
+        return stored, feed_rows, last_ids
+
+    return read
+
+
+def verify_notes(
+    read: NotesReader, devices: tuple[Device, ...], note_ids: list[str], per_device: int
+) -> dict[str, Any]:
+    """Read the database: is every note the phones sent stored exactly once, and every client at its last id?"""
+    clients = [d.client_id for d in devices]
+    stored, feed_rows, last_ids = read(note_ids, clients)
     once = sum(1 for n in note_ids if stored.get(n) == 1 and feed_rows.get(n) == 1)
     complete = sum(1 for c in clients if last_ids.get(c) == per_device)
     return {
@@ -568,13 +609,18 @@ def verify_notes(db_path: Path, devices: tuple[Device, ...], note_ids: list[str]
 
 
 def load_test(
-    gen: LoadGenerator, server: Server, dataset: Dataset, pool: ParticipantPool, config: Config
+    gen: LoadGenerator,
+    server: Server,
+    dataset: Dataset,
+    pool: ParticipantPool,
+    config: Config,
+    stored: NotesReader | None = None,
 ) -> dict[str, Any]:
     """Many phones at once, each pulling, pushing its notes and pulling again; then check the database."""
     devices = _devices(dataset, pool, config.phones, seed=300_000)
     settle(config)
     stats: PhonesStats = gen.run(PhonesJob(server.port, dataset.event_id, devices, config.notes_per_phone))
-    check = verify_notes(dataset.path, devices, stats.notes_sent, config.notes_per_phone)
+    check = verify_notes(stored or sqlite_notes(dataset.path), devices, stats.notes_sent, config.notes_per_phone)
     figures = asdict(stats)
     del figures["notes_sent"], figures["notes_acked"]
     return {**figures, "notes_acked": len(stats.notes_acked), **check}

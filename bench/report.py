@@ -75,7 +75,118 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             "load test: notes stored exactly once", float(load["exactly_once"]), "{:.0f}", "1 (yes)", lambda v: v == 1
         )
     )
+    if "postgresql" in results:
+        targets += evaluate_postgresql(results)
     return targets
+
+
+def evaluate_postgresql(results: dict[str, Any]) -> list[Target]:
+    """PostgreSQL beside SQLite (issue 13): push at least half SQLite's notes/s, pulls at least as fast,
+    2 processes at least 1.3x the reads of 1; no errors, every note of the load test stored exactly once."""
+    pg = results["postgresql"]
+    counts = sorted(int(key.removeprefix("workers_")) for key in pg if key.startswith("workers_"))
+    one, most = pg[f"workers_{counts[0]}"], pg[f"workers_{counts[-1]}"]
+    targets: list[Target] = []
+    for count in counts:
+        run = pg[f"workers_{count}"]
+        label = f"PostgreSQL, {count} process{'es' if count > 1 else ''}"
+        errors = sum(run["reads"][key]["errors"] for key in READS) + run["push"]["errors"]
+        targets.append(_target(f"{label}: read and push errors", errors, "{:.0f}", "0", lambda v: v == 0))
+        sqlite_push = results["push"]["notes_per_s"]
+        targets.append(
+            _target(
+                f"{label}: push notes/s vs SQLite's",
+                run["push"]["notes_per_s"] / sqlite_push if sqlite_push else 0.0,
+                "{:.0%}",
+                ">= 50%",
+                lambda v: v >= 0.5,
+            )
+        )
+        for key, label_pull in PULLS.items():
+            sqlite_rate = results["pull"][key]["changes_per_s"]
+            targets.append(
+                _target(
+                    f"{label}: pull, {label_pull}, changes/s vs SQLite's",
+                    run["pull"][key]["changes_per_s"] / sqlite_rate if sqlite_rate else 0.0,
+                    "{:.0%}",
+                    ">= 100%",
+                    lambda v: v >= 1.0,
+                )
+            )
+            targets.append(
+                _target(
+                    f"{label}: pull, {label_pull}, summary matches",
+                    float(run["pull"][key]["summary_matches"]),
+                    "{:.0f}",
+                    "1 (yes)",
+                    lambda v: v == 1,
+                )
+            )
+    if len(counts) > 1:
+        for key, label_read in READS.items():
+            base = one["reads"][key]["rps"]
+            targets.append(
+                _target(
+                    f"{label_read}: req/s, {counts[-1]} processes vs {counts[0]} (PostgreSQL)",
+                    most["reads"][key]["rps"] / base if base else 0.0,
+                    "{:.2f}x",
+                    ">= 1.3x",
+                    lambda v: v >= 1.3,
+                )
+            )
+    load = pg["load_test"]
+    targets.append(_target("PostgreSQL load test: errors", load["errors"], "{:.0f}", "0", lambda v: v == 0))
+    targets.append(
+        _target(
+            "PostgreSQL load test: notes stored exactly once",
+            float(load["exactly_once"]),
+            "{:.0f}",
+            "1 (yes)",
+            lambda v: v == 1,
+        )
+    )
+    return targets
+
+
+def render_postgresql(results: dict[str, Any]) -> str:
+    """SQLite and PostgreSQL side by side, each figure beside its own engine's floor."""
+    pg = results["postgresql"]
+    counts = sorted(int(key.removeprefix("workers_")) for key in pg if key.startswith("workers_"))
+    header = ["figure", "SQLite, 1 proc"] + [f"PostgreSQL, {c} proc" for c in counts]
+    columns = [results] + [pg[f"workers_{c}"] for c in counts]
+    rows: list[list[str]] = []
+    for key, label in READS.items():
+        rows.append(
+            [f"{label}: req/s (ratio to floor)"]
+            + [f"{r['reads'][key]['rps']:,.0f} ({r['reads'][key]['ratio']:.0%})" for r in columns]
+        )
+        rows.append([f"{label}: p99 ms"] + [f"{r['reads'][key]['p99_ms']:.1f}" for r in columns])
+    rows.append(
+        ["push: notes/s (ratio to floor)"]
+        + [f"{r['push']['notes_per_s']:,.0f} ({r['push']['ratio']:.1%})" for r in columns]
+    )
+    rows.append(["push floor: executemany notes/s"] + [f"{r['push']['floor_notes_per_s']:,.0f}" for r in columns])
+    rows.append(
+        ["push floor: COPY notes/s"]
+        + [""]
+        + [f"{r['push']['notes'] / r['push']['floor_copy_seconds']:,.0f}" for r in columns[1:]]
+    )
+    for key, label in PULLS.items():
+        rows.append([f"pull, {label}: changes/s"] + [f"{r['pull'][key]['changes_per_s']:,.0f}" for r in columns])
+    load, sqlite_load = pg["load_test"], results["load_test"]
+    parts = [
+        _table(
+            f"\nSQLite and PostgreSQL ({pg['load']['server_version']}), each beside its own floor; "
+            f"the event copied in {pg['load']['seconds']:.1f} s ({pg['load']['rows']:,} rows)",
+            header,
+            rows,
+        ),
+        f"Load test on PostgreSQL, {load['workers']} processes: {load['phones']} phones, {load['seconds']:.1f} s, "
+        f"{load['errors']} errors ({load['pulls_refused']} pull pages refused, then retried); "
+        f"{load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once "
+        f"(SQLite, 1 process: {sqlite_load['seconds']:.1f} s)",
+    ]
+    return "\n".join(parts)
 
 
 def _size(n: int) -> str:
@@ -202,7 +313,8 @@ def render(results: dict[str, Any], targets: list[Target]) -> str:
     load = results["load_test"]
     parts.append(
         f"\nLoad test: {load['phones']} phones at once, {load['seconds']:.1f} s, {load['requests']:,} requests, "
-        f"{load['errors']} errors; {load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once; "
+        f"{load['errors']} errors ({load['pulls_refused']} of them pull pages refused, then retried); "
+        f"{load['notes_stored_once']:,} of {load['notes_sent']:,} notes stored exactly once; "
         f"phone p50 {load['phone_p50_s']:.1f} s, p99 {load['phone_p99_s']:.1f} s"
     )
     rss = results["rss"]
@@ -211,6 +323,8 @@ def render(results: dict[str, Any], targets: list[Target]) -> str:
         f"Server peak RSS: {rss['server_peak_mb']:.0f} MB (peak after each phase, MB: {after}; "
         f"Turin server: {rss['turin_server_peak_mb']:.0f} MB)"
     )
+    if "postgresql" in results:
+        parts.append(render_postgresql(results))
     foreign = results.get("foreign_cpu", {})
     parts.append(
         "CPU used by other processes during each phase (0% = a quiet machine): "

@@ -97,19 +97,24 @@ class Server:
         self.stop()
 
 
-def studyvisit_server(db_path: Path, name: str = "studyvisit") -> Server:
-    """``studyvisit serve`` with one uvicorn worker, as deployed; its log and its blobs beside the database."""
-    command = [sys.executable, "-m", "server.cli", "serve", "--db", str(db_path), "--workers", "1"]
+def studyvisit_server(
+    db_path: Path, name: str = "studyvisit", *, database_url: str | None = None, workers: int = 1
+) -> Server:
+    """``studyvisit serve`` with one uvicorn worker, as deployed (or ``workers``); its log and its blobs beside
+    the database. With ``database_url`` it serves from that PostgreSQL database instead of the file."""
+    where = ["--database-url", database_url] if database_url else ["--db", str(db_path)]
+    command = [sys.executable, "-m", "server.cli", "serve", *where, "--workers", str(workers)]
     # The data directory named outright (it is the database's own by default), so that the photo
     # upload benchmark knows where the server writes and measures the disk there.
     env = {"STUDYVISIT_DATA_DIR": str(db_path.parent)}
     return Server(name, command, "/health", db_path.parent, env=env)
 
 
-def floor_server(spec: dict[str, tuple[int, int]], log_dir: Path) -> Server:
-    """The bare Litestar floor app, answering ``/floor/<name>`` with ``spec[name]`` = (status, body size)."""
-    command = [sys.executable, "-m", "bench.floor_app"]
-    return Server("floor", command, "/floor/health", log_dir, env={"BENCH_FLOOR_SPEC": json.dumps(spec)})
+def floor_server(spec: dict[str, tuple[int, int]], log_dir: Path, workers: int = 1) -> Server:
+    """The bare Litestar floor app, answering ``/floor/<name>`` with ``spec[name]`` = (status, body size),
+    served by ``workers`` uvicorn workers."""
+    command = [sys.executable, "-m", "bench.floor_app", "--workers", str(workers)]
+    return Server(f"floor-{workers}", command, "/floor/health", log_dir, env={"BENCH_FLOOR_SPEC": json.dumps(spec)})
 
 
 def _process_tree(pid: int) -> list[int]:

@@ -1,4 +1,8 @@
-"""The benchmark still works: a smoke run completes and reports every section (structure only, never speed)."""
+"""The benchmark still works: a smoke run completes and reports every section (structure only, never speed).
+
+The run is `--database-url`'s: SQLite first, as without it, then the same reads, pulls and pushes and the
+load test on PostgreSQL (a database the run creates for itself on the test server, and drops).
+"""
 
 import json
 import re
@@ -7,7 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+
+from tests.databases import PG_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 READS = ("sites", "itinerary", "revalidate_304")
@@ -18,10 +25,10 @@ PULLS = ("participant_initial", "organizer_initial", "participant_incremental")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out), "--database-url", PG_SERVER],
         cwd=ROOT,
         check=True,
-        timeout=120,
+        timeout=240,
         capture_output=True,
     )
     data: dict[str, Any] = json.loads(out.read_text())
@@ -101,6 +108,65 @@ def test_every_target_is_judged(results: dict[str, Any]) -> None:
     names = [t["name"] for t in results["targets"]]
     assert len(names) == len(set(names)) >= 20
     assert all(isinstance(t["met"], bool) and t["goal"] for t in results["targets"])
+
+
+PG_WORKERS = ("workers_1", "workers_2")
+
+
+@pytest.mark.parametrize("workers", PG_WORKERS)
+@pytest.mark.parametrize("name", READS)
+def test_postgresql_reads_have_throughput_latency_and_a_floor_of_as_many_workers(
+    results: dict[str, Any], workers: str, name: str
+) -> None:
+    read = results["postgresql"][workers]["reads"][name]
+    assert min(read["rps"], read["floor_rps"]) > 0
+    assert 0 < read["p50_ms"] <= read["p99_ms"]
+    assert read["errors"] == read["floor_errors"] == 0
+    assert read["ratio"] == pytest.approx(read["rps"] / read["floor_rps"], rel=0.5)
+
+
+@pytest.mark.parametrize("workers", PG_WORKERS)
+def test_postgresql_push_applies_every_note_beside_executemany_and_copy(results: dict[str, Any], workers: str) -> None:
+    push = results["postgresql"][workers]["push"]
+    assert push["errors"] == 0
+    assert push["applied"] == push["notes"] == push["devices"] * push["notes_per_device"]
+    assert min(push["notes_per_s"], push["floor_notes_per_s"], push["floor_copy_seconds"], push["ratio"]) > 0
+
+
+@pytest.mark.parametrize("workers", PG_WORKERS)
+@pytest.mark.parametrize("name", PULLS)
+def test_postgresql_pulls_hold_what_the_server_counts(results: dict[str, Any], workers: str, name: str) -> None:
+    pull = results["postgresql"][workers]["pull"][name]
+    assert pull["changes"] >= pull["pages"] >= 1
+    assert 0 < pull["bytes_gzip"] < pull["bytes_identity"]
+    assert pull["summary_matches"] is True
+
+
+def test_postgresql_load_test_on_two_processes_stores_every_note_exactly_once(results: dict[str, Any]) -> None:
+    load = results["postgresql"]["load_test"]
+    assert load["workers"] == 2
+    assert load["errors"] == 0, load["messages"]
+    assert load["notes_sent"] == load["notes_unique"] == load["notes_stored"] == load["notes_stored_once"] > 0
+    assert load["notes_acked"] == load["notes_sent"]
+    assert load["clients_at_last_id"] == load["phones"]
+    assert load["exactly_once"] is True
+
+
+def test_the_event_was_copied_whole_and_the_database_dropped_after(results: dict[str, Any]) -> None:
+    load = results["postgresql"]["load"]
+    assert load["rows"] >= results["dataset"]["notes"] + results["dataset"]["changes"]
+    assert load["database"].startswith("studyvisit_bench_")
+    with psycopg.connect(PG_SERVER) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (load["database"],)).fetchall()
+    assert left == []
+
+
+def test_postgresql_targets_are_judged_beside_sqlite(results: dict[str, Any]) -> None:
+    names = [t["name"] for t in results["targets"] if "PostgreSQL" in t["name"]]
+    assert any("push notes/s vs SQLite" in n for n in names)
+    assert any("2 processes vs 1" in n for n in names)
+    assert "PostgreSQL load test: notes stored exactly once" in names
+    assert results["meta"]["postgresql_workers"] == [1, 2]
 
 
 def field_app_bench(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
