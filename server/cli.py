@@ -98,13 +98,17 @@ def database_location(option: str | None) -> Location:
 
 
 def store_location(path: Path, url: str | None = None) -> Location:
-    """The database to use: --database-url when given, else --db when given, else STUDYVISIT_DATABASE_URL
-    when set, else the SQLite file at --db's default."""
-    if url:
-        return database_location(url)
+    """The database to use: --database-url when given on the command line, else --db when set (on
+    the command line or by STUDYVISIT_DB_PATH), else STUDYVISIT_DATABASE_URL, else --db's default."""
     ctx = click.get_current_context(silent=True)
-    env = os.environ.get("STUDYVISIT_DATABASE_URL", "")
-    if not env or (ctx is not None and ctx.get_parameter_source("db_path") is not ParameterSource.DEFAULT):
+
+    def source(name: str) -> ParameterSource | None:
+        return ctx.get_parameter_source(name) if ctx is not None else None
+
+    if url and source("database_url") is ParameterSource.COMMANDLINE:
+        return database_location(url)
+    env = url or os.environ.get("STUDYVISIT_DATABASE_URL", "")
+    if not env or source("db_path") not in (ParameterSource.DEFAULT, None):
         return SqliteLocation(path)
     return database_location(env)
 

@@ -216,6 +216,14 @@ def test_the_demo_loads_into_postgresql_and_prints_links_that_work(how: str, pg_
     assert {(a["id"],) for a in accounts} <= set(pg_rows(pg_url, "SELECT id FROM accounts"))
 
 
+def test_an_explicit_db_file_beats_the_database_url_of_the_environment(tmp_path: Path, pg_url: str) -> None:
+    target = tmp_path / "explicit.db"
+    result = cli("demo", "--no-serve", "--db", str(target), env={"STUDYVISIT_DATABASE_URL": pg_url})
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+    assert pg_rows(pg_url, "SELECT to_regclass('sites') IS NULL") == [(True,)]
+
+
 def test_serving_from_an_unreachable_postgresql_says_why_and_exits() -> None:
     result = cli("serve", "--port", str(free_port()), "--database-url", "postgresql://nobody@127.0.0.1:1/none")
     assert result.exit_code == 1
