@@ -27,6 +27,7 @@ from sync_helpers import (
     scalar,
     site_patch,
     snapshot,
+    uid,
 )
 
 from schemas.accounts import Account
@@ -932,3 +933,32 @@ def test_conflicts_appear_on_a_result_exactly_when_its_status_is_conflict(
 
     assert result["status"] == status
     assert ("conflicts" in result) == (status == "conflict")
+
+
+def test_a_batch_checks_each_note_against_what_the_batch_itself_did_before_it(client: Client, seeded: Seeded) -> None:
+    # A batch's notes are checked against lookups read once for the batch; what earlier mutations of
+    # the same batch changed must still count: a visit it created, a note it wrote or deleted.
+    org = seeded.headers("organizer")
+    visit = {
+        "id": "d9-new-visit",
+        "title": "Added on the day",
+        "starts_at": "2025-12-11T15:00:00+01:00",
+        "ends_at": "2025-12-11T16:00:00+01:00",
+        "group_ids": [],
+    }
+    batch = [
+        note_put(1, uid(1), visit_id="d9-new-visit"),  # no such visit yet
+        mutation(2, "visit.put", visit),
+        note_put(3, uid(3), visit_id="d9-new-visit"),  # now there is
+        note_put(4, uid(4), body="first"),
+        note_put(5, uid(4), body="second", base_version=1),  # the note this batch just wrote
+        mutation(6, "note.delete", {"id": uid(4), "base_version": 2}),
+        note_put(7, uid(4), body="after the delete", base_version=3),
+    ]
+    result = push(client, org, batch)
+    assert statuses(result) == ["rejected", "applied", "applied", "applied", "applied", "applied", "conflict"]
+    assert result["results"][0]["error"]["type"] == PROBLEM + "unknown-visit"
+    assert [r.get("version") for r in result["results"][3:6]] == [1, 2, 3]
+    assert scalar(seeded, "SELECT visit_id FROM notes WHERE id = ?", uid(3)) == "d9-new-visit"
+    assert scalar(seeded, "SELECT COUNT(*) FROM notes WHERE id = ?", uid(1)) == 0
+    assert bool(scalar(seeded, "SELECT deleted FROM notes WHERE id = ?", uid(4)))  # the delete stands

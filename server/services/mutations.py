@@ -1,6 +1,6 @@
 """Applying one sync mutation inside the push transaction: permissions, merging, history, change feed."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,6 +11,7 @@ from schemas.accounts import Account
 from schemas.sync import (
     Conflict,
     FeedbackPutArgs,
+    Mutation,
     MutationResult,
     NoteDeleteArgs,
     NotePutArgs,
@@ -27,11 +28,13 @@ from server.storage.records import (
     add_feedback_alias,
     add_history,
     changed_since,
+    existing_ids,
     feedback_of,
     feedback_owner,
     insert_record,
     load_record,
     note_owner,
+    note_owners,
     record_exists,
     record_value,
     resolve_feedback_alias,
@@ -69,6 +72,43 @@ class MutationRejectedError(DomainError):
         self.title = "Not allowed" if status == 403 else "Not found" if status == 404 else "Change refused"  # type: ignore[misc]
 
 
+class Known:
+    """What a batch's notes are checked against, read for the whole batch at once: who owns each note
+    id it names, and which visits and sites it names exist (two queries, not two per note).
+
+    Good until the batch itself changes it: a note id the batch has written is asked again, and after
+    any mutation other than ``note.put`` (a ``visit.put`` may create the visit a later note names)
+    everything is.
+    """
+
+    def __init__(self, tx: Tx, event_id: str, mutations: list[Mutation]) -> None:
+        notes = [m.args for m in mutations if m.type == "note.put"]
+        ids = {a["id"] for a in notes if isinstance(a.get("id"), str)}
+        places = {
+            (entity, a[f"{entity}_id"])
+            for a in notes
+            for entity in ("visit", "site")
+            if isinstance(a.get(f"{entity}_id"), str)
+        }
+        self.owners = note_owners(tx, ids) if ids else {}
+        self.notes: frozenset[str] = frozenset(ids)
+        self.asked = frozenset(places)
+        self.places = {
+            (entity, found)
+            for entity in ("visit", "site")
+            for found in existing_ids(tx, event_id, entity, (i for e, i in places if e == entity))
+        }
+        self.touched: set[str] = set()
+        self.valid = True
+
+    def applied(self, mutation_type: str, note_id: str | None) -> None:
+        """A mutation of the batch took effect (or was tried): forget what it may have changed."""
+        if mutation_type != "note.put":
+            self.valid = False
+        elif note_id is not None:
+            self.touched.add(note_id)
+
+
 @dataclass(frozen=True)
 class Context:
     """Who is pushing, from which install, in which event."""
@@ -82,6 +122,21 @@ class Context:
     client_time: str | None = None
     received_at: str | None = None
     clock_skewed: bool = False
+    known: Known | None = field(default=None, repr=False)  # a push's lookups, read once per batch
+
+    def owner_of(self, note_id: str) -> tuple[str, str] | None:
+        """(event id, author id) of a note with this id in any event, or None."""
+        k = self.known
+        if k is None or not k.valid or note_id not in k.notes or note_id in k.touched:
+            return note_owner(self.tx, note_id)
+        return k.owners.get(note_id)
+
+    def exists(self, entity: Literal["visit", "site"], record_id: str) -> bool:
+        """Whether the event has this visit or site."""
+        k = self.known
+        if k is None or not k.valid or (entity, record_id) not in k.asked:
+            return record_exists(self.tx, self.event_id, entity, record_id)
+        return (entity, record_id) in k.places
 
     @property
     def event_id(self) -> str:
@@ -137,9 +192,9 @@ def _kept_conflicts(existing: list[Any], resolve: bool, base_version: int) -> li
 def _check_place(ctx: Context, visit_id: str | None, site_id: str | None) -> None:
     if visit_id is None and site_id is None:
         raise MutationRejectedError("invalid-mutation", "A note needs a visit_id or a site_id.")
-    if visit_id is not None and not record_exists(ctx.tx, ctx.event_id, "visit", visit_id):
+    if visit_id is not None and not ctx.exists("visit", visit_id):
         raise MutationRejectedError("unknown-visit", f"No visit '{visit_id}' in this event.")
-    if site_id is not None and not record_exists(ctx.tx, ctx.event_id, "site", site_id):
+    if site_id is not None and not ctx.exists("site", site_id):
         raise MutationRejectedError("unknown-site", f"No site '{site_id}' in this event.")
 
 
@@ -149,7 +204,7 @@ def _note_audiences(author_id: str, *shared: bool) -> list[str]:
 
 
 def _own_note(ctx: Context, note_id: str) -> dict[str, Any] | None:
-    owner = note_owner(ctx.tx, note_id)
+    owner = ctx.owner_of(note_id)
     if owner is not None and owner != (ctx.event_id, ctx.account.id):
         # Someone else's note (in any event) does not exist for this caller.
         raise MutationRejectedError("not-found", f"No note '{note_id}' of yours.", 404)
@@ -176,7 +231,7 @@ def _check_position(values: dict[str, Any]) -> None:
 def new_note_row(ctx: Context, args: NotePutArgs, taken: set[str]) -> tuple[Any, ...] | None:
     """The row of a plain new note (no photos, an id never seen), checked like ``note_put`` would;
     None when the mutation needs the general path. Writes nothing, so it needs no savepoint."""
-    if args.attachments or args.id in taken or note_owner(ctx.tx, args.id) is not None:
+    if args.attachments or args.id in taken or ctx.owner_of(args.id) is not None:
         return None
     values = created_fields(_sent_note_fields(args), NOTE_DEFAULTS)
     _check_position(values)

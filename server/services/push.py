@@ -11,7 +11,7 @@ from schemas.sync import Mutation, MutationResult, PushRequest, PushResponse
 from server.errors import PROBLEM_BASE
 from server.faults import fault_point
 from server.services.appliers import APPLIERS
-from server.services.mutations import Context, MutationRejectedError, new_note_row
+from server.services.mutations import Context, Known, MutationRejectedError, new_note_row
 from server.storage.changes import record_changes
 from server.storage.db import rfc3339
 from server.storage.engine_errors import storage_failure
@@ -115,6 +115,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
         first_sent = min((m.id for m in request.mutations), default=last + 1)
         # A retry is answered with what its mutation got the first time (a rejection must not hide).
         earlier = mutation_results(tx, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
+        known = Known(tx, account.event_id, [m for m in request.mutations if m.id > last])
         gap = False
         for mutation in request.mutations:
             if gap or mutation.id > last + 1:
@@ -132,6 +133,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
                 client_time=mutation.client_time,
                 received_at=received_at,
                 clock_skewed=clock_skewed(mutation.client_time, now),
+                known=known,
             )
             try:
                 args = decode_args(mutation)  # first: it refuses unknown types
@@ -152,6 +154,8 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
                 if storage_failure(exc) is not None:
                     raise  # the database's state, not this mutation's fault: the whole batch waits
                 results.append(_internal_error(mutation, request.client_id, exc))
+            note_id = mutation.args.get("id")
+            known.applied(mutation.type, note_id if isinstance(note_id, str) else None)
             last = mutation.id
         flush()
         set_last_mutation_id(tx, account.id, request.client_id, last)

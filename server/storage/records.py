@@ -58,6 +58,31 @@ def record_exists(tx: Tx, event_id: str, entity: str, record_id: str) -> bool:
     )
 
 
+def note_owners(tx: Tx, note_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(event id, author id) of each note among these ids that exists, in any event."""
+    ids = sorted(set(note_ids))
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in tx.execute(f"SELECT id, event_id, author_id FROM notes WHERE id IN ({marks})", chunk):
+            found[str(row[0])] = (str(row[1]), str(row[2]))
+    return found
+
+
+def existing_ids(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> set[str]:
+    """Which of these ids name a record of the event (without reading them)."""
+    table = TABLES[entity]
+    wanted = sorted(set(ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = tx.execute(f"SELECT id FROM {table} WHERE event_id = ? AND id IN ({marks})", [event_id, *chunk])
+        found |= {str(row[0]) for row in rows}
+    return found
+
+
 def note_owner(tx: Tx, note_id: str) -> tuple[str, str] | None:
     """(event id, author id) of a note with this id in any event, or None."""
     row = tx.execute("SELECT event_id, author_id FROM notes WHERE id = ?", (note_id,)).fetchone()
