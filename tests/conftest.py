@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +19,12 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from psycopg import sql
 
 from server.app import create_app
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
-from server.storage.pg.database import PgDatabase
-from tests.databases import Seeded, copy_of, fresh_pg, pg_admin, pg_url
+from tests.databases import Seeded, copy_of, fresh_pg, pg_demo
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -90,14 +87,8 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
     """The Turin demo event loaded once per test session, to be copied for each test."""
     path = tmp_path_factory.mktemp("template") / "studyvisit.db"
     if on_postgres(request.config):
-        name = f"sv_template_{uuid.uuid4().hex[:12]}"
-        pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
-        database.migrate()
-        accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
-        database.close()  # a template database must have no connections
-        yield Seeded(path, accounts, pg_url(name))
-        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        with pg_demo(path, "sv_template") as template:
+            yield template
         return
     database = Database(path)
     migrate(database)

@@ -3,6 +3,8 @@
 import os
 import shutil
 import uuid
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -10,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from schemas.accounts import NewAccount
+from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.db import Database
 from server.storage.pg.database import PgDatabase
 
@@ -97,3 +100,21 @@ def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> See
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template.path, path)
     return Seeded(path, list(template.accounts.values()))
+
+
+@contextmanager
+def pg_demo(path: Path, prefix: str) -> Generator[Seeded]:
+    """A PostgreSQL database of its own holding the Turin demo event (no connection left open, so it
+    can serve as a template), with its photos beside `path`; dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
+        try:
+            database.migrate()
+            accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
+        finally:
+            database.close()
+        yield Seeded(path, accounts, pg_url(name))
+    finally:
+        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

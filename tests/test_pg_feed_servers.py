@@ -12,7 +12,6 @@ that is what shows the property can fail.
 import itertools
 import threading
 import time
-import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,14 +22,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
-from server.storage.pg.database import PgDatabase
 from sync.checksum import checksum
 from sync.cursor import decode_cursor
 from tests.conftest import LiveServer
-from tests.databases import Seeded, pg_admin, pg_url
+from tests.databases import Seeded, pg_demo
 from tests.sync_helpers import EVENT_ID, G1_VISIT, PULL_URL, PUSH_URL, Replica, rows, uid
 
 READER = "org-marta"
@@ -49,18 +45,8 @@ _numbers = itertools.count(1)
 @contextmanager
 def demo_database(tmp_path: Path) -> Generator[Seeded]:
     """A PostgreSQL database of its own holding the Turin demo event, dropped after."""
-    name = f"sv_feed_servers_{uuid.uuid4().hex[:12]}"
-    pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
-        try:
-            database.migrate()
-            accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
-        finally:
-            database.close()
-        yield Seeded(tmp_path / "x.db", accounts, pg_url(name))
-    finally:
-        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with pg_demo(tmp_path / "x.db", "sv_feed_servers") as seeded:
+        yield seeded
 
 
 @contextmanager

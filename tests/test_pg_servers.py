@@ -23,14 +23,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 
 from schemas.accounts import NewAccount
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
-from server.storage.pg.database import PgDatabase
 from sync.client import FieldClient, OfflineError, ServerError
 from tests.conftest import EVENT_ID, LiveServer
-from tests.databases import Seeded, pg_admin, pg_url
+from tests.databases import Seeded, pg_demo
 
 PUSH = f"/api/v1/events/{EVENT_ID}/sync/push"
 SITE = "triciclo"
@@ -46,20 +43,10 @@ HOLD_AFTER_TIMEOUT_S = 1.5
 @pytest.fixture
 def pg_seeded(tmp_path: Path) -> Iterator[Seeded]:
     """A PostgreSQL database of this test's own holding the demo event; photos in one data dir for all servers."""
-    name = f"sv_servers_{uuid.uuid4().hex[:12]}"
-    pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        database = PgDatabase(pg_url(name), min_size=1, max_size=1)
-        try:
-            database.migrate()
-            accounts = load_fixture(database, read_fixture(DEMO_FIXTURE))
-        finally:
-            database.close()
-        data_dir = tmp_path / "shared-data"
-        data_dir.mkdir()
-        yield Seeded(data_dir / "studyvisit.db", accounts, pg_url(name))
-    finally:
-        pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    data_dir = tmp_path / "shared-data"
+    data_dir.mkdir()
+    with pg_demo(data_dir / "studyvisit.db", "sv_servers") as seeded:
+        yield seeded
 
 
 def named(seeded: Seeded, application_name: str) -> Seeded:

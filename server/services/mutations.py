@@ -90,7 +90,7 @@ class Known:
             for entity in ("visit", "site")
             if isinstance(a.get(f"{entity}_id"), str)
         }
-        self.owners = note_owners(tx, ids) if ids else {}
+        self.owners = note_owners(tx, ids)
         self.notes: frozenset[str] = frozenset(ids)
         self.asked = frozenset(places)
         self.places = {
@@ -101,11 +101,12 @@ class Known:
         self.touched: set[str] = set()
         self.valid = True
 
-    def applied(self, mutation_type: str, note_id: str | None) -> None:
+    def applied(self, mutation: Mutation) -> None:
         """A mutation of the batch took effect (or was tried): forget what it may have changed."""
-        if mutation_type != "note.put":
+        note_id = mutation.args.get("id")
+        if mutation.type != "note.put":
             self.valid = False
-        elif note_id is not None:
+        elif isinstance(note_id, str):
             self.touched.add(note_id)
 
 

@@ -154,8 +154,7 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
                 if storage_failure(exc) is not None:
                     raise  # the database's state, not this mutation's fault: the whole batch waits
                 results.append(_internal_error(mutation, request.client_id, exc))
-            note_id = mutation.args.get("id")
-            known.applied(mutation.type, note_id if isinstance(note_id, str) else None)
+            known.applied(mutation)
             last = mutation.id
         flush()
         set_last_mutation_id(tx, account.id, request.client_id, last)

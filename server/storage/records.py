@@ -1,6 +1,6 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +28,11 @@ TABLES: dict[str, str] = {
 def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Rows of one entity kind by id, as dicts with JSON decoded."""
     table = TABLES[entity]
-    ids = list(ids)
     found: dict[str, dict[str, Any]] = {}
     # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an event_id
     # index and walk every note of the event for each chunk. PostgreSQL has no unary + for text.
     event_column = "+event_id" if tx.dialect == "sqlite" else "event_id"
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in _in_chunks(ids):
         if table == "events":
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
@@ -60,11 +57,8 @@ def record_exists(tx: Tx, event_id: str, entity: str, record_id: str) -> bool:
 
 def note_owners(tx: Tx, note_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
     """(event id, author id) of each note among these ids that exists, in any event."""
-    ids = sorted(set(note_ids))
     found: dict[str, tuple[str, str]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in _in_chunks(set(note_ids)):
         for row in tx.execute(f"SELECT id, event_id, author_id FROM notes WHERE id IN ({marks})", chunk):
             found[str(row[0])] = (str(row[1]), str(row[2]))
     return found
@@ -73,14 +67,19 @@ def note_owners(tx: Tx, note_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
 def existing_ids(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> set[str]:
     """Which of these ids name a record of the event (without reading them)."""
     table = TABLES[entity]
-    wanted = sorted(set(ids))
     found: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in _in_chunks(set(ids)):
         rows = tx.execute(f"SELECT id FROM {table} WHERE event_id = ? AND id IN ({marks})", [event_id, *chunk])
         found |= {str(row[0]) for row in rows}
     return found
+
+
+def _in_chunks(ids: Iterable[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
+    """The ids in lists of at most ``size``, each with its ``?, ?, …`` for an ``IN`` list."""
+    listed = list(ids)
+    for start in range(0, len(listed), size):
+        chunk = listed[start : start + size]
+        yield chunk, ", ".join("?" for _ in chunk)
 
 
 def note_owner(tx: Tx, note_id: str) -> tuple[str, str] | None:
