@@ -14,6 +14,7 @@ for servers other than uvicorn. Settings come from ``STUDYVISIT_*`` variables (d
 
 import asyncio
 import functools
+import weakref
 from typing import Any, cast
 
 import httptools  # pyright: ignore[reportMissingTypeStubs]
@@ -60,6 +61,27 @@ async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
         await send_problem(scope, send, refusal(503), {"Retry-After": "1", "Connection": "close"})
 
 
+# Per server: the requests it is answering. A request counts from its head until its answer is sent,
+# or until its handler ends if that comes first (a client that left does not free its handler).
+# Not uvicorn's task set: a task stays in it for a moment after its answer is sent, and the client's
+# next request on the same connection, often already there, was refused for it.
+_answering: "weakref.WeakKeyDictionary[ServerState, set[RequestResponseCycle]]" = weakref.WeakKeyDictionary()
+
+
+async def _counted(
+    app: ASGIApp,
+    answering: set[RequestResponseCycle],
+    cycle: RequestResponseCycle,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    try:
+        await app(scope, receive, send)
+    finally:
+        answering.discard(cycle)
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with limits on request heads, slow clients, connections and requests."""
 
@@ -78,6 +100,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._answering = _answering.setdefault(server_state, set())
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -145,7 +168,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_raw_bytes = 0
         app = self.app
-        if len(self.tasks) >= self.limits.max_concurrent_requests:
+        if len(self._answering) >= self.limits.max_concurrent_requests:
             self.app = _busy  # type: ignore[assignment]
         try:
             super().on_headers_complete()
@@ -154,6 +177,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle = cast(RequestResponseCycle | None, self.cycle)  # uvicorn's None before the first request
         if cycle is not None and cycle.more_body:
             self._arm(self.limits.body_timeout_seconds, self._body_timed_out)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if app is not _busy:
+            self._answering.add(cycle)
+            app = functools.partial(_counted, app, self._answering, cycle)
+        super()._start_asgi_task(cycle, app)
+
+    def on_response_complete(self) -> None:
+        # The answered cycle is this one, or (pipelined) the one before it, which its task ends soon.
+        self._answering.discard(self.cycle)
+        super().on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)

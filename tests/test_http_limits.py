@@ -216,3 +216,26 @@ def test_the_header_count_limit_holds_under_any_asgi_server(seeded: Seeded, coun
     assert response.status_code == status
     if status == 431:
         assert response.json()["type"] == "urn:studyvisit:problem:header-fields-too-large"
+
+
+def test_a_phone_asking_again_at_once_on_its_connection_is_not_counted_twice(seeded: Seeded) -> None:
+    # With a limit of one request in flight, one client asking one request after another on a kept-alive
+    # connection is always within it: an answered request stops counting when its answer is sent, not
+    # when its handler's task is done (a moment later, when the next request may already be here).
+    live = LiveServer(seeded, env={"STUDYVISIT_MAX_CONCURRENT_REQUESTS": "1"}).start()
+    headers = {"Authorization": f"Bearer {seeded.token('participant')}"}
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=SOCKET_TIMEOUT)
+        statuses: list[int] = []
+        for _ in range(300):
+            connection.request("GET", f"/api/v1/events/{EVENT_ID}/sites", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            if response.will_close:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=SOCKET_TIMEOUT)
+        connection.close()
+        assert statuses == [200] * 300, {s: statuses.count(s) for s in set(statuses)}
+    finally:
+        live.stop()
