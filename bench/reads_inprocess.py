@@ -1,10 +1,12 @@
 """In-process CPU per read request: the ASGI app called in a tight loop, no sockets; CPU time of this process (time.process_time), so other load on the machine matters less.
 
-    python -m bench.reads_inprocess [--requests 3000] [--rounds 5]
+    python -m bench.reads_inprocess [--requests 3000] [--rounds 5] [--case sites|itinerary|304]
 
 Seeds a demo database in a temporary directory, then times GET sites, GET itinerary (a participant)
 and a 304 revalidation, and prints the median µs per request of each over the rounds. The access
-log is on (to a file), as in `studyvisit serve`.
+log is on (to a file), as in `studyvisit serve`. For instruction counts, which other load on the
+machine does not change, run one case under callgrind with two request counts and divide the
+difference (bench/RESULTS.md, "Reads: per-request CPU").
 """
 
 import argparse
@@ -61,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--case", choices=("sites", "itinerary", "304"), help="time only this one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
@@ -86,6 +89,9 @@ def main() -> None:
             "itinerary": (f"/api/v1/events/{event}/itinerary", [auth, gz], 200),
             "304": (f"/api/v1/events/{event}/sites", [auth, (b"if-none-match", tag.encode())], 304),
         }
+
+        if args.case:
+            cases = {args.case: cases[args.case]}
 
         async def run() -> dict[str, list[float]]:
             times: dict[str, list[float]] = {name: [] for name in cases}
