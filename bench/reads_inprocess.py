@@ -71,7 +71,13 @@ def main() -> None:
         store.migrate()
         accounts = {a.role: a for a in load_fixture(store, read_fixture(FIXTURE))}
         store.close()
-        handler = logging.FileHandler(Path(tmp) / "access.log")
+        log_file = (Path(tmp) / "access.log").open("w", encoding="utf-8")
+        try:  # the handler `studyvisit serve` logs with (server/asgi.py)
+            from server.observability import BufferedLineHandler
+
+            handler: logging.Handler = BufferedLineHandler(log_file)
+        except ImportError:
+            handler = logging.StreamHandler(log_file)
         access = logging.getLogger("studyvisit.access")
         access.setLevel(logging.INFO)
         access.addHandler(handler)

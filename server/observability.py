@@ -10,11 +10,14 @@ in files there (prometheus_client's multiprocess mode), and a scrape that any wo
 them all up. A single process keeps them in memory.
 """
 
+import atexit
+import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -101,6 +104,53 @@ def write_access_line(message: str) -> None:
     directly. Filters, levels and handlers (and pytest's caplog) see the same record as before.
     """
     access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, message, (), None))
+
+
+class BufferedLineHandler(logging.Handler):
+    """Writes formatted records as lines to a stream in batches, not one ``write()`` and flush each.
+
+    A line reaches the stream at most ``interval_s`` after it was logged (a thread of its own flushes
+    the batch), at once when ``max_lines`` are waiting, and at the process's exit: a process that is
+    killed (SIGKILL, a crash of the interpreter) loses at most the last ``interval_s`` of lines.
+    """
+
+    def __init__(self, stream: TextIO, interval_s: float = 0.2, max_lines: int = 512) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval_s = interval_s
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        threading.Thread(target=self._flush_regularly, name="access-log-flush", daemon=True).start()
+        atexit.register(self.flush)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))  # Handler.handle holds self.lock around emit
+        except Exception:  # logging's contract: a bad record must not break the request
+            self.handleError(record)
+            return
+        if len(self._lines) >= self.max_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every waiting line now."""
+        with self.lock:  # type: ignore[union-attr]  # createLock() made it in Handler.__init__
+            lines, self._lines = self._lines, []
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+
+    def _flush_regularly(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            with contextlib.suppress(Exception):  # a closed or broken stream must not end the flushing
+                self.flush()
+
+
+def flush_access_log() -> None:
+    """Write what the access log's handlers hold (at shutdown)."""
+    for handler in access_log.handlers:
+        handler.flush()
 
 
 def observe(metrics: Metrics, app: ASGIApp) -> ASGIApp:
