@@ -43,7 +43,7 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthorizedError("Send 'Authorization: Bearer <token>' with the token you were given.")
         db: Store = connection.app.state.db
-        with db.read() as tx:
+        with db.statement() as tx:  # one query: the token, the account and the event's content version
             found = account_and_version_by_token(tx, token.strip())
         if found is None:
             # Only here, after the token failed: a valid token never waits for the limiter.
