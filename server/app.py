@@ -15,7 +15,7 @@ from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.feeds import serve_feeds
 from server.http_limits import limit_headers
-from server.observability import Metrics, observe
+from server.observability import Metrics, flush_access_log, observe
 from server.openapi import CompletedJsonPlugin, LocalRedocPlugin
 from server.ratelimit import FailedAuthLimiter
 from server.representation import RepresentationCache
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     def on_shutdown() -> None:
         db.close()
+        flush_access_log()
 
     def layers(app: ASGIApp) -> ASGIApp:
         return observe(metrics, limit_headers(serve_feeds(app, db, limiter), settings))

@@ -4,9 +4,11 @@ import logging
 import sys
 
 from server.app import create_app
+from server.observability import BufferedLineHandler
 
-# Access-log lines are JSON already: print them as they are, on stderr.
-_handler = logging.StreamHandler(sys.stderr)
+# Access-log lines are JSON already: print them as they are, on stderr, in batches (a write per line
+# cost a cached read a tenth of its time); a killed worker loses at most the last 0.2 s of lines.
+_handler = BufferedLineHandler(sys.stderr, interval_s=0.2)
 _handler.setFormatter(logging.Formatter("%(message)s"))
 logging.getLogger("studyvisit.access").addHandler(_handler)
 logging.getLogger("studyvisit.access").setLevel(logging.INFO)

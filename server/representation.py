@@ -68,6 +68,14 @@ class RepresentationCache:
         self._max = max_entries
         self._lock = threading.Lock()
 
+    def get(self, key: Hashable) -> Representation | None:
+        """The cached representation for ``key``, or None."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
     def get_or_build(self, key: Hashable, build: Callable[[], Representation]) -> Representation:
         """The cached representation for ``key``, building it on a miss."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import io
 import json
 import logging
 import random
@@ -14,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.observability import Metrics
+from server.observability import BufferedLineHandler, Metrics
 from tests.conftest import EVENT_ID, LiveServer, Seeded, make_app
 
 E = f"/api/v1/events/{EVENT_ID}"
@@ -173,3 +174,23 @@ def test_metrics_allow_from_setting_limits_scrapes_to_networks(seeded: Seeded, a
 def test_a_mistyped_metrics_network_stops_the_start_up(seeded: Seeded) -> None:
     with pytest.raises(msgspec.ValidationError, match="metrics"):
         make_app(seeded, metrics_allow_from="10.0.0.0/8, not-a-network")
+
+
+def test_buffered_access_log_lines_reach_the_stream_whole_in_order_on_flush_and_when_many_wait() -> None:
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, interval_s=3600, max_lines=3)  # no timed flush during the test
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("studyvisit.test_buffered")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("one")
+        logger.warning("two")
+        assert stream.getvalue() == ""  # held: no write per line
+        handler.flush()
+        assert stream.getvalue() == "one\ntwo\n"
+        for line in ("three", "four", "five"):
+            logger.warning(line)
+        assert stream.getvalue() == "one\ntwo\nthree\nfour\nfive\n"  # max_lines waiting: written at once
+    finally:
+        logger.removeHandler(handler)

@@ -110,6 +110,24 @@ def account_by_token(tx: Tx, token: str, now: str | None = None) -> Account | No
     return None if row is None else _account(row)
 
 
+# The same lookup with the account's event's content version (server/storage/changes.py), read in the
+# same statement: a cached read then needs no second query (server/routes/common.py, serve_cached).
+_SELECT_ACCOUNT_AND_VERSION: dict[Dialect, str] = {
+    d: f"SELECT a.*, {sites}, (SELECT e.content_version FROM events e WHERE e.id = a.event_id) AS content_version"
+    " FROM accounts a"
+    for d, sites in _SITES.items()
+}
+
+
+def account_and_version_by_token(tx: Tx, token: str, now: str | None = None) -> tuple[Account, int] | None:
+    """`account_by_token` and the content version of the account's event, in one query."""
+    row = tx.execute(
+        f"{_SELECT_ACCOUNT_AND_VERSION[tx.dialect]} WHERE a.token_hash = ? AND {_USABLE}",
+        (hash_token(token), now or utcnow()),
+    ).fetchone()
+    return None if row is None else (_account(row), int(row["content_version"]))
+
+
 def account_by_feed_token(tx: Tx, feed_token: str, now: str | None = None) -> Account | None:
     """The account a feed token belongs to, or None (also when revoked, retired or expired)."""
     if not feed_token.startswith(FEED_TOKEN_PREFIX) or len(feed_token) < _SELECTOR.stop:

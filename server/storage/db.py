@@ -218,6 +218,16 @@ class Database:
             self._abandon(conn, exc)
             raise
 
+    @contextmanager
+    def statement(self) -> Generator[SqliteTx]:
+        """One statement outside a transaction (SQLite runs it as its own, one snapshot): no BEGIN or COMMIT."""
+        conn = self.conn
+        try:
+            yield SqliteTx(conn)
+        except sqlite3.Error as exc:
+            self._abandon(conn, exc)
+            raise
+
     def _abandon(self, conn: sqlite3.Connection, exc: BaseException) -> None:
         """Undo a failed transaction; a storage failure is raised as its domain error instead.
 

@@ -340,6 +340,21 @@ class PgDatabase:
                     self.pool.check()
             raise failure from exc
 
+    @contextmanager
+    def statement(self) -> Generator[PgTx]:
+        """One statement on an autocommit connection (its own snapshot): no BEGIN or COMMIT round trips."""
+        try:
+            with self.pool.connection() as conn:
+                yield PgTx(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            failure = pg_storage_failure(exc)
+            if failure is None:
+                raise
+            if isinstance(failure, DatabaseUnavailableError):
+                with contextlib.suppress(Exception):
+                    self.pool.check()
+            raise failure from exc
+
     def read(self) -> contextlib.AbstractContextManager[PgTx]:
         """One consistent snapshot for several queries (REPEATABLE READ, read only)."""
         return self._unit(_BEGIN_READ, keep=True)
