@@ -92,6 +92,15 @@ def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | N
     return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
 
 
+def empty(path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A fresh database of this test's own with nothing in it (not even its schema), on the engine
+    the run is on: a SQLite file at `path` (not yet made), or a PostgreSQL database dropped after."""
+    if request.config.getoption("--backend") == "postgres":
+        return fresh_pg(path, request, template=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Seeded(path, [])
+
+
 def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:
     """A database of its own holding what the template holds: a copy of the SQLite file at `path`,
     or a PostgreSQL database made from the template's (dropped when `request`'s scope ends)."""
