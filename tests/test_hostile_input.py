@@ -25,7 +25,7 @@ from conftest import EVENT_ID, LiveServer, Seeded, make_app
 from litestar import Litestar, get
 from litestar.exceptions import HTTPException, ImproperlyConfiguredException
 from litestar.testing import TestClient
-from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, uid
+from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, rows, scalar, uid
 
 from schemas.accounts import Account
 from schemas.fixtures import Fixture
@@ -133,9 +133,12 @@ class Scanned:
         assert self.get("/health").json() == {"status": "ok"}
 
 
-def table_state(path: Path) -> dict[str, int]:
+def table_state(where: Path | Seeded) -> dict[str, int]:
     """Every table of the database with its row count: a dropped or emptied table changes it."""
-    conn = sqlite3.connect(path)
+    if isinstance(where, Seeded) and where.url:
+        names = [r[0] for r in rows(where, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return {name: scalar(where, f'SELECT COUNT(*) FROM "{name}"') for name in sorted(names)}
+    conn = sqlite3.connect(where.path if isinstance(where, Seeded) else where)
     try:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
@@ -337,7 +340,7 @@ def test_sql_in_a_note_body_is_stored_and_served_verbatim(
     client: TestClient[Litestar], seeded: Seeded, value: str
 ) -> None:
     http = Scanned(client, [a.token for a in seeded.accounts.values()])
-    before = table_state(seeded.path)
+    before = table_state(seeded)
     participant = bearer(seeded.token("participant", group="G1"))
     batch = {
         "client_id": CLIENT_A,
@@ -347,14 +350,10 @@ def test_sql_in_a_note_body_is_stored_and_served_verbatim(
     pushed = http.request("POST", PUSH_URL, json=batch, headers=participant).json()
     assert [r["status"] for r in pushed["results"]] == ["applied"]
 
-    after = table_state(seeded.path)
+    after = table_state(seeded)
     assert after.keys() == before.keys()
     assert after["notes"] == before["notes"] + 1
-    conn = sqlite3.connect(seeded.path)
-    try:
-        assert conn.execute("SELECT body FROM notes WHERE id = ?", (uid(1),)).fetchone() == (value,)
-    finally:
-        conn.close()
+    assert scalar(seeded, "SELECT body FROM notes WHERE id = ?", uid(1)) == value
     pulled = http.get(PULL_URL, headers=participant).json()
     assert [c["data"]["body"] for c in pulled["changes"] if c["entity"] == "note"] == [value]
     shared = http.get(f"{E}/notes/shared", headers=bearer(seeded.token("organizer"))).json()
