@@ -944,3 +944,14 @@ def test_either_etag_revalidates_either_encoding(api: TestClient[Litestar], part
     for encoding, etag in [("gzip", plain_etag), ("identity", gzip_etag)]:
         response = api.get(url, headers={**participant, "Accept-Encoding": encoding, "If-None-Match": etag})
         assert response.status_code == 304
+
+
+def test_an_app_started_again_after_its_shutdown_serves_from_its_database(seeded: Seeded) -> None:
+    # Test clients and schemathesis run an app's lifespan more than once: its shutdown closes the
+    # database (on PostgreSQL, the connection pool, which psycopg cannot reopen), its start-up opens it.
+    app = make_app(seeded)
+    headers = seeded.headers("participant", group="G1")
+    for _ in range(2):
+        with TestClient(app=app) as client:
+            assert client.get(f"/api/v1/events/{EVENT_ID}/sites", headers=headers).status_code == 200
+            assert client.get("/health").status_code == 200
