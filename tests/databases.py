@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from schemas.accounts import NewAccount
+from schemas.fixtures import Fixture
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.db import Database
 from server.storage.pg.database import PgDatabase
@@ -99,6 +100,17 @@ def empty(path: Path, request: pytest.FixtureRequest) -> Seeded:
         return fresh_pg(path, request, template=None)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Seeded(path, [])
+
+
+def loaded(path: Path, request: pytest.FixtureRequest, *fixtures: Fixture) -> Seeded:
+    """A database of its own on the engine the run is on, migrated and holding these fixtures' events."""
+    where = empty(path, request)
+    database = where.store()
+    try:
+        accounts = [account for fixture in fixtures for account in load_fixture(database, fixture)]
+    finally:
+        database.close()
+    return Seeded(path, accounts, where.url)
 
 
 def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:

@@ -38,7 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded, req
 @pytest.fixture(scope="module")
 def server(world: Seeded) -> Iterator[LiveServer]:
     """One real server for the module: starting uvicorn per test would cost a second each."""
-    live = LiveServer(world.path).start()
+    live = LiveServer(world).start()
     yield live
     live.stop()
 

@@ -21,9 +21,10 @@ from lxml import etree
 
 from schemas.fixtures import Fixture
 from server.auth import requires
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.fixtures import DEMO_FIXTURE, read_fixture
 from server.storage.catalog import put_visit
-from server.storage.db import Database, migrate
+from server.storage.db import Database
+from tests.databases import loaded
 
 pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
@@ -239,20 +240,15 @@ def raw_get(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, bytes]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Seeded:
     """One database for the read-only tests of this module: the demo event and the walking-check event."""
-    path = tmp_path_factory.mktemp("read-api") / "studyvisit.db"
-    db = Database(path)
-    migrate(db)
-    seeded = Seeded(path, [*load_fixture(db, DEMO), *load_fixture(db, WALK_FIXTURE)])
-    db.close()
-    return seeded
+    return loaded(tmp_path_factory.mktemp("read-api") / "studyvisit.db", request, DEMO, WALK_FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def api(world: Seeded) -> Iterator[TestClient[Litestar]]:
     """The app in-process over ``world``; tests that change data use the per-test ``client`` instead."""
-    with TestClient(app=make_app(world.path)) as test_client:
+    with TestClient(app=make_app(world)) as test_client:
         yield test_client
 
 

@@ -244,7 +244,7 @@ OPTIONS_PATHS = ["/health", "/api/v1/me", f"{E}/sites/triciclo", f"{E}/sync/push
 @pytest.fixture(scope="module")
 def http(world: Seeded) -> Iterator[TestClient[Litestar]]:
     """A second app over the same database, for requests schemathesis does not make."""
-    with TestClient(app=make_app(world.path)) as client:
+    with TestClient(app=make_app(world)) as client:
         yield client
 
 

@@ -24,7 +24,13 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
+from server.errors import (
+    BadRequestError,
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    DomainError,
+    InsufficientStorageError,
+)
 from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
 
@@ -196,7 +202,14 @@ class PgTx:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
         """Run one statement (`?` placeholders)."""
-        return self.conn.execute(translate(sql), params)
+        try:
+            return self.conn.execute(translate(sql), params)
+        except psycopg.DataError as exc:
+            # PostgreSQL's text cannot hold NUL (SQLite's can, and finds no such id): psycopg refuses
+            # the value before sending it, so it is the request's value, not a failure of the server.
+            if exc.sqlstate is None and any(isinstance(p, str) and "\x00" in p for p in params):
+                raise BadRequestError("A value holds a NUL character, which no text may hold.") from exc
+            raise
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each parameter row, pipelined; its rowcount is their sum."""
