@@ -24,7 +24,7 @@ from server.app import create_app
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
-from tests.databases import Seeded, copy_of, fresh_pg, pg_demo
+from tests.databases import Seeded, copy_of, empty, fresh_pg, pg_demo
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -102,6 +102,12 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
 def seeded(seeded_template: Seeded, db_path: Path, request: pytest.FixtureRequest) -> Seeded:
     """A fresh database of this test's own, holding the Turin demo event."""
     return copy_of(seeded_template, db_path, request)
+
+
+@pytest.fixture
+def blank(db_path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A fresh database of this test's own with nothing in it yet, on the engine the run is on."""
+    return empty(db_path, request)
 
 
 def make_app(where: Path | Seeded, **settings: object) -> Litestar:

@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from schemas.accounts import NewAccount
+from schemas.fixtures import Fixture
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.db import Database
 from server.storage.pg.database import PgDatabase
@@ -90,6 +91,26 @@ def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | N
     request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
     db_path.parent.mkdir(parents=True, exist_ok=True)
     return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
+
+
+def empty(path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A fresh database of this test's own with nothing in it (not even its schema), on the engine
+    the run is on: a SQLite file at `path` (not yet made), or a PostgreSQL database dropped after."""
+    if request.config.getoption("--backend") == "postgres":
+        return fresh_pg(path, request, template=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Seeded(path, [])
+
+
+def loaded(path: Path, request: pytest.FixtureRequest, *fixtures: Fixture) -> Seeded:
+    """A database of its own on the engine the run is on, migrated and holding these fixtures' events."""
+    where = empty(path, request)
+    database = where.store()
+    try:
+        accounts = [account for fixture in fixtures for account in load_fixture(database, fixture)]
+    finally:
+        database.close()
+    return Seeded(path, accounts, where.url)
 
 
 def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:

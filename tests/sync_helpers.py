@@ -5,11 +5,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from httpx import Response
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.storage.pg.database import PgDatabase
+from server.storage.pg.database import PgDatabase, translate
 from tests.databases import Seeded
 
 EVENT_ID = "turin-sse-2025"
@@ -183,6 +184,28 @@ def read(where: Path | Seeded, sql: str, *params: Any) -> list[Any]:
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def execute(where: Path | Seeded, *statements: str | tuple[str, tuple[Any, ...]], checked: bool = True) -> None:
+    """Run statements in one committed transaction through a fresh connection, on a SQLite file or a
+    seeded database of either engine (`?` placeholders); `checked=False` turns foreign keys off for it."""
+    pairs = [(s, ()) if isinstance(s, str) else s for s in statements]
+    if isinstance(where, Seeded) and where.url:
+        with psycopg.connect(where.url) as conn:  # one transaction, committed on exit
+            if not checked:
+                conn.execute("SET LOCAL session_replication_role = replica")  # no foreign-key triggers
+            for sql, params in pairs:
+                conn.execute(translate(sql), params)
+        return
+    conn = sqlite3.connect(where.path if isinstance(where, Seeded) else where)
+    try:
+        if not checked:
+            conn.execute("PRAGMA foreign_keys=OFF")
+        with conn:
+            for sql, params in pairs:
+                conn.execute(sql, params)
     finally:
         conn.close()
 

@@ -1,6 +1,7 @@
 """Tokens that end: retire, rotate, expire, and a limit on failed authentications per address."""
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -29,10 +30,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def studyvisit(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def studyvisit(*args: str | Path, on: Seeded | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI, on the seeded database of either engine when given (through its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *map(str, args)],
         cwd=ROOT,
+        env={**os.environ, **on.env()} if on else None,
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -126,9 +129,9 @@ def test_tokens_stop_working_when_the_account_expires(
     seeded: Seeded, client: Client, expires_at: str | None, status: int
 ) -> None:
     account = seeded.first("host")
-    db = Database(seeded.path)
-    with db.write() as conn:
-        set_expiry(conn, account.id, expires_at)
+    db = seeded.store()
+    with db.write() as tx:
+        set_expiry(tx, account.id, expires_at)
     db.close()
     response = client.get("/api/v1/me", headers=bearer(account.token))
     assert response.status_code == status
@@ -143,7 +146,7 @@ def cli_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
 
 def test_accounts_rotate_prints_a_new_token_once_and_the_old_one_stops_working(seeded: Seeded) -> None:
     account = seeded.first("organizer")
-    (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--json", "--db", seeded.path))
+    (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--json", on=seeded))
     assert printed["id"] == account.id
     assert printed["token"] != account.token
     with TestClient(app=make_app(seeded)) as client:
@@ -158,7 +161,7 @@ def test_accounts_rotate_feed_gives_a_new_feed_url_and_keeps_the_bearer_token(se
     account = seeded.first("participant")
     with TestClient(app=make_app(seeded)) as client:
         old = client.get("/api/v1/me", headers=bearer(account.token)).json()["feed_urls"]
-    (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--feed", "--json", "--db", seeded.path))
+    (printed,) = cli_lines(studyvisit("accounts", "rotate", account.id, "--feed", "--json", on=seeded))
     assert "token" not in printed
     assert printed["feed_urls"]["ics"] != old["ics"]
     with TestClient(app=make_app(seeded)) as client:
@@ -171,18 +174,19 @@ def test_accounts_retire_revokes_every_token_and_keeps_the_account(seeded: Seede
     account = seeded.first("participant", group="G3")
     with TestClient(app=make_app(seeded)) as client:
         feed = urlsplit(client.get("/api/v1/me", headers=bearer(account.token)).json()["feed_urls"]["ics"]).path
-    result = studyvisit("accounts", "retire", account.id, "--db", seeded.path)
+    result = studyvisit("accounts", "retire", account.id, on=seeded)
     assert result.returncode == 0, result.stderr
     with TestClient(app=make_app(seeded)) as client:
         assert client.get("/api/v1/me", headers=bearer(account.token)).status_code == 401
         assert client.get(feed).status_code == 404
     # Retired for good: rotating cannot bring it back.
-    again = studyvisit("accounts", "rotate", account.id, "--db", seeded.path)
+    again = studyvisit("accounts", "rotate", account.id, on=seeded)
     assert again.returncode == 1
     assert "retired" in again.stderr
     assert "Traceback" not in again.stderr
-    db = Database(seeded.path)
-    access = get_access(SqliteTx(db.conn), account.id)
+    db = seeded.store()
+    with db.read() as tx:
+        access = get_access(tx, account.id)
     db.close()
     assert access is not None
     assert access.retired_at is not None
@@ -191,7 +195,7 @@ def test_accounts_retire_revokes_every_token_and_keeps_the_account(seeded: Seede
 
 def test_accounts_retire_feed_revokes_only_the_feed_url(seeded: Seeded) -> None:
     account = seeded.first("host")
-    assert studyvisit("accounts", "retire", account.id, "--feed", "--db", seeded.path).returncode == 0
+    assert studyvisit("accounts", "retire", account.id, "--feed", on=seeded).returncode == 0
     with TestClient(app=make_app(seeded)) as client:
         me = client.get("/api/v1/me", headers=bearer(account.token))
     assert me.status_code == 200
@@ -210,10 +214,11 @@ def test_accounts_expire_sets_when_the_tokens_stop_working(
     seeded: Seeded, when: str, stored: str | None, status: int
 ) -> None:
     account = seeded.first("organizer")
-    result = studyvisit("accounts", "expire", account.id, when, "--db", seeded.path)
+    result = studyvisit("accounts", "expire", account.id, when, on=seeded)
     assert result.returncode == 0, result.stderr
-    db = Database(seeded.path)
-    access = get_access(SqliteTx(db.conn), account.id)
+    db = seeded.store()
+    with db.read() as tx:
+        access = get_access(tx, account.id)
     db.close()
     assert access is not None
     assert access.expires_at == stored
@@ -223,7 +228,7 @@ def test_accounts_expire_sets_when_the_tokens_stop_working(
 
 @pytest.mark.parametrize("args", [["no-such-account", "never"], ["p-nguyen-thi-hoa", "next tuesday"]])
 def test_accounts_expire_refuses_bad_input_cleanly(seeded: Seeded, args: list[str]) -> None:
-    result = studyvisit("accounts", "expire", *args, "--db", seeded.path)
+    result = studyvisit("accounts", "expire", *args, on=seeded)
     assert result.returncode in (1, 2)
     assert "Traceback" not in result.stderr
     assert result.stderr.strip()
@@ -233,7 +238,7 @@ def test_accounts_add_with_expires_prints_feed_urls_that_work(seeded: Seeded) ->
     (printed,) = cli_lines(
         studyvisit(
             "accounts", "add", "--event", EVENT_ID, "--name", "Kim Min-jun", "--role", "participant",
-            "--group", "G3", "--expires", "2999-01-01", "--json", "--db", seeded.path,
+            "--group", "G3", "--expires", "2999-01-01", "--json", on=seeded,
         )
     )  # fmt: skip
     assert printed["feed_urls"]["webcal"].startswith("webcal://127.0.0.1:8000/api/v1/feeds/svf_")
@@ -243,19 +248,19 @@ def test_accounts_add_with_expires_prints_feed_urls_that_work(seeded: Seeded) ->
         assert client.get(urlsplit(printed["feed_urls"]["ics"]).path).status_code == 200
 
 
-def test_demo_prints_feed_urls_and_keeps_them_across_runs(tmp_path: Path) -> None:
-    path = tmp_path / "demo.db"
-    text = studyvisit("demo", "--no-serve", "--port", "8123", "--db", path).stdout
+def test_demo_prints_feed_urls_and_keeps_them_across_runs(blank: Seeded) -> None:
+    text = studyvisit("demo", "--no-serve", "--port", "8123", on=blank).stdout
     urls = re.findall(r"webcal://127\.0\.0\.1:8123/api/v1/feeds/svf_[0-9a-f]{64}/itinerary\.ics", text)
     assert len(urls) == 4  # one per role, and the participant's again under "Subscribe"
     assert "curl http://127.0.0.1:8123/api/v1/feeds/svf_" in text
-    second = cli_lines(studyvisit("demo", "--json", "--no-serve", "--port", "8123", "--db", path))
+    second = cli_lines(studyvisit("demo", "--json", "--no-serve", "--port", "8123", on=blank))
     assert [a["feed_urls"]["webcal"] for a in second] == urls[:3]
-    with TestClient(app=make_app(path)) as client:
+    with TestClient(app=make_app(blank)) as client:
         for account in second:
             assert client.get(urlsplit(account["feed_urls"]["schedule_xml"]).path).status_code == 200
 
 
+@pytest.mark.sqlite_only  # SQLite's migration 7 on a SQLite file; PostgreSQL's schema starts with feed tokens
 def test_migration_gives_existing_accounts_distinct_feed_tokens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

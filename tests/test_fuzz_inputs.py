@@ -29,6 +29,7 @@ from server.routes.blobs import byte_range
 from server.routes.bodies import JSON, MSGPACK, BodySpec, decode_body
 from server.routes.sync import _decode as decode_push  # pyright: ignore[reportPrivateUsage]
 from server.services.blobs import parse_content_range
+from tests.databases import copy_of
 
 FUZZ_EXAMPLES = int(os.environ.get("STUDYVISIT_FUZZ_EXAMPLES", "8"))
 # Pure functions are cheap: many more examples than the in-process requests below.
@@ -143,12 +144,12 @@ def test_range_header_is_a_range_inside_the_blob_or_the_whole_or_unsatisfiable(h
 
 
 @pytest.fixture(scope="module")
-def blob_world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded) -> tuple[Seeded, Path]:
+def blob_world(
+    tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded, request: pytest.FixtureRequest
+) -> tuple[Seeded, Path]:
     """The demo event with one blob uploaded, for the request properties (they only read, or fail)."""
     root = tmp_path_factory.mktemp("fuzz-blobs")
-    seeded = Seeded(root / "studyvisit.db", list(seeded_template.accounts.values()))
-    seeded.path.write_bytes(seeded_template.path.read_bytes())
-    return seeded, root / "data"
+    return copy_of(seeded_template, root / "studyvisit.db", request), root / "data"
 
 
 # A PDF: the server sniffs the media type from the bytes, and keeps only what it recognises.

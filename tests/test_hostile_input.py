@@ -25,14 +25,14 @@ from conftest import EVENT_ID, LiveServer, Seeded, make_app
 from litestar import Litestar, get
 from litestar.exceptions import HTTPException, ImproperlyConfiguredException
 from litestar.testing import TestClient
-from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, uid
+from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, PROBLEM, PULL_URL, PUSH_URL, note_put, rows, scalar, uid
 
 from schemas.accounts import Account
 from schemas.fixtures import Fixture
 from schemas.places import Event, Site
 from server.errors import EXCEPTION_HANDLERS
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
-from server.storage.db import Database, migrate
+from server.fixtures import DEMO_FIXTURE, read_fixture
+from tests.databases import loaded
 
 E = f"/api/v1/events/{EVENT_ID}"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -76,14 +76,6 @@ class World(Seeded):
         """Every token and every token hash: none may ever leave the server."""
         tokens = [a.token for a in self.accounts.values()]
         return tokens + [sha256_hex(t) for t in tokens]
-
-
-def build_world(path: Path) -> World:
-    db = Database(path)
-    migrate(db)
-    world = World(path, load_fixture(db, read_fixture(DEMO_FIXTURE)) + load_fixture(db, OTHER))
-    db.close()
-    return world
 
 
 def assert_no_leak(text: str, secrets: list[str], where: str) -> None:
@@ -133,9 +125,12 @@ class Scanned:
         assert self.get("/health").json() == {"status": "ok"}
 
 
-def table_state(path: Path) -> dict[str, int]:
+def table_state(where: Path | Seeded) -> dict[str, int]:
     """Every table of the database with its row count: a dropped or emptied table changes it."""
-    conn = sqlite3.connect(path)
+    if isinstance(where, Seeded) and where.url:
+        names = [r[0] for r in rows(where, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return {name: scalar(where, f'SELECT COUNT(*) FROM "{name}"') for name in sorted(names)}
+    conn = sqlite3.connect(where.path if isinstance(where, Seeded) else where)
     try:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
@@ -144,15 +139,16 @@ def table_state(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Both events in a database of this module's own, for the tests that write nothing."""
-    return build_world(tmp_path_factory.mktemp("hostile") / "studyvisit.db")
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> World:
+    """Both events in a database of this module's own (on the engine the run is on), for the tests that write nothing."""
+    both = loaded(tmp_path_factory.mktemp("hostile") / "studyvisit.db", request, read_fixture(DEMO_FIXTURE), OTHER)
+    return World(both.path, list(both.accounts.values()), both.url)
 
 
 @pytest.fixture(scope="module")
 def http(world: World) -> Iterator[Scanned]:
     """The app in-process over the module's database, every response scanned."""
-    with TestClient(app=make_app(world.path)) as client:
+    with TestClient(app=make_app(world)) as client:
         yield Scanned(client, world.secrets())
 
 
@@ -183,12 +179,12 @@ def chunked(body: bytes, size: int = 1024 * 1024) -> Iterator[bytes]:
 def test_50_mib_body_is_refused_with_413_and_the_server_keeps_answering(
     http: Scanned, world: World, method: str, url: str, content_type: str, streamed: bool
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     body = b'{"name": "' + b"a" * OVERSIZE + b'"}'
     headers = {**bearer(world.token("organizer")), "Content-Type": content_type, "If-Match": '"1"'}
     response = http.request(method, url, content=chunked(body) if streamed else body, headers=headers)
     assert assert_problem(response, 413)["type"] == PROBLEM + "payload-too-large"
-    assert table_state(world.path) == before
+    assert table_state(world) == before
     http.assert_healthy()
 
 
@@ -213,11 +209,11 @@ DEEP_BODIES = [
 def test_100k_deep_json_nesting_is_refused_with_400_and_no_crash(
     http: Scanned, world: World, method: str, url: str, content_type: str, body: bytes
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     headers = {**bearer(world.token("organizer")), "Content-Type": content_type, "If-Match": '"1"'}
     response = http.request(method, url, content=body, headers=headers)
     assert_problem(response, 400)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
     http.assert_healthy()
 
 
@@ -262,13 +258,13 @@ HOSTILE_VALUES = [
 def test_hostile_typed_body_is_a_400_problem_and_writes_nothing(
     http: Scanned, world: World, role: str, method: str, url: str, template: dict[str, Any], value: bytes | None
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     body = DEPTH_3000 if value is None else msgspec.json.encode(template).replace(b'"' + HOSTILE.encode() + b'"', value)
     token = world.token(role, group="G1") if role == "participant" else world.token(role)
     headers = {**bearer(token), "Content-Type": "application/json", "If-Match": '"v1"'}
     response = http.request(method, url, content=body, headers=headers)
     assert_problem(response, 400)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
     http.assert_healthy()
 
 
@@ -325,11 +321,11 @@ def test_every_documented_query_parameter_is_probed_with_sql(http: Scanned) -> N
 def test_sql_in_a_query_parameter_is_data_not_sql(
     http: Scanned, world: World, path: str, name: str, base: dict[str, str], value: str
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     response = http.get(path, params={**base, name: value}, headers=bearer(world.token("organizer")))
     if response.status_code != 200:
         assert_problem(response, 400)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
 
 
 @pytest.mark.parametrize("value", SQL_STRINGS)
@@ -337,7 +333,7 @@ def test_sql_in_a_note_body_is_stored_and_served_verbatim(
     client: TestClient[Litestar], seeded: Seeded, value: str
 ) -> None:
     http = Scanned(client, [a.token for a in seeded.accounts.values()])
-    before = table_state(seeded.path)
+    before = table_state(seeded)
     participant = bearer(seeded.token("participant", group="G1"))
     batch = {
         "client_id": CLIENT_A,
@@ -347,14 +343,10 @@ def test_sql_in_a_note_body_is_stored_and_served_verbatim(
     pushed = http.request("POST", PUSH_URL, json=batch, headers=participant).json()
     assert [r["status"] for r in pushed["results"]] == ["applied"]
 
-    after = table_state(seeded.path)
+    after = table_state(seeded)
     assert after.keys() == before.keys()
     assert after["notes"] == before["notes"] + 1
-    conn = sqlite3.connect(seeded.path)
-    try:
-        assert conn.execute("SELECT body FROM notes WHERE id = ?", (uid(1),)).fetchone() == (value,)
-    finally:
-        conn.close()
+    assert scalar(seeded, "SELECT body FROM notes WHERE id = ?", uid(1)) == value
     pulled = http.get(PULL_URL, headers=participant).json()
     assert [c["data"]["body"] for c in pulled["changes"] if c["entity"] == "note"] == [value]
     shared = http.get(f"{E}/notes/shared", headers=bearer(seeded.token("organizer"))).json()
@@ -387,7 +379,7 @@ ID_PATHS = [
 class LoggedLiveServer(LiveServer):
     """``studyvisit serve`` with its stderr (where the access log goes) kept in a file."""
 
-    def __init__(self, db_path: Path, log_path: Path) -> None:
+    def __init__(self, db_path: Path | Seeded, log_path: Path) -> None:
         super().__init__(db_path)
         self.log_path = log_path
 
@@ -403,7 +395,7 @@ class LoggedLiveServer(LiveServer):
 
 @pytest.fixture(scope="module")
 def live(world: World) -> Iterator[LoggedLiveServer]:
-    server = LoggedLiveServer(world.path, world.path.with_name("server-stderr.log")).start()
+    server = LoggedLiveServer(world, world.path.with_name("server-stderr.log")).start()
     yield server
     server.stop()
 
@@ -450,7 +442,7 @@ def assert_live_server_healthy(server: LiveServer) -> None:
 def test_traversal_in_an_id_is_a_problem_never_file_content(
     live: LoggedLiveServer, world: World, path: str, bad_id: str
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     token = world.token("organizer")
     response = raw_get(live, path.format(id=bad_id).encode(), [b"Authorization: Bearer " + token.encode()])
     assert response.status in (400, 404), response.text[:500]
@@ -459,7 +451,7 @@ def test_traversal_in_an_id_is_a_problem_never_file_content(
     for marker in PASSWD_MARKERS:
         assert marker not in response.text
     assert_no_leak(response.text, world.secrets(), f"the response to {path.format(id=bad_id)}")
-    assert table_state(world.path) == before
+    assert table_state(world) == before
 
 
 def test_raw_nul_byte_in_the_request_line_is_refused_by_the_http_parser(live: LoggedLiveServer, world: World) -> None:
@@ -525,11 +517,11 @@ TURIN_ENDPOINTS = [
 def test_token_of_another_event_finds_nothing_in_turin(
     http: Scanned, world: World, method: str, url: str, role: str
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     headers = {**bearer(world.other_token(role)), "If-Match": '"1"'}
     response = http.request(method, url, headers=headers, json={"name": "taken over"})
     assert_problem(response, 404)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
 
 
 def test_token_of_another_event_still_names_its_own_account(http: Scanned, world: World) -> None:
@@ -558,10 +550,10 @@ ORGANIZER_ENDPOINTS = [
 def test_participant_or_host_token_on_an_organizer_endpoint_is_forbidden(
     http: Scanned, world: World, method: str, url: str, body: Any, role: str
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     response = http.request(method, url, headers=bearer(world.token(role)), json=body)
     assert_problem(response, 403)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
 
 
 def near_misses(token: str) -> list[tuple[str, str]]:
@@ -592,6 +584,7 @@ def test_token_that_is_almost_a_real_one_is_unauthorized(http: Scanned, world: W
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.sqlite_only  # traces SQLite's statements and reads its file (PostgreSQL: the same storage code binds the hash)
 def test_token_is_looked_up_by_its_hash_so_comparing_leaks_no_timing(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -610,7 +603,7 @@ def test_token_is_looked_up_by_its_hash_so_comparing_leaks_no_timing(
 
     monkeypatch.setattr(sqlite3, "connect", traced_connect)
     token, wrong = world.token("organizer"), world.token("organizer")[:-1]
-    with TestClient(app=make_app(world.path)) as client:
+    with TestClient(app=make_app(world)) as client:
         assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
         assert client.get("/api/v1/me", headers=bearer(wrong)).status_code == 401
 
@@ -678,11 +671,11 @@ OUT_OF_RANGE = [
 def test_out_of_range_number_or_time_is_never_a_server_error(
     http: Scanned, world: World, method: str, url: str
 ) -> None:
-    before = table_state(world.path)
+    before = table_state(world)
     response = http.request(method, url, headers=bearer(world.token("organizer")))
     if response.status_code != 200:
         assert_problem(response, 400, 404)
-    assert table_state(world.path) == before
+    assert table_state(world) == before
 
 
 # --- what the logs keep ---------------------------------------------------------------------------------

@@ -26,25 +26,19 @@ from test_read_api import (
     haversine_m,
 )
 
-from server.fixtures import load_fixture
-from server.storage.db import Database, migrate
+from tests.databases import copy_of
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    """The demo event in a database of this module's own."""
-    path = tmp_path_factory.mktemp("live") / "studyvisit.db"
-    db = Database(path)
-    migrate(db)
-    seeded = Seeded(path, load_fixture(db, DEMO))
-    db.close()
-    return seeded
+def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded, request: pytest.FixtureRequest) -> Seeded:
+    """The demo event in a database of this module's own (on the engine the run is on)."""
+    return copy_of(seeded_template, tmp_path_factory.mktemp("live") / "studyvisit.db", request)
 
 
 @pytest.fixture(scope="module")
 def server(world: Seeded) -> Iterator[LiveServer]:
     """One real server for the module: starting uvicorn per test would cost a second each."""
-    live = LiveServer(world.path).start()
+    live = LiveServer(world).start()
     yield live
     live.stop()
 

@@ -9,7 +9,6 @@ Times range over every offset and the edges of the calendar, where UTC conversio
 
 import contextlib
 import itertools
-import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 from schemas.common import SLUG_PATTERN, UUID_PATTERN
 from sync.mutations import MUTATION_TYPES
 from tests.conftest import Seeded
-from tests.sync_helpers import PROBLEM, Client, note_put, push, uid
+from tests.sync_helpers import PROBLEM, Client, note_put, push, rows, uid
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40) | st.sampled_from(
     ["Ciao", "ملاحظة", "Nguyễn Thị Hoa", "김민준", "Europe/Rome", ""]
@@ -47,11 +46,10 @@ STAMPS = st.builds(
 
 
 def real_ids(seeded: Seeded) -> dict[str, list[str]]:
-    with sqlite3.connect(seeded.path) as conn:
-        return {
-            table: [row[0] for row in conn.execute(f"SELECT id FROM {table} ORDER BY id LIMIT 12")]
-            for table in ("visits", "sites", "groups", "questions")
-        }
+    return {
+        table: [row[0] for row in rows(seeded, f"SELECT id FROM {table} ORDER BY id LIMIT 12")]
+        for table in ("visits", "sites", "groups", "questions")
+    }
 
 
 def strategy(info: Any, ids: list[str]) -> st.SearchStrategy[Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -38,11 +39,13 @@ from tests.sync_helpers import (
     PROBLEM,
     PUSH_URL,
     Client,
+    execute,
     feedback_put,
     mutation,
     note_put,
     pull,
     push,
+    rows,
     scalar,
     snapshot,
     uid,
@@ -58,26 +61,27 @@ def statuses(result: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def other_event(seeded: Seeded) -> Iterator[None]:
+def other_event(seeded: Seeded) -> None:
     """A second event on the same server, holding a note and a feedback of its own participant."""
-    with sqlite3.connect(seeded.path) as conn:
-        conn.execute("PRAGMA foreign_keys=OFF")  # its account rows are not needed for the clash
-        conn.execute(
+    execute(  # its account rows are not needed for the clash: foreign keys off
+        seeded,
+        (
             "INSERT INTO events (id, title, starts_on, ends_on, timezone) VALUES (?, 'Lisboa', '2026-05-04',"
             " '2026-05-06', 'Europe/Lisbon')",
             (OTHER_EVENT,),
-        )
-        conn.execute(
+        ),
+        (
             "INSERT INTO feedback (id, event_id, author_id, visit_id, rating, updated_at) VALUES (?, ?, 'lx-p1',"
             " 'lx-visit', 2, '2026-05-04T10:00:00Z')",
             (uid(0xF00D), OTHER_EVENT),
-        )
-        conn.execute(
+        ),
+        (
             "INSERT INTO notes (id, event_id, author_id, visit_id, body, updated_at) VALUES (?, ?, 'lx-p1',"
             " 'lx-visit', 'segredo', '2026-05-04T10:00:00Z')",
             (uid(0xBEEF), OTHER_EVENT),
-        )
-    return
+        ),
+        checked=False,
+    )
 
 
 # --- item 1: one mutation never wedges the device ------------------------------------------------------
@@ -128,14 +132,25 @@ def test_a_visit_whose_utc_instant_does_not_exist_is_rejected_and_the_batch_goes
     assert scalar(seeded, "SELECT COUNT(*) FROM visits WHERE id = 'far-away'") == 0
 
 
-def _fail_inside_sqlite(path: Path, table: str, when: str) -> None:
-    # A trigger raising ABORT is an IntegrityError from inside SQLite: the kind of failure no
-    # applier expects, raised by the real database at the real statement.
-    with sqlite3.connect(path) as conn:
-        conn.execute(
+def _fail_inside_the_database(seeded: Seeded, table: str, when: str) -> None:
+    # A trigger raising an integrity error from inside the database (SQLite's RAISE(ABORT),
+    # PostgreSQL's SQLSTATE 23000): the kind of failure no applier expects, raised by the real
+    # database at the real statement.
+    if not seeded.url:
+        execute(
+            seeded,
             f"CREATE TRIGGER wedge_{table} BEFORE INSERT ON {table} WHEN {when}"
-            " BEGIN SELECT RAISE(ABORT, 'constraint failed inside the database'); END"
+            " BEGIN SELECT RAISE(ABORT, 'constraint failed inside the database'); END",
         )
+        return
+    execute(
+        seeded,
+        f"CREATE FUNCTION wedge_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " RAISE EXCEPTION 'constraint failed inside the database' USING ERRCODE = 'integrity_constraint_violation';"
+        " END $$",
+        f"CREATE TRIGGER wedge_{table} BEFORE INSERT ON {table} FOR EACH ROW"
+        f" WHEN ({'true' if when == '1' else when}) EXECUTE FUNCTION wedge_{table}()",
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,7 +192,7 @@ def test_an_unexpected_failure_rejects_that_mutation_only_with_a_correlation_id_
     batch: list[dict[str, Any]],
     expected: list[str],
 ) -> None:
-    _fail_inside_sqlite(seeded.path, table, when)
+    _fail_inside_the_database(seeded, table, when)
     headers = seeded.headers("participant", group="G1")
     with caplog.at_level(logging.ERROR, logger="studyvisit.push"):
         result = push(client, headers, batch)
@@ -194,7 +209,7 @@ def test_an_unexpected_failure_rejects_that_mutation_only_with_a_correlation_id_
     applied = [
         m["args"]["id"] for m, s in zip(batch, expected, strict=True) if s == "applied" and m["type"] == "note.put"
     ]
-    assert sorted(r[0] for r in sqlite3.connect(seeded.path).execute("SELECT id FROM notes")) == sorted(applied)
+    assert sorted(r[0] for r in rows(seeded, "SELECT id FROM notes")) == sorted(applied)
     # Its id is used up: the retry is all duplicates, later mutations go through.
     again = push(client, headers, [*batch, note_put(len(batch) + 1, uid(99))])
     assert statuses(again) == ["duplicate"] * len(batch) + ["applied"]
@@ -234,7 +249,7 @@ def test_a_mutation_is_applied_whatever_the_device_clock_says_and_its_time_is_ke
         },
         PushRequest,
     )
-    db = Database(seeded.path)
+    db = seeded.store()
     try:
         with db.read() as conn:
             me = get_account(conn, account.id)
@@ -244,12 +259,8 @@ def test_a_mutation_is_applied_whatever_the_device_clock_says_and_its_time_is_ke
         db.close()
     assert [r.status for r in result.results] == ["applied", "applied"]
     for table in ("notes", "feedback"):
-        row = (
-            sqlite3.connect(seeded.path)
-            .execute(f"SELECT client_time, received_at, clock_skewed FROM {table}")
-            .fetchone()
-        )
-        assert row == (client_time, RECEIVED, int(skewed))
+        [row] = rows(seeded, f"SELECT client_time, received_at, clock_skewed FROM {table}")
+        assert tuple(row) == (client_time, RECEIVED, skewed)  # SQLite's 0/1 equal PostgreSQL's booleans
 
 
 def test_pulled_notes_and_feedback_carry_the_device_time_the_receive_time_and_the_skew_flag(
@@ -314,8 +325,7 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
     headers = seeded.headers("participant", group="G1")
     push(client, headers, [note_put(1, uid(1))])
     before = snapshot(seeded)
-    holder = sqlite3.connect(seeded.path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    holder = _hold_the_write_lock(seeded)  # another process's long write transaction
     try:
         response = client.post(
             PUSH_URL,
@@ -324,8 +334,7 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
         )
         health = client.get("/health")
     finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+        holder.close()  # rolls back
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["type"] == PROBLEM + "database-busy"
@@ -337,6 +346,19 @@ def test_a_write_lock_held_elsewhere_is_answered_503_with_retry_after_and_nothin
     assert statuses(retry) == ["applied"]
 
 
+def _hold_the_write_lock(seeded: Seeded) -> sqlite3.Connection | psycopg.Connection[Any]:
+    """Another connection in a write transaction that blocks every writer: SQLite's one write lock;
+    on PostgreSQL, the tables a push and the health probe write, locked against writers (readers go on)."""
+    if not seeded.url:
+        holder = sqlite3.connect(seeded.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        return holder
+    pg_holder = psycopg.connect(seeded.url)
+    pg_holder.execute("LOCK TABLE sync_clients, notes, health_probe IN EXCLUSIVE MODE")
+    return pg_holder
+
+
+@pytest.mark.sqlite_only  # one process's writers queue on its own lock before SQLite's; PostgreSQL's pool has no queue
 def test_a_write_queued_behind_a_long_one_in_this_process_is_answered_503_not_held(
     client_with: Callable[..., Client], seeded: Seeded
 ) -> None:
@@ -404,6 +426,7 @@ def size_limit(monkeypatch: pytest.MonkeyPatch) -> SizeLimit:
     return limit
 
 
+@pytest.mark.sqlite_only  # SQLite's max_page_count stands in for a full disk (test_pg_database maps 53100)
 def test_a_full_disk_is_answered_507_and_nothing_is_written(
     size_limit: SizeLimit, client_with: Callable[..., Client], seeded: Seeded
 ) -> None:
@@ -419,6 +442,7 @@ def test_a_full_disk_is_answered_507_and_nothing_is_written(
     assert statuses(push(client, headers, big, client_id=CLIENT_B)) == ["applied"] * 20
 
 
+@pytest.mark.sqlite_only  # SQLite's max_page_count stands in for a full disk (test_pg_database maps 53100)
 def test_a_full_disk_in_the_middle_of_an_applier_fails_the_batch_not_the_mutation(
     size_limit: SizeLimit, client_with: Callable[..., Client], seeded: Seeded
 ) -> None:
@@ -435,6 +459,7 @@ def test_a_full_disk_in_the_middle_of_an_applier_fails_the_batch_not_the_mutatio
     assert statuses(push(client, headers, batch)) == ["applied"] * 10
 
 
+@pytest.mark.sqlite_only  # SQLite's own errors (PostgreSQL's: tests/test_pg_database.py)
 @pytest.mark.parametrize(
     ("make", "expected"),
     [

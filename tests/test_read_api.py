@@ -21,9 +21,10 @@ from lxml import etree
 
 from schemas.fixtures import Fixture
 from server.auth import requires
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
+from server.fixtures import DEMO_FIXTURE, read_fixture
 from server.storage.catalog import put_visit
-from server.storage.db import Database, migrate
+from server.storage.db import Database
+from tests.databases import loaded
 
 pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
@@ -239,20 +240,15 @@ def raw_get(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, bytes]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Seeded:
     """One database for the read-only tests of this module: the demo event and the walking-check event."""
-    path = tmp_path_factory.mktemp("read-api") / "studyvisit.db"
-    db = Database(path)
-    migrate(db)
-    seeded = Seeded(path, [*load_fixture(db, DEMO), *load_fixture(db, WALK_FIXTURE)])
-    db.close()
-    return seeded
+    return loaded(tmp_path_factory.mktemp("read-api") / "studyvisit.db", request, DEMO, WALK_FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def api(world: Seeded) -> Iterator[TestClient[Litestar]]:
     """The app in-process over ``world``; tests that change data use the per-test ``client`` instead."""
-    with TestClient(app=make_app(world.path)) as test_client:
+    with TestClient(app=make_app(world)) as test_client:
         yield test_client
 
 
@@ -944,3 +940,14 @@ def test_either_etag_revalidates_either_encoding(api: TestClient[Litestar], part
     for encoding, etag in [("gzip", plain_etag), ("identity", gzip_etag)]:
         response = api.get(url, headers={**participant, "Accept-Encoding": encoding, "If-None-Match": etag})
         assert response.status_code == 304
+
+
+def test_an_app_started_again_after_its_shutdown_serves_from_its_database(seeded: Seeded) -> None:
+    # Test clients and schemathesis run an app's lifespan more than once: its shutdown closes the
+    # database (on PostgreSQL, the connection pool, which psycopg cannot reopen), its start-up opens it.
+    app = make_app(seeded)
+    headers = seeded.headers("participant", group="G1")
+    for _ in range(2):
+        with TestClient(app=app) as client:
+            assert client.get(f"/api/v1/events/{EVENT_ID}/sites", headers=headers).status_code == 200
+            assert client.get("/health").status_code == 200

@@ -20,6 +20,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import EVENT_ID, LiveServer, Seeded
 from tests.sync_helpers import PROBLEM, snapshot, uid
@@ -27,6 +28,9 @@ from tests.sync_helpers import PROBLEM, snapshot, uid
 PUSH = f"/api/v1/events/{EVENT_ID}/sync/push"
 PULL = f"/api/v1/events/{EVENT_ID}/sync/pull"
 VISIT = "d1-g1-casa-quartiere-san-salvario"
+
+# The file's own permission bits, and SQLite's read-only connections, are what is tested.
+pytestmark = pytest.mark.sqlite_only
 
 
 def without_root_override() -> tuple[str, ...]:

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
-from server.storage.db import Database, migrate
+from server.fixtures import DEMO_FIXTURE, read_fixture
+from tests.databases import copy_of
 
 DEMO = read_fixture(DEMO_FIXTURE)
 # Real ids most of the time, so requests get past the 404 of an unknown record and reach the handlers.
@@ -127,20 +127,15 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    """The demo event in a database of this module's own, loaded before the app starts."""
-    path = tmp_path_factory.mktemp("schemathesis") / "studyvisit.db"
-    db = Database(path)
-    migrate(db)
-    seeded = Seeded(path, load_fixture(db, DEMO))
-    db.close()
-    return seeded
+def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded, request: pytest.FixtureRequest) -> Seeded:
+    """The demo event in a database of this module's own (on the engine the run is on), loaded before the app starts."""
+    return copy_of(seeded_template, tmp_path_factory.mktemp("schemathesis") / "studyvisit.db", request)
 
 
 @pytest.fixture(scope="module")
 def app(world: Seeded) -> Iterator[Litestar]:
     """The app over the seeded database, which schemathesis calls in-process."""
-    yield make_app(world.path)
+    yield make_app(world)
     # schemathesis keeps an app's lifespan running for the rest of the process; end it to close the database.
     asgi.shutdown_lifespans()
 
@@ -249,7 +244,7 @@ OPTIONS_PATHS = ["/health", "/api/v1/me", f"{E}/sites/triciclo", f"{E}/sync/push
 @pytest.fixture(scope="module")
 def http(world: Seeded) -> Iterator[TestClient[Litestar]]:
     """A second app over the same database, for requests schemathesis does not make."""
-    with TestClient(app=make_app(world.path)) as client:
+    with TestClient(app=make_app(world)) as client:
         yield client
 
 

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,14 +10,14 @@ from pathlib import Path
 
 from sync.client import FieldClient
 from tests.conftest import LiveServer, Seeded
+from tests.sync_helpers import rows
 
 VISIT = "d1-g1-casa-quartiere-san-salvario"
 KILLED_NOTES = 1500
 
 
 def server_notes(seeded: Seeded, author: str) -> list[str]:
-    with sqlite3.connect(seeded.path) as conn:
-        return [r[0] for r in conn.execute("SELECT id FROM notes WHERE author_id = ? AND deleted = 0", (author,))]
+    return [r[0] for r in rows(seeded, "SELECT id FROM notes WHERE author_id = ? AND NOT deleted", author)]
 
 
 def full_state(client: FieldClient) -> dict[tuple[str, str], int]:

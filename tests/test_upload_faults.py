@@ -180,7 +180,7 @@ def test_an_upload_killed_at_any_step_loses_nothing_acknowledged_and_completes_a
 
 @pytest.fixture
 def api(seeded: Seeded, tmp_path: Path) -> Iterator[TestClient[Litestar]]:
-    settings = Settings.from_env(db_path=seeded.path, data_dir=tmp_path / "data")
+    settings = Settings.from_env(**{**seeded.settings(), "data_dir": tmp_path / "data"})
     with TestClient(app=create_app(settings)) as client:
         yield client
 

@@ -24,7 +24,13 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
+from server.errors import (
+    BadRequestError,
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    DomainError,
+    InsufficientStorageError,
+)
 from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
 
@@ -196,7 +202,14 @@ class PgTx:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
         """Run one statement (`?` placeholders)."""
-        return self.conn.execute(translate(sql), params)
+        try:
+            return self.conn.execute(translate(sql), params)
+        except psycopg.DataError as exc:
+            # PostgreSQL's text cannot hold NUL (SQLite's can, and finds no such id): psycopg refuses
+            # the value before sending it, so it is the request's value, not a failure of the server.
+            if exc.sqlstate is None and any(isinstance(p, str) and "\x00" in p for p in params):
+                raise BadRequestError("A value holds a NUL character, which no text may hold.") from exc
+            raise
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> psycopg.Cursor[PgRow]:
         """Run one statement for each parameter row, pipelined; its rowcount is their sum."""
@@ -285,32 +298,37 @@ class PgDatabase:
     ) -> None:
         self.url = url
         self.lock_timeout = lock_timeout
+        self._sizes = (min_size, max_size)
+        self.connect_timeout = connect_timeout
+        self.pool = self._open_pool()
 
-        def configure(conn: psycopg.Connection[Any]) -> None:
-            # What the loaders read (instants in UTC, ISO dates), and how long a lock is waited for.
-            conn.execute("SET TIME ZONE 'UTC'")
-            conn.execute("SET DateStyle TO ISO")
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout * 1000)}ms",))
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        # What the loaders read (instants in UTC, ISO dates), and how long a lock is waited for.
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute("SET DateStyle TO ISO")
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.lock_timeout * 1000)}ms",))
 
-        self.pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=connect_timeout,
+    def _open_pool(self) -> ConnectionPool[psycopg.Connection[PgRow]]:
+        pool: ConnectionPool[psycopg.Connection[PgRow]] = ConnectionPool(
+            self.url,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            timeout=self.connect_timeout,
             kwargs={"autocommit": True, "row_factory": pg_row, "context": _Adapted()},
-            configure=configure,
+            configure=self._configure,
             open=False,
         )
         try:
-            self.pool.open(wait=True, timeout=connect_timeout)
+            pool.open(wait=True, timeout=self.connect_timeout)
         except PoolTimeout as exc:
-            self.pool.close()
-            raise DatabaseUnavailableError(f"PostgreSQL did not answer within {connect_timeout} s.") from exc
+            pool.close()
+            raise DatabaseUnavailableError(f"PostgreSQL did not answer within {self.connect_timeout} s.") from exc
         if TEST_NAIVE_FEED:
             # Test-only (server/faults.py): the naive feed's sequence, starting above any position the
             # feed clock gave before (the fixture's), so that the two never collide.
-            with self.pool.connection() as conn:
+            with pool.connection() as conn:
                 conn.execute("CREATE SEQUENCE IF NOT EXISTS test_naive_feed START 1000000000")
+        return pool
 
     @contextmanager
     def _unit(self, begin: LiteralString, *, keep: bool) -> Generator[PgTx]:
@@ -384,6 +402,11 @@ class PgDatabase:
         """Apply pending migrations, one process at a time (an advisory lock); the versions applied now."""
         from server.storage.pg.migrate import migrate
 
+        if self.pool.closed:
+            # An app's start-up after its shutdown (a lifespan run again, as test clients and
+            # schemathesis do): psycopg cannot reopen a closed pool, so a new one is opened, as
+            # SQLite's Database reopens its connections.
+            self.pool = self._open_pool()
         return migrate(self.url)
 
     def close(self) -> None:
