@@ -80,6 +80,7 @@ def test_a_database_url_that_names_nothing_usable_is_refused(text: str, says: st
         parse_database_url(text)
 
 
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
 def test_every_sqlite_table_and_column_has_a_postgresql_counterpart(db: Database, pg_url: str) -> None:
     cli("db", "migrate", "--database-url", pg_url)
     sqlite_columns = {
@@ -135,6 +136,7 @@ def eventful(client: TestClient[Litestar], seeded: Seeded) -> None:
     push(client, host, [site_patch(1, G1_SITE, 1, accessibility="Rampa all'ingresso laterale")], client_id=CLIENT_A)
 
 
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
 def test_db_copy_moves_every_row_and_shows_equal_counts_and_checksums(
     client: TestClient[Litestar], seeded: Seeded, pg_url: str
 ) -> None:
@@ -171,6 +173,7 @@ def test_db_copy_moves_every_row_and_shows_equal_counts_and_checksums(
     assert new_id[0][0] > top
 
 
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
 def test_db_copy_refuses_a_target_that_already_holds_data(seeded: Seeded, pg_url: str) -> None:
     assert cli("db", "copy", "--from", str(seeded.path), "--to", pg_url).exit_code == 0
     again = cli("db", "copy", "--from", str(seeded.path), "--to", pg_url)
@@ -180,6 +183,7 @@ def test_db_copy_refuses_a_target_that_already_holds_data(seeded: Seeded, pg_url
     assert pg_rows(pg_url, "SELECT count(*) FROM sites") == [(count,)]
 
 
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
 def test_a_copy_that_fails_half_way_leaves_the_target_empty(seeded: Seeded, pg_url: str) -> None:
     with sqlite3.connect(seeded.path) as conn:
         conn.execute("UPDATE accounts SET created_at = 'last Tuesday' WHERE id = (SELECT max(id) FROM accounts)")
