@@ -24,7 +24,7 @@ from server.app import create_app
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.settings import Settings
 from server.storage.db import Database, migrate
-from tests.databases import Seeded, copy_of, empty, fresh_pg, pg_demo
+from tests.databases import PG_DATABASES, Seeded, copy_of, empty, fresh_pg, pg_demo
 
 # The browser fixtures (web, browser, context) for tests/test_web_*.py.
 pytest_plugins = ["tests.browser_app"]
@@ -52,6 +52,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
     config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("sqlite_only")])
     items[:] = kept
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    PG_DATABASES.close()  # waits for the last tests' databases to be dropped, and fails if one was not
 
 
 def on_postgres(config: pytest.Config) -> bool:
