@@ -41,8 +41,8 @@ from server.services.accounts import (
     invitation_link,
     unique_id,
 )
-from server.services.blobs import blob_files, purge_uploads
-from server.settings import Settings
+from server.services.blobs import choose_blob_store, purge_uploads
+from server.settings import BLOB_STORES, Settings
 from server.storage.accounts import (
     Access,
     get_access,
@@ -77,6 +77,15 @@ database_url_option = click.option(
     envvar="STUDYVISIT_DATABASE_URL",
     show_envvar=True,
     help="postgresql://user@host/db, or sqlite:///file.db (instead of --db)",
+)
+blob_store_option = click.option(
+    "--blob-store",
+    type=click.Choice(BLOB_STORES),
+    envvar="STUDYVISIT_BLOB_STORE",
+    show_envvar=True,
+    default="directory",
+    show_default=True,
+    help="Where photos live: the data directory, or the PostgreSQL database itself (several servers, no shared disk)",
 )
 force_option = click.option(
     "--force",
@@ -284,10 +293,19 @@ def main() -> None:
     """studyvisit: itinerary, sites and offline-first sync for study visits."""
 
 
+def check_blob_store(blob_store: str, location: Location) -> None:
+    """Photos in the database need PostgreSQL; worker processes read the choice from the environment."""
+    if blob_store == "database" and isinstance(location, SqliteLocation):
+        raise click.ClickException("--blob-store database keeps photos in PostgreSQL: give --database-url too")
+    os.environ["STUDYVISIT_BLOB_STORE"] = blob_store
+
+
 @main.command()
 @serve_options
-def serve(host: str, port: int, workers: int, db_path: Path, database_url: str | None) -> None:
+@blob_store_option
+def serve(host: str, port: int, workers: int, db_path: Path, database_url: str | None, blob_store: str) -> None:
     """Serve the API."""
+    check_blob_store(blob_store, store_location(db_path, database_url))
     check_port(host, port)
     open_db(db_path, database_url).close()
     run_server(store_location(db_path, database_url), host, port, workers)
@@ -441,17 +459,24 @@ def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
 @db.command("purge-uploads")
 @click.option("--older-than-hours", type=click.FloatRange(min=0, min_open=True), default=48, show_default=True)
 @db_option
+@database_url_option
 @click.option("--data-dir", default="", help="Blob directory (default: beside the database)")
-def db_purge_uploads(older_than_hours: float, db_path: Path, data_dir: str) -> None:
+@blob_store_option
+def db_purge_uploads(
+    older_than_hours: float, db_path: Path, database_url: str | None, data_dir: str, blob_store: str
+) -> None:
     """Remove photo uploads abandoned half-way, and photos no live note references, older than this.
 
     A device resumes an abandoned upload from zero then; an upload no note of its uploader
     references stops counting against the quotas, and its bytes go once nobody holds them.
     """
-    settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
-    database = open_db(db_path)
+    check_blob_store(blob_store, store_location(db_path, database_url))
+    settings = Settings.from_env(
+        db_path=db_path, database_url=database_url, data_dir=data_dir or None, blob_store=blob_store
+    )
+    database = open_db(db_path, database_url)
     try:
-        partial, blobs = purge_uploads(database, blob_files(settings), older_than_hours * 3600)
+        partial, blobs = purge_uploads(database, choose_blob_store(settings, database), older_than_hours * 3600)
     finally:
         database.close()
     click.echo(f"removed {partial} abandoned upload file(s) and {blobs} unreferenced blob(s)")

@@ -11,6 +11,8 @@ import hashlib
 import io
 import itertools
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -299,3 +301,41 @@ def test_abandoned_uploads_are_purged_but_one_being_appended_to_is_kept(pg_seede
         assert stored_rows(pg_seeded)["upload_chunks"] == 0
     finally:
         database.close()
+
+
+def test_purge_uploads_command_purges_the_database_store(pg_seeded: Seeded, tmp_path: Path) -> None:
+    database = PgDatabase(pg_seeded.url)
+    try:
+        store = PgBlobStore(database)
+        data = photo(2 * MIB, seed=7)
+        for account, hours in (("p-old", 30), ("p-fresh", 1)):
+            upload = store.open_partial(UploadOwner(EVENT_ID, account), sha(data))
+            upload.total = len(data)
+            upload.append(data[: MIB + 1])
+            upload.commit()
+            upload.close()
+            with psycopg.connect(pg_seeded.url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE blob_uploads SET updated_at = now() - make_interval(hours => %s) WHERE account_id = %s",
+                    (hours, account),
+                )
+    finally:
+        database.close()
+    command = ["db", "purge-uploads", "--database-url", pg_seeded.url, "--blob-store", "database"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            *command,
+            "--older-than-hours",
+            "24",
+            "--data-dir",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "removed 1 abandoned upload" in result.stdout
+    assert [row[0] for row in query(pg_seeded, "SELECT account_id FROM blob_uploads")] == ["p-fresh"]

@@ -145,7 +145,7 @@ def blob_files(settings: Settings) -> BlobFiles:
         return files
 
 
-def blob_store(settings: Settings, db: Store) -> BlobStore:
+def choose_blob_store(settings: Settings, db: Store) -> BlobStore:
     """The blob store these settings choose: the data directory (the default), or the database."""
     if settings.blob_store == "database":
         return open_blob_store(db)
