@@ -402,13 +402,19 @@ def db_migrate(db_path: Path, database_url: str | None) -> None:
 @db.command("copy")
 @click.option("--from", "source", required=True, help="the SQLite database: sqlite:///file.db or a path")
 @click.option("--to", "target", required=True, help="an empty PostgreSQL database: postgresql://…")
-def db_copy(source: str, target: str) -> None:
-    """Copy a SQLite database into PostgreSQL, then compare every table's rows and checksum."""
+@blob_store_option
+@click.option("--data-dir", default="", help="The photos' directory (default: beside the SQLite file)")
+def db_copy(source: str, target: str, blob_store: str, data_dir: str) -> None:
+    """Copy a SQLite database into PostgreSQL, then compare every table's rows and checksum.
+
+    With --blob-store database the photos go into the database too, and are compared the same way.
+    """
     src, dst = database_location(source), database_location(target)
     if not isinstance(src, SqliteLocation) or not isinstance(dst, PostgresLocation):
         raise click.UsageError("this version copies from SQLite (--from) to PostgreSQL (--to)")
+    photos = (Path(data_dir) if data_dir else src.path.resolve().parent) if blob_store == "database" else None
     try:
-        tables = copy_sqlite_to_postgres(src.path, dst.url)
+        tables = copy_sqlite_to_postgres(src.path, dst.url, photos)
     except CopyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'table':<18} {'rows':>8} {'copied':>8}  {'checksum':<16}  {'copy':<16}")
@@ -419,9 +425,18 @@ def db_copy(source: str, target: str) -> None:
         )
     if not all(t.same for t in tables):
         raise click.ClickException("the copy differs from the source (see above)")
+    rows = sum(t.source_rows for t in tables if t.table != "blob bytes")
+    if photos is not None:
+        click.echo(
+            f"{rows} rows and {tables[-1].source_rows} photos copied and verified. Serve with"
+            " STUDYVISIT_BLOB_STORE=database (--blob-store database).",
+            err=True,
+        )
+        return
     click.echo(
-        f"{sum(t.source_rows for t in tables)} rows in {len(tables)} tables copied and verified. Photos stay on "
-        "disk: copy the blob directory (beside the SQLite file, or STUDYVISIT_DATA_DIR) along with it.",
+        f"{rows} rows in {len(tables)} tables copied and verified. Photos stay on disk: copy the blob"
+        " directory (beside the SQLite file, or STUDYVISIT_DATA_DIR) along with it, or copy again into an"
+        " empty database with --blob-store database to put them in the database.",
         err=True,
     )
 

@@ -148,6 +148,11 @@ def _name(sha256: str) -> str:
     return sha256
 
 
+def blob_file(root: Path, sha256: str) -> Path:
+    """Where a complete blob lives in the data directory ``root``."""
+    return root / "blobs" / _name(sha256)[:2] / sha256
+
+
 def _fsync_dir(path: Path) -> None:
     # A rename is durable only once the directory that holds the new name is on disk too.
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -384,7 +389,7 @@ class BlobFiles:
 
     def blob_path(self, sha256: str) -> Path:
         """Where a complete blob lives."""
-        return self.blobs_dir / _name(sha256)[:2] / sha256
+        return blob_file(self.root, sha256)
 
     def owner_dir(self, owner: UploadOwner) -> Path:
         """Where one account's unfinished uploads live."""
