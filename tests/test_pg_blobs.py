@@ -11,6 +11,7 @@ import hashlib
 import io
 import itertools
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -339,3 +340,42 @@ def test_purge_uploads_command_purges_the_database_store(pg_seeded: Seeded, tmp_
     )
     assert "removed 1 abandoned upload" in result.stdout
     assert [row[0] for row in query(pg_seeded, "SELECT account_id FROM blob_uploads")] == ["p-fresh"]
+
+
+def test_upload_to_a_server_killed_mid_part_is_finished_at_the_other_from_what_was_committed(
+    servers: list[LiveServer], pg_seeded: Seeded
+) -> None:
+    a, b = servers
+    headers = author(pg_seeded)
+    data = photo(6 * MIB + 777, seed=8)
+    attach_to_note(b, headers, data)
+
+    def body() -> Iterator[bytes]:
+        for i in range(0, len(data), 256 * 1024):
+            if i >= 3 * MIB + 100_000:
+                time.sleep(0.5)  # a slow link from here on: the server is killed while the part arrives
+            yield data[i : i + 256 * 1024]
+
+    def send() -> None:
+        with pytest.raises(httpx.TransportError):
+            httpx.put(
+                f"{a.url}{BLOBS}/{sha(data)}",
+                content=body(),
+                headers={**headers, "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+                timeout=30,
+            )
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 30
+    while (seen := offset_at(b, headers, data)) < 3 * MIB:  # the other server sees each chunk as it commits
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    a.stop(signal.SIGKILL)
+    sender.join()
+    offset = offset_at(b, headers, data)
+    assert offset >= seen  # every committed chunk survived the server
+    assert offset % CHUNK == 0  # and the unfinished one was never acknowledged
+    response = put_part(b, headers, data, offset, len(data) - 1)
+    assert response.status_code == 201, response.text
+    assert httpx.get(f"{b.url}{BLOBS}/{sha(data)}", headers=headers).content == data
