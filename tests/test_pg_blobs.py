@@ -29,7 +29,7 @@ from server.storage.blobs import CHUNK, UploadOwner
 from server.storage.pg.blobs import PgBlobStore
 from server.storage.pg.database import PgDatabase
 from tests.conftest import EVENT_ID, LiveServer
-from tests.databases import Seeded, pg_demo
+from tests.databases import Seeded, fresh_pg, pg_demo
 from tests.sync_helpers import CLIENT_A, G1_VISIT
 
 MIB = 1024 * 1024
@@ -50,10 +50,16 @@ def photo(size: int, seed: int) -> bytes:
     return out.getvalue() + rng.randbytes(size - len(out.getvalue()))
 
 
-@pytest.fixture
-def pg_seeded(tmp_path: Path) -> Iterator[Seeded]:
-    with pg_demo(tmp_path / "unused" / "studyvisit.db", "sv_blobs") as seeded:
+@pytest.fixture(scope="module")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    with pg_demo(tmp_path_factory.mktemp("pg") / "studyvisit.db", "sv_blobs") as seeded:
         yield seeded
+
+
+@pytest.fixture
+def pg_seeded(pg_template: Seeded, tmp_path: Path, request: pytest.FixtureRequest) -> Seeded:
+    """A database of this test's own holding the demo event (a copy of the module's), dropped after."""
+    return fresh_pg(tmp_path / "unused" / "studyvisit.db", request, pg_template)
 
 
 @pytest.fixture
