@@ -33,7 +33,7 @@ from server.routes.notes import NotesController
 from server.routes.schedule import ScheduleController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
-from server.services.blobs import blob_files, repair_uploads
+from server.services.blobs import choose_blob_store, repair_uploads
 from server.settings import Settings
 from server.storage.stores import open_store
 
@@ -74,13 +74,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; the database is opened and migrated at start-up."""
     settings = settings or Settings.from_env()
     db = open_store(settings.location(), lock_timeout=settings.db_lock_timeout_s)
+    blobs = choose_blob_store(settings, db)
     metrics = Metrics()
     limiter = FailedAuthLimiter(settings.auth_failures_allowed, settings.auth_failure_window_seconds)
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
 
     def on_startup() -> None:
         db.migrate()
-        repair_uploads(db, blob_files(settings))  # uploads a crash left between their file and their row
+        repair_uploads(db, blobs)  # uploads a crash left between their bytes and their row
 
     def on_shutdown() -> None:
         db.close()
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "db": db,
                 "cache": RepresentationCache(),
                 "settings": settings,
+                "blobs": blobs,
                 "metrics": metrics,
                 "auth_limiter": limiter,
             }

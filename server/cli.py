@@ -41,8 +41,8 @@ from server.services.accounts import (
     invitation_link,
     unique_id,
 )
-from server.services.blobs import blob_files, purge_uploads
-from server.settings import Settings
+from server.services.blobs import choose_blob_store, purge_uploads
+from server.settings import BLOB_STORES, Settings
 from server.storage.accounts import (
     Access,
     get_access,
@@ -77,6 +77,15 @@ database_url_option = click.option(
     envvar="STUDYVISIT_DATABASE_URL",
     show_envvar=True,
     help="postgresql://user@host/db, or sqlite:///file.db (instead of --db)",
+)
+blob_store_option = click.option(
+    "--blob-store",
+    type=click.Choice(BLOB_STORES),
+    envvar="STUDYVISIT_BLOB_STORE",
+    show_envvar=True,
+    default="directory",
+    show_default=True,
+    help="Where photos live: the data directory, or the PostgreSQL database itself (several servers, no shared disk)",
 )
 force_option = click.option(
     "--force",
@@ -284,10 +293,19 @@ def main() -> None:
     """studyvisit: itinerary, sites and offline-first sync for study visits."""
 
 
+def check_blob_store(blob_store: str, location: Location) -> None:
+    """Photos in the database need PostgreSQL; worker processes read the choice from the environment."""
+    if blob_store == "database" and isinstance(location, SqliteLocation):
+        raise click.ClickException("--blob-store database keeps photos in PostgreSQL: give --database-url too")
+    os.environ["STUDYVISIT_BLOB_STORE"] = blob_store
+
+
 @main.command()
 @serve_options
-def serve(host: str, port: int, workers: int, db_path: Path, database_url: str | None) -> None:
+@blob_store_option
+def serve(host: str, port: int, workers: int, db_path: Path, database_url: str | None, blob_store: str) -> None:
     """Serve the API."""
+    check_blob_store(blob_store, store_location(db_path, database_url))
     check_port(host, port)
     open_db(db_path, database_url).close()
     run_server(store_location(db_path, database_url), host, port, workers)
@@ -384,13 +402,19 @@ def db_migrate(db_path: Path, database_url: str | None) -> None:
 @db.command("copy")
 @click.option("--from", "source", required=True, help="the SQLite database: sqlite:///file.db or a path")
 @click.option("--to", "target", required=True, help="an empty PostgreSQL database: postgresql://…")
-def db_copy(source: str, target: str) -> None:
-    """Copy a SQLite database into PostgreSQL, then compare every table's rows and checksum."""
+@blob_store_option
+@click.option("--data-dir", default="", help="The photos' directory (default: beside the SQLite file)")
+def db_copy(source: str, target: str, blob_store: str, data_dir: str) -> None:
+    """Copy a SQLite database into PostgreSQL, then compare every table's rows and checksum.
+
+    With --blob-store database the photos go into the database too, and are compared the same way.
+    """
     src, dst = database_location(source), database_location(target)
     if not isinstance(src, SqliteLocation) or not isinstance(dst, PostgresLocation):
         raise click.UsageError("this version copies from SQLite (--from) to PostgreSQL (--to)")
+    photos = (Path(data_dir) if data_dir else src.path.resolve().parent) if blob_store == "database" else None
     try:
-        tables = copy_sqlite_to_postgres(src.path, dst.url)
+        tables = copy_sqlite_to_postgres(src.path, dst.url, photos)
     except CopyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'table':<18} {'rows':>8} {'copied':>8}  {'checksum':<16}  {'copy':<16}")
@@ -401,9 +425,18 @@ def db_copy(source: str, target: str) -> None:
         )
     if not all(t.same for t in tables):
         raise click.ClickException("the copy differs from the source (see above)")
+    rows = sum(t.source_rows for t in tables if t.table != "blob bytes")
+    if photos is not None:
+        click.echo(
+            f"{rows} rows and {tables[-1].source_rows} photos copied and verified. Serve with"
+            " STUDYVISIT_BLOB_STORE=database (--blob-store database).",
+            err=True,
+        )
+        return
     click.echo(
-        f"{sum(t.source_rows for t in tables)} rows in {len(tables)} tables copied and verified. Photos stay on "
-        "disk: copy the blob directory (beside the SQLite file, or STUDYVISIT_DATA_DIR) along with it.",
+        f"{rows} rows in {len(tables)} tables copied and verified. Photos stay on disk: copy the blob"
+        " directory (beside the SQLite file, or STUDYVISIT_DATA_DIR) along with it, or copy again into an"
+        " empty database with --blob-store database to put them in the database.",
         err=True,
     )
 
@@ -441,17 +474,24 @@ def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
 @db.command("purge-uploads")
 @click.option("--older-than-hours", type=click.FloatRange(min=0, min_open=True), default=48, show_default=True)
 @db_option
+@database_url_option
 @click.option("--data-dir", default="", help="Blob directory (default: beside the database)")
-def db_purge_uploads(older_than_hours: float, db_path: Path, data_dir: str) -> None:
+@blob_store_option
+def db_purge_uploads(
+    older_than_hours: float, db_path: Path, database_url: str | None, data_dir: str, blob_store: str
+) -> None:
     """Remove photo uploads abandoned half-way, and photos no live note references, older than this.
 
     A device resumes an abandoned upload from zero then; an upload no note of its uploader
     references stops counting against the quotas, and its bytes go once nobody holds them.
     """
-    settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
-    database = open_db(db_path)
+    check_blob_store(blob_store, store_location(db_path, database_url))
+    settings = Settings.from_env(
+        db_path=db_path, database_url=database_url, data_dir=data_dir or None, blob_store=blob_store
+    )
+    database = open_db(db_path, database_url)
     try:
-        partial, blobs = purge_uploads(database, blob_files(settings), older_than_hours * 3600)
+        partial, blobs = purge_uploads(database, choose_blob_store(settings, database), older_than_hours * 3600)
     finally:
         database.close()
     click.echo(f"removed {partial} abandoned upload file(s) and {blobs} unreferenced blob(s)")

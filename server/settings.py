@@ -6,7 +6,9 @@ from pathlib import Path
 
 import msgspec
 
-from server.storage.location import Location, SqliteLocation, parse_database_url
+from server.storage.location import Location, PostgresLocation, SqliteLocation, parse_database_url
+
+BLOB_STORES = ("directory", "database")
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -30,6 +32,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # Photos and documents attached to notes. "" means the database's own directory, so blobs land
     # beside it in <db dir>/blobs (with partial/, previews/ and tmp/ next to that).
     data_dir: str = ""
+    # Where blob bytes live: "directory" (data_dir, the default) or "database" (chunked rows in the
+    # PostgreSQL database, so that several servers need no shared disk; PostgreSQL only).
+    blob_store: str = "directory"
     # One blob's size limit (413 past it, checked before the body is read when the request says its size).
     max_blob_bytes: int = 20 * 1024 * 1024
     # Seconds a write waits for the database's write lock before it is answered 503 database-busy
@@ -69,6 +74,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_event_blob_bytes: int = 5 * 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        if self.blob_store not in BLOB_STORES:
+            raise ValueError(f"blob_store: one of {', '.join(BLOB_STORES)}, not {self.blob_store!r}")
+        if self.blob_store == "database" and not isinstance(self.location(), PostgresLocation):
+            raise ValueError("blob_store: 'database' keeps blobs in PostgreSQL; a SQLite server keeps them in data_dir")
         # A mistyped network must stop the start-up, not turn every scrape into a 500.
         try:
             self.metrics_networks()

@@ -62,6 +62,14 @@ def on_postgres(config: pytest.Config) -> bool:
     return config.getoption("--backend") == "postgres"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test that asks for `blob_store` runs on each store its backend has: PostgreSQL keeps blobs
+    # in its data directory or in the database itself; SQLite only in the directory.
+    if "blob_store" in metafunc.fixturenames:
+        stores = ["directory", "database"] if on_postgres(metafunc.config) else ["directory"]
+        metafunc.parametrize("blob_store", stores)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "studyvisit.db"

@@ -79,8 +79,8 @@ def tokens(seeded: Seeded) -> dict[str, str]:
 
 
 @pytest.fixture
-def api(seeded: Seeded, tmp_path: Path, tokens: dict[str, str]) -> Iterator[Client]:
-    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data")) as client:
+def api(seeded: Seeded, tmp_path: Path, tokens: dict[str, str], blob_store: str) -> Iterator[Client]:
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data", blob_store=blob_store)) as client:
         yield client
 
 

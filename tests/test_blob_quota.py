@@ -1,6 +1,7 @@
 """Storage quotas per account and per event, refused parts that keep nothing, and purging unreferenced blobs.
 
-Real SQLite file and data directory; the app in-process with small quotas so that tests stay small.
+Real database and data directory (on PostgreSQL, also with the photos in the database); the app
+in-process with small quotas so that tests stay small.
 """
 
 import hashlib
@@ -50,9 +51,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def api(seeded: Seeded, data_dir: Path) -> Iterator[Client]:
+def api(seeded: Seeded, data_dir: Path, blob_store: str) -> Iterator[Client]:
     settings = {"max_account_blob_bytes": PER_ACCOUNT, "max_event_blob_bytes": PER_EVENT, "max_blob_bytes": PER_BLOB}
-    with TestClient(app=make_app(seeded, data_dir=data_dir, **settings)) as client:
+    with TestClient(app=make_app(seeded, data_dir=data_dir, blob_store=blob_store, **settings)) as client:
         yield client
 
 
@@ -80,8 +81,21 @@ def problem(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.json()["type"].removeprefix(PROBLEM)
 
 
-def stored_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+def stored(seeded: Seeded, data_dir: Path, blob_store: str) -> list[str]:
+    """What the blob store holds: the data directory's files, or the database store's rows."""
+    if blob_store == "directory":
+        return sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file())
+    held = rows(seeded, "SELECT sha256, start, octet_length(data) FROM blob_chunks")
+    held += rows(seeded, "SELECT account_id, sha256, total, acked FROM blob_uploads")
+    held += rows(seeded, "SELECT upload_id, start, octet_length(data) FROM upload_chunks")
+    return sorted(map(str, held))
+
+
+def held_blobs(seeded: Seeded, data_dir: Path, blob_store: str) -> set[str]:
+    """The hashes of the complete blobs the store holds bytes of."""
+    if blob_store == "directory":
+        return {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
+    return {r[0] for r in rows(seeded, "SELECT DISTINCT sha256 FROM blob_chunks")}
 
 
 # --- a refused part keeps nothing -----------------------------------------------------------
@@ -107,7 +121,7 @@ def test_a_part_refused_for_a_body_longer_than_its_range_keeps_none_of_its_bytes
     ["whole-content-length", "whole-chunked", "resumable-first-part", "resumable-later-part"],
 )
 def test_an_upload_past_the_accounts_quota_is_a_507_and_keeps_nothing(
-    api: Client, seeded: Seeded, data_dir: Path, how: str
+    api: Client, seeded: Seeded, data_dir: Path, blob_store: str, how: str
 ) -> None:
     headers = auth(seeded, ALICE)
     held, data = photo(12_000, seed=2), photo(9_000, seed=3)  # 12,000 + 9,000 > 20,000
@@ -115,7 +129,7 @@ def test_an_upload_past_the_accounts_quota_is_a_507_and_keeps_nothing(
         # The room shrank since the upload began: another upload landed meanwhile.
         assert part(api, headers, data, 0, 999).status_code == 308
     assert whole(api, headers, held).status_code == 201
-    before = stored_files(data_dir)
+    before = stored(seeded, data_dir, blob_store)
     if how == "resumable-later-part":
         response = part(api, headers, data, 1000, 8999)
     elif how == "whole-content-length":
@@ -126,7 +140,7 @@ def test_an_upload_past_the_accounts_quota_is_a_507_and_keeps_nothing(
         response = part(api, headers, data, 0, 999)
     assert problem(response) == (507, "storage-quota-exceeded")
     assert "do not fit" in response.json()["detail"] or "does not fit" in response.json()["detail"]
-    assert stored_files(data_dir) == before
+    assert stored(seeded, data_dir, blob_store) == before
     assert offset(api, headers, data) == (1000 if how == "resumable-later-part" else 0)
 
 
@@ -173,15 +187,16 @@ def backdate(seeded: Seeded, days: float) -> None:
     database.close()
 
 
-def purge(seeded: Seeded, data_dir: Path) -> str:
+def purge(seeded: Seeded, data_dir: Path, blob_store: str) -> str:
     command = [sys.executable, "-m", "server.cli", "db", "purge-uploads", "--data-dir", str(data_dir)]
+    command += ["--blob-store", blob_store]
     command += ["--older-than-hours", "48"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("STUDYVISIT_")} | seeded.env()
     return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
 
 
 def test_purge_removes_uploads_no_live_note_of_their_uploader_references(
-    api: Client, seeded: Seeded, data_dir: Path
+    api: Client, seeded: Seeded, data_dir: Path, blob_store: str
 ) -> None:
     alice, bob = auth(seeded, ALICE), auth(seeded, BOB)
     kept, orphan, deleted, theirs = (photo(3_000, seed=60 + n) for n in range(4))
@@ -204,12 +219,11 @@ def test_purge_removes_uploads_no_live_note_of_their_uploader_references(
     fresh = photo(3_000, seed=70)  # uploaded just now: within the grace period, whatever references it
     assert whole(api, alice, fresh).status_code == 201
 
-    out = purge(seeded, data_dir)
+    out = purge(seeded, data_dir, blob_store)
     assert "2 unreferenced blob(s)" in out
     owners = {(r[0], r[1]) for r in rows(seeded, "SELECT account_id, sha256 FROM blob_owners")}
     assert owners == {(ALICE, sha(kept)), (BOB, sha(theirs)), (ALICE, sha(fresh))}
-    present = {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
-    assert present == {sha(kept), sha(theirs), sha(fresh)}
+    assert held_blobs(seeded, data_dir, blob_store) == {sha(kept), sha(theirs), sha(fresh)}
     assert scalar(seeded, "SELECT COUNT(*) FROM blobs") == 3
     # The quota is freed, and the bytes may come back.
     assert whole(api, alice, orphan).status_code == 201

@@ -365,6 +365,13 @@ def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path) ->
     assert fresh.exists()
 
 
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("db", "purge-uploads")])
+def test_photos_in_the_database_need_postgresql(tmp_path: Path, command: tuple[str, ...]) -> None:
+    result = studyvisit(*command, "--db", tmp_path / "x.db", "--blob-store", "database", check=False)
+    assert_clean_failure(result, "--blob-store database keeps photos in PostgreSQL: give --database-url too")
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_load_fixtures_with_an_account_of_an_unknown_group_names_it_and_loads_nothing(tmp_path: Path) -> None:
     doc = json.loads(DEMO_FIXTURE.read_text(encoding="utf-8"))
     doc["accounts"][-1]["group_id"] = "G9"

@@ -7,13 +7,14 @@ import random
 import re
 import struct
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import EVENT_ID, Seeded
+from conftest import EVENT_ID, Seeded, make_app
 from litestar import Litestar
 from litestar.testing import TestClient
 from PIL import Image
@@ -106,6 +107,13 @@ class World:
         ):
             response = client.put(f"{BLOBS}/{sha(data)}", content=data, headers=headers)
             assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def client(seeded: Seeded, tmp_path: Path, blob_store: str) -> Iterator[TestClient[Litestar]]:
+    """The app in-process; on PostgreSQL with its photos in the data directory, then in the database."""
+    with TestClient(app=make_app(seeded, data_dir=tmp_path / "data", blob_store=blob_store)) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ server. A server killed in the middle of a push (before its commit, or after it 
 answer) and restarted loses nothing and doubles nothing; the same batch sent to two servers at the
 same moment is applied once; and an edit at one server is what the other serves at once (its read
 cache validates against the data version in the database, not against anything it remembers).
-Photos are still files: the servers share one data directory, so a photo's chunks may go to either.
+Photos are files here: the servers share one data directory, so a photo's chunks may go to either
+(tests/test_pg_blobs.py keeps them in the database instead, with no directory shared).
 """
 
 import io

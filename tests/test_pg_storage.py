@@ -1,7 +1,10 @@
 """PostgreSQL: the schema and its migrations, the database URL setting, and `studyvisit db copy`,
 against the machine's real PostgreSQL (each test in a schema of its own)."""
 
+import hashlib
+import io
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +25,7 @@ from server.cli import main
 from server.storage.db import Database, migrate
 from server.storage.location import PostgresLocation, SqliteLocation, parse_database_url
 from server.storage.pg.schema import PG_MIGRATIONS
-from tests.conftest import Seeded, free_port
+from tests.conftest import EVENT_ID, Seeded, free_port, make_app
 from tests.sync_helpers import CLIENT_A, G1_SITE, feedback_put, note_put, push, site_patch, uid
 
 # The machine's PostgreSQL (trust authentication); .ci/run starts it when it is down.
@@ -171,6 +174,62 @@ def test_db_copy_moves_every_row_and_shows_equal_counts_and_checksums(
         " VALUES ('turin-sse-2025', 'site', 'x', 1, now(), '{}') RETURNING id",
     )
     assert new_id[0][0] > top
+
+
+def photo_notes(client: TestClient[Litestar], seeded: Seeded) -> tuple[dict[str, str], list[bytes]]:
+    """Two photos uploaded with the notes that carry them (one over a chunk, one small)."""
+    from PIL import Image
+
+    participant = seeded.headers("participant", group="G1")
+    photos: list[bytes] = []
+    for n, size in enumerate((1024 * 1024 * 2 + 17, 5000)):
+        rng, out = random.Random(n), io.BytesIO()
+        Image.frombytes("RGB", (32, 24), rng.randbytes(32 * 24 * 3)).save(out, "JPEG")
+        data = out.getvalue() + rng.randbytes(size - len(out.getvalue()))
+        digest = hashlib.sha256(data).hexdigest()
+        attachment = {"sha256": digest, "media_type": "image/jpeg", "bytes": len(data), "caption": ""}
+        push(client, participant, [note_put(n + 1, uid(300 + n), body=f"photo {n}", attachments=[attachment])])
+        response = client.put(f"/api/v1/events/{EVENT_ID}/blobs/{digest}", content=data, headers=participant)
+        assert response.status_code == 201, response.text
+        photos.append(data)
+    return participant, photos
+
+
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
+def test_db_copy_into_the_database_blob_store_moves_the_photos_and_verifies_them(
+    client: TestClient[Litestar], seeded: Seeded, pg_url: str, tmp_path: Path
+) -> None:
+    participant, photos = photo_notes(client, seeded)
+    result = cli("db", "copy", "--from", str(seeded.path), "--to", pg_url, "--blob-store", "database")
+    assert result.exit_code == 0, result.output
+    (line,) = [line.split() for line in result.output.splitlines() if line.startswith("blob bytes")]
+    assert line[2:4] == ["2", "2"]
+    assert line[4] == line[5]
+    assert "2 photos copied and verified" in result.output
+    settings = {"database_url": pg_url, "blob_store": "database", "data_dir": str(tmp_path / "no-photos-here")}
+    with TestClient(app=make_app(seeded, **settings)) as served:
+        for data in photos:
+            response = served.get(
+                f"/api/v1/events/{EVENT_ID}/blobs/{hashlib.sha256(data).hexdigest()}", headers=participant
+            )
+            assert response.status_code == 200
+            assert response.content == data
+    assert not any(p.is_file() for p in (tmp_path / "no-photos-here").rglob("*"))
+
+
+@pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run
+def test_db_copy_of_a_photo_whose_file_is_missing_fails_and_writes_nothing(
+    client: TestClient[Litestar], seeded: Seeded, pg_url: str
+) -> None:
+    _, photos = photo_notes(client, seeded)
+    digest = hashlib.sha256(photos[1]).hexdigest()
+    (seeded.path.parent / "blobs" / digest[:2] / digest).unlink()
+    result = cli("db", "copy", "--from", str(seeded.path), "--to", pg_url, "--blob-store", "database")
+    assert result.exit_code == 1
+    assert f"photo {digest} has no file" in result.output
+    assert "nothing was written" in result.output
+    assert pg_rows(pg_url, "SELECT count(*) FROM blobs") == [(0,)]
+    assert pg_rows(pg_url, "SELECT count(*) FROM blob_chunks") == [(0,)]
 
 
 @pytest.mark.sqlite_only  # the source is a seeded SQLite file; the target is PostgreSQL on either run

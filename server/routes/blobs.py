@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
 from litestar import Controller, Request, Response, get, head, put
@@ -34,7 +34,6 @@ from server.services.blobs import (
     RangeNotSatisfiableError,
     UploadInterruptedError,
     UploadOffsetError,
-    blob_files,
     check_size,
     find_blob,
     held_for,
@@ -45,12 +44,17 @@ from server.services.blobs import (
 from server.services.export import shared_export, zip_chunks
 from server.services.previews import PREVIEW_WIDTHS, PreviewFormat, preview
 from server.settings import Settings
-from server.storage.blobs import BlobFiles, BlobRow
+from server.storage.blob_store import BlobStore
+from server.storage.blobs import BlobRow
 
 # Blobs never change: a client keeps what it fetched as long as it likes, but only for its own user.
 IMMUTABLE = "private, max-age=31536000, immutable"
 SHA256 = Parameter(pattern=SHA256_PATTERN, description="SHA-256 of the blob's bytes: 64 lowercase hex digits")
-AppBlobFiles = NamedDependency[BlobFiles]
+# Unchecked at run time, like AppDatabase (routes/common.py): Litestar cannot isinstance a Protocol.
+if TYPE_CHECKING:
+    AppBlobFiles = NamedDependency[BlobStore]
+else:
+    AppBlobFiles = NamedDependency[Any]
 # One range; several (a comma) are served whole, as RFC 9110 allows. 18 digits keep int() cheap.
 _RANGE = re.compile(r"^bytes=(?P<first>\d{0,18})-(?P<last>\d{0,18})\Z")
 Sha256Path = Annotated[str, SHA256]
@@ -123,10 +127,10 @@ FETCH_RESPONSES: dict[int, ResponseSpec] = {
 EXPORT_RESPONSES: dict[int, ResponseSpec] = {**AUTH_ERRORS, 400: problem_spec("No such visit in this event")}
 
 
-def provide_blob_files(state: State) -> BlobFiles:
-    """The data directory of this application's settings."""
-    settings: Settings = state.settings
-    return blob_files(settings)
+def provide_blob_files(state: State) -> BlobStore:
+    """The blob store of this application (its settings choose the data directory or the database)."""
+    files: BlobStore = state.blobs
+    return files
 
 
 async def _body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
@@ -320,7 +324,7 @@ class BlobController(Controller):
         return Stream(files.read_range(sha256, first, last), status_code=206, headers=headers)
 
     @staticmethod
-    def _preview(request: Request[Account, Any, Any], files: BlobFiles, blob: BlobRow, width: int) -> Response[bytes]:
+    def _preview(request: Request[Account, Any, Any], files: BlobStore, blob: BlobRow, width: int) -> Response[bytes]:
         fmt: PreviewFormat = "webp" if _accepts_webp(request) else "jpeg"
         made = preview(files, blob, width, fmt)
         headers = {"ETag": f'"{made.etag}"', "Cache-Control": IMMUTABLE, "Vary": "Accept"}

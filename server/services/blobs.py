@@ -7,10 +7,12 @@ exactly like one nobody uploaded: same status, same headers, the bytes asked for
 may reference a blob before it lands; when it does, the notes whose author may now reference it
 get a new version, so that the devices which see them pull the attachment as ``available``.
 
-Landing a complete upload is: move the verified file to its final name, then record it (row,
-owner, notes' versions) in one transaction, then drop the partial upload's sidecar. A crash between
-the first two leaves the sidecar with every byte acknowledged; the next HEAD or PUT of that upload,
-or the server's start-up, finishes the landing, so an upload is never wedged.
+Where the bytes live is the blob store's business (server/storage/blob_store.py): the data
+directory, or PostgreSQL. Landing a complete upload is: make the verified bytes the blob's, then
+record it (row, owner, notes' versions). In the directory that is a rename, then a transaction,
+then dropping the partial upload's sidecar; a crash between the first two leaves the sidecar with
+every byte acknowledged, and the next HEAD or PUT of that upload, or the server's start-up,
+finishes the landing, so an upload is never wedged. In PostgreSQL it is one transaction.
 """
 
 import re
@@ -38,17 +40,17 @@ from server.storage.blob_refs import (
     purge_unreferenced_blobs,
     referable_blobs,
 )
+from server.storage.blob_store import BlobStore, ResumableUpload, UploadRaceError, WholeUpload
 from server.storage.blobs import (
     BlobFiles,
     BlobRow,
-    PartialUpload,
-    TempUpload,
     UploadOwner,
     get_blob,
     record_blob,
     sniff_media_type,
 )
-from server.storage.unit import Store
+from server.storage.stores import open_blob_store
+from server.storage.unit import Store, Tx
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,15})-(\d{1,15})/(\d{1,15})\Z")
 ACCEPTED_MEDIA_TYPES = "JPEG, PNG, WebP, HEIC or PDF"
@@ -122,7 +124,7 @@ class UploadState(msgspec.Struct, frozen=True):
     offset: int
 
 
-# --- the data directory -------------------------------------------------------------------
+# --- where the bytes live -----------------------------------------------------------------
 
 _files: dict[Path, BlobFiles] = {}
 _files_lock = threading.Lock()
@@ -141,6 +143,13 @@ def blob_files(settings: Settings) -> BlobFiles:
         if files is None:
             files = _files[root] = BlobFiles(root)
         return files
+
+
+def choose_blob_store(settings: Settings, db: Store) -> BlobStore:
+    """The blob store these settings choose: the data directory (the default), or the database."""
+    if settings.blob_store == "database":
+        return open_blob_store(db)
+    return blob_files(settings)
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -163,7 +172,7 @@ def check_size(declared: int, limit: int, what: str) -> None:
         raise PayloadTooLargeError(f"A blob may hold at most {limit} bytes; this {what} declares {declared}.")
 
 
-def quota_room(db: Store, files: BlobFiles, owner: UploadOwner, sha256: str, settings: Settings) -> int:
+def quota_room(db: Store, files: BlobStore, owner: UploadOwner, sha256: str, settings: Settings) -> int:
     """How many bytes this upload may still hold: the smaller room of the account's and the event's quota.
 
     Recorded uploads and other unfinished ones (their acknowledged bytes) count; this blob's own
@@ -206,7 +215,7 @@ def held_for(db: Store, account: Account, sha256: str) -> BlobRow | None:
     return msgspec.structs.replace(blob, created_at=since) if since else blob
 
 
-def upload_state(db: Store, files: BlobFiles, account: Account, sha256: str) -> UploadState:
+def upload_state(db: Store, files: BlobStore, account: Account, sha256: str) -> UploadState:
     """Whether the account holds the blob, else how far its own upload of it got (0 when none began)."""
     owner = upload_owner(account)
     finish_landing(db, files, owner, sha256)
@@ -223,7 +232,7 @@ async def _thread(func: Callable[..., T], *args: object) -> T:
 
 async def receive_blob(
     db: Store,
-    files: BlobFiles,
+    files: BlobStore,
     account: Account,
     sha256: str,
     chunks: AsyncIterator[bytes],
@@ -244,14 +253,14 @@ async def receive_blob(
 
 async def _receive_whole(
     db: Store,
-    files: BlobFiles,
+    files: BlobStore,
     owner: UploadOwner,
     sha256: str,
     chunks: AsyncIterator[bytes],
     max_bytes: int,
     room: int,
 ) -> UploadOutcome:
-    temp: TempUpload = await _thread(files.new_temp)
+    temp: WholeUpload = await _thread(files.new_temp)
     try:
         async for chunk in chunks:
             if not chunk:
@@ -264,33 +273,27 @@ async def _receive_whole(
         fault_point("blob.whole-written")
         _verify(sha256, digest, temp.size)
         media_type = _media_type(temp.head)
-        return await _thread(_land_whole, db, files, owner, temp, sha256, media_type)
+        size = temp.size
+
+        def record(tx: Tx) -> _Recorded:
+            return _record(tx, owner, sha256, size, media_type)
+
+        return _answer(await _thread(temp.land, db, sha256, owner, record))
     finally:
         with anyio.CancelScope(shield=True):
             await _thread(temp.discard)
 
 
-def _land_whole(
-    db: Store, files: BlobFiles, owner: UploadOwner, temp: TempUpload, sha256: str, media_type: str
-) -> UploadOutcome:
-    if not files.blob_path(sha256).exists():  # stored once, whoever uploads the same bytes later
-        files.install_temp(temp, sha256)
-        fault_point("blob.installed")
-    outcome = _record(db, owner, sha256, temp.size, media_type)
-    files.drop_partial(owner, sha256)  # a resumable attempt at the same bytes is moot now
-    return outcome
-
-
 async def _receive_part(
     db: Store,
-    files: BlobFiles,
+    files: BlobStore,
     owner: UploadOwner,
     sha256: str,
     chunks: AsyncIterator[bytes],
     part: ContentRange,
     settings: Settings,
 ) -> UploadOutcome:
-    upload: PartialUpload | None = await _thread(files.open_partial, owner, sha256)
+    upload: ResumableUpload | None = await _thread(files.open_partial, owner, sha256)
     if upload is None:
         state = files.partial_state(owner, sha256)
         raise UploadInProgressError(
@@ -298,34 +301,51 @@ async def _receive_part(
             state.offset if state else 0,
         )
     try:
-        if upload.landing or upload.bytes_moved:
-            # Every byte arrived before, and a crash came before the blob was recorded: finish now.
-            landed = await _thread(_land_partial, db, files, upload)
-            if landed is not None:
-                return landed
-        if upload.offset and upload.total != part.total:
-            raise BadRequestError(f"This upload is of {upload.total} bytes, not {part.total}.")
-        if part.first != upload.offset:
-            raise UploadOffsetError(
-                f"The server holds {upload.offset} bytes of this blob: send the part from byte {upload.offset}.",
-                upload.offset,
-            )
-        room = await _thread(quota_room, db, files, owner, sha256, settings)
-        check_quota(room, part.total)
-        upload.total = part.total
-        await _append(upload, chunks, part)
-        if upload.offset < upload.total:
-            return UploadOutcome(status="incomplete", offset=upload.offset)
-        landed = await _thread(_land_partial, db, files, upload)
-        if landed is None:  # the bytes vanished under us: impossible short of a broken disk; start over
-            raise UploadOffsetError("The server lost this upload's bytes: send it again from byte 0.", 0)
-        return landed
+        return await _append_part(db, files, upload, chunks, part, settings)
+    except UploadRaceError as exc:
+        # Another server appended to this upload first (the database store serialises per chunk).
+        raise UploadInProgressError(
+            "Another request is appending to this upload; ask HEAD for the offset and retry.", exc.offset
+        ) from None
     finally:
         with anyio.CancelScope(shield=True):
             await _thread(upload.close)
 
 
-async def _append(upload: PartialUpload, chunks: AsyncIterator[bytes], part: ContentRange) -> None:
+async def _append_part(
+    db: Store,
+    files: BlobStore,
+    upload: ResumableUpload,
+    chunks: AsyncIterator[bytes],
+    part: ContentRange,
+    settings: Settings,
+) -> UploadOutcome:
+    owner, sha256 = upload.owner, upload.sha256
+    if upload.unfinished_landing:
+        # Every byte arrived before, and a crash came before the blob was recorded: finish now.
+        landed = await _thread(_land_partial, db, upload)
+        if landed is not None:
+            return landed
+    if upload.offset and upload.total != part.total:
+        raise BadRequestError(f"This upload is of {upload.total} bytes, not {part.total}.")
+    if part.first != upload.offset:
+        raise UploadOffsetError(
+            f"The server holds {upload.offset} bytes of this blob: send the part from byte {upload.offset}.",
+            upload.offset,
+        )
+    room = await _thread(quota_room, db, files, owner, sha256, settings)
+    check_quota(room, part.total)
+    upload.total = part.total
+    await _append(upload, chunks, part)
+    if upload.offset < upload.total:
+        return UploadOutcome(status="incomplete", offset=upload.offset)
+    landed = await _thread(_land_partial, db, upload)
+    if landed is None:  # the bytes vanished under us: impossible short of a broken disk; start over
+        raise UploadOffsetError("The server lost this upload's bytes: send it again from byte 0.", 0)
+    return landed
+
+
+async def _append(upload: ResumableUpload, chunks: AsyncIterator[bytes], part: ContentRange) -> None:
     start, end = upload.offset, part.last + 1
     try:
         async for chunk in chunks:
@@ -333,6 +353,8 @@ async def _append(upload: PartialUpload, chunks: AsyncIterator[bytes], part: Con
                 raise BadRequestError(f"The body is longer than Content-Range says ({part.length} bytes).")
             if chunk:
                 await _thread(upload.append, chunk)
+    except UploadRaceError:
+        raise  # nothing of this request's was kept past where the other request took the upload
     except UploadInterruptedError:
         # Keep what arrived when the connection broke: the client resumes from HEAD's offset.
         with anyio.CancelScope(shield=True):
@@ -352,35 +374,19 @@ async def _append(upload: PartialUpload, chunks: AsyncIterator[bytes], part: Con
     fault_point("blob.part-acknowledged")
 
 
-def _land_partial(db: Store, files: BlobFiles, upload: PartialUpload) -> UploadOutcome | None:
-    """Land an upload whose bytes all arrived (lock held); None when it must start over from 0."""
-    sha256 = upload.sha256
-    if not upload.bytes_moved:
-        digest, head = upload.digest()
-        try:
-            _verify(sha256, digest, upload.total)
-            media_type = _media_type(head)
-        except DomainError:
-            upload.discard()  # nothing of a refused upload stays behind
-            raise
-        if files.blob_path(sha256).exists():
-            upload.drop_bytes()  # stored once already
-        else:
-            upload.install()
-            fault_point("blob.installed")
-    elif upload.landing and files.file_digest(sha256) == sha256:
-        # Installed by a request that died before recording it: the file under the final name is whole.
-        with files.open_blob(sha256) as file:
-            media_type = _media_type(file.read(16))
-    else:
-        upload.restart()
-        return None
-    outcome = _record(db, upload.owner, sha256, upload.total, media_type)
-    upload.finish()
-    return outcome
+def _land_partial(db: Store, upload: ResumableUpload) -> UploadOutcome | None:
+    """Land an upload whose bytes all arrived; None when it must start over from 0."""
+    owner, sha256, size = upload.owner, upload.sha256, upload.total
+
+    def check(digest: str, head: bytes) -> str:
+        _verify(sha256, digest, size)
+        return _media_type(head)
+
+    outcome = upload.land(db, check, lambda tx, media_type: _record(tx, owner, sha256, size, media_type))
+    return None if outcome is None else _answer(outcome)
 
 
-def finish_landing(db: Store, files: BlobFiles, owner: UploadOwner, sha256: str) -> UploadOutcome | None:
+def finish_landing(db: Store, files: BlobStore, owner: UploadOwner, sha256: str) -> UploadOutcome | None:
     """Finish an upload whose every byte arrived but which a crash kept from being recorded.
 
     Called on HEAD and at start-up. An upload another request holds is left to it.
@@ -392,9 +398,9 @@ def finish_landing(db: Store, files: BlobFiles, owner: UploadOwner, sha256: str)
     if upload is None:
         return None
     try:
-        if not (upload.landing or upload.bytes_moved):
+        if not upload.unfinished_landing:
             return None
-        return _land_partial(db, files, upload)
+        return _land_partial(db, upload)
     except DomainError:
         return None  # refused bytes: discarded, the client starts over from 0
     finally:
@@ -415,25 +421,32 @@ def _media_type(head: bytes) -> str:
     return media_type
 
 
-def _record(db: Store, owner: UploadOwner, sha256: str, size: int, media_type: str) -> UploadOutcome:
+class _Recorded(msgspec.Struct, frozen=True):
+    blob: BlobRow
+    created: bool
+    since: str | None
+
+
+def _record(tx: Tx, owner: UploadOwner, sha256: str, size: int, media_type: str) -> _Recorded:
     # The row, the proof of holding and the notes' new versions commit together: a device that pulls
     # a note referencing this blob after the commit sees it available, one that pulled before gets
     # the new version.
-    with db.write() as tx:
-        record_blob(tx, sha256, size, media_type)
-        since = add_blob_owner(tx, owner.event_id, owner.account_id, sha256, size)
-        if since is not None:
-            blob_landed(tx, owner.event_id, sha256)
-        blob = get_blob(tx, sha256)
-        created_at = since or owned_at(tx, owner.event_id, owner.account_id, sha256)
-    fault_point("blob.recorded")
+    record_blob(tx, sha256, size, media_type)
+    since = add_blob_owner(tx, owner.event_id, owner.account_id, sha256, size)
+    if since is not None:
+        blob_landed(tx, owner.event_id, sha256)
+    blob = get_blob(tx, sha256)
     assert blob is not None
+    return _Recorded(blob, since is not None, since or owned_at(tx, owner.event_id, owner.account_id, sha256))
+
+
+def _answer(recorded: _Recorded) -> UploadOutcome:
     # The account's own date: when somebody else first stored the bytes is none of its business.
-    blob = msgspec.structs.replace(blob, created_at=created_at or blob.created_at)
-    return UploadOutcome(status="created" if since else "held", offset=size, blob=blob)
+    blob = msgspec.structs.replace(recorded.blob, created_at=recorded.since or recorded.blob.created_at)
+    return UploadOutcome(status="created" if recorded.created else "held", offset=blob.size, blob=blob)
 
 
-def repair_uploads(db: Store, files: BlobFiles) -> int:
+def repair_uploads(db: Store, files: BlobStore) -> int:
     """At start-up: finish every upload a crash left between its file and its row; returns how many.
 
     Files under ``blobs/`` without a row (a whole upload that died there) get their row, owned by
@@ -456,7 +469,7 @@ def repair_uploads(db: Store, files: BlobFiles) -> int:
     return repaired
 
 
-def purge_uploads(db: Store, files: BlobFiles, older_than_s: float, now: float | None = None) -> tuple[int, int]:
+def purge_uploads(db: Store, files: BlobStore, older_than_s: float, now: float | None = None) -> tuple[int, int]:
     """Remove abandoned partial uploads, and blobs no live note references, untouched for this long.
 
     Returns (upload files removed, blobs removed). An account's upload that no note of its own

@@ -17,7 +17,8 @@ from schemas.accounts import Account
 from server.errors import InvalidQueryError
 from server.services.feedback import csv_bytes, require_role
 from server.storage.blob_refs import fetchable_blobs
-from server.storage.blobs import CHUNK, BlobFiles, get_blobs, list_export_notes
+from server.storage.blob_store import BlobStore
+from server.storage.blobs import CHUNK, get_blobs, list_export_notes
 from server.storage.catalog import get_event
 from server.storage.records import record_exists
 from server.storage.unit import Store
@@ -71,7 +72,7 @@ class SharedExport(msgspec.Struct, frozen=True):
     index_mtime: int | None = None
 
 
-def shared_export(db: Store, files: BlobFiles, account: Account, visit_id: str | None) -> SharedExport:
+def shared_export(db: Store, files: BlobStore, account: Account, visit_id: str | None) -> SharedExport:
     """The shared notes of a visit (or of the whole event) with their photos (organizers only)."""
     require_role(account, "organizer", what="Exporting shared notes")
     with db.read() as tx:
@@ -187,7 +188,7 @@ class _Pipe:
             yield data
 
 
-def zip_chunks(files: BlobFiles, export: SharedExport) -> Iterator[bytes]:
+def zip_chunks(files: BlobStore, export: SharedExport) -> Iterator[bytes]:
     """The zip, in pieces of about a megabyte, made as it is read."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]

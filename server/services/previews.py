@@ -3,7 +3,7 @@
 A photo straight from a phone is several megabytes and may carry where it was taken (GPS EXIF).
 A preview is decoded with Pillow, turned upright by its EXIF orientation, shrunk to a width from
 a fixed list, and re-encoded from bare pixels, so no EXIF, GPS or maker note survives. Each
-(blob, width, format) is made once and kept on disk: blobs never change, so neither do previews.
+(blob, width, format) is made once and kept by the blob store (on disk, or in the database): blobs never change, so neither do previews.
 """
 
 import io
@@ -14,7 +14,8 @@ import msgspec
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from server.errors import DomainError, InvalidQueryError, UnsupportedMediaTypeError
-from server.storage.blobs import BlobFiles, BlobRow
+from server.storage.blob_store import BlobStore
+from server.storage.blobs import BlobRow
 
 # A fixed list keeps the cache bounded: at most this many previews per photo and format.
 PREVIEW_WIDTHS = (120, 240, 320, 480, 640, 960, 1280, 1600)
@@ -65,15 +66,14 @@ def check_width(width: int) -> int:
     return width
 
 
-def preview(files: BlobFiles, blob: BlobRow, width: int, fmt: PreviewFormat) -> Preview:
-    """The preview of a photo at this width, made on first request and served from disk after."""
+def preview(files: BlobStore, blob: BlobRow, width: int, fmt: PreviewFormat) -> Preview:
+    """The preview of a photo at this width, made on first request and kept by the blob store after."""
     check_width(width)
     pillow_format, extension, media_type = _FORMATS[fmt]
     etag = f"{blob.sha256}-w{width}.{extension}"
     if blob.media_type not in PREVIEWABLE:
         raise NotPreviewableError(f"A {blob.media_type} attachment has no preview; fetch it without ?w=.")
-    path = files.preview_path(blob.sha256, width, extension)
-    body = files.read_preview(path)
+    body = files.read_preview(blob.sha256, width, extension)
     if body is None:
         if not _renders.acquire(timeout=RENDER_WAIT_S):
             raise PreviewBusyError("Too many previews are being made at once; try again in a moment.")
@@ -82,7 +82,7 @@ def preview(files: BlobFiles, blob: BlobRow, width: int, fmt: PreviewFormat) -> 
                 body = render_preview(source, width, pillow_format)
         finally:
             _renders.release()
-        files.save_preview(path, body)
+        files.save_preview(blob.sha256, width, extension, body)
     return Preview(body=body, media_type=media_type, etag=etag)
 
 

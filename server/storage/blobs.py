@@ -27,14 +27,16 @@ import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 import msgspec
 
 from schemas.common import SHA256_PATTERN
+from server.errors import DomainError
+from server.faults import fault_point
 from server.storage.db import utcnow
 from server.storage.rows import row_dict
-from server.storage.unit import Tx
+from server.storage.unit import Store, Tx
 
 CHUNK = 1024 * 1024
 # Long enough for every signature below (HEIF needs 12 bytes: a box size, "ftyp" and the brand).
@@ -44,6 +46,7 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b
 # How long to wait for another request that is appending to the same partial upload.
 LOCK_WAIT_S = 1.0
 _SHA256_NAME = re.compile(SHA256_PATTERN)
+T = TypeVar("T")
 
 
 class BlobRow(msgspec.Struct, kw_only=True, frozen=True):
@@ -145,6 +148,11 @@ def _name(sha256: str) -> str:
     return sha256
 
 
+def blob_file(root: Path, sha256: str) -> Path:
+    """Where a complete blob lives in the data directory ``root``."""
+    return root / "blobs" / _name(sha256)[:2] / sha256
+
+
 def _fsync_dir(path: Path) -> None:
     # A rename is durable only once the directory that holds the new name is on disk too.
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -163,8 +171,9 @@ def _make_dir(path: Path) -> None:
 class TempUpload:
     """A new file in ``tmp/``, hashed while it is written, so the bytes are read once."""
 
-    def __init__(self, tmp_dir: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+    def __init__(self, files: "BlobFiles") -> None:
+        self._files = files
+        fd, name = tempfile.mkstemp(dir=files.tmp_dir, prefix="upload-")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -186,6 +195,17 @@ class TempUpload:
         os.fsync(self._file.fileno())
         self._file.close()
         return self._hash.hexdigest()
+
+    def land(self, db: Store, sha256: str, owner: "UploadOwner", record: Callable[[Tx], T]) -> T:
+        """Move the verified file to the blob's name (unless it is there already), then record it."""
+        if not self._files.blob_path(sha256).exists():  # stored once, whoever uploads the same bytes later
+            self._files.install_temp(self, sha256)
+            fault_point("blob.installed")
+        with db.write() as tx:
+            outcome = record(tx)
+        fault_point("blob.recorded")
+        self._files.drop_partial(owner, sha256)  # a resumable attempt at the same bytes is moot now
+        return outcome
 
     def discard(self) -> None:
         """Forget the file (a no-op once it was moved into place)."""
@@ -250,6 +270,39 @@ class PartialUpload:
     def landing(self) -> bool:
         """Every byte arrived and was acknowledged, but the blob was not recorded (a crash came between)."""
         return self.total > 0 and self.offset == self.total
+
+    @property
+    def unfinished_landing(self) -> bool:
+        """A crash came after every byte arrived, or after they were moved, and before the blob's row."""
+        return self.landing or self.bytes_moved
+
+    def land(self, db: Store, check: Callable[[str, bytes], str], record: Callable[[Tx, str], T]) -> T | None:
+        """Land an upload whose bytes all arrived (lock held); None when it must start over from 0."""
+        sha256, files = self.sha256, self._files
+        if not self.bytes_moved:
+            digest, head = self.digest()
+            try:
+                media_type = check(digest, head)
+            except DomainError:
+                self.discard()  # nothing of a refused upload stays behind
+                raise
+            if files.blob_path(sha256).exists():
+                self.drop_bytes()  # stored once already
+            else:
+                self.install()
+                fault_point("blob.installed")
+        elif self.landing and files.file_digest(sha256) == sha256:
+            # Installed by a request that died before recording it: the file under the final name is whole.
+            with files.open_blob(sha256) as file:
+                media_type = check(sha256, file.read(SNIFF_BYTES))
+        else:
+            self.restart()
+            return None
+        with db.write() as tx:
+            outcome = record(tx, media_type)
+        fault_point("blob.recorded")
+        self.finish()
+        return outcome
 
     def append(self, chunk: bytes) -> None:
         """Write bytes at the current offset (not yet acknowledged)."""
@@ -336,7 +389,7 @@ class BlobFiles:
 
     def blob_path(self, sha256: str) -> Path:
         """Where a complete blob lives."""
-        return self.blobs_dir / _name(sha256)[:2] / sha256
+        return blob_file(self.root, sha256)
 
     def owner_dir(self, owner: UploadOwner) -> Path:
         """Where one account's unfinished uploads live."""
@@ -358,7 +411,7 @@ class BlobFiles:
 
     def new_temp(self) -> TempUpload:
         """A new temporary file for an upload."""
-        return TempUpload(self.tmp_dir)
+        return TempUpload(self)
 
     def install_temp(self, temp: TempUpload, sha256: str) -> None:
         """Move a finished upload to the blob's final name, durably."""
@@ -392,15 +445,16 @@ class BlobFiles:
                 left -= len(chunk)
                 yield chunk
 
-    def read_preview(self, path: Path) -> bytes | None:
+    def read_preview(self, sha256: str, width: int, extension: str) -> bytes | None:
         """A cached preview, if it was made before."""
         try:
-            return path.read_bytes()
+            return self.preview_path(sha256, width, extension).read_bytes()
         except FileNotFoundError:
             return None
 
-    def save_preview(self, path: Path, data: bytes) -> None:
+    def save_preview(self, sha256: str, width: int, extension: str, data: bytes) -> None:
         """Store a preview under its final name atomically; two requests making it at once both succeed."""
+        path = self.preview_path(sha256, width, extension)
         _make_dir(path.parent)
         fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="preview-")
         try:

@@ -6,6 +6,12 @@ timestamptz, ...), so nothing here repeats the schema. Afterwards both sides are
 row brought to one canonical form (JSON by value, instants in UTC), and per table the counts and a
 checksum are compared.
 
+With `blob_dir`, the photos' bytes are copied too, from the files of that data directory into the
+database blob store's chunks (server/storage/pg/blobs.py), in the same transaction, and read back
+afterwards: the line "blob bytes" compares their count and a checksum over each photo's SHA-256 as
+computed from the bytes on each side. Previews are made again on demand; uploads left unfinished
+are not copied (a phone resumes them from byte 0).
+
 Not copied: `schema_migrations` (each backend has its own) and SQLite's `sqlite_sequence`, whose
 `changes` counter becomes every event's feed clock instead: a device's cursor may stand at any
 position the old database gave out, so new positions must start above all of them.
@@ -25,6 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from server.storage.blobs import CHUNK, blob_file
 from server.storage.migrations import MIGRATIONS
 from server.storage.pg.migrate import connect, migrate
 
@@ -49,8 +56,9 @@ class TableCopy(NamedTuple):
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
-def copy_sqlite_to_postgres(source: Path, target_url: str) -> list[TableCopy]:
-    """Copy every table of the SQLite file into the PostgreSQL database (migrated first, and empty)."""
+def copy_sqlite_to_postgres(source: Path, target_url: str, blob_dir: Path | None = None) -> list[TableCopy]:
+    """Copy every table of the SQLite file into the PostgreSQL database (migrated first, and empty),
+    and the photos of ``blob_dir`` into its blob store when given."""
     if not source.is_file():
         raise CopyError(f"no SQLite database at {source}")
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
@@ -65,8 +73,10 @@ def copy_sqlite_to_postgres(source: Path, target_url: str) -> list[TableCopy]:
                 for table in tables:
                     _copy_table(src, dst, table, types[table])
                 _set_counters(src, dst)
-            return [_compare(src, dst, table, types[table]) for table in tables]
-    except (sqlite3.Error, psycopg.Error, ValueError) as exc:
+                hashes = _copy_blobs(src, dst, blob_dir) if blob_dir is not None else None
+            compared = [_compare(src, dst, table, types[table]) for table in tables]
+            return compared if hashes is None else [*compared, _compare_blobs(dst, hashes)]
+    except (sqlite3.Error, psycopg.Error, ValueError, OSError) as exc:
         raise CopyError(f"the copy failed and nothing was written: {exc}") from exc
     finally:
         src.close()
@@ -164,6 +174,46 @@ def _set_counters(src: sqlite3.Connection, dst: psycopg.Connection[Any]) -> None
     dst.execute(
         "SELECT setval(pg_get_serial_sequence('notes', 'arrival'), coalesce(max(arrival), 0) + 1, false) FROM notes"
     )
+
+
+def _copy_blobs(src: sqlite3.Connection, dst: psycopg.Connection[Any], blob_dir: Path) -> list[str]:
+    """Every recorded blob's file, a chunk at a time, into ``blob_chunks``; the hashes of the bytes read."""
+    if dst.execute("SELECT EXISTS (SELECT 1 FROM blob_chunks)").fetchone() == (True,):
+        raise CopyError("the target already holds photos (table blob_chunks): copy into an empty database")
+    read: list[str] = []
+    for (sha256,) in src.execute("SELECT sha256 FROM blobs ORDER BY sha256"):
+        path = blob_file(blob_dir, sha256)
+        if not path.is_file():
+            raise CopyError(f"photo {sha256} has no file at {path}: nothing was written")
+        digest, start = hashlib.sha256(), 0
+        with (
+            path.open("rb") as file,
+            dst.cursor() as cur,
+            cur.copy("COPY blob_chunks (sha256, start, data) FROM STDIN") as copy,
+        ):
+            while chunk := file.read(CHUNK):
+                copy.write_row((sha256, start, chunk))
+                digest.update(chunk)
+                start += len(chunk)
+        read.append(digest.hexdigest())
+    return read
+
+
+def _compare_blobs(dst: psycopg.Connection[Any], source: list[str]) -> TableCopy:
+    """The photos as read from the files, against the photos as read back from the database."""
+    target: list[str] = []
+    for (sha256,) in dst.execute("SELECT DISTINCT sha256 FROM blob_chunks ORDER BY sha256").fetchall():
+        digest, start = hashlib.sha256(), -1
+        while row := dst.execute(
+            "SELECT start, data FROM blob_chunks WHERE sha256 = %s AND start > %s ORDER BY start LIMIT 1",
+            (sha256, start),
+        ).fetchone():
+            start = row[0]
+            digest.update(row[1])
+        target.append(digest.hexdigest())
+    source_rows, source_sum = _digest([h] for h in source)
+    target_rows, target_sum = _digest([h] for h in target)
+    return TableCopy("blob bytes", source_rows, target_rows, source_sum, target_sum)
 
 
 def _compare(src: sqlite3.Connection, dst: psycopg.Connection[Any], table: str, types: dict[str, str]) -> TableCopy:

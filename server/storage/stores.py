@@ -1,5 +1,6 @@
 """Opening the store a location names, whichever its engine."""
 
+from server.storage.blob_store import BlobStore
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, Database
 from server.storage.location import Location, PostgresLocation
 from server.storage.unit import Store
@@ -12,3 +13,13 @@ def open_store(location: Location, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
         return PgDatabase(location.url, lock_timeout=lock_timeout)
     return Database(location.path, lock_timeout=lock_timeout)
+
+
+def open_blob_store(db: Store) -> BlobStore:
+    """Blobs kept in this PostgreSQL database itself (the data directory needs no store: it is ``BlobFiles``)."""
+    from server.storage.pg.blobs import PgBlobStore
+    from server.storage.pg.database import PgDatabase
+
+    if not isinstance(db, PgDatabase):
+        raise ValueError("blobs are kept in the database only on PostgreSQL")
+    return PgBlobStore(db)

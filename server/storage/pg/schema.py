@@ -309,4 +309,48 @@ PG_MIGRATIONS: list[PgMigration] = [
         $$;
         """,
     ),
+    PgMigration(
+        5,
+        "blob bytes in the database: complete blobs, unfinished uploads and previews as bytea rows",
+        """
+        -- The database blob store (server/storage/pg/blobs.py): chunks of at most 1 MiB, each row
+        -- starting at byte `start` of its blob, so a range is read row by row, never whole.
+        CREATE TABLE blob_chunks (
+            sha256 text NOT NULL,
+            start bigint NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (sha256, start)
+        );
+        -- Photos and PDFs are compressed already: out of line, without pglz's try at compressing them.
+        ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+        -- An upload being received: one account's resumable upload of one blob (`resumable`), or a
+        -- whole upload's chunks, kept apart until its hash is checked. `acked` bytes are committed.
+        CREATE TABLE blob_uploads (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id text NOT NULL,
+            account_id text NOT NULL,
+            sha256 text NOT NULL,
+            resumable boolean NOT NULL,
+            total bigint NOT NULL,
+            acked bigint NOT NULL,
+            updated_at timestamptz NOT NULL
+        );
+        CREATE UNIQUE INDEX blob_uploads_by_owner ON blob_uploads(event_id, account_id, sha256) WHERE resumable;
+        CREATE INDEX blob_uploads_by_age ON blob_uploads(updated_at);
+        CREATE TABLE upload_chunks (
+            upload_id bigint NOT NULL REFERENCES blob_uploads(id) ON DELETE CASCADE,
+            start bigint NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (upload_id, start)
+        );
+        ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+        CREATE TABLE blob_previews (
+            sha256 text NOT NULL,
+            width integer NOT NULL,
+            extension text NOT NULL,
+            data bytea NOT NULL,
+            PRIMARY KEY (sha256, width, extension)
+        );
+        """,
+    ),
 ]
