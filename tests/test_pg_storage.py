@@ -98,8 +98,10 @@ def test_every_sqlite_table_and_column_has_a_postgresql_counterpart(db: Database
         )
     )
     assert sqlite_columns - pg_columns == set()
-    # PostgreSQL's own: the feed clocks that number the change feed in commit order.
-    assert {t for t, _ in pg_columns - sqlite_columns} == {"feed_clocks"}
+    # PostgreSQL's own: the feed clocks that number the change feed in commit order, and the photo
+    # store in the database (server/storage/pg/blobs.py), which SQLite keeps in the data directory.
+    photo_store = {"blob_chunks", "blob_uploads", "upload_chunks", "blob_previews"}
+    assert {t for t, _ in pg_columns - sqlite_columns} == {"feed_clocks", *photo_store}
 
 
 def test_four_migrators_started_at_once_apply_each_migration_exactly_once(pg_url: str) -> None:
