@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 from server.fixtures import DEMO_FIXTURE
 from server.storage.accounts import list_accounts
 from server.storage.db import Database, SqliteTx
+from tests.databases import Seeded
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_KEYS = {"app_url", "id", "name", "role", "event_id", "token", "feed_urls"}
@@ -379,3 +380,94 @@ def test_load_fixtures_with_an_account_of_an_unknown_group_names_it_and_loads_no
         assert list_accounts(SqliteTx(db.conn), EVENT_ID) == []
     finally:
         db.close()
+
+
+def url_of(where: Seeded) -> str:
+    """The database as a `--database-url`: the PostgreSQL URL, or the SQLite file as sqlite:////abs/path."""
+    return where.url or f"sqlite:///{where.path.resolve()}"
+
+
+def decoy_env(tmp_path: Path) -> dict[str, str]:
+    """A STUDYVISIT_DB_PATH the command must not use: --database-url on its command line wins."""
+    return {"STUDYVISIT_DB_PATH": str(tmp_path / "decoy" / "ignored.db")}
+
+
+def status(where: Seeded, token: str) -> int:
+    with TestClient(app=make_app(where)) as api:
+        return api.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+@pytest.mark.both_backends
+def test_load_fixtures_and_db_status_take_database_url(blank: Seeded, tmp_path: Path) -> None:
+    env = decoy_env(tmp_path)
+    loaded = studyvisit("load-fixtures", DEMO_FIXTURE, "--json", "--database-url", url_of(blank), env=env)
+    accounts = json_lines(loaded.stdout)
+    assert "Loaded records: 46 added" in loaded.stderr
+    assert status(blank, accounts[0]["token"]) == 200
+    listed = studyvisit("db", "status", "--database-url", url_of(blank), env=env).stdout.splitlines()
+    assert listed
+    assert all(" applied 20" in line for line in listed)
+    assert not (tmp_path / "decoy").exists()
+
+
+@pytest.mark.both_backends
+def test_accounts_commands_take_database_url(seeded: Seeded, tmp_path: Path) -> None:
+    url, env = url_of(seeded), decoy_env(tmp_path)
+    added = studyvisit(
+        "accounts", "add", "--json", "--database-url", url, "--event", EVENT_ID, "--name", "Amaru Quispe Mamani",
+        "--role", "participant", "--group", "G2", env=env,
+    )  # fmt: skip
+    [amaru] = json_lines(added.stdout)
+    assert status(seeded, amaru["token"]) == 200
+
+    csv_path = tmp_path / "participants.csv"
+    csv_path.write_text(PARTICIPANTS_CSV, encoding="utf-8")
+    imported = json_lines(
+        studyvisit("accounts", "import", csv_path, "--json", "--event", EVENT_ID, "--database-url", url, env=env).stdout
+    )
+    assert [status(seeded, a["token"]) for a in imported] == [200] * 4
+
+    participant = seeded.first("participant")
+    [rotated] = json_lines(
+        studyvisit("accounts", "rotate", participant.id, "--json", "--database-url", url, env=env).stdout
+    )
+    assert (status(seeded, participant.token), status(seeded, rotated["token"])) == (401, 200)
+
+    studyvisit("accounts", "expire", amaru["id"], "2020-01-01", "--database-url", url, env=env)
+    assert status(seeded, amaru["token"]) == 401
+    studyvisit("accounts", "retire", imported[0]["id"], "--database-url", url, env=env)
+    assert status(seeded, imported[0]["token"]) == 401
+    assert not (tmp_path / "decoy").exists()
+
+
+@pytest.mark.both_backends
+def test_db_purge_commands_take_database_url(seeded: Seeded, tmp_path: Path) -> None:
+    url, env = url_of(seeded), decoy_env(tmp_path)
+    purged = studyvisit("db", "purge-tombstones", "--database-url", url, env=env)
+    assert purged.stdout.startswith("purged 0 tombstone(s)")
+    blobs = tmp_path / "blobs-dir"
+    abandoned = blobs / "partial" / ("a" * 64)
+    abandoned.parent.mkdir(parents=True)
+    abandoned.write_bytes(b"\xff\xd8\xff half a photo")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(abandoned, (two_days_ago, two_days_ago))
+    uploads = studyvisit("db", "purge-uploads", "--database-url", url, "--data-dir", blobs, env=env)
+    assert "removed 1 abandoned upload file(s)" in uploads.stdout
+    assert not abandoned.exists()
+    assert not (tmp_path / "decoy").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["load-fixtures", DEMO_FIXTURE], ["accounts", "retire", "p-ana"], ["db", "status"]]
+)
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        pytest.param("mysql://root@localhost/studyvisit", "--database-url", id="unknown-scheme"),
+        pytest.param("postgresql://postgres@127.0.0.1:1/nowhere", "127.0.0.1", id="unreachable"),
+    ],
+)
+def test_a_bad_database_url_is_one_clean_error(command: list[Any], url: str, message: str, tmp_path: Path) -> None:
+    result = studyvisit(*command, "--database-url", url, check=False, cwd=tmp_path)
+    assert_clean_failure(result, message, status=2 if "mysql" in url else 1)
+    assert not (tmp_path / "data").exists()
