@@ -455,8 +455,10 @@ def db_purge_uploads(older_than_hours: float, db_path: Path, database_url: str |
     A device resumes an abandoned upload from zero then; an upload no note of its uploader
     references stops counting against the quotas, and its bytes go once nobody holds them.
     """
-    # The directory the server uses with the same settings (on PostgreSQL too: photos are files).
-    settings = Settings.from_env(db_path=db_path, data_dir=data_dir or None)
+    # The directory the server uses for this database (on PostgreSQL too: photos are files).
+    location = store_location(db_path, database_url)
+    sqlite_path = location.path if isinstance(location, SqliteLocation) else db_path
+    settings = Settings.from_env(db_path=sqlite_path, database_url="", data_dir=data_dir or None)
     database = open_db(db_path, database_url)
     try:
         partial, blobs = purge_uploads(database, blob_files(settings), older_than_hours * 3600)

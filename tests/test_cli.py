@@ -370,8 +370,10 @@ def test_load_fixtures_refuses_a_bad_file_naming_it(tmp_path: Path, blank: Seede
     assert_clean_failure(result, str(bad), message)
 
 
-def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--db", "--database-url"])
+def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path, option: str) -> None:
     db_path = tmp_path / "studyvisit.db"
+    where = str(db_path) if option == "--db" else f"sqlite:///{db_path}"  # either way, the uploads beside the file
     partial = tmp_path / "partial"
     partial.mkdir()
     old, fresh = partial / ("a" * 64), partial / ("b" * 64)
@@ -380,8 +382,9 @@ def test_purge_uploads_removes_abandoned_partial_uploads_only(tmp_path: Path) ->
     two_days_ago = time.time() - 2 * 24 * 3600
     os.utime(old, (two_days_ago, two_days_ago))
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "db", "purge-uploads", "--db", str(db_path), "--older-than-hours", "24"],
+        [sys.executable, "-m", "server.cli", "db", "purge-uploads", option, where, "--older-than-hours", "24"],
         capture_output=True,
+        cwd=tmp_path / "partial",  # not where ./data/studyvisit.db, --db's default, would put them
         text=True,
         check=True,
     )
