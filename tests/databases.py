@@ -3,7 +3,7 @@
 import os
 import shutil
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,8 +79,8 @@ class Seeded:
         return {"Authorization": f"Bearer {self.token(role, **kwargs)}"}
 
 
-def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
-    """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
+def _create_pg(db_path: Path, template: Seeded | None) -> tuple[Seeded, Callable[[], None]]:
+    """A new PostgreSQL database (a copy of the template's, or empty), and what drops it."""
     name = f"sv_test_{uuid.uuid4().hex[:12]}"
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template is not None:
@@ -88,9 +88,16 @@ def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | N
             sql.Identifier(name), sql.Identifier(template.url.rsplit("/", 1)[1])
         )
     pg_admin(create)
-    request.addfinalizer(lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))))
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
+    where = Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
+    return where, lambda: pg_admin(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
+    """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
+    where, drop = _create_pg(db_path, template)
+    request.addfinalizer(drop)
+    return where
 
 
 def empty(path: Path, request: pytest.FixtureRequest) -> Seeded:
@@ -116,11 +123,26 @@ def loaded(path: Path, request: pytest.FixtureRequest, *fixtures: Fixture) -> Se
 def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:
     """A database of its own holding what the template holds: a copy of the SQLite file at `path`,
     or a PostgreSQL database made from the template's (dropped when `request`'s scope ends)."""
-    if template.url:
-        return fresh_pg(path, request, template)
+    return fresh_pg(path, request, template) if template.url else _copy_file(template, path)
+
+
+def _copy_file(template: Seeded, path: Path) -> Seeded:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template.path, path)
     return Seeded(path, list(template.accounts.values()))
+
+
+@contextmanager
+def copy_for(template: Seeded, path: Path) -> Generator[Seeded]:
+    """`copy_of` for one block (a hypothesis example): on PostgreSQL, dropped when the block ends."""
+    if not template.url:
+        yield _copy_file(template, path)
+        return
+    where, drop = _create_pg(path, template)
+    try:
+        yield where
+    finally:
+        drop()
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from litestar.testing import TestClient
 
 from sync.client import FieldClient, SyncError
 from tests.conftest import EVENT_ID, make_app
-from tests.databases import Seeded, copy_of
+from tests.databases import Seeded, copy_for
 from tests.sync_helpers import read
 
 pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
@@ -110,12 +110,9 @@ class Device:
 
 
 @contextmanager
-def world(
-    template: Seeded, request: pytest.FixtureRequest
-) -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str, str], Seeded]]:
-    """A fresh copy of the demo event for one example (on PostgreSQL, dropped when the test ends)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        where = copy_of(template, Path(tmp) / "server.db", request)
+def world(template: Seeded) -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str, str], Seeded]]:
+    """A fresh copy of the demo event for one example, on the engine the run is on."""
+    with tempfile.TemporaryDirectory() as tmp, copy_for(template, Path(tmp) / "server.db") as where:
         tokens = {a.id: a.token for a in where.accounts.values()}
         with TestClient(app=make_app(where)) as server:
             devices: dict[str, Device] = {}
@@ -228,19 +225,12 @@ def recorded_values(where: Seeded, entity: str, record_id: str, name: str) -> li
     return values
 
 
-# Each example makes its own copy of the template (world), so the function-scoped request is only
-# used to drop those copies when the test ends.
-@settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(actions, min_size=5, max_size=30))
 def test_devices_converge_and_lose_nothing_through_a_hostile_network(
-    seeded_template: Seeded, request: pytest.FixtureRequest, script: list[tuple[Any, ...]]
+    seeded_template: Seeded, script: list[tuple[Any, ...]]
 ) -> None:
-    with world(seeded_template, request) as (server, devices, tokens, where):
+    with world(seeded_template) as (server, devices, tokens, where):
         for action in script:
             act(devices, action)
         for _ in range(2):  # heal: everyone syncs on a good network, twice so all see all
