@@ -448,7 +448,11 @@ def db_purge_tombstones(older_than_days: int, db_path: Path, database_url: str |
 @db.command("purge-uploads")
 @click.option("--older-than-hours", type=click.FloatRange(min=0, min_open=True), default=48, show_default=True)
 @database_options
-@click.option("--data-dir", default="", help="Blob directory (default: STUDYVISIT_DATA_DIR, else beside --db)")
+@click.option(
+    "--data-dir",
+    default="",
+    help="Blob directory (default: STUDYVISIT_DATA_DIR, else the SQLite file's, as the server uses)",
+)
 def db_purge_uploads(older_than_hours: float, db_path: Path, database_url: str | None, data_dir: str) -> None:
     """Remove photo uploads abandoned half-way, and photos no live note references, older than this.
 
