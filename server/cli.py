@@ -87,6 +87,13 @@ blob_store_option = click.option(
     show_default=True,
     help="Where photos live: the data directory, or the PostgreSQL database itself (several servers, no shared disk)",
 )
+
+
+def database_options(f: Any) -> Any:
+    """--db and --database-url, for every command that opens the server's database (see store_location)."""
+    return db_option(database_url_option(f))
+
+
 force_option = click.option(
     "--force",
     is_flag=True,
@@ -279,8 +286,7 @@ def serve_options(f: Any) -> Any:
             click.option("--host", default="127.0.0.1", show_default=True),
             click.option("--port", default=8000, show_default=True, type=int),
             click.option("--workers", default=1, show_default=True, type=int),
-            db_option,
-            database_url_option,
+            database_options,
         ]
     ):
         f = option(f)
@@ -361,16 +367,16 @@ def demo(
 
 @main.command("load-fixtures")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@db_option
+@database_options
 @json_option
 @force_option
-def load_fixtures(path: Path, db_path: Path, as_json: bool, force: bool) -> None:
+def load_fixtures(path: Path, db_path: Path, database_url: str | None, as_json: bool, force: bool) -> None:
     """Load an event from a fixture file; prints tokens of the accounts it creates.
 
     Loading again changes only what differs from the file, each change a new version; records
     edited since they were loaded are left alone (the load is refused) unless --force.
     """
-    report = load_or_explain(open_db(db_path), path, force)
+    report = load_or_explain(open_db(db_path, database_url), path, force)
     print_accounts(report.accounts, as_json)
     report_load(report)
 
@@ -387,11 +393,10 @@ def print_migrations(status: list[dict[str, Any]]) -> None:
 
 
 @db.command("migrate")
-@db_option
-@database_url_option
+@database_options
 def db_migrate(db_path: Path, database_url: str | None) -> None:
     """Apply pending schema migrations (servers also do at start-up; on PostgreSQL one at a time)."""
-    location = database_location(database_url) if database_url else SqliteLocation(db_path)
+    location = store_location(db_path, database_url)
     try:
         applied = migrate_location(location)
     except DatabaseUnavailableError as exc:
@@ -442,11 +447,10 @@ def db_copy(source: str, target: str, blob_store: str, data_dir: str) -> None:
 
 
 @db.command("status")
-@db_option
-@database_url_option
+@database_options
 def db_status(db_path: Path, database_url: str | None) -> None:
     """List schema migrations, applied or pending (migrations apply at start-up)."""
-    location = database_location(database_url) if database_url else SqliteLocation(db_path)
+    location = store_location(db_path, database_url)
     if isinstance(location, SqliteLocation) and not location.path.exists():
         # Opening would create an empty database: a typo in --db would look like a fresh install.
         raise click.ClickException(
@@ -461,21 +465,27 @@ def db_status(db_path: Path, database_url: str | None) -> None:
 
 @db.command("purge-tombstones")
 @click.option("--older-than-days", type=click.IntRange(min=1), default=30, show_default=True)
-@db_option
-def db_purge_tombstones(older_than_days: int, db_path: Path) -> None:
+@database_options
+def db_purge_tombstones(older_than_days: int, db_path: Path, database_url: str | None) -> None:
     """Forget deleted notes older than N days; clients with older cursors then resync (410)."""
     cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).isoformat().replace("+00:00", "Z")
-    database = open_db(db_path)
-    with database.write() as tx:
-        count = purge_tombstones(tx, cutoff)
+    database = open_db(db_path, database_url)
+    try:
+        with database.write() as tx:
+            count = purge_tombstones(tx, cutoff)
+    finally:
+        database.close()
     click.echo(f"purged {count} tombstone(s) older than {cutoff}")
 
 
 @db.command("purge-uploads")
 @click.option("--older-than-hours", type=click.FloatRange(min=0, min_open=True), default=48, show_default=True)
-@db_option
-@database_url_option
-@click.option("--data-dir", default="", help="Blob directory (default: beside the database)")
+@database_options
+@click.option(
+    "--data-dir",
+    default="",
+    help="Blob directory (default: STUDYVISIT_DATA_DIR, else the SQLite file's, as the server uses)",
+)
 @blob_store_option
 def db_purge_uploads(
     older_than_hours: float, db_path: Path, database_url: str | None, data_dir: str, blob_store: str
@@ -547,11 +557,12 @@ def _new_account(db: Store, taken: set[str], **fields: Any) -> Account:
 @click.option("--country")
 @click.option("--organization", default="")
 @click.option("--expires", help="When its tokens stop working: a date (UTC), an RFC 3339 time, or 'never'")
-@db_option
+@database_options
 @json_option
 @qr_option
 def accounts_add(
     db_path: Path,
+    database_url: str | None,
     as_json: bool,
     qr: bool,
     account_id: str | None,
@@ -561,7 +572,7 @@ def accounts_add(
 ) -> None:
     """Create an account and print its token (shown only now), its app invitation link and its calendar feed URLs."""
     expires_at = parse_expiry(expires) if expires else None
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     account = _new_account(db, set(), id=account_id, site_ids=list(site_ids), **fields)
     print_accounts(_add_all(db, [account], expires_at=expires_at), as_json, qr=qr)
 
@@ -593,11 +604,11 @@ def _existing(tx: Tx, account_id: str) -> tuple[Account, Access]:
 @accounts.command("rotate")
 @click.argument("account_id")
 @click.option("--feed", is_flag=True, help="Give a new calendar feed URL instead; the old feed URL stops working")
-@db_option
+@database_options
 @json_option
-def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -> None:
+def accounts_rotate(account_id: str, feed: bool, db_path: Path, database_url: str | None, as_json: bool) -> None:
     """Give an account a new bearer token (printed once; the old one stops working at once)."""
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     with db.write() as tx:
         account, access = _existing(tx, account_id)
         fields = msgspec.structs.asdict(account)
@@ -612,10 +623,10 @@ def accounts_rotate(account_id: str, feed: bool, db_path: Path, as_json: bool) -
 @accounts.command("retire")
 @click.argument("account_id")
 @click.option("--feed", is_flag=True, help="Revoke only the calendar feed URL; the bearer token keeps working")
-@db_option
-def accounts_retire(account_id: str, feed: bool, db_path: Path) -> None:
+@database_options
+def accounts_retire(account_id: str, feed: bool, db_path: Path, database_url: str | None) -> None:
     """Revoke every token of an account for good (what it wrote stays)."""
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     with db.write() as tx:
         _existing(tx, account_id)
         if feed:
@@ -629,11 +640,11 @@ def accounts_retire(account_id: str, feed: bool, db_path: Path) -> None:
 @accounts.command("expire")
 @click.argument("account_id")
 @click.argument("when")
-@db_option
-def accounts_expire(account_id: str, when: str, db_path: Path) -> None:
+@database_options
+def accounts_expire(account_id: str, when: str, db_path: Path, database_url: str | None) -> None:
     """Make an account's tokens stop working at WHEN (a date, an RFC 3339 time, or 'never')."""
     expires_at = parse_expiry(when)
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     with db.write() as tx:
         _existing(tx, account_id)
         set_expiry(tx, account_id, expires_at)
@@ -643,11 +654,11 @@ def accounts_expire(account_id: str, when: str, db_path: Path) -> None:
 @accounts.command("import")
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--event", "event_id", required=True)
-@db_option
+@database_options
 @json_option
-def accounts_import(csv_path: Path, event_id: str, db_path: Path, as_json: bool) -> None:
+def accounts_import(csv_path: Path, event_id: str, db_path: Path, database_url: str | None, as_json: bool) -> None:
     """Create accounts from a CSV (name, role, group, sites, language, country, organization, id); prints tokens."""
-    db = open_db(db_path)
+    db = open_db(db_path, database_url)
     accounts: list[Account] = []
     lines: list[str] = []
     taken: set[str] = set()

@@ -151,12 +151,18 @@ def _drop(name: str) -> None:
 PG_DATABASES = PgDatabases()
 
 
+def _pg_copy(db_path: Path, template: Seeded | None) -> tuple[Seeded, str]:
+    """A new PostgreSQL database (a copy of the template's, or empty), and its name to drop it by."""
+    name = PG_DATABASES.take(template.url.rsplit("/", 1)[1] if template is not None else "")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name)), name
+
+
 def fresh_pg(db_path: Path, request: pytest.FixtureRequest, template: Seeded | None) -> Seeded:
     """A PostgreSQL database of this test's own (a copy of the template's, or empty), dropped after it."""
-    name = PG_DATABASES.take(template.url.rsplit("/", 1)[1] if template is not None else "")
+    where, name = _pg_copy(db_path, template)
     request.addfinalizer(lambda: PG_DATABASES.drop(name))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    return Seeded(db_path, list(template.accounts.values()) if template else [], pg_url(name))
+    return where
 
 
 def empty(path: Path, request: pytest.FixtureRequest) -> Seeded:
@@ -182,11 +188,26 @@ def loaded(path: Path, request: pytest.FixtureRequest, *fixtures: Fixture) -> Se
 def copy_of(template: Seeded, path: Path, request: pytest.FixtureRequest) -> Seeded:
     """A database of its own holding what the template holds: a copy of the SQLite file at `path`,
     or a PostgreSQL database made from the template's (dropped when `request`'s scope ends)."""
-    if template.url:
-        return fresh_pg(path, request, template)
+    return fresh_pg(path, request, template) if template.url else _copy_file(template, path)
+
+
+def _copy_file(template: Seeded, path: Path) -> Seeded:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template.path, path)
     return Seeded(path, list(template.accounts.values()))
+
+
+@contextmanager
+def copy_for(template: Seeded, path: Path) -> Generator[Seeded]:
+    """`copy_of` for one block (a hypothesis example): on PostgreSQL, dropped when the block ends."""
+    if not template.url:
+        yield _copy_file(template, path)
+        return
+    where, name = _pg_copy(path, template)
+    try:
+        yield where
+    finally:
+        PG_DATABASES.drop(name)
 
 
 @contextmanager

@@ -194,6 +194,22 @@ def test_whole_upload_lands_under_its_hash_after_an_fsynced_rename(
     assert scalar(seeded, "SELECT media_type FROM blobs WHERE sha256 = ?", digest) == media_type
 
 
+@pytest.mark.sqlite_only  # a SQLite file named by a sqlite:/// URL
+def test_a_sqlite_url_keeps_the_photos_beside_its_file(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where db_path's default, ./data/studyvisit.db, would put them
+    settings = {"database_url": f"sqlite:///{seeded.path.resolve()}", "db_path": None, "data_dir": ""}
+    with TestClient(app=make_app(seeded, **settings)) as api:
+        data = jpeg(seed=7)
+        upload(api, auth(seeded, AUTHOR), data)
+    digest = sha(data)
+    assert (seeded.path.parent / "blobs" / digest[:2] / digest).read_bytes() == data
+    assert not (elsewhere / "data").exists()
+
+
 def test_head_of_a_blob_nobody_uploaded_is_404_at_offset_zero(api: Client, seeded: Seeded) -> None:
     response = api.head(f"{BLOBS}/{sha(b'nothing')}", headers=auth(seeded, AUTHOR))
     assert (response.status_code, response.headers["upload-offset"]) == (404, "0")

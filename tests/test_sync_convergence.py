@@ -22,15 +22,18 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
-from server.storage.db import Database, migrate
 from sync.client import FieldClient, SyncError
 from tests.conftest import EVENT_ID, make_app
+from tests.databases import Seeded, copy_for
+from tests.sync_helpers import read
+
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
 VISIT = "d1-g1-casa-quartiere-san-salvario"
 FEEDBACK_VISITS = ["d1-g1-casa-quartiere-san-salvario", "d2-g1-barrito"]
@@ -107,13 +110,11 @@ class Device:
 
 
 @contextmanager
-def world() -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str, str]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "server.db")
-        migrate(db)
-        tokens = {a.id: a.token for a in load_fixture(db, read_fixture(DEMO_FIXTURE))}
-        db.close()
-        with TestClient(app=make_app(Path(tmp) / "server.db")) as server:
+def world(template: Seeded) -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str, str], Seeded]]:
+    """A fresh copy of the demo event for one example, on the engine the run is on."""
+    with tempfile.TemporaryDirectory() as tmp, copy_for(template, Path(tmp) / "server.db") as where:
+        tokens = {a.id: a.token for a in where.accounts.values()}
+        with TestClient(app=make_app(where)) as server:
             devices: dict[str, Device] = {}
             for name, account_id in DEVICES.items():
                 faults = FaultyTransport(server._transport)
@@ -124,7 +125,7 @@ def world() -> Iterator[tuple[TestClient[Litestar], dict[str, Device], dict[str,
                 setup.sync()
                 setup.close()
                 devices[name] = Device(name, path, faults, http)
-            yield server, devices, tokens
+            yield server, devices, tokens, where
             for device in devices.values():
                 device.client.close()
                 device.http.close()
@@ -205,42 +206,37 @@ def server_state(server: TestClient[Litestar], token: str) -> dict[tuple[str, st
             return state
 
 
-def recorded_values(db_path: Path, entity: str, record_id: str, name: str) -> list[Any]:
+def recorded_values(where: Seeded, entity: str, record_id: str, name: str) -> list[Any]:
     """Every value a field of a record has had on the server: current, conflicts, history."""
     table = {"note": "notes", "feedback": "feedback", "site": "sites"}[entity]
-    db = Database(db_path)
-    try:
-        conn = db.conn
-        row = conn.execute(f"SELECT * FROM {table} WHERE id = ?", (record_id,)).fetchone()
-        if row is None:  # a second device's feedback merged into the first: follow the alias
-            alias = conn.execute("SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", (record_id,)).fetchone()
-            assert alias is not None, f"{entity} {record_id} vanished"
-            return recorded_values(db_path, entity, alias[0], name)
-        current = msgspec.json.decode(row["description"]).get(name.split(".")[1]) if "." in name else row[name]
-        values = [current]
-        values += [c["value"] for c in msgspec.json.decode(row["conflicts"]) if c["field"] == name]
-        for (changes,) in conn.execute(
-            "SELECT changes FROM history WHERE entity = ? AND entity_id = ?", (entity, row["id"])
-        ):
-            old_new = msgspec.json.decode(changes).get(name)
-            if old_new:
-                values += old_new
-        return values
-    finally:
-        db.close()
+    rows = read(where, f"SELECT * FROM {table} WHERE id = ?", record_id)
+    if not rows:  # a second device's feedback merged into the first: follow the alias
+        alias = read(where, "SELECT feedback_id FROM feedback_aliases WHERE alias_id = ?", record_id)
+        assert alias, f"{entity} {record_id} vanished"
+        return recorded_values(where, entity, alias[0][0], name)
+    [row] = rows
+    current = msgspec.json.decode(row["description"]).get(name.split(".")[1]) if "." in name else row[name]
+    values = [current]
+    values += [c["value"] for c in msgspec.json.decode(row["conflicts"]) if c["field"] == name]
+    for (changes,) in read(where, "SELECT changes FROM history WHERE entity = ? AND entity_id = ?", entity, row["id"]):
+        old_new = msgspec.json.decode(changes).get(name)
+        if old_new:
+            values += old_new
+    return values
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(actions, min_size=5, max_size=30))
-def test_devices_converge_and_lose_nothing_through_a_hostile_network(script: list[tuple[Any, ...]]) -> None:
-    with world() as (server, devices, tokens):
+@given(script=st.lists(actions, min_size=5, max_size=30))
+def test_devices_converge_and_lose_nothing_through_a_hostile_network(
+    seeded_template: Seeded, script: list[tuple[Any, ...]]
+) -> None:
+    with world(seeded_template) as (server, devices, tokens, where):
         for action in script:
             act(devices, action)
         for _ in range(2):  # heal: everyone syncs on a good network, twice so all see all
             for device in devices.values():
                 device.client.sync()
 
-        db_path = Path(server.app.state.settings.db_path)
         for device in devices.values():
             assert device.client.status().pending == 0, device.name
             expected = server_state(server, tokens[DEVICES[device.name]])
@@ -258,7 +254,7 @@ def test_devices_converge_and_lose_nothing_through_a_hostile_network(script: lis
             for (entity, record_id, name), value in last_typed.items():
                 if entity == "note" and device.seen_at_delete.get(record_id) == value:
                     continue  # the user deleted the note while looking at this text
-                found = recorded_values(db_path, entity, record_id, name)
+                found = recorded_values(where, entity, record_id, name)
                 deleted_by_someone = entity == "note" and any(record_id in d.seen_at_delete for d in devices.values())
                 if deleted_by_someone and value not in found:
                     # Deleted by another install of the same person: only what that install had not seen is kept.
@@ -267,15 +263,5 @@ def test_devices_converge_and_lose_nothing_through_a_hostile_network(script: lis
                     continue
                 assert value in found, (device.name, entity, record_id, name, value, found)
 
-        with server_db(server) as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM notes")]
+        ids = [r[0] for r in read(where, "SELECT id FROM notes")]
         assert len(ids) == len(set(ids))
-
-
-@contextmanager
-def server_db(server: TestClient[Litestar]) -> Iterator[Any]:
-    db = Database(server.app.state.settings.db_path)
-    try:
-        yield db.conn
-    finally:
-        db.close()

@@ -49,6 +49,7 @@ from server.storage.blobs import (
     record_blob,
     sniff_media_type,
 )
+from server.storage.location import SqliteLocation
 from server.storage.stores import open_blob_store
 from server.storage.unit import Store, Tx
 
@@ -131,8 +132,12 @@ _files_lock = threading.Lock()
 
 
 def data_dir(settings: Settings) -> Path:
-    """Where blobs live: the configured directory, or the database's own."""
-    return Path(settings.data_dir) if settings.data_dir else Path(settings.db_path).resolve().parent
+    """Where blobs live: the configured directory, or the SQLite file's own (named by db_path or by a
+    sqlite:/// database_url); on PostgreSQL without a data_dir, db_path's default directory."""
+    if settings.data_dir:
+        return Path(settings.data_dir)
+    location = settings.location()
+    return (location.path if isinstance(location, SqliteLocation) else Path(settings.db_path)).resolve().parent
 
 
 def blob_files(settings: Settings) -> BlobFiles:
