@@ -21,6 +21,8 @@ from server.storage.accounts import get_access, set_expiry
 from server.storage.db import Database, SqliteTx, migrate
 from server.storage.migrations import MIGRATIONS
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 ROOT = Path(__file__).resolve().parent.parent
 E = f"/api/v1/events/{EVENT_ID}"
 Client = TestClient[Litestar]

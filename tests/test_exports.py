@@ -19,6 +19,8 @@ from server.services.calendar import itinerary_ics
 from server.services.frab import schedule_xml
 from server.services.itinerary import build_itinerary
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 ROME = ZoneInfo("Europe/Rome")
 XSD_PATH = Path(__file__).parent / "data" / "c3voc-schedule.xml.xsd"
 SCHEMA = etree.XMLSchema(etree.parse(str(XSD_PATH)))

@@ -8,6 +8,8 @@ from conftest import LiveServer, Seeded, free_port
 
 from server.cli_field import field
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 MAX_ATTEMPTS = 3
 
 

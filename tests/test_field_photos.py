@@ -36,6 +36,8 @@ from tests.test_field_client import (
     assert_converged,
 )
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 MiB = 1 << 20
 BIG = 5 * MiB
 

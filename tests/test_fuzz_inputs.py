@@ -31,6 +31,8 @@ from server.routes.sync import _decode as decode_push  # pyright: ignore[reportP
 from server.services.blobs import parse_content_range
 from tests.databases import copy_of
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 FUZZ_EXAMPLES = int(os.environ.get("STUDYVISIT_FUZZ_EXAMPLES", "8"))
 # Pure functions are cheap: many more examples than the in-process requests below.
 PURE = settings(max_examples=FUZZ_EXAMPLES * 25, deadline=None, database=None, derandomize=True)

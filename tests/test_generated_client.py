@@ -22,6 +22,8 @@ import pytest
 from conftest import EVENT_ID, LiveServer, Seeded
 from sync_helpers import CLIENT_A, G1_SITE, G1_VISIT, note_put, uid
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 PACKAGE = "studyvisit_generated_client"
 ROME = ZoneInfo("Europe/Rome")
 

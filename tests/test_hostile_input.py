@@ -34,6 +34,8 @@ from server.errors import EXCEPTION_HANDLERS
 from server.fixtures import DEMO_FIXTURE, read_fixture
 from tests.databases import loaded
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 E = f"/api/v1/events/{EVENT_ID}"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -28,6 +28,8 @@ from test_read_api import (
 
 from tests.databases import copy_of
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Seeded, request: pytest.FixtureRequest) -> Seeded:

@@ -24,6 +24,8 @@ from sync.mutations import MUTATION_TYPES
 from tests.conftest import Seeded
 from tests.sync_helpers import PROBLEM, Client, note_put, push, rows, uid
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40) | st.sampled_from(
     ["Ciao", "ملاحظة", "Nguyễn Thị Hoa", "김민준", "Europe/Rome", ""]
 )

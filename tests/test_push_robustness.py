@@ -51,6 +51,8 @@ from tests.sync_helpers import (
     uid,
 )
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 OTHER_EVENT = "lisbon-2026"
 ARABIC = "ملاحظة من الزيارة"
 VIETNAMESE = "Ghi chú của Nguyễn Thị Thu Hà"

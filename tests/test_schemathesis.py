@@ -34,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
 from server.fixtures import DEMO_FIXTURE, read_fixture
 from tests.databases import copy_of
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 DEMO = read_fixture(DEMO_FIXTURE)
 # Real ids most of the time, so requests get past the 404 of an unknown record and reach the handlers.
 KNOWN_IDS_PROBABILITY = 0.8

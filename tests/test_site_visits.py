@@ -6,6 +6,8 @@ from litestar.testing import TestClient
 
 from tests.conftest import EVENT_ID, Seeded
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 E = f"/api/v1/events/{EVENT_ID}"
 SITE = "casa-quartiere-san-salvario"  # hosted by host-san-salvario; G1 visits it
 

@@ -34,6 +34,8 @@ from sync_helpers import (
     uid,
 )
 
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
+
 Client = TestClient[Litestar]
 
 
