@@ -97,13 +97,12 @@ NEW_NOTE_COLUMNS = (
 def insert_new_notes(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
     marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
-    tx.executemany(
-        f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})",
-        [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows],
-    )
+    if tx.dialect == "postgresql":
+        rows = [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows]
+    tx.executemany(f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})", rows)
 
 
-# Flags are booleans on PostgreSQL, which takes no integer for them (SQLite stores either as 0/1).
+# Flags are booleans on PostgreSQL, which takes no integer for them (SQLite stores either as 0/1, as given).
 _NEW_NOTE_FLAGS = frozenset(i for i, c in enumerate(NEW_NOTE_COLUMNS) if c in BOOL_COLUMNS["notes"])
 
 

@@ -1,0 +1,72 @@
+"""Only the bench's push figure, for this tree and (optionally) another source tree, alternating in one run.
+
+``python -m bench.push_ab [--other DIR] [--runs N]``: the large event generated once and copied for each
+server; per run 16 new devices push 2,000 notes each in batches of 500 at once (bench/README.md, "Push"),
+then the same rows go into the sqlite floor. ``--other`` is a checkout (``git worktree add`` or ``git
+archive``) whose ``server`` package the second server runs, so that a change is measured against its base
+on the same disk in the same minutes.
+"""
+
+import argparse
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.dataset import LARGE, ParticipantPool, generate
+from bench.loadgen import PushJob
+from bench.measure import FULL, LoadGenerator, _devices, _note_rows, _sqlite_push_floor
+from bench.servers import studyvisit_server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.push_ab", description=__doc__)
+    parser.add_argument("--other", type=Path, help="another source tree to measure beside this one")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    config = FULL
+    notes = config.push_batches * config.push_batch_size
+    with tempfile.TemporaryDirectory(prefix="push-ab-") as tmp:
+        work = Path(tmp)
+        dataset = generate(work / "event.db", LARGE)
+        pool = ParticipantPool(dataset)
+        trees = {"this": None, **({"other": args.other.resolve()} if args.other else {})}
+        floor = _sqlite_push_floor(work)
+        rates: dict[str, list[float]] = {name: [] for name in trees}
+        floors: list[float] = []
+        with LoadGenerator() as gen:
+            servers = {}
+            for name, cwd in trees.items():
+                (work / name).mkdir()
+                shutil.copy(dataset.path, work / name / "event.db")
+                server = studyvisit_server(work / name / "event.db", name)
+                server.cwd = cwd
+                servers[name] = server.start()
+            try:
+                for i in range(args.runs):
+                    for name, server in servers.items():
+                        devices = _devices(dataset, pool, config.push_devices, seed=1_000_000 * (i + 1))
+                        stats = gen.run(PushJob(server.port, dataset.event_id, devices, notes, config.push_batch_size))
+                        if stats.errors or stats.applied != stats.notes:
+                            raise RuntimeError(f"{name}: not every note was applied: {stats}")
+                        rows = _note_rows(dataset.event_id, devices, notes, config.push_batch_size)
+                        floor_rate = stats.notes / floor(rows)["seconds"]
+                        floors.append(floor_rate)
+                        rates[name].append(stats.notes_per_s)
+                        print(
+                            f"run {i + 1} {name:5}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
+                            f" ({stats.notes_per_s / floor_rate:.1%}), batch p50 {stats.batch_p50_ms:.0f} ms,"
+                            f" p99 {stats.batch_p99_ms:.0f} ms",
+                            flush=True,
+                        )
+            finally:
+                for server in servers.values():
+                    server.stop()
+        floor_median = statistics.median(floors)
+        for name, values in rates.items():
+            median = statistics.median(values)
+            print(f"{name:5} median {median:8,.0f} notes/s, {median / floor_median:.1%} of the floor's median")
+
+
+if __name__ == "__main__":
+    main()
