@@ -273,3 +273,25 @@ def test_concurrent_pushes_one_with_bad_mutations_only_those_are_rejected_and_th
         assert [r.status for r in answer.results] == ["applied"] * 5
     assert scalar(seeded, "SELECT COUNT(*) FROM notes WHERE visit_id = ?", PLENARY) == 3 * 5 + 2
     assert scalar(seeded, "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", str(uid(0xBAD))) == 4
+
+
+@pytest.mark.both_backends
+def test_notes_written_together_keep_their_arrival_order_beside_notes_written_one_by_one(seeded: Seeded) -> None:
+    # Plain new notes are inserted together with their arrival given (SQLite: their rowid, as its
+    # trigger would set it); a note with a photo goes through its applier and the trigger or identity.
+    photo = [{"sha256": "c" * 64, "media_type": "image/jpeg", "bytes": 10}]
+    ids = [uid(0xA000 + n) for n in range(7)][::-1]  # arrival order is not id order
+    store = seeded.store()
+    try:
+        [account, *_] = _participants(store, seeded)
+        for first, last in ((0, 3), (3, 4), (4, 7)):
+            extra = {"attachments": photo} if first == 3 else {}
+            batch = [note_put(n + 1, ids[n], visit_id=PLENARY, **extra) for n in range(first, last)]
+            answer = push(store, account, _batch(str(uid(0xA11)), batch))
+            assert [r.status for r in answer.results] == ["applied"] * (last - first)
+    finally:
+        store.close()
+    arrived = [r[0] for r in rows(seeded, "SELECT id FROM notes WHERE visit_id = ? ORDER BY arrival", PLENARY)]
+    assert arrived == ids
+    if not seeded.url:  # SQLite: arrival is the rowid, whichever way the note was written
+        assert scalar(seeded, "SELECT COUNT(*) FROM notes WHERE arrival IS NOT rowid") == 0
