@@ -1,6 +1,6 @@
 """Only the bench's push figure, for this tree and (optionally) another source tree, alternating in one run.
 
-``python -m bench.push_ab [--other DIR] [--runs N]``: the large event generated once and copied for each
+``python -m bench.push_ab [--other DIR]... [--runs N]``: the large event generated once and copied for each
 server; per run 16 new devices push 2,000 notes each in batches of 500 at once (bench/README.md, "Push"),
 then the same rows go into the sqlite floor. ``--other`` is a checkout (``git worktree add`` or ``git
 archive``) whose ``server`` package the second server runs, so that a change is measured against its base
@@ -35,7 +35,13 @@ def cpu_seconds(server: Server) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.push_ab", description=__doc__)
-    parser.add_argument("--other", type=Path, help="another source tree to measure beside this one")
+    parser.add_argument(
+        "--other",
+        type=Path,
+        action="append",
+        default=[],
+        help="another source tree to measure beside this one (repeatable)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     config = FULL
@@ -44,7 +50,7 @@ def main() -> None:
         work = Path(tmp)
         dataset = generate(work / "event.db", LARGE)
         pool = ParticipantPool(dataset)
-        trees = {"this": None, **({"other": args.other.resolve()} if args.other else {})}
+        trees: dict[str, Path | None] = {"this": None, **{path.name: path.resolve() for path in args.other}}
         floor = _sqlite_push_floor(work)
         rates: dict[str, list[float]] = {name: [] for name in trees}
         cpu_per_note: dict[str, list[float]] = {name: [] for name in trees}
@@ -72,7 +78,7 @@ def main() -> None:
                         floors.append(floor_rate)
                         rates[name].append(stats.notes_per_s)
                         print(
-                            f"run {i + 1} {name:5}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
+                            f"run {i + 1} {name:10}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
                             f" ({stats.notes_per_s / floor_rate:.1%}), batch p50 {stats.batch_p50_ms:.0f} ms,"
                             f" p99 {stats.batch_p99_ms:.0f} ms, server CPU {cpu_us:.1f} µs/note",
                             flush=True,
@@ -84,7 +90,7 @@ def main() -> None:
         for name, values in rates.items():
             median = statistics.median(values)
             print(
-                f"{name:5} median {median:8,.0f} notes/s, {median / floor_median:.1%} of the floor's median,"
+                f"{name:10} median {median:8,.0f} notes/s, {median / floor_median:.1%} of the floor's median,"
                 f" server CPU {statistics.median(cpu_per_note[name]):.1f} µs/note"
             )
 
