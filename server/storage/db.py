@@ -117,6 +117,10 @@ class SqliteTx:
         conn.execute("RELEASE nested")
 
 
+# The most pieces of work one group commit takes: past it, the rest wait for the next commit.
+GROUP_MAX = 64
+
+
 class _Work:
     """One caller's work in a group commit, and what became of it (set by the thread that ran it)."""
 
@@ -229,7 +233,7 @@ class Database:
             # Another thread took it into its group and is running it: its answer comes with that COMMIT.
             self._writer.acquire()
         try:
-            if not mine.done:
+            while not mine.done:  # past GROUP_MAX waiting, this one may be in the next group
                 self._commit_group()
         finally:
             self._writer.release()
@@ -238,22 +242,30 @@ class Database:
         return mine.result  # type: ignore[no-any-return]
 
     def _commit_group(self) -> None:
-        """Run every queued piece of work in one transaction (the write lock held) and mark each done."""
-        with self._lock:
-            group, self._waiting = self._waiting, []
+        """Run every queued piece of work in one transaction (the write lock held) and mark each done.
+
+        Work queued while the group runs joins it (up to ``GROUP_MAX``): a caller answered by the
+        last commit queues its next batch meanwhile, and waiting for the commit after this one
+        would cost it a whole group's time anyway. A caller has one piece in a group at most, so
+        a group ends once every waiting caller is in it.
+        """
+        group = taken = self._take(GROUP_MAX)
         try:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             tx = SqliteTx(conn)
             try:
-                for piece in group:
-                    try:
-                        with tx.savepoint():
-                            piece.result = piece.work(tx)
-                    except Exception as exc:
-                        if storage_failure(exc) is not None or not conn.in_transaction:
-                            raise  # the database's state, or a transaction SQLite already rolled back: all wait
-                        piece.result, piece.error = None, exc
+                while taken:
+                    for piece in taken:
+                        try:
+                            with tx.savepoint():
+                                piece.result = piece.work(tx)
+                        except Exception as exc:
+                            if storage_failure(exc) is not None or not conn.in_transaction:
+                                raise  # the database's state, or a transaction SQLite already rolled back: all wait
+                            piece.result, piece.error = None, exc
+                    taken = self._take(GROUP_MAX - len(group))
+                    group = group + taken
                 conn.execute("COMMIT")
             except BaseException as exc:
                 self._abandon(conn, exc)  # raises the domain error of a storage failure
@@ -266,6 +278,12 @@ class Database:
         finally:
             for piece in group:
                 piece.done = True
+
+    def _take(self, most: int) -> list[_Work]:
+        """The oldest ``most`` pieces of work waiting, taken off the queue."""
+        with self._lock:
+            taken, self._waiting = self._waiting[:most], self._waiting[most:]
+        return taken
 
     @contextmanager
     def trial(self) -> Generator[SqliteTx]:
