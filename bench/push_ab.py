@@ -69,7 +69,7 @@ def main() -> None:
                         devices = _devices(dataset, pool, config.push_devices, seed=1_000_000 * (i + 1))
                         cpu = cpu_seconds(server)
                         stats = gen.run(PushJob(server.port, dataset.event_id, devices, notes, config.push_batch_size))
-                        if stats.errors or stats.applied != stats.notes:
+                        if stats.applied != stats.notes:
                             raise RuntimeError(f"{name}: not every note was applied: {stats}")
                         cpu_us = (cpu_seconds(server) - cpu) / stats.notes * 1e6
                         cpu_per_note[name].append(cpu_us)
@@ -80,7 +80,7 @@ def main() -> None:
                         print(
                             f"run {i + 1} {name:10}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
                             f" ({stats.notes_per_s / floor_rate:.1%}), batch p50 {stats.batch_p50_ms:.0f} ms,"
-                            f" p99 {stats.batch_p99_ms:.0f} ms, server CPU {cpu_us:.1f} µs/note",
+                            f" p99 {stats.batch_p99_ms:.0f} ms, server CPU {cpu_us:.1f} µs/note, errors (retried) {stats.errors}",
                             flush=True,
                         )
             finally:
