@@ -1,5 +1,6 @@
 """Sync protocol v1: push offline mutations, pull changes. JSON by default, MessagePack on request."""
 
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -83,11 +84,17 @@ _ENVELOPE_BODY = BodySpec(_Envelope, PUSH_BODY.media_types)
 
 def _decode(body: bytes, content_type: str) -> PushRequest:
     try:
-        _check_protocol(decode_body(body, content_type, _ENVELOPE_BODY, "The push body").protocol)
-        return decode_body(body, content_type, PUSH_BODY, "The push body")  # type: ignore[no-any-return]
+        try:
+            batch: PushRequest = decode_body(body, content_type, PUSH_BODY, "The push body")
+        except BodyValidationError as exc:
+            # Only a body that does not fit is read again, for its protocol alone: a well-formed push is decoded once.
+            _check_protocol(decode_body(body, content_type, _ENVELOPE_BODY, "The push body").protocol)
+            raise exc from None
     except BodyValidationError as exc:
         # docs/sync-protocol.md names this bad-request, and deployed field clients read it so.
         raise BadRequestError(exc.detail) from None
+    _check_protocol(batch.protocol)
+    return batch
 
 
 def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
@@ -132,10 +139,12 @@ class SyncController(Controller):
         request.state.client_id = batch.client_id  # for the access log
         result = await anyio.to_thread.run_sync(push, db, request.user, batch)
         metrics: Metrics = state.metrics
-        # The type is the client's text: only known mutation types become a label value.
-        types = {m.id: closed_label(m.type, MUTATION_TYPES) for m in batch.mutations}
-        for r in result.results:
-            metrics.mutations.labels(types.get(r.id, OTHER), r.status).inc()
+        # The type is the client's text: only known mutation types become a label value. Counted per
+        # (type, status) of the batch, not per mutation: one increment for a batch of 500 new notes.
+        types = {m.id: m.type for m in batch.mutations}
+        for (kind, status), count in Counter((types.get(r.id), r.status) for r in result.results).items():
+            label = OTHER if kind is None else closed_label(kind, MUTATION_TYPES)
+            metrics.mutations.labels(label, status).inc(count)
         return _respond(request, result)
 
     @get(

@@ -73,7 +73,7 @@ def _internal_error(mutation: Mutation, client_id: str, exc: BaseException) -> M
 
 
 def push(db: Store, account: Account, request: PushRequest, now: datetime | None = None) -> PushResponse:
-    """Apply a batch in one transaction.
+    """Apply a batch in one transaction, durable before it returns.
 
     Ids at or below the client's last processed id are duplicates and change nothing; the next
     id is processed (applied, conflict, or rejected: a rejected mutation still uses up its id);
@@ -82,8 +82,18 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
     met by one mutation rejects that mutation only (``internal-error``), so one bad mutation can
     never wedge a device's outbox; a failure of the database itself (busy, full, unwritable)
     rolls the whole batch back and is answered 503/507, so a retry reaches the same end state.
+
+    Concurrent batches (of other devices) may share the transaction (`Store.write_grouped`: one
+    fsync for all on SQLite), each in its own savepoint, the client's ledger row written in it:
+    nothing is answered before that COMMIT, and a batch that fails undoes only itself.
     """
     now = now or datetime.now(UTC)
+    response = db.write_grouped(lambda tx: _apply(tx, account, request, now))
+    fault_point("push.after_commit")  # committed, the client not told yet: its retry must be all duplicates
+    return response
+
+
+def _apply(tx: Tx, account: Account, request: PushRequest, now: datetime) -> PushResponse:
     received_at = rfc3339(now)
     results: list[MutationResult] = []
     # Plain creations, written together (the common case): (index in results, mutation, row).
@@ -110,58 +120,56 @@ def push(db: Store, account: Account, request: PushRequest, now: datetime | None
                     results[index] = _internal_error(mutation, request.client_id, one_exc)
         new_notes.clear()
 
-    with db.write() as tx:
-        last = claim_ledger(tx, account.id, request.client_id)
-        first_sent = min((m.id for m in request.mutations), default=last + 1)
-        # A retry is answered with what its mutation got the first time (a rejection must not hide).
-        earlier = mutation_results(tx, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
-        known = Known(tx, account.event_id, [m for m in request.mutations if m.id > last])
-        gap = False
-        for mutation in request.mutations:
-            if gap or mutation.id > last + 1:
-                gap = True
-                results.append(MutationResult(id=mutation.id, status="out_of_order"))
-                continue
-            if mutation.id <= last:
-                results.append(MutationResult(id=mutation.id, status="duplicate", result=earlier.get(mutation.id)))
-                continue
-            ctx = Context(
-                tx=tx,
-                account=account,
-                client_id=request.client_id,
-                mutation_id=mutation.id,
-                client_time=mutation.client_time,
-                received_at=received_at,
-                clock_skewed=clock_skewed(mutation.client_time, now),
-                known=known,
-            )
-            try:
-                args = decode_args(mutation)  # first: it refuses unknown types
-                row = new_note_row(ctx, args, taken) if mutation.type == "note.put" else None
-                if row is not None:
-                    new_notes.append((len(results), mutation, row))
-                    taken.add(row[0])
-                    results.append(MutationResult(id=mutation.id, status="applied", version=1))
-                else:
-                    flush()  # later mutations may build on the notes created so far
-                    with tx.savepoint():
-                        results.append(APPLIERS[mutation.type](ctx, args))
-            except InvalidMutationError as exc:
-                results.append(_rejected(mutation.id, exc.slug, exc.detail))
-            except MutationRejectedError as exc:
-                results.append(_rejected(mutation.id, exc.slug, exc.detail, exc.status))
-            except Exception as exc:
-                if storage_failure(exc) is not None:
-                    raise  # the database's state, not this mutation's fault: the whole batch waits
-                results.append(_internal_error(mutation, request.client_id, exc))
-            known.applied(mutation)
-            last = mutation.id
-        flush()
-        set_last_mutation_id(tx, account.id, request.client_id, last)
-        processed = [r for r in results if r.status in ("applied", "conflict", "rejected")]
-        keep_mutation_results(tx, account.id, request.client_id, processed, RESULT_WINDOW)
-        fault_point("push.before_commit")  # every mutation applied, nothing committed yet
-    fault_point("push.after_commit")  # committed, the client not told yet: its retry must be all duplicates
+    last = claim_ledger(tx, account.id, request.client_id)
+    first_sent = min((m.id for m in request.mutations), default=last + 1)
+    # A retry is answered with what its mutation got the first time (a rejection must not hide).
+    earlier = mutation_results(tx, account.id, request.client_id, first_sent, last) if first_sent <= last else {}
+    known = Known(tx, account.event_id, [m for m in request.mutations if m.id > last])
+    gap = False
+    for mutation in request.mutations:
+        if gap or mutation.id > last + 1:
+            gap = True
+            results.append(MutationResult(id=mutation.id, status="out_of_order"))
+            continue
+        if mutation.id <= last:
+            results.append(MutationResult(id=mutation.id, status="duplicate", result=earlier.get(mutation.id)))
+            continue
+        ctx = Context(
+            tx=tx,
+            account=account,
+            client_id=request.client_id,
+            mutation_id=mutation.id,
+            client_time=mutation.client_time,
+            received_at=received_at,
+            clock_skewed=clock_skewed(mutation.client_time, now),
+            known=known,
+        )
+        try:
+            args = decode_args(mutation)  # first: it refuses unknown types
+            row = new_note_row(ctx, args, taken) if mutation.type == "note.put" else None
+            if row is not None:
+                new_notes.append((len(results), mutation, row))
+                taken.add(row[0])
+                results.append(MutationResult(id=mutation.id, status="applied", version=1))
+            else:
+                flush()  # later mutations may build on the notes created so far
+                with tx.savepoint():
+                    results.append(APPLIERS[mutation.type](ctx, args))
+        except InvalidMutationError as exc:
+            results.append(_rejected(mutation.id, exc.slug, exc.detail))
+        except MutationRejectedError as exc:
+            results.append(_rejected(mutation.id, exc.slug, exc.detail, exc.status))
+        except Exception as exc:
+            if storage_failure(exc) is not None:
+                raise  # the database's state, not this mutation's fault: the whole batch waits
+            results.append(_internal_error(mutation, request.client_id, exc))
+        known.applied(mutation)
+        last = mutation.id
+    flush()
+    set_last_mutation_id(tx, account.id, request.client_id, last)
+    processed = [r for r in results if r.status in ("applied", "conflict", "rejected")]
+    keep_mutation_results(tx, account.id, request.client_id, processed, RESULT_WINDOW)
+    fault_point("push.before_commit")  # every mutation applied, nothing committed yet
     return PushResponse(last_mutation_id=last, results=results)
 
 

@@ -8,18 +8,20 @@ import contextlib
 import errno
 import sqlite3
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
 from server.errors import DatabaseBusyError, DatabaseUnavailableError, DomainError, InsufficientStorageError
 from server.storage.migrations import MIGRATIONS
 from server.storage.pg.schema import PG_MIGRATIONS
-from server.storage.unit import Dialect, Store
+from server.storage.unit import Dialect, Store, Tx
+
+T = TypeVar("T")
 
 # How long a writer waits for the write lock (this process's queue, then SQLite's busy handler)
 # before the request is answered 503 database-busy: phones retry, a held request only ties up a worker.
@@ -115,6 +117,22 @@ class SqliteTx:
         conn.execute("RELEASE nested")
 
 
+# The most pieces of work one group commit takes: past it, the rest wait for the next commit.
+GROUP_MAX = 64
+
+
+class _Work:
+    """One caller's work in a group commit, and what became of it (set by the thread that ran it)."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Tx], Any]) -> None:
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class Database:
     """A SQLite file with one connection per thread: SQLite's `Store`.
 
@@ -131,6 +149,8 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writer = threading.RLock()
+        # Work waiting for the next group commit (`write_grouped`), taken whole by the next writer.
+        self._waiting: list[_Work] = []
         self._all: list[sqlite3.Connection] = []
         # Bumped when a connection finds the file unwritable: every thread's connection was perhaps
         # opened in the same bad moment (read-only for good), so each is reopened at its next use.
@@ -185,6 +205,85 @@ class Database:
                 raise
         finally:
             self._writer.release()
+
+    def write_grouped(self, work: Callable[[Tx], T]) -> T:
+        """``work(tx)`` in a write transaction that the work of other threads waiting meanwhile may
+        share (group commit): one COMMIT, so one fsync, for all of them; each in its own savepoint.
+
+        SQLite has one writer and, with synchronous=FULL, an fsync per COMMIT: concurrent writers
+        queue behind each other's fsync. Here a caller queues its work; whichever caller gets the
+        write lock takes everything queued, runs each piece in a savepoint, commits once, and only
+        then hands each caller its result. So a result is never seen before its COMMIT returned
+        (a crash before that loses only work nobody was answered for), and every caller's work
+        stays all or nothing: an exception from one piece (not a storage failure) undoes that piece
+        alone and is raised to its caller only, while the others commit. A storage failure (busy,
+        full, unwritable) or a failed COMMIT undoes the whole group, and every caller in it gets
+        the domain error: nothing of theirs was written, and a retry reaches the same end.
+        """
+        mine = _Work(work)
+        with self._lock:
+            self._waiting.append(mine)
+        if not self._writer.acquire(timeout=self.lock_timeout):
+            with self._lock:
+                queued = any(w is mine for w in self._waiting)
+                if queued:
+                    self._waiting.remove(mine)
+            if queued:
+                raise DatabaseBusyError("Other writes held the database too long; nothing was written. Retry shortly.")
+            # Another thread took it into its group and is running it: its answer comes with that COMMIT.
+            self._writer.acquire()
+        try:
+            while not mine.done:  # past GROUP_MAX waiting, this one may be in the next group
+                self._commit_group()
+        finally:
+            self._writer.release()
+        if mine.error is not None:
+            raise mine.error
+        return mine.result  # type: ignore[no-any-return]
+
+    def _commit_group(self) -> None:
+        """Run every queued piece of work in one transaction (the write lock held) and mark each done.
+
+        Work queued while the group runs joins it (up to ``GROUP_MAX``): a caller answered by the
+        last commit queues its next batch meanwhile, and waiting for the commit after this one
+        would cost it a whole group's time anyway. A caller has one piece in a group at most, so
+        a group ends once every waiting caller is in it.
+        """
+        group = taken = self._take(GROUP_MAX)
+        try:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            tx = SqliteTx(conn)
+            try:
+                while taken:
+                    for piece in taken:
+                        try:
+                            with tx.savepoint():
+                                piece.result = piece.work(tx)
+                        except Exception as exc:
+                            if storage_failure(exc) is not None or not conn.in_transaction:
+                                raise  # the database's state, or a transaction SQLite already rolled back: all wait
+                            piece.result, piece.error = None, exc
+                    taken = self._take(GROUP_MAX - len(group))
+                    group = group + taken
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._abandon(conn, exc)  # raises the domain error of a storage failure
+                raise
+        except BaseException as exc:
+            for piece in group:
+                piece.result, piece.error = None, exc
+            if not isinstance(exc, Exception):
+                raise  # an interrupt is the process's, not the work's
+        finally:
+            for piece in group:
+                piece.done = True
+
+    def _take(self, most: int) -> list[_Work]:
+        """The oldest ``most`` pieces of work waiting, taken off the queue."""
+        with self._lock:
+            taken, self._waiting = self._waiting[:most], self._waiting[most:]
+        return taken
 
     @contextmanager
     def trial(self) -> Generator[SqliteTx]:

@@ -96,14 +96,21 @@ NEW_NOTE_COLUMNS = (
 
 def insert_new_notes(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     """Insert many new notes (values in NEW_NOTE_COLUMNS order, tags as JSON text) in one statement."""
-    marks = ", ".join("?" for _ in NEW_NOTE_COLUMNS)
-    tx.executemany(
-        f"INSERT INTO notes ({', '.join(NEW_NOTE_COLUMNS)}) VALUES ({marks})",
-        [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows],
-    )
+    columns: tuple[str, ...] = NEW_NOTE_COLUMNS
+    if tx.dialect == "postgresql":
+        rows = [tuple(bool(v) if i in _NEW_NOTE_FLAGS else v for i, v in enumerate(row)) for row in rows]
+    else:
+        # Each note's rowid and arrival as the notes_arrival trigger would leave them (the next
+        # rowid, and arrival = rowid), given here: the trigger's UPDATE of every new row was a fifth
+        # of this insert. One writer at a time, so the largest rowid stays ours until COMMIT.
+        last = int(tx.execute("SELECT COALESCE(MAX(rowid), 0) FROM notes").fetchone()[0])
+        rows = [(last + n, last + n, *row) for n, row in enumerate(rows, 1)]
+        columns = ("rowid", "arrival", *columns)
+    marks = ", ".join("?" for _ in columns)
+    tx.executemany(f"INSERT INTO notes ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
-# Flags are booleans on PostgreSQL, which takes no integer for them (SQLite stores either as 0/1).
+# Flags are booleans on PostgreSQL, which takes no integer for them (SQLite stores either as 0/1, as given).
 _NEW_NOTE_FLAGS = frozenset(i for i, c in enumerate(NEW_NOTE_COLUMNS) if c in BOOL_COLUMNS["notes"])
 
 

@@ -11,11 +11,12 @@ Statements use `?` placeholders; the PostgreSQL unit translates them. Where the 
 differs, the statement asks `tx.dialect`.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 Dialect = Literal["sqlite", "postgresql"]
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -71,6 +72,12 @@ class Store(Protocol):
 
     def write(self) -> AbstractContextManager[Tx]:
         """All or nothing, durable (committed and fsynced) before the block's exit returns."""
+        ...
+
+    def write_grouped(self, work: Callable[[Tx], T], /) -> T:
+        """``work(tx)`` all or nothing and durable before it returns, as in `write`, in a transaction that
+        other callers' concurrent work may share (one commit for all: group commit); ``work``'s
+        result, or its exception, which undoes its own writes only."""
         ...
 
     def trial(self) -> AbstractContextManager[Tx]:

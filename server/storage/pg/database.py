@@ -11,10 +11,10 @@ so that positions are given in commit order (docs/sync-protocol.md §5.2).
 """
 
 import contextlib
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ClassVar, Literal, LiteralString, cast
+from typing import Any, ClassVar, Literal, LiteralString, TypeVar, cast
 
 import psycopg
 from psycopg import errors
@@ -33,6 +33,9 @@ from server.errors import (
 )
 from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
+from server.storage.unit import Tx
+
+T = TypeVar("T")
 
 # Reads see one snapshot for all their statements, as a SQLite read transaction does; a read-only
 # REPEATABLE READ transaction never fails to serialise. Writes are READ COMMITTED: what they must
@@ -380,6 +383,14 @@ class PgDatabase:
     def write(self) -> contextlib.AbstractContextManager[PgTx]:
         """All or nothing, committed before the block's exit returns (durable with synchronous_commit on)."""
         return self._unit(_BEGIN_WRITE, keep=True)
+
+    def write_grouped(self, work: Callable[[Tx], T], /) -> T:
+        """``work`` in a write transaction of its own. No queue here, unlike SQLite's: PostgreSQL runs
+        many writing transactions at once and its WAL writer flushes the commits that arrive
+        together with one fsync (its own group commit), so one caller's commit never waits for
+        another's flush to finish first."""
+        with self.write() as tx:
+            return work(tx)
 
     def trial(self) -> contextlib.AbstractContextManager[PgTx]:
         """A write transaction that is always rolled back: what a change would do, nothing kept."""
