@@ -57,6 +57,7 @@ class AnswerCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.bytes = 0
+        self.hits = 0  # answers sent from here (tests and benchmarks read it)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,6 +67,7 @@ class AnswerCache:
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
+            self.hits += 1
         return found
 
     def put(self, key: Hashable, answer: Answer) -> None:
