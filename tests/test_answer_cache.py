@@ -148,6 +148,24 @@ def test_another_account_never_gets_the_first_accounts_answer(seeded: Seeded, wa
                 assert exchange(warm, path, {**headers, "If-None-Match": first_tag})[0] == 200
 
 
+def test_a_second_host_of_the_same_site_gets_a_schedule_feed_of_its_own(
+    seeded: Seeded, warm: TestClient[Litestar]
+) -> None:
+    first = bearer(seeded.token("host", site=SITE))
+    made = warm.post(
+        f"{E}/accounts",
+        json={"name": "Second Host", "role": "host", "site_ids": [SITE]},
+        headers=bearer(seeded.token("organizer")),
+    )
+    assert made.status_code == 201, made.text
+    second = bearer(made.json()["token"], **{"Accept-Encoding": "identity"})
+    twice(warm, f"{E}/schedule.xml", {**first, "Accept-Encoding": "identity"})
+    feed = twice(warm, f"{E}/schedule.xml", second)
+    assert feed == cold(seeded, f"{E}/schedule.xml", second)
+    assert b"Second Host" in feed[2]  # the conference title names the feed's own host
+    assert f"{EVENT_ID}-{made.json()['id']}".encode() in feed[2]
+
+
 def test_a_hosts_edit_changes_the_answer_and_its_etag_at_once(seeded: Seeded, warm: TestClient[Litestar]) -> None:
     participant = bearer(seeded.token("participant", group="G1"), **{"Accept-Encoding": "gzip"})
     host = bearer(seeded.token("host", site=SITE))
