@@ -28,7 +28,7 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.accounts import Account
-from server.auth import ANSWER_VERSION, CHECKED_BEARER
+from server.auth import ANSWER_VERSION, CHECKED_BEARER, bearer_token
 from server.storage.accounts import account_and_version_by_token
 from server.storage.unit import Store
 
@@ -118,12 +118,9 @@ def answer_cached_reads(app: ASGIApp, db: Store, cache: AnswerCache) -> ASGIApp:
                 authorization.append(value)
             elif name in _KEYED_HEADERS:
                 keyed.append((name, value))
-        # Parsed as BearerTokenMiddleware parses it; anything else is refused there, not here.
-        scheme, _, token = (
-            authorization[0].decode("latin-1").partition(" ") if len(authorization) == 1 else ("", "", "")
-        )
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        # Read as BearerTokenMiddleware reads it; anything else is refused there, not here.
+        token = bearer_token(authorization[0].decode("latin-1")) if len(authorization) == 1 else ""
+        if not token:
             await app(scope, receive, send)
             return
         try:

@@ -27,6 +27,12 @@ CHECKED_BEARER = "studyvisit.checked_bearer"
 ANSWER_VERSION = "studyvisit.answer_version"
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value, or "" for any other value."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def count_failed_auth(limiter: FailedAuthLimiter, address: str) -> None:
     """Record an invalid token from this address, or refuse with 429 when it has sent too many already."""
     retry_after = limiter.retry_after(address)
@@ -44,11 +50,9 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         feed_account: Account | None = connection.scope.get(FEED_ACCOUNT)
         if feed_account is not None:
             return AuthenticationResult(user=feed_account, auth="feed")
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(connection.headers.get("authorization", ""))
+        if not token:
             raise UnauthorizedError("Send 'Authorization: Bearer <token>' with the token you were given.")
-        token = token.strip()
         checked: tuple[str, tuple[Account, int] | None] | None = connection.scope.get(CHECKED_BEARER)
         if checked is not None and checked[0] == token:
             found = checked[1]  # the same statement, run just before by server.answer_cache
