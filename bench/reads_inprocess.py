@@ -1,12 +1,14 @@
 """In-process CPU per read request: the ASGI app called in a tight loop, no sockets; CPU time of this process (time.process_time), so other load on the machine matters less.
 
-    python -m bench.reads_inprocess [--requests 3000] [--rounds 5] [--case sites|itinerary|304]
+    python -m bench.reads_inprocess [--requests 3000] [--rounds 5] [--case sites|itinerary|304] [--floor]
 
 Seeds a demo database in a temporary directory, then times GET sites, GET itinerary (a participant)
 and a 304 revalidation, and prints the median µs per request of each over the rounds. The access
 log is on (to a file), as in `studyvisit serve`. For instruction counts, which other load on the
 machine does not change, run one case under callgrind with two request counts and divide the
-difference (bench/RESULTS.md, "Reads: per-request CPU").
+difference (bench/RESULTS.md, "Reads: per-request CPU"). ``--floor`` times the floor instead
+(bench/floor_app.py: bare Litestar answering each case's status with a body of the same size), so
+that the two counts make the in-process ratio to the floor.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.floor_app import create_floor_app
 from server.app import create_app
 from server.fixtures import load_fixture, read_fixture
 from server.settings import Settings
@@ -27,6 +30,7 @@ FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "turin-sse-2025.
 
 
 async def _call(app: Any, path: str, headers: list[tuple[bytes, bytes]], seen: dict[bytes, bytes] | None = None) -> int:
+    """One request; ``seen`` receives the answer's headers and its body (under the key ``b""``)."""
     status = 0
 
     async def receive() -> dict[str, Any]:
@@ -38,6 +42,8 @@ async def _call(app: Any, path: str, headers: list[tuple[bytes, bytes]], seen: d
             status = message["status"]
             if seen is not None:
                 seen.update(message["headers"])
+        elif message["type"] == "http.response.body" and seen is not None:
+            seen[b""] = seen.get(b"", b"") + message.get("body", b"")
 
     path_part, _, query = path.partition("?")
     scope = {
@@ -64,6 +70,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--case", choices=("sites", "itinerary", "304"), help="time only this one")
+    parser.add_argument("--floor", action="store_true", help="time the floor app with the same statuses and sizes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
@@ -98,6 +105,14 @@ def main() -> None:
 
         if args.case:
             cases = {args.case: cases[args.case]}
+        if args.floor:
+            sizes: dict[str, tuple[int, int]] = {}
+            for name, (path, headers, expect) in cases.items():
+                answer: dict[bytes, bytes] = {}
+                asyncio.run(_call(app, path, headers, answer))
+                sizes[name] = (expect, len(answer[b""]))
+            app = create_floor_app(sizes)
+            cases = {name: (f"/floor/{name}", [gz], expect) for name, (_, _, expect) in cases.items()}
 
         async def run() -> dict[str, list[float]]:
             times: dict[str, list[float]] = {name: [] for name in cases}

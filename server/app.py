@@ -11,6 +11,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
+from server.answer_cache import AnswerCache, answer_cached_reads
 from server.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from server.errors import EXCEPTION_HANDLERS
 from server.feeds import serve_feeds
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     metrics = Metrics()
     limiter = FailedAuthLimiter(settings.auth_failures_allowed, settings.auth_failure_window_seconds)
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
+    answers = AnswerCache()
 
     def on_startup() -> None:
         db.migrate()
@@ -88,7 +90,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         flush_access_log()
 
     def layers(app: ASGIApp) -> ASGIApp:
-        return observe(metrics, limit_headers(serve_feeds(app, db, limiter), settings))
+        # Repeat reads are answered before routing, inside the header limits and the metrics and log.
+        return observe(
+            metrics, limit_headers(answer_cached_reads(serve_feeds(app, db, limiter), db, answers), settings)
+        )
 
     return ObservedLitestar(
         layers,
@@ -122,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "db": db,
                 "cache": RepresentationCache(),
+                "answers": answers,
                 "settings": settings,
                 "blobs": blobs,
                 "metrics": metrics,

@@ -19,6 +19,18 @@ FEED_ACCOUNT = "studyvisit.feed_account"
 # The scope key holding the content version of the account's event, read with the token (one query):
 # serve_cached answers from its cache under that version without asking the database again.
 CONTENT_VERSION = "studyvisit.content_version"
+# The scope key under which server.answer_cache hands over the token it checked and what the statement
+# found (``(account, version)``, or None for a token that is not valid): the statement runs once.
+CHECKED_BEARER = "studyvisit.checked_bearer"
+# The scope key under which serve_cached says that its answer is the representation made at this
+# content version for this request and account, and so may be sent again (server/answer_cache.py).
+ANSWER_VERSION = "studyvisit.answer_version"
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value, or "" for any other value."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def count_failed_auth(limiter: FailedAuthLimiter, address: str) -> None:
@@ -38,13 +50,16 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         feed_account: Account | None = connection.scope.get(FEED_ACCOUNT)
         if feed_account is not None:
             return AuthenticationResult(user=feed_account, auth="feed")
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(connection.headers.get("authorization", ""))
+        if not token:
             raise UnauthorizedError("Send 'Authorization: Bearer <token>' with the token you were given.")
-        db: Store = connection.app.state.db
-        with db.statement() as tx:  # one query: the token, the account and the event's content version
-            found = account_and_version_by_token(tx, token.strip())
+        checked: tuple[str, tuple[Account, int] | None] | None = connection.scope.get(CHECKED_BEARER)
+        if checked is not None and checked[0] == token:
+            found = checked[1]  # the same statement, run just before by server.answer_cache
+        else:
+            db: Store = connection.app.state.db
+            with db.statement() as tx:  # one query: the token, the account and the event's content version
+                found = account_and_version_by_token(tx, token)
         if found is None:
             # Only here, after the token failed: a valid token never waits for the limiter.
             count_failed_auth(connection.app.state.auth_limiter, connection.client.host if connection.client else "")

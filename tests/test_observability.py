@@ -194,3 +194,40 @@ def test_buffered_access_log_lines_reach_the_stream_whole_in_order_on_flush_and_
         assert stream.getvalue() == "one\ntwo\nthree\nfour\nfive\n"  # max_lines waiting: written at once
     finally:
         logger.removeHandler(handler)
+
+
+def test_a_line_only_handler_gets_the_same_access_lines_without_records_and_a_filter_still_sees_them(
+    client: TestClient[Litestar], seeded: Seeded
+) -> None:
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, interval_s=3600)  # no formatter, as `serve` has it
+    access = logging.getLogger("studyvisit.access")
+    saved = (access.level, access.propagate)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    access.addHandler(handler)
+    seen: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record.getMessage())
+        return True
+
+    try:
+        headers = {"Authorization": f"Bearer {seeded.token('participant')}"}
+        for _ in range(2):  # routed, then from the answer cache
+            client.get(E + "/sites", headers=headers)
+        handler.flush()
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(line["route"], line["status"], line["path"]) for line in lines] == [
+            ("/api/v1/events/{event_id}/sites", 200, E + "/sites")
+        ] * 2
+        access.addFilter(keep)  # a filter must see records again, and so the handler gets them from it
+        client.get(E + "/sites", headers=headers)
+        handler.flush()
+        assert len(seen) == 1
+        assert stream.getvalue().splitlines()[-1] == seen[0]
+    finally:
+        access.removeFilter(keep)
+        access.removeHandler(handler)
+        access.setLevel(saved[0])
+        access.propagate = saved[1]

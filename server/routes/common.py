@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from schemas.accounts import Account
 from schemas.problems import Problem
-from server.auth import CONTENT_VERSION
+from server.auth import ANSWER_VERSION, CONTENT_VERSION
 from server.representation import Representation, RepresentationCache, encode_json, represent, serve
 from server.storage.changes import content_version
 from server.storage.unit import Store, Tx
@@ -118,6 +118,7 @@ def serve_cached(
     if known is not None and event_id == request.user.event_id:
         rep = cache.get((event_id, known, path, *key))
         if rep is not None:
+            request.scope[ANSWER_VERSION] = known  # type: ignore[literal-required]  # server code's own key
             return serve(request, rep)
     with db.read() as tx:
         version = content_version(tx, event_id)
@@ -129,6 +130,7 @@ def serve_cached(
             return represent(body, media_type, version)
 
         rep = cache.get_or_build((event_id, version, path, *key), make)
+    request.scope[ANSWER_VERSION] = version  # type: ignore[literal-required]
     return serve(request, rep)
 
 

@@ -52,8 +52,14 @@ def programme_for(tx: Tx, account: Account, event_id: str, group: str | None) ->
             name = account.group_id
         return Programme(list_visits(tx, event_id, group_id=account.group_id), account.group_id, name, account.group_id)
     if account.role == "host":
+        # Named after the host (feed_owner): two hosts of the same sites get feeds of their own.
         return Programme(list_visits(tx, event_id, site_ids=account.site_ids), None, account.name, account.id)
     return Programme(list_visits(tx, event_id), None, None, None)
+
+
+def feed_owner(account: Account, group: str | None) -> tuple[str, str] | None:
+    """What of the caller, besides scope_key, a schedule feed names (programme_for): a host's id and name."""
+    return (account.id, account.name) if group is None and account.role == "host" else None
 
 
 def itinerary_for(tx: Tx, account: Account, event_id: str, group: str | None) -> Itinerary:
@@ -142,7 +148,7 @@ class ItineraryController(Controller):
             feed = None if programme.key is None else (programme.key, programme.label or programme.key)
             return schedule_xml(event, programme.visits, sites, feed)
 
-        key = ("frab", group, *scope_key(account))
+        key = ("frab", group, *scope_key(account), feed_owner(account, group))
         return serve_cached(request, db, event_id, key, build, media_type="application/xml")
 
     @patch(
