@@ -118,7 +118,9 @@ def main() -> None:
                 client_id = str(uuid.uuid4())
                 figures: list[str] = []
 
-                async def timed(name: str, token: str, client: str | None, cursor: str) -> str:
+                async def timed(
+                    name: str, token: str, client: str | None, cursor: str, figures: list[str] = figures
+                ) -> str:
                     app.cpu = 0.0
                     changes, reached = await _sync(app, dataset.event_id, token, client, cursor, plain=args.plain)
                     figures.append(f"{name} {changes:,} changes {changes / app.cpu:9,.0f}/s")

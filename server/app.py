@@ -34,6 +34,7 @@ from server.routes.schedule import ScheduleController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.services.blobs import blob_files, repair_uploads
+from server.services.pull import ChangeCache
 from server.settings import Settings
 from server.storage.stores import open_store
 
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "db": db,
                 "cache": RepresentationCache(),
+                "change_cache": ChangeCache(),
                 "settings": settings,
                 "metrics": metrics,
                 "auth_limiter": limiter,

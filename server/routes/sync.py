@@ -90,10 +90,14 @@ def _decode(body: bytes, content_type: str) -> PushRequest:
         raise BadRequestError(exc.detail) from None
 
 
+def _wants_msgpack(request: Request[Any, Any, Any]) -> bool:
+    return MSGPACK in request.headers.get("accept", "")
+
+
 def _respond(request: Request[Any, Any, Any], value: Any) -> Response[Any]:
     # Sync answers are made for one client: compress them only for a client that asked.
     gzip_wanted = accepts_gzip(request)
-    if MSGPACK in request.headers.get("accept", ""):
+    if _wants_msgpack(request):
         return serve(request, represent(msgspec.msgpack.encode(value), MSGPACK, compress=gzip_wanted), NO_STORE)
     return serve(request, represent(msgspec.json.encode(value), "application/json", compress=gzip_wanted), NO_STORE)
 
@@ -161,7 +165,8 @@ class SyncController(Controller):
         settings: Settings = state.settings
         page = min(limit or settings.pull_default_limit, settings.pull_max_limit)
         request.state.client_id = client_id
-        result = pull(db, request.user, cursor, page, client_id)
+        encoding = "msgpack" if _wants_msgpack(request) else "json"
+        result = pull(db, request.user, cursor, page, client_id, encoding=encoding, cache=state.change_cache)
         response = _respond(request, result)
         metrics: Metrics = state.metrics
         metrics.pull_changes.observe(len(result.changes))
