@@ -1,8 +1,8 @@
 """Serving a pull: the latest state of every record the caller may see that changed since a cursor."""
 
 import threading
-from collections import OrderedDict, defaultdict
-from collections.abc import Hashable
+from collections import defaultdict
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from server.storage.records import (
 )
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from server.storage.unit import Store, Tx
-from sync.checksum import checksum
+from sync.checksum import MASK, record_hash
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
 
@@ -65,14 +65,17 @@ class ChangeCache:
     ``updated_at`` (a record deleted and created again gets a new one), the caller's view of it (what
     ``shape`` asks of the account and of the blobs it may fetch) and the encoding. A later write
     gives the record a new version, so an entry is never stale, whichever server wrote. Bounded by
-    bytes, least recently used first out.
+    bytes, oldest first out.
     """
 
     # What an entry costs beyond its bytes: key tuple, Raw object, dict and LRU links.
     ENTRY_OVERHEAD = 400
 
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
-        self._entries: OrderedDict[Hashable, tuple[msgspec.Raw, bool]] = OrderedDict()
+    def __init__(self, max_bytes: int = 32 << 20, max_hashes: int = 50_000) -> None:
+        self._entries: dict[Hashable, tuple[msgspec.Raw, bool]] = {}
+        # Each record version's share of the summary's checksum (a pure function of id and version).
+        self._hashes: dict[tuple[str, int], int] = {}
+        self._max_hashes = max_hashes
         self._bytes = 0
         self._max = max_bytes
         self._lock = threading.Lock()
@@ -80,15 +83,12 @@ class ChangeCache:
     def get_many(self, keys: list[Hashable]) -> list[tuple[msgspec.Raw, bool] | None]:
         """The entry for each key (the change, and whether a full pull leaves it out), or None."""
         with self._lock:
-            entries = self._entries
-            found = [entries.get(key) for key in keys]
-            for key, entry in zip(keys, found, strict=True):
-                if entry is not None:
-                    entries.move_to_end(key)
-            return found
+            get = self._entries.get
+            return [get(key) for key in keys]
 
     def put_many(self, items: list[tuple[Hashable, tuple[msgspec.Raw, bool]]]) -> None:
-        """Keep these entries, forgetting the least recently used beyond the bound."""
+        """Keep these entries, forgetting the oldest beyond the bound (first in, first out: cheaper than
+        an LRU's bookkeeping on every hit, and a whole sync's worth fits)."""
         with self._lock:
             entries = self._entries
             for key, entry in items:
@@ -98,8 +98,22 @@ class ChangeCache:
                 entries[key] = entry
                 self._bytes += len(entry[0]) + self.ENTRY_OVERHEAD
             while self._bytes > self._max and entries:
-                _, (raw, _) = entries.popitem(last=False)
+                raw = entries.pop(next(iter(entries)))[0]
                 self._bytes -= len(raw) + self.ENTRY_OVERHEAD
+
+    def checksum(self, pairs: list[tuple[str, int]]) -> str:
+        """``sync.checksum.checksum`` of these (id, version) pairs, each pair hashed once per cache."""
+        hashes = self._hashes
+        total = 0
+        get = hashes.get
+        for pair in pairs:
+            value = get(pair)
+            if value is None:
+                if len(hashes) >= self._max_hashes:
+                    hashes.clear()  # rarely: records change far more slowly than they are pulled
+                value = hashes[pair] = record_hash(*pair)
+            total += value
+        return f"{total & MASK:016x}"
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -140,8 +154,9 @@ def pull(
         rows = feed_page(tx, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
-        changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache or ChangeCache(0))
-        summary = None if has_more else summarise(tx, account)
+        cache = ChangeCache(0) if cache is None else cache
+        changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache)
+        summary = None if has_more else summarise(tx, account, cache)
         last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0
         seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
@@ -207,14 +222,12 @@ def _changes(
     }
     # "available": this account may fetch it (a note it sees, whose author uploaded the bytes).
     held = fetchable_blobs(tx, account, (h for hashes in attached.values() for h in hashes)) if attached else set()
-    keys: list[Hashable] = []
-    for entity, entity_id in order:
-        head = heads[entity].get(entity_id) if entity in heads else None
-        keys.append(
-            None if head is None else (entity, head[:3], _view(account, entity, head, attached, held), encoding)
-        )
-    found = cache.get_many([k for k in keys if k is not None])
-    hits = iter(found)
+    keyed: dict[tuple[str, str], Hashable] = {}
+    for entity, found in heads.items():
+        view = _viewer(account, entity, attached, held)
+        keyed.update(((entity, i), (entity, *head[:3], view(head), encoding)) for i, head in found.items())
+    keys = [keyed.get(pair) for pair in order]
+    hits = iter(cache.get_many([k for k in keys if k is not None]))
     entries: list[tuple[msgspec.Raw, bool] | None] = [None if k is None else next(hits) for k in keys]
     missing: dict[str, list[str]] = defaultdict(list)
     for (entity, entity_id), entry in zip(order, entries, strict=True):
@@ -234,7 +247,7 @@ def _changes(
             entries[i] = entry
             # Cached only when read in the same state as its head (a write between the two reads is
             # invisible in one snapshot, but the key must name what was encoded all the same).
-            if key is not None and record is not None and key[1] == _head_of(record):  # type: ignore[index]
+            if key is not None and record is not None and key[1:4] == _head_of(record):  # type: ignore[index]
                 built.append((key, entry))
         cache.put_many(built)
     return [raw for raw, full_skips in entries if not (full and full_skips)]  # type: ignore[misc]
@@ -248,22 +261,39 @@ def _attachment_hashes(stored: str) -> tuple[str, ...]:
     return tuple(a["sha256"] for a in msgspec.json.decode(stored))
 
 
-def _view(
-    account: Account, entity: str, head: tuple[Any, ...], attached: dict[str, tuple[str, ...]], held: set[str]
-) -> Hashable:
-    """Everything of the caller (and of the blobs it may fetch) that ``shape`` reads for this record."""
-    mine = head[3] == account.id if entity in ("note", "feedback") else False
+def _viewer(
+    account: Account, entity: str, attached: dict[str, tuple[str, ...]], held: set[str]
+) -> Callable[[tuple[Any, ...]], Hashable]:
+    """For one entity kind, what of the caller (and of the blobs it may fetch) ``shape`` reads for a record,
+    from the record's head."""
+    me = account.id
     if entity == "note":
-        visible = note_visible({"author_id": head[3], "share_with_organizers": head[4]}, account.id, account.role)
-        hashes = attached.get(head[0], ())
-        return visible, mine, tuple(h in held for h in hashes)
+        # note_visible reads whether the caller wrote the note and whether it is shared: asked once per page.
+        visible = {
+            (mine, shared): note_visible(
+                {"author_id": me if mine else None, "share_with_organizers": shared}, me, account.role
+            )
+            for mine in (True, False)
+            for shared in (True, False)
+        }
+
+        def note_view(head: tuple[Any, ...]) -> Hashable:
+            mine = head[3] == me
+            hashes = attached.get(head[0])
+            return visible[mine, bool(head[4])], mine, tuple(h in held for h in hashes) if hashes else ()
+
+        return note_view
     if entity == "feedback":
-        record = {"author_id": head[3], "site_id": head[4]}
-        visible = feedback_visible(record, account.id, account.role, frozenset(account.site_ids))
-        return visible, mine, account.role == "host"
+        sites = frozenset(account.site_ids)
+
+        def feedback_view(head: tuple[Any, ...]) -> Hashable:
+            visible = feedback_visible({"author_id": head[3], "site_id": head[4]}, me, account.role, sites)
+            return visible, head[3] == me, account.role == "host"
+
+        return feedback_view
     if entity == "site":
-        return may_resolve_site(account, head[0])
-    return None
+        return lambda head: may_resolve_site(account, head[0])
+    return lambda head: None
 
 
 def may_resolve_site(account: Account, site_id: str) -> bool:
@@ -336,9 +366,9 @@ def _conflicts(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return msgspec.to_builtins(msgspec.convert(stored, list[Conflict]))
 
 
-def summarise(tx: Tx, account: Account) -> dict[str, EntitySummary]:
+def summarise(tx: Tx, account: Account, cache: ChangeCache) -> dict[str, EntitySummary]:
     """Per entity kind, how many records the caller may see and their checksum."""
     return {
-        entity: EntitySummary(count=len(pairs), checksum=checksum(pairs))
+        entity: EntitySummary(count=len(pairs), checksum=cache.checksum(pairs))
         for entity, pairs in visible_versions(tx, account).items()
     }
