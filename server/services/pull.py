@@ -21,9 +21,9 @@ from server.storage.records import (
     HEAD_COLUMNS,
     client_synced_at,
     last_mutation_id,
-    load_rows,
+    load_heads,
+    load_records,
     record_client_sync,
-    record_of,
 )
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from server.storage.unit import Store, Tx
@@ -212,39 +212,49 @@ def _changes(
             seen.add((entity, entity_id))
             order.append((entity, entity_id))
             by_entity[entity].append(entity_id)
-    # Rows are read once, undecoded; the cache is looked up by each one's head, and only what it
-    # lacks is decoded and shaped. The few kinds without a head (the event, groups, questions: no
-    # updated_at, and questions are deleted and created again) are shaped every time.
-    rows_of = {entity: load_rows(tx, account.event_id, entity, ids) for entity, ids in by_entity.items()}
+    # Records with a head are looked up in the cache by it; the few others (the event, groups,
+    # questions: no updated_at, or deleted and created again at the same version) are read whole.
+    heads = {e: load_heads(tx, account.event_id, e, ids) for e, ids in by_entity.items() if e in HEAD_COLUMNS}
     attached = {
         head[0]: _attachment_hashes(head[6])
-        for head, _ in rows_of.get("note", {}).values()
-        if head is not None and head[6] not in ("[]", None)  # most notes have none: their JSON is not decoded
+        for head in heads.get("note", {}).values()
+        if head[6] not in ("[]", None)  # most notes have no attachment: their JSON is not decoded
     }
     # "available": this account may fetch it (a note it sees, whose author uploaded the bytes).
     held = fetchable_blobs(tx, account, (h for hashes in attached.values() for h in hashes)) if attached else set()
     keyed: dict[tuple[str, str], Hashable] = {}
-    for entity, found in rows_of.items():
-        if entity in HEAD_COLUMNS:
-            view = _viewer(account, entity, attached, held)
-            keyed.update(((entity, i), (entity, *head[:3], view(head), encoding)) for i, (head, _) in found.items())  # type: ignore[index]
+    for entity, found in heads.items():
+        view = _viewer(account, entity, attached, held)
+        keyed.update(((entity, i), (entity, *head[:3], view(head), encoding)) for i, head in found.items())
     keys = [keyed.get(pair) for pair in order]
     hits = iter(cache.get_many([k for k in keys if k is not None]))
     entries: list[tuple[msgspec.Raw, bool] | None] = [None if k is None else next(hits) for k in keys]
-    built: list[tuple[Hashable, tuple[msgspec.Raw, bool]]] = []
-    encoder = _ENCODERS[encoding]
-    for i, ((entity, entity_id), key) in enumerate(zip(order, keys, strict=True)):
-        if entries[i] is not None:
-            continue
-        loaded = rows_of[entity].get(entity_id)
-        record = None if loaded is None else record_of(entity, loaded[1])
-        change = shape(account, entity, entity_id, record, held)
-        # A full pull builds a replica from nothing, so it has nothing to delete.
-        entry = entries[i] = (msgspec.Raw(encoder.encode(change)), change.op == "delete" and change.data is None)
-        if key is not None:
-            built.append((key, entry))
-    cache.put_many(built)
+    missing: dict[str, list[str]] = defaultdict(list)
+    for (entity, entity_id), entry in zip(order, entries, strict=True):
+        if entry is None:
+            missing[entity].append(entity_id)
+    if missing:
+        records = {entity: load_records(tx, account.event_id, entity, ids) for entity, ids in missing.items()}
+        built: list[tuple[Hashable, tuple[msgspec.Raw, bool]]] = []
+        encoder = _ENCODERS[encoding]
+        for i, ((entity, entity_id), key) in enumerate(zip(order, keys, strict=True)):
+            if entries[i] is not None:
+                continue
+            record = records[entity].get(entity_id)
+            change = shape(account, entity, entity_id, record, held)
+            # A full pull builds a replica from nothing, so it has nothing to delete.
+            entry = (msgspec.Raw(encoder.encode(change)), change.op == "delete" and change.data is None)
+            entries[i] = entry
+            # Cached only when read in the same state as its head (a write between the two reads is
+            # invisible in one snapshot, but the key must name what was encoded all the same).
+            if key is not None and record is not None and key[1:4] == _head_of(record):  # type: ignore[index]
+                built.append((key, entry))
+        cache.put_many(built)
     return [raw for raw, full_skips in entries if not (full and full_skips)]  # type: ignore[misc]
+
+
+def _head_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["id"], record["version"], record["updated_at"])
 
 
 def _attachment_hashes(stored: str) -> tuple[str, ...]:

@@ -1,7 +1,6 @@
 """Reading and writing synced records generically: rows as dicts, versions, history, the client table."""
 
-import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +28,7 @@ TABLES: dict[str, str] = {
 def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Rows of one entity kind by id, as dicts with JSON decoded."""
     table = TABLES[entity]
-    return {row["id"]: row_dict(table, row) for row in _rows_by_id(tx, event_id, table, ids)}
-
-
-def _rows_by_id(tx: Tx, event_id: str, table: str, ids: Iterable[str]) -> Iterator[Row]:
+    found: dict[str, dict[str, Any]] = {}
     # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an event_id
     # index and walk every note of the event for each chunk. PostgreSQL has no unary + for text.
     event_column = "+event_id" if tx.dialect == "sqlite" else "event_id"
@@ -41,12 +37,14 @@ def _rows_by_id(tx: Tx, event_id: str, table: str, ids: Iterable[str]) -> Iterat
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
             sql, params = f"SELECT * FROM {table} WHERE {event_column} = ? AND id IN ({marks})", [event_id, *chunk]
-        yield from tx.execute(sql, params)
+        for row in tx.execute(sql, params):
+            found[row["id"]] = row_dict(table, row)
+    return found
 
 
-# What a pull needs of a record to know whether what it sent before still stands, besides its id,
-# version and updated_at (which tells a record deleted and created again apart from the one before it,
-# which may have had the same version). Kinds not named here have no updated_at.
+# What a pull needs of a record to know whether what it sent before still stands, without reading the
+# rest: (id, version, updated_at, then these columns). updated_at tells a record deleted and created
+# again apart from the one before it, which may have had the same version.
 HEAD_COLUMNS: dict[str, tuple[str, ...]] = {
     "site": (),
     "visit": (),
@@ -55,28 +53,17 @@ HEAD_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_rows(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, tuple[tuple[Any, ...] | None, Row]]:
-    """Rows of one entity kind by id as read (JSON as text), each with its head: (id, version, updated_at,
-    *HEAD_COLUMNS[entity]), None for kinds without one. Decode a row with ``record_of``."""
+def load_heads(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """(id, version, updated_at, *HEAD_COLUMNS[entity]) of rows of one entity kind by id; JSON left as text."""
     table = TABLES[entity]
-    names = ("id", "version", "updated_at", *HEAD_COLUMNS[entity]) if entity in HEAD_COLUMNS else None
-    found: dict[str, tuple[tuple[Any, ...] | None, Row]] = {}
-    pick: Callable[[Row], tuple[Any, ...]] | None = None
-    for row in _rows_by_id(tx, event_id, table, ids):
-        if names is None:
-            found[row["id"]] = (None, row)
-            continue
-        if pick is None:
-            columns = list(row.keys())
-            pick = operator.itemgetter(*(columns.index(n) for n in names))
-        head = pick(row)
-        found[head[0]] = (head, row)
+    columns = ", ".join(("id", "version", "updated_at", *HEAD_COLUMNS[entity]))
+    event_column = "+event_id" if tx.dialect == "sqlite" else "event_id"  # as in load_records
+    found: dict[str, tuple[Any, ...]] = {}
+    for chunk, marks in _in_chunks(ids):
+        sql = f"SELECT {columns} FROM {table} WHERE {event_column} = ? AND id IN ({marks})"
+        for row in tx.execute(sql, [event_id, *chunk]):
+            found[row[0]] = tuple(row)
     return found
-
-
-def record_of(entity: str, row: Row) -> dict[str, Any]:
-    """A row of ``load_rows`` as ``load_records`` gives it."""
-    return row_dict(TABLES[entity], row)
 
 
 def load_record(tx: Tx, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
