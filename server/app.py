@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "db": db,
                 "cache": RepresentationCache(),
-                "change_cache": ChangeCache(),
+                "change_cache": ChangeCache(max_bytes=settings.pull_cache_mb << 20),
                 "settings": settings,
                 "metrics": metrics,
                 "auth_limiter": limiter,
