@@ -41,7 +41,7 @@ class _App:
         self.cpu = 0.0
 
     async def call(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
-        status = 0
+        status: int = 0
         chunks: list[bytes] = []
         sent: dict[bytes, bytes] = {}
 
