@@ -41,7 +41,7 @@ class _App:
         self.cpu = 0.0
 
     async def call(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
-        status: int = 0
+        status = [0]
         chunks: list[bytes] = []
         sent: dict[bytes, bytes] = {}
 
@@ -49,9 +49,8 @@ class _App:
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status[0] = message["status"]
                 sent.update(message["headers"])
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
@@ -76,8 +75,8 @@ class _App:
         await self.app(scope, receive, send)
         self.cpu += time.process_time() - started
         data = b"".join(chunks)
-        if status != 200:
-            raise RuntimeError(f"{method} {path}: {status} {data[:300]!r}")
+        if status[0] != 200:
+            raise RuntimeError(f"{method} {path}: {status[0]} {data[:300]!r}")
         return gzip.decompress(data) if sent.get(b"content-encoding") == b"gzip" else data
 
 

@@ -20,9 +20,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_push_mutations: int = 1000
     pull_default_limit: int = 500
     pull_max_limit: int = 5000
-    # Megabytes of encoded changes a server keeps for pulls, with their keys (bench/RESULTS.md, "Pull":
-    # the large event's organizer view takes about 37). 0 turns the cache off.
-    pull_cache_mb: int = 40
+    # Megabytes of encoded changes a server keeps for pulls, with their keys. The large event's
+    # event-wide records take about 4, its organizer view about 37, which a full benchmark run at 40
+    # took past 200 MB of RSS (bench/RESULTS.md, "Pull"). 0 turns the cache off.
+    pull_cache_mb: int = 16
     metrics_enabled: bool = True
     # /metrics: when set, a scrape must send "Authorization: Bearer <metrics_token>" (401 otherwise).
     metrics_token: str = ""

@@ -72,7 +72,7 @@ class ChangeCache:
     # measured with tracemalloc on the large event.
     ENTRY_OVERHEAD = 700
 
-    def __init__(self, max_bytes: int = 40 << 20, max_hashes: int = 30_000) -> None:
+    def __init__(self, max_bytes: int = 16 << 20, max_hashes: int = 30_000) -> None:
         self._entries: dict[Hashable, tuple[msgspec.Raw, bool]] = {}
         # Each record version's share of the summary's checksum (a pure function of id and version).
         self._hashes: dict[tuple[str, int], int] = {}
