@@ -1,7 +1,7 @@
 """Serving a pull: the latest state of every record the caller may see that changed since a cursor."""
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -58,6 +58,24 @@ class EncodedPull(msgspec.Struct, kw_only=True, omit_defaults=True):
     summary: dict[str, EntitySummary] | None = None
 
 
+class _Segment:
+    """Entries bounded by bytes, oldest first out (FIFO: no bookkeeping on a hit, unlike an LRU)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.entries: OrderedDict[Hashable, tuple[msgspec.Raw, bool]] = OrderedDict()
+        self.bytes = 0
+        self.max = max_bytes
+
+    def put(self, key: Hashable, entry: tuple[msgspec.Raw, bool], overhead: int) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old[0]) + overhead
+        self.entries[key] = entry
+        self.bytes += len(entry[0]) + overhead
+        while self.bytes > self.max and self.entries:
+            self.bytes -= len(self.entries.popitem(last=False)[1][0]) + overhead
+
+
 class ChangeCache:
     """Encoded changes, kept per record version and per everything else a change depends on.
 
@@ -65,42 +83,36 @@ class ChangeCache:
     ``updated_at`` (a record deleted and created again gets a new one), the caller's view of it (what
     ``shape`` asks of the account and of the blobs it may fetch) and the encoding. A later write
     gives the record a new version, so an entry is never stale, whichever server wrote. Bounded by
-    bytes, oldest first out.
+    bytes: a third for the event-wide records that every device's first sync sends, so that an
+    organizer's sync of thousands of notes does not push them out.
     """
 
     # What an entry costs beyond its bytes (key tuple and its strings, Raw object, dict slot), as
     # measured with tracemalloc on the large event.
     ENTRY_OVERHEAD = 700
+    _SHARED_KINDS = frozenset({"site", "visit"})
 
     def __init__(self, max_bytes: int = 16 << 20, max_hashes: int = 30_000) -> None:
-        self._entries: dict[Hashable, tuple[msgspec.Raw, bool]] = {}
+        self._shared = _Segment(max_bytes // 3)
+        self._personal = _Segment(max_bytes - max_bytes // 3)
         # Each record version's share of the summary's checksum (a pure function of id and version).
         self._hashes: dict[tuple[str, int], int] = {}
         self._max_hashes = max_hashes
-        self._bytes = 0
-        self._max = max_bytes
         self._lock = threading.Lock()
+
+    def _segment(self, key: Hashable) -> _Segment:
+        return self._shared if key[0] in self._SHARED_KINDS else self._personal  # type: ignore[index]
 
     def get_many(self, keys: list[Hashable]) -> list[tuple[msgspec.Raw, bool] | None]:
         """The entry for each key (the change, and whether a full pull leaves it out), or None."""
         with self._lock:
-            get = self._entries.get
-            return [get(key) for key in keys]
+            return [self._segment(key).entries.get(key) for key in keys]
 
     def put_many(self, items: list[tuple[Hashable, tuple[msgspec.Raw, bool]]]) -> None:
-        """Keep these entries, forgetting the oldest beyond the bound (first in, first out: cheaper than
-        an LRU's bookkeeping on every hit, and a whole sync's worth fits)."""
+        """Keep these entries, forgetting the oldest beyond the bound."""
         with self._lock:
-            entries = self._entries
             for key, entry in items:
-                old = entries.pop(key, None)
-                if old is not None:
-                    self._bytes -= len(old[0]) + self.ENTRY_OVERHEAD
-                entries[key] = entry
-                self._bytes += len(entry[0]) + self.ENTRY_OVERHEAD
-            while self._bytes > self._max and entries:
-                raw = entries.pop(next(iter(entries)))[0]
-                self._bytes -= len(raw) + self.ENTRY_OVERHEAD
+                self._segment(key).put(key, entry, self.ENTRY_OVERHEAD)
 
     def checksum(self, pairs: list[tuple[str, int]]) -> str:
         """``sync.checksum.checksum`` of these (id, version) pairs, each pair hashed once per cache."""
@@ -117,7 +129,7 @@ class ChangeCache:
         return f"{total & MASK:016x}"
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._shared.entries) + len(self._personal.entries)
 
 
 _ENCODERS = {"json": msgspec.json.Encoder(), "msgpack": msgspec.msgpack.Encoder()}
