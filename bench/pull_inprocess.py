@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import gzip
 import logging
+import resource
 import tempfile
 import time
 import uuid
@@ -149,6 +150,7 @@ def main() -> None:
                 print(f"round {round_ + 1}: " + "; ".join(figures), flush=True)
 
         asyncio.run(run())
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":
