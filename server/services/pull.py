@@ -83,7 +83,7 @@ class ChangeCache:
     ``updated_at`` (a record deleted and created again gets a new one), the caller's view of it (what
     ``shape`` asks of the account and of the blobs it may fetch) and the encoding. A later write
     gives the record a new version, so an entry is never stale, whichever server wrote. Bounded by
-    bytes: a third for the event-wide records that every device's first sync sends, so that an
+    bytes: half for the event-wide records that every device's first sync sends, so that an
     organizer's sync of thousands of notes does not push them out.
     """
 
@@ -92,9 +92,9 @@ class ChangeCache:
     ENTRY_OVERHEAD = 700
     _SHARED_KINDS = frozenset({"site", "visit"})
 
-    def __init__(self, max_bytes: int = 16 << 20, max_hashes: int = 30_000) -> None:
-        self._shared = _Segment(max_bytes // 3)
-        self._personal = _Segment(max_bytes - max_bytes // 3)
+    def __init__(self, max_bytes: int = 8 << 20, max_hashes: int = 10_000) -> None:
+        self._shared = _Segment(max_bytes // 2)
+        self._personal = _Segment(max_bytes - max_bytes // 2)
         # Each record version's share of the summary's checksum (a pure function of id and version).
         self._hashes: dict[tuple[str, int], int] = {}
         self._max_hashes = max_hashes
