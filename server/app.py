@@ -35,6 +35,7 @@ from server.routes.schedule import ScheduleController
 from server.routes.sites import SiteController
 from server.routes.sync import SyncController
 from server.services.blobs import choose_blob_store, repair_uploads
+from server.services.pull import ChangeCache
 from server.settings import Settings
 from server.storage.stores import open_store
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "db": db,
                 "cache": RepresentationCache(),
                 "answers": answers,
+                "change_cache": ChangeCache(max_bytes=settings.pull_cache_mb << 20),
                 "settings": settings,
                 "blobs": blobs,
                 "metrics": metrics,

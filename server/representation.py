@@ -30,17 +30,19 @@ class Representation(msgspec.Struct, frozen=True):
     gzipped: bytes | None
 
 
-def represent(body: bytes, media_type: str, version: int | None = None, *, compress: bool = True) -> Representation:
+def represent(
+    body: bytes, media_type: str, version: int | None = None, *, compress: bool = True, level: int = GZIP_LEVEL
+) -> Representation:
     """Hash and (when large enough) compress a body once.
 
     The ETag of a versioned record starts with its version (``v3-...``), so that ``If-Match``
-    names the version an edit was based on, whatever language or encoding the editor read.
+    names the version an edit was based on, whatever language or encoding the editor read. ``level``: gzip's.
     """
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
     if version is not None:
         digest = f"v{version}-{digest}"
     worth_it = compress and len(body) > GZIP_MIN_BYTES
-    gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if worth_it else None
+    gzipped = gzip.compress(body, compresslevel=level, mtime=0) if worth_it else None
     return Representation(body=body, media_type=media_type, etag=digest, gzipped=gzipped)
 
 

@@ -22,6 +22,11 @@ class Settings(msgspec.Struct, kw_only=True):
     max_push_mutations: int = 1000
     pull_default_limit: int = 500
     pull_max_limit: int = 5000
+    # Megabytes of encoded changes a server keeps for pulls, with their keys; half for sites and
+    # visits. The large event's event-wide records take about 4, its organizer view about 37: a full
+    # benchmark run at 40 took the server to 248 MB of RSS, at 16 to 204 (bench/RESULTS.md, "Pull").
+    # 0 turns the cache off.
+    pull_cache_mb: int = 8
     metrics_enabled: bool = True
     # /metrics: when set, a scrape must send "Authorization: Bearer <metrics_token>" (401 otherwise).
     metrics_token: str = ""

@@ -1,8 +1,10 @@
 """Serving a pull: the latest state of every record the caller may see that changed since a cursor."""
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -10,15 +12,22 @@ from schemas.accounts import Account
 from schemas.feedback import Question
 from schemas.itinerary import Group, Visit
 from schemas.places import Event, Site
-from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note, PullResponse
+from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note
 from server.errors import BadRequestError, DomainError, GoneError
 from server.storage.blob_refs import fetchable_blobs
 from server.storage.db import rfc3339
 from server.storage.pull_positions import record_pull_position
-from server.storage.records import client_synced_at, last_mutation_id, load_records, record_client_sync
+from server.storage.records import (
+    HEAD_COLUMNS,
+    client_synced_at,
+    last_mutation_id,
+    load_heads,
+    load_records,
+    record_client_sync,
+)
 from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
 from server.storage.unit import Store, Tx
-from sync.checksum import checksum
+from sync.checksum import MASK, record_hash
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
 
@@ -36,8 +45,108 @@ ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback
 SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 
-def pull(db: Store, account: Account, cursor: str | None, limit: int, client_id: str | None) -> PullResponse:
-    """One page of changes after ``cursor``, in one consistent snapshot of the database."""
+Encoding = Literal["json", "msgpack"]
+
+
+class EncodedPull(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A PullResponse whose changes are already encoded (JSON or MessagePack, as the page will be)."""
+
+    changes: list[msgspec.Raw]
+    cursor: str
+    has_more: bool
+    last_mutation_id: int
+    summary: dict[str, EntitySummary] | None = None
+
+
+class _Segment:
+    """Entries bounded by bytes, oldest first out (FIFO: no bookkeeping on a hit, unlike an LRU)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.entries: OrderedDict[Hashable, tuple[msgspec.Raw, bool]] = OrderedDict()
+        self.bytes = 0
+        self.max = max_bytes
+
+    def put(self, key: Hashable, entry: tuple[msgspec.Raw, bool], overhead: int) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old[0]) + overhead
+        self.entries[key] = entry
+        self.bytes += len(entry[0]) + overhead
+        while self.bytes > self.max and self.entries:
+            self.bytes -= len(self.entries.popitem(last=False)[1][0]) + overhead
+
+
+class ChangeCache:
+    """Encoded changes, kept per record version and per everything else a change depends on.
+
+    A change is a function of the record's row and of who asks: the key holds the record's version and
+    ``updated_at`` (a record deleted and created again gets a new one), the caller's view of it (what
+    ``shape`` asks of the account and of the blobs it may fetch) and the encoding. A later write
+    gives the record a new version, so an entry is never stale, whichever server wrote. Bounded by
+    bytes: half for the event-wide records that every device's first sync sends, so that an
+    organizer's sync of thousands of notes does not push them out.
+    """
+
+    # What an entry costs beyond its bytes (key tuple and its strings, Raw object, dict slot), as
+    # measured with tracemalloc on the large event.
+    ENTRY_OVERHEAD = 700
+    _SHARED_KINDS = frozenset({"site", "visit"})
+
+    def __init__(self, max_bytes: int = 8 << 20, max_hashes: int = 10_000) -> None:
+        self._shared = _Segment(max_bytes // 2)
+        self._personal = _Segment(max_bytes - max_bytes // 2)
+        # Each record version's share of the summary's checksum (a pure function of id and version).
+        self._hashes: dict[tuple[str, int], int] = {}
+        self._max_hashes = max_hashes
+        self._lock = threading.Lock()
+
+    def _segment(self, key: Hashable) -> _Segment:
+        return self._shared if key[0] in self._SHARED_KINDS else self._personal  # type: ignore[index]
+
+    def get_many(self, keys: list[Hashable]) -> list[tuple[msgspec.Raw, bool] | None]:
+        """The entry for each key (the change, and whether a full pull leaves it out), or None."""
+        with self._lock:
+            return [self._segment(key).entries.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[Hashable, tuple[msgspec.Raw, bool]]]) -> None:
+        """Keep these entries, forgetting the oldest beyond the bound."""
+        with self._lock:
+            for key, entry in items:
+                self._segment(key).put(key, entry, self.ENTRY_OVERHEAD)
+
+    def checksum(self, pairs: list[tuple[str, int]]) -> str:
+        """``sync.checksum.checksum`` of these (id, version) pairs, each pair hashed once per cache."""
+        hashes = self._hashes
+        total = 0
+        get = hashes.get
+        for pair in pairs:
+            value = get(pair)
+            if value is None:
+                if len(hashes) >= self._max_hashes:
+                    hashes.clear()  # rarely: records change far more slowly than they are pulled
+                value = hashes[pair] = record_hash(*pair)
+            total += value
+        return f"{total & MASK:016x}"
+
+    def __len__(self) -> int:
+        return len(self._shared.entries) + len(self._personal.entries)
+
+
+_ENCODERS = {"json": msgspec.json.Encoder(), "msgpack": msgspec.msgpack.Encoder()}
+
+
+def pull(
+    db: Store,
+    account: Account,
+    cursor: str | None,
+    limit: int,
+    client_id: str | None,
+    *,
+    encoding: Encoding = "json",
+    cache: ChangeCache | None = None,
+) -> EncodedPull:
+    """One page of changes after ``cursor``, in one consistent snapshot of the database, encoded as ``encoding``
+    (through ``cache`` when given)."""
     try:
         position = decode_cursor(cursor)
     except CursorError as exc:
@@ -58,8 +167,9 @@ def pull(db: Store, account: Account, cursor: str | None, limit: int, client_id:
         rows = feed_page(tx, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
-        changes = _changes(tx, account, rows, full=full)
-        summary = None if has_more else summarise(tx, account)
+        cache = ChangeCache(0) if cache is None else cache
+        changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache)
+        summary = None if has_more else summarise(tx, account, cache)
         last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0
         seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
@@ -68,7 +178,7 @@ def pull(db: Store, account: Account, cursor: str | None, limit: int, client_id:
     next_position = Cursor(1, head, purge_mark if full and has_more else -1)
     if client_id and not has_more:
         note_caught_up(db, account, client_id, head, seen_at)
-    return PullResponse(
+    return EncodedPull(
         changes=changes,
         cursor=encode_cursor(next_position),
         has_more=has_more,
@@ -98,7 +208,15 @@ def note_caught_up(
         pass
 
 
-def _changes(tx: Tx, account: Account, rows: list[tuple[int, str, str]], *, full: bool) -> list[Change]:
+def _changes(
+    tx: Tx,
+    account: Account,
+    rows: list[tuple[int, str, str]],
+    *,
+    full: bool,
+    encoding: Encoding,
+    cache: ChangeCache,
+) -> list[msgspec.Raw]:
     by_entity: dict[str, list[str]] = defaultdict(list)
     order: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
@@ -107,17 +225,93 @@ def _changes(tx: Tx, account: Account, rows: list[tuple[int, str, str]], *, full
             seen.add((entity, entity_id))
             order.append((entity, entity_id))
             by_entity[entity].append(entity_id)
-    records = {entity: load_records(tx, account.event_id, entity, ids) for entity, ids in by_entity.items()}
+    # Records with a head are looked up in the cache by it; the few others (the event, groups,
+    # questions: no updated_at, or deleted and created again at the same version) are read whole.
+    heads = {e: load_heads(tx, account.event_id, e, ids) for e, ids in by_entity.items() if e in HEAD_COLUMNS}
+    attached = {
+        head[0]: _attachment_hashes(head[6])
+        for head in heads.get("note", {}).values()
+        if head[6] not in ("[]", None)  # most notes have no attachment: their JSON is not decoded
+    }
     # "available": this account may fetch it (a note it sees, whose author uploaded the bytes).
-    notes = records.get("note", {}).values()
-    held = fetchable_blobs(tx, account, (a["sha256"] for note in notes for a in note["attachments"]))
-    changes: list[Change] = []
-    for entity, entity_id in order:
-        change = shape(account, entity, entity_id, records[entity].get(entity_id), held)
-        # A full pull builds a replica from nothing, so it has nothing to delete.
-        if change.op == "put" or not full or change.data is not None:
-            changes.append(change)
-    return changes
+    held = fetchable_blobs(tx, account, (h for hashes in attached.values() for h in hashes)) if attached else set()
+    keyed: dict[tuple[str, str], Hashable] = {}
+    for entity, found in heads.items():
+        view = _viewer(account, entity, attached, held)
+        keyed.update(((entity, i), (entity, *head[:3], view(head), encoding)) for i, head in found.items())
+    keys = [keyed.get(pair) for pair in order]
+    hits = iter(cache.get_many([k for k in keys if k is not None]))
+    entries: list[tuple[msgspec.Raw, bool] | None] = [None if k is None else next(hits) for k in keys]
+    missing: dict[str, list[str]] = defaultdict(list)
+    for (entity, entity_id), entry in zip(order, entries, strict=True):
+        if entry is None:
+            missing[entity].append(entity_id)
+    if missing:
+        records = {entity: load_records(tx, account.event_id, entity, ids) for entity, ids in missing.items()}
+        built: list[tuple[Hashable, tuple[msgspec.Raw, bool]]] = []
+        encoder = _ENCODERS[encoding]
+        for i, ((entity, entity_id), key) in enumerate(zip(order, keys, strict=True)):
+            if entries[i] is not None:
+                continue
+            record = records[entity].get(entity_id)
+            change = shape(account, entity, entity_id, record, held)
+            # A full pull builds a replica from nothing, so it has nothing to delete.
+            entry = (msgspec.Raw(encoder.encode(change)), change.op == "delete" and change.data is None)
+            entries[i] = entry
+            # Cached only when read in the same state as its head (a write between the two reads is
+            # invisible in one snapshot, but the key must name what was encoded all the same).
+            if key is not None and record is not None and key[1:4] == _head_of(record):  # type: ignore[index]
+                built.append((key, entry))
+        cache.put_many(built)
+    return [raw for raw, full_skips in entries if not (full and full_skips)]  # type: ignore[misc]
+
+
+def _head_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["id"], record["version"], record["updated_at"])
+
+
+def _attachment_hashes(stored: str) -> tuple[str, ...]:
+    return tuple(a["sha256"] for a in msgspec.json.decode(stored))
+
+
+def _viewer(
+    account: Account, entity: str, attached: dict[str, tuple[str, ...]], held: set[str]
+) -> Callable[[tuple[Any, ...]], Hashable]:
+    """For one entity kind, what of the caller (and of the blobs it may fetch) ``shape`` reads for a record,
+    from the record's head."""
+    me = account.id
+    if entity == "note":
+        # note_visible reads whether the caller wrote the note and whether it is shared: asked once per page.
+        visible = {
+            (mine, shared): note_visible(
+                {"author_id": me if mine else None, "share_with_organizers": shared}, me, account.role
+            )
+            for mine in (True, False)
+            for shared in (True, False)
+        }
+
+        def note_view(head: tuple[Any, ...]) -> Hashable:
+            mine = head[3] == me
+            hashes = attached.get(head[0])
+            return visible[mine, bool(head[4])], mine, tuple(h in held for h in hashes) if hashes else ()
+
+        return note_view
+    if entity == "feedback":
+        sites = frozenset(account.site_ids)
+
+        def feedback_view(head: tuple[Any, ...]) -> Hashable:
+            visible = feedback_visible({"author_id": head[3], "site_id": head[4]}, me, account.role, sites)
+            return visible, head[3] == me, account.role == "host"
+
+        return feedback_view
+    if entity == "site":
+        return lambda head: may_resolve_site(account, head[0])
+    return lambda head: None
+
+
+def may_resolve_site(account: Account, site_id: str) -> bool:
+    """Whether the caller may resolve a site's conflicts, and so is sent them."""
+    return account.role == "organizer" or (account.role == "host" and site_id in account.site_ids)
 
 
 def shape(
@@ -175,8 +369,7 @@ def shape(
         return Change(entity="feedback", id=entity_id, op="put", version=version, data=data)
     data = msgspec.to_builtins(msgspec.convert(record, _SHAPES[entity], strict=False))
     if entity == "site":
-        may_resolve = account.role == "organizer" or (account.role == "host" and entity_id in account.site_ids)
-        data["conflicts"] = _conflicts(record["conflicts"]) if may_resolve else []
+        data["conflicts"] = _conflicts(record["conflicts"]) if may_resolve_site(account, entity_id) else []
     return Change(entity=entity, id=entity_id, op="put", version=version, data=data)  # type: ignore[arg-type]
 
 
@@ -186,9 +379,9 @@ def _conflicts(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return msgspec.to_builtins(msgspec.convert(stored, list[Conflict]))
 
 
-def summarise(tx: Tx, account: Account) -> dict[str, EntitySummary]:
+def summarise(tx: Tx, account: Account, cache: ChangeCache) -> dict[str, EntitySummary]:
     """Per entity kind, how many records the caller may see and their checksum."""
     return {
-        entity: EntitySummary(count=len(pairs), checksum=checksum(pairs))
+        entity: EntitySummary(count=len(pairs), checksum=cache.checksum(pairs))
         for entity, pairs in visible_versions(tx, account).items()
     }

@@ -42,6 +42,30 @@ def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict
     return found
 
 
+# What a pull needs of a record to know whether what it sent before still stands, without reading the
+# rest: (id, version, updated_at, then these columns). updated_at tells a record deleted and created
+# again apart from the one before it, which may have had the same version.
+HEAD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "site": (),
+    "visit": (),
+    "note": ("author_id", "share_with_organizers", "deleted", "attachments"),
+    "feedback": ("author_id", "site_id"),
+}
+
+
+def load_heads(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """(id, version, updated_at, *HEAD_COLUMNS[entity]) of rows of one entity kind by id; JSON left as text."""
+    table = TABLES[entity]
+    columns = ", ".join(("id", "version", "updated_at", *HEAD_COLUMNS[entity]))
+    event_column = "+event_id" if tx.dialect == "sqlite" else "event_id"  # as in load_records
+    found: dict[str, tuple[Any, ...]] = {}
+    for chunk, marks in _in_chunks(ids):
+        sql = f"SELECT {columns} FROM {table} WHERE {event_column} = ? AND id IN ({marks})"
+        for row in tx.execute(sql, [event_id, *chunk]):
+            found[row[0]] = tuple(row)
+    return found
+
+
 def load_record(tx: Tx, event_id: str, entity: str, record_id: str) -> dict[str, Any] | None:
     """One row as a dict, or None."""
     return load_records(tx, event_id, entity, [record_id]).get(record_id)

@@ -1,6 +1,7 @@
 """Turning rows into Structs and Structs into rows: wire fields match columns, JSON where nested."""
 
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -50,8 +51,13 @@ def column_value(table: str, column: str, value: Any) -> Any:
 
 def row_dict(table: str, row: Row) -> dict[str, Any]:
     """A row as a dict, with its JSON columns decoded."""
-    json_cols = JSON_COLUMNS[table]
-    return {k: (_json_decode(row[k]) if k in json_cols and row[k] is not None else row[k]) for k in row.keys()}  # noqa: SIM118 (Row iterates values)
+    values = cast(Iterable[Any], row)  # a row iterates over its values, as a tuple does
+    data = dict(zip(row.keys(), values, strict=True))
+    for name in JSON_COLUMNS[table]:
+        value = data.get(name)
+        if value is not None:
+            data[name] = _json_decode(value)
+    return data
 
 
 def to_struct(table: str, row: Row, type_: type[T]) -> T:
