@@ -129,7 +129,7 @@ def answer_cached_reads(app: ASGIApp, db: Store, cache: AnswerCache) -> ASGIApp:
         except Exception:  # e.g. a database that is down: Litestar runs it again and answers its problem
             await app(scope, receive, send)
             return
-        scope[CHECKED_BEARER] = (token, found)  # type: ignore[literal-required]  # server code's own key
+        scope[CHECKED_BEARER] = (found,)  # type: ignore[literal-required]  # server code's own key
         if found is None:
             await app(scope, receive, send)  # 401, and the failed-auth limiter counts it
             return

@@ -19,7 +19,7 @@ FEED_ACCOUNT = "studyvisit.feed_account"
 # The scope key holding the content version of the account's event, read with the token (one query):
 # serve_cached answers from its cache under that version without asking the database again.
 CONTENT_VERSION = "studyvisit.content_version"
-# The scope key under which server.answer_cache hands over the token it checked and what the statement
+# The scope key under which server.answer_cache hands over what the statement for this request's token
 # found (``(account, version)``, or None for a token that is not valid): the statement runs once.
 CHECKED_BEARER = "studyvisit.checked_bearer"
 # The scope key under which serve_cached says that its answer is the representation made at this
@@ -53,9 +53,9 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         token = bearer_token(connection.headers.get("authorization", ""))
         if not token:
             raise UnauthorizedError("Send 'Authorization: Bearer <token>' with the token you were given.")
-        checked: tuple[str, tuple[Account, int] | None] | None = connection.scope.get(CHECKED_BEARER)
-        if checked is not None and checked[0] == token:
-            found = checked[1]  # the same statement, run just before by server.answer_cache
+        checked: tuple[tuple[Account, int] | None] | None = connection.scope.get(CHECKED_BEARER)
+        if checked is not None:
+            (found,) = checked  # the same statement, for this request's own header, run by server.answer_cache
         else:
             db: Store = connection.app.state.db
             with db.statement() as tx:  # one query: the token, the account and the event's content version
