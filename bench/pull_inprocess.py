@@ -28,6 +28,7 @@ import msgspec
 
 from bench.dataset import LARGE, SMALL, generate
 from bench.loadgen import Device, note_batches
+from bench.reads_inprocess import http_scope
 from server.app import create_app
 from server.settings import Settings
 
@@ -56,22 +57,7 @@ class _App:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        path_part, _, query = path.partition("?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path_part,
-            "raw_path": path_part.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
+        scope = http_scope(method, path, headers)
         started = time.process_time()
         await self.app(scope, receive, send)
         self.cpu += time.process_time() - started

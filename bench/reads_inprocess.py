@@ -45,12 +45,18 @@ async def _call(app: Any, path: str, headers: list[tuple[bytes, bytes]], seen: d
         elif message["type"] == "http.response.body" and seen is not None:
             seen[b""] = seen.get(b"", b"") + message.get("body", b"")
 
+    await app(http_scope("GET", path, headers), receive, send)
+    return status
+
+
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """An HTTP/1.1 ASGI scope for a request to the app in-process, as uvicorn would build it."""
     path_part, _, query = path.partition("?")
-    scope = {
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path_part,
         "raw_path": path_part.encode(),
@@ -61,8 +67,6 @@ async def _call(app: Any, path: str, headers: list[tuple[bytes, bytes]], seen: d
         "server": ("127.0.0.1", 8000),
         "state": {},
     }
-    await app(scope, receive, send)
-    return status
 
 
 def main() -> None:
