@@ -7,11 +7,9 @@ flush combines concurrent commits): the same properties hold there without a que
 """
 
 import contextlib
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,6 +25,7 @@ from server.storage.db import Database
 from server.storage.pg.database import PgDatabase
 from server.storage.unit import Tx
 from tests.conftest import Seeded
+from tests.sqlite_connections import on_each_connection
 from tests.sync_helpers import note_put, rows, scalar, uid
 
 PLENARY = "d1-plenary-opening"  # a visit every participant's notes may name
@@ -142,14 +141,7 @@ class Commits:
 @pytest.fixture
 def commits(monkeypatch: pytest.MonkeyPatch) -> Commits:
     seen = Commits()
-    real_open = storage_db._open
-
-    def traced(path: Path, lock_timeout: float) -> sqlite3.Connection:
-        conn = real_open(path, lock_timeout)
-        conn.set_trace_callback(seen.saw)
-        return conn
-
-    monkeypatch.setattr(storage_db, "_open", traced)
+    on_each_connection(monkeypatch, lambda conn: conn.set_trace_callback(seen.saw))
     return seen
 
 

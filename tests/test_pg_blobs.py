@@ -117,6 +117,14 @@ def attach_to_note(server: LiveServer, headers: dict[str, str], data: bytes) -> 
     assert response.json()["results"][0]["status"] == "applied"
 
 
+def attached_photo(server: LiveServer, seeded: Seeded, size: int, seed: int) -> tuple[dict[str, str], bytes]:
+    """The author's headers and a photo of ``size`` bytes that a note of theirs names (pushed to ``server``)."""
+    headers = author(seeded)
+    data = photo(size, seed)
+    attach_to_note(server, headers, data)
+    return headers, data
+
+
 def stored_rows(seeded: Seeded) -> dict[str, int]:
     tables = ("blob_chunks", "blob_uploads", "upload_chunks", "blob_previews", "blobs")
     return {t: query(seeded, f"SELECT count(*) FROM {t}")[0][0] for t in tables}  # type: ignore[misc]
@@ -125,9 +133,7 @@ def stored_rows(seeded: Seeded) -> dict[str, int]:
 def test_upload_begun_at_one_server_is_finished_at_the_other_and_served_by_both(
     servers: list[LiveServer], pg_seeded: Seeded
 ) -> None:
-    headers = author(pg_seeded)
-    data = photo(3 * MIB + 12345, seed=1)
-    attach_to_note(servers[0], headers, data)
+    headers, data = attached_photo(servers[0], pg_seeded, 3 * MIB + 12345, seed=1)
     cuts = [0, 1_500_000, 2_200_000, len(data)]  # parts that end inside a chunk, and cross chunks
     for n, (first, end) in enumerate(itertools.pairwise(cuts)):
         server = servers[n % 2]
@@ -159,9 +165,7 @@ def test_whole_upload_at_one_server_is_served_with_a_preview_by_the_other(
     servers: list[LiveServer], pg_seeded: Seeded
 ) -> None:
     a, b = servers
-    headers = author(pg_seeded)
-    data = photo(2 * MIB + 7, seed=2)
-    attach_to_note(b, headers, data)
+    headers, data = attached_photo(b, pg_seeded, 2 * MIB + 7, seed=2)
     response = httpx.put(f"{a.url}{BLOBS}/{sha(data)}", content=data, headers=headers, timeout=60)
     assert response.status_code == 201, response.text
     again = httpx.put(f"{b.url}{BLOBS}/{sha(data)}", content=data, headers=headers, timeout=60)
@@ -209,9 +213,7 @@ def test_part_sent_again_to_the_other_server_is_refused_with_the_offset_and_harm
     servers: list[LiveServer], pg_seeded: Seeded
 ) -> None:
     a, b = servers
-    headers = author(pg_seeded)
-    data = photo(2 * MIB + 500, seed=4)
-    attach_to_note(a, headers, data)
+    headers, data = attached_photo(a, pg_seeded, 2 * MIB + 500, seed=4)
     assert put_part(a, headers, data, 0, MIB + 99).status_code == 308
     retried = put_part(b, headers, data, 0, MIB + 99)  # its answer was lost; the phone sends it again elsewhere
     assert retried.status_code == 409
@@ -232,9 +234,7 @@ def slow_body(data: bytes, pause_s: float) -> Iterator[bytes]:
 def test_two_servers_appending_to_the_same_upload_at_once_leave_it_byte_identical(
     servers: list[LiveServer], pg_seeded: Seeded
 ) -> None:
-    headers = author(pg_seeded)
-    data = photo(9 * MIB + 4321, seed=5)
-    attach_to_note(servers[0], headers, data)
+    headers, data = attached_photo(servers[0], pg_seeded, 9 * MIB + 4321, seed=5)
     rng = random.Random(5)
     statuses: list[int] = []
     rounds = 0
@@ -352,9 +352,7 @@ def test_upload_to_a_server_killed_mid_part_is_finished_at_the_other_from_what_w
     servers: list[LiveServer], pg_seeded: Seeded
 ) -> None:
     a, b = servers
-    headers = author(pg_seeded)
-    data = photo(6 * MIB + 777, seed=8)
-    attach_to_note(b, headers, data)
+    headers, data = attached_photo(b, pg_seeded, 6 * MIB + 777, seed=8)
 
     def body() -> Iterator[bytes]:
         for i in range(0, len(data), 256 * 1024):

@@ -27,10 +27,10 @@ from schemas.sync import Feedback, Note, PushRequest
 from server.errors import DatabaseBusyError, DatabaseUnavailableError, InsufficientStorageError
 from server.services.push import push as push_service
 from server.settings import Settings
-from server.storage import db as storage_db
 from server.storage.accounts import get_account
 from server.storage.db import Database, storage_failure
 from tests.conftest import Seeded, make_app
+from tests.sqlite_connections import on_each_connection
 from tests.sync_helpers import (
     CLIENT_A,
     CLIENT_B,
@@ -404,6 +404,12 @@ class SizeLimit:
         self.full = True
         self.opened: list[sqlite3.Connection] = []
 
+    def cap(self, conn: sqlite3.Connection) -> None:
+        """While the disk is full, a new connection may not grow the file past its current size."""
+        if self.full:
+            conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+            self.opened.append(conn)
+
     def free(self) -> None:
         """Make room again: new connections are not capped, open ones are lifted."""
         self.full = False
@@ -415,16 +421,7 @@ class SizeLimit:
 @pytest.fixture
 def size_limit(monkeypatch: pytest.MonkeyPatch) -> SizeLimit:
     limit = SizeLimit()
-    real_open = storage_db._open
-
-    def capped(path: Path, lock_timeout: float) -> sqlite3.Connection:
-        conn = real_open(path, lock_timeout)
-        if limit.full:
-            conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
-            limit.opened.append(conn)
-        return conn
-
-    monkeypatch.setattr(storage_db, "_open", capped)
+    on_each_connection(monkeypatch, limit.cap)
     return limit
 
 
