@@ -9,11 +9,13 @@ import base64
 import hashlib
 import io
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import pytest
 from PIL import Image
-from playwright.sync_api import BrowserContext, Page, Request, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
 from schemas.sync import NotePutArgs
 from sync.blobs import sniff_media_type
@@ -29,6 +31,7 @@ from tests.browser_app import (
     open_app,
     pushed_since,
     sync_now,
+    synced_since,
     write_note,
 )
 from tests.screenshots import shoot
@@ -494,12 +497,29 @@ def test_the_editor_with_a_photo_is_accessible_in_english_and_arabic(
     assert_accessible(page)
 
 
+@pytest.fixture
+def unserviced(browser: Browser, web: Web) -> Iterator[BrowserContext]:
+    """A phone as ``context`` but where no service worker may register, for a test that holds a request
+    with ``page.route``: Playwright does not always route a request of a page a service worker (the
+    app's) controls, though it reports it: in two of eight fresh browsers' first runs
+    here, the photo's parts went out that way and none was held. (A fixture for tests/browser_app.py.)"""
+    ctx = browser.new_context(
+        service_workers="block", timezone_id="Europe/Rome", locale="en-GB", viewport={"width": 360, "height": 740}
+    )
+    recorded = Recorded()
+    ctx.on("request", lambda r: recorded.urls.append(r.url))
+    yield ctx
+    ctx.close()
+    assert recorded.strays(web) == [], "requests left the server's origin"
+
+
 def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_goes_on(
-    context: tuple[BrowserContext, Recorded], web: Web, tmp_path: Path
+    unserviced: BrowserContext, web: Web, tmp_path: Path
 ) -> None:
-    ctx, _ = context
     who = "p-aicha-diallo"
-    page = open_app(ctx, web, who)
+    page = unserviced.new_page()
+    page.goto(web.invitation(who))  # as open_app, without waiting for a service worker
+    synced_since(page, "")
     in_language(page, "en")
     held: list[Route] = []
     page.route(
@@ -521,9 +541,7 @@ def test_a_note_written_during_a_long_photo_upload_is_pushed_before_the_upload_g
             break
         page.wait_for_timeout(100)
     # The first part is on its way (held here): meanwhile, another note.
-    # When no part came (seen once in about 20 runs), say what the phone had and sent.
-    state = "() => import('./js/store.js').then(async s => [(await s.photos()).map(p => p.state), (await s.outbox()).length])"
-    assert held, (order, page.evaluate(state), page.inner_text("#status"))
+    assert held, order
     before = last_synced(page)
     write_note(page, "Written during the upload", visit="d1-g1-casa-quartiere-san-salvario")
     held[0].continue_()
