@@ -201,16 +201,13 @@ def test_sign_out_warns_about_unsynced_items_then_wipes_the_device(
     warning.dismiss()
     expect(page.locator("li.note")).to_have_count(1)  # refused: nothing wiped
     ctx.set_offline(False)
+    page.evaluate(SEEN_TILE)
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Sign out").click(no_wait_after=True)
     # The app reloads itself once wiped, asking for an invitation.
     expect(page.get_by_text("Open the invitation link")).to_be_visible()
-    # The reloaded page caches the shell again (it holds no account's data), and nothing else.
-    cached = page.evaluate(
-        """async () => { await navigator.serviceWorker.ready; const urls = [];
-             for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
-             return urls; }"""
-    )
+    # The shell stays cached (it holds no account's data), and nothing else: the tiles went.
+    cached = page.evaluate(CACHED)
     assert cached
     assert all(u.startswith(web.server.url + "/app/") for u in cached), cached
     left = page.evaluate(
@@ -219,6 +216,32 @@ def test_sign_out_warns_about_unsynced_items_then_wipes_the_device(
              await s.getDoc('itinerary')])"""
     )
     assert left == [None, None, 0, 0, 0, None]
+
+
+# Every URL the page's caches hold, once a service worker is active.
+CACHED = """async () => { await navigator.serviceWorker.ready; const urls = [];
+  for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
+  return urls; }"""
+# A map tile the service worker kept (where this phone's map went): sign-out must not leave it.
+SEEN_TILE = """() => caches.open('tiles').then(c => c.put('https://tiles.example.org/17/68838/47512.png', new Response('png')))"""
+
+
+def test_sign_out_with_another_tab_open_keeps_the_shell_so_the_app_still_opens_offline(
+    context: tuple[BrowserContext, Recorded], web: Web
+) -> None:
+    ctx, _ = context
+    page = open_app(ctx, web, "p-ananya-iyer")
+    other = ctx.new_page()  # the same app in a second tab: the service worker controls it throughout
+    other.goto(web.server.url + "/app/#/itinerary")
+    expect(other.locator("li.visit").first).to_be_visible()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Sign out").click(no_wait_after=True)
+    expect(page.get_by_text("Open the invitation link")).to_be_visible()
+    cached = page.evaluate(CACHED)
+    assert web.server.url + "/app/" in cached
+    ctx.set_offline(True)
+    page.reload()
+    expect(page.get_by_text("Open the invitation link")).to_be_visible()
 
 
 CHECKSUM_VECTORS = [

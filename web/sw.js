@@ -6,7 +6,7 @@
 /** @type {{version: string, files: string[], tiles: string}} */
 const SHELL = /** @type {any} */ ("__SHELL_MANIFEST__");
 const CACHE = `shell-${SHELL.version}`;
-// Tiles outlive shell versions (they do not change with the app); sign-out deletes every cache.
+// Tiles outlive shell versions (they do not change with the app); sign-out deletes them (main.js).
 const TILES = "tiles";
 // About 2,000 tiles of ~20 KB: some 40 MB, a few days of a city's streets at walking zooms.
 const MAX_TILES = 2000;

@@ -146,8 +146,11 @@ async function signOut() {
   clearTimeout(state.timer);
   clearTimeout(state.debounce);
   await store.wipe(true);
-  if ("caches" in window) for (const key of await caches.keys()) await caches.delete(key);
-  if (navigator.serviceWorker) for (const r of await navigator.serviceWorker.getRegistrations()) await r.unregister();
+  // The tiles show where this phone's map went: they go. The shell (sw.js's "shell-" caches) is every
+  // account's same files and stays, with its service worker: the page reloads from it (offline too).
+  // Unregistering it instead left the shell uncached: the reloaded page's register() revives a worker
+  // that still controls a page (another tab, or this one not yet gone), with no install to refill it.
+  if ("caches" in window) for (const key of await caches.keys()) if (!key.startsWith("shell-")) await caches.delete(key);
   location.replace(location.pathname);
 }
 
