@@ -144,8 +144,8 @@ class PgRow(tuple[Any, ...]):
 _ROW_TYPES: dict[tuple[str, ...], type[PgRow]] = {}
 
 
-def pg_row(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
-    """psycopg's row factory: one row class per result shape, made once and kept."""
+def pg_row(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
+    """psycopg's row factory (of blocking and asynchronous cursors): one row class per result shape, made once and kept."""
     names = tuple(column.name for column in cursor.description or ())
     row_type = _ROW_TYPES.get(names)
     if row_type is None:
