@@ -80,7 +80,11 @@ class PgTokenChecks:
                 except BaseException as exc:
                     for waiters in batch.values():
                         for waiter in waiters:
-                            if not waiter.done():  # a request whose client left is cancelled already
+                            if waiter.done():  # a request whose client left is cancelled already
+                                continue
+                            if isinstance(exc, asyncio.CancelledError):  # the loop is ending
+                                waiter.cancel()
+                            else:
                                 waiter.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
@@ -123,14 +127,24 @@ class PgTokenChecks:
             if failure is None:
                 raise
             raise failure from exc
+        except BaseException:
+            # Cancelled half-way (the loop is ending): a statement may still be out on the connection,
+            # and its answer would be taken for the next one's. Cut it; the next statement connects again.
+            self._cut()
+            raise
         self.statements += 1
         return {row["token_hash"]: account_and_version(row) for row in rows}
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve this loop from now on; the previous loop's connection and waiting checks went with it."""
-        if self._conn is not None:
-            self._conn.pgconn.finish()  # its loop is gone or not ours: no await on it is possible here
-        self._loop, self._conn, self._waiting, self._runner = loop, None, {}, None
+        self._cut()  # its loop is gone or not ours: no await on it is possible here
+        self._loop, self._waiting, self._runner = loop, {}, None
+
+    def _cut(self) -> None:
+        """Close the connection without awaiting anything."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.pgconn.finish()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -142,6 +156,5 @@ class PgTokenChecks:
         """Close the connection (awaited on the loop it serves; elsewhere it is cut)."""
         if self._loop is asyncio.get_running_loop():
             await self._drop()
-        elif self._conn is not None:
-            self._conn.pgconn.finish()
-            self._conn = None
+        else:
+            self._cut()
