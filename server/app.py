@@ -37,7 +37,7 @@ from server.routes.sync import SyncController
 from server.services.blobs import choose_blob_store, repair_uploads
 from server.services.pull import ChangeCache
 from server.settings import Settings
-from server.storage.stores import open_store
+from server.storage.stores import open_store, open_token_checks
 
 
 class ObservedLitestar(Litestar):
@@ -81,19 +81,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     limiter = FailedAuthLimiter(settings.auth_failures_allowed, settings.auth_failure_window_seconds)
     routes = [*ROUTES, metrics_endpoint] if settings.metrics_enabled else ROUTES
     answers = AnswerCache()
+    token_checks = open_token_checks(db)
 
     def on_startup() -> None:
         db.migrate()
         repair_uploads(db, blobs)  # uploads a crash left between their bytes and their row
 
-    def on_shutdown() -> None:
+    async def on_shutdown() -> None:
+        await token_checks.close()  # on the loop the checks ran on
         db.close()
         flush_access_log()
 
     def layers(app: ASGIApp) -> ASGIApp:
         # Repeat reads are answered before routing, inside the header limits and the metrics and log.
         return observe(
-            metrics, limit_headers(answer_cached_reads(serve_feeds(app, db, limiter), db, answers), settings)
+            metrics, limit_headers(answer_cached_reads(serve_feeds(app, db, limiter), token_checks, answers), settings)
         )
 
     return ObservedLitestar(
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "db": db,
                 "cache": RepresentationCache(),
                 "answers": answers,
+                "token_checks": token_checks,
                 "change_cache": ChangeCache(max_bytes=settings.pull_cache_mb << 20),
                 "settings": settings,
                 "blobs": blobs,

@@ -9,8 +9,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from schemas.accounts import Account, Role
 from server.errors import ForbiddenError, NotFoundError, TooManyAuthFailuresError, UnauthorizedError
 from server.ratelimit import FailedAuthLimiter
-from server.storage.accounts import account_and_version_by_token
-from server.storage.unit import Store
+from server.storage.accounts import TokenChecks
 
 PUBLIC_PATHS = {"/health", "/metrics", "/schema"}
 # The ASGI scope key under which server.feeds hands over the account of a valid feed token. Only
@@ -57,9 +56,8 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         if checked is not None:
             (found,) = checked  # the same statement, for this request's own header, run by server.answer_cache
         else:
-            db: Store = connection.app.state.db
-            with db.statement() as tx:  # one query: the token, the account and the event's content version
-                found = account_and_version_by_token(tx, token)
+            checks: TokenChecks = connection.app.state.token_checks
+            found = await checks.check(token)  # one query: the token, the account and the event's content version
         if found is None:
             # Only here, after the token failed: a valid token never waits for the limiter.
             count_failed_auth(connection.app.state.auth_limiter, connection.client.host if connection.client else "")

@@ -3,14 +3,14 @@
 import hashlib
 import hmac
 import secrets
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import msgspec
 
 from schemas.accounts import Account, NewAccount, Person
 from server.errors import AccountNotFoundError
 from server.storage.db import utcnow
-from server.storage.unit import Dialect, Row, Tx
+from server.storage.unit import Dialect, Row, Store, Tx
 
 FEED_TOKEN_PREFIX = "svf_"  # noqa: S105 - the public marker of a feed token, not a secret
 # The feed token's first characters after the prefix find the row (an index); the whole token is
@@ -125,7 +125,53 @@ def account_and_version_by_token(tx: Tx, token: str, now: str | None = None) -> 
         f"{_SELECT_ACCOUNT_AND_VERSION[tx.dialect]} WHERE a.token_hash = ? AND {_USABLE}",
         (hash_token(token), now or utcnow()),
     ).fetchone()
-    return None if row is None else (_account(row), int(row["content_version"]))
+    return None if row is None else account_and_version(row)
+
+
+# Many tokens checked in one statement (PostgreSQL; server/storage/pg/token_checks.py runs it with the
+# hashes of the tokens as one array): each row names the hash it was found by, and holds only what
+# `account_and_version` reads (no timestamps to convert). A hash absent from the answer is not valid.
+SELECT_BY_TOKEN_HASHES = (
+    "SELECT a.token_hash, a.id, a.name, a.role, a.event_id, a.group_id, a.language, a.country, a.organization,"
+    f" {_SITES['postgresql']},"
+    " (SELECT e.content_version FROM events e WHERE e.id = a.event_id) AS content_version"
+    f" FROM accounts a WHERE a.token_hash = ANY(?) AND {_USABLE}"
+)
+
+
+def account_and_version(row: Row) -> tuple[Account, int]:
+    """The account and its event's content version, of a row that holds both (as the statements above do)."""
+    return _account(row), int(row["content_version"])
+
+
+class TokenChecks(Protocol):
+    """Bearer-token checks for the requests of a server's event loop: `account_and_version_by_token`,
+    awaited. Each check reads the database after the request arrived, never a copy kept in memory,
+    so every server over one database refuses a revoked token and sees a new version alike."""
+
+    async def check(self, token: str) -> tuple[Account, int] | None:
+        """The token's account and its event's content version, or None when the token is not valid."""
+        ...
+
+    async def close(self) -> None:
+        """Close what the checks opened (on the loop they ran on)."""
+        ...
+
+
+class StatementTokenChecks:
+    """Each check one statement on the store, run where it is awaited: on SQLite an in-process call of
+    microseconds, cheaper than any hand-over to another thread."""
+
+    def __init__(self, db: Store) -> None:
+        self.db = db
+
+    async def check(self, token: str) -> tuple[Account, int] | None:
+        """The token's account and content version, or None (see `TokenChecks`)."""
+        with self.db.statement() as tx:
+            return account_and_version_by_token(tx, token)
+
+    async def close(self) -> None:
+        """Nothing to close: the store's connections are the store's."""
 
 
 def account_by_feed_token(tx: Tx, feed_token: str, now: str | None = None) -> Account | None:

@@ -1,5 +1,6 @@
 """Opening the store a location names, whichever its engine."""
 
+from server.storage.accounts import StatementTokenChecks, TokenChecks
 from server.storage.blob_store import BlobStore
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, Database
 from server.storage.location import Location, PostgresLocation
@@ -23,3 +24,15 @@ def open_blob_store(db: Store) -> BlobStore:
     if not isinstance(db, PgDatabase):
         raise ValueError("blobs are kept in the database only on PostgreSQL")
     return PgBlobStore(db)
+
+
+def open_token_checks(db: Store) -> TokenChecks:
+    """How requests check their tokens: on PostgreSQL batched on an asynchronous connection of the event
+    loop (server/storage/pg/token_checks.py), on SQLite one in-process statement each."""
+    if db.dialect == "postgresql":  # psycopg is imported only then
+        from server.storage.pg.database import PgDatabase
+        from server.storage.pg.token_checks import PgTokenChecks
+
+        if isinstance(db, PgDatabase):
+            return PgTokenChecks(db.url, connect_timeout=db.connect_timeout)
+    return StatementTokenChecks(db)

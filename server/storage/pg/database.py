@@ -141,18 +141,22 @@ class PgRow(tuple[Any, ...]):
         return list(self._names)
 
 
-_ROW_TYPES: dict[tuple[str, ...], type[PgRow]] = {}
+_ROW_TYPES: dict[tuple[bytes | None, ...], type[PgRow]] = {}
 
 
-def pg_row(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
-    """psycopg's row factory: one row class per result shape, made once and kept."""
-    names = tuple(column.name for column in cursor.description or ())
-    row_type = _ROW_TYPES.get(names)
+def pg_row(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
+    """psycopg's row factory (of blocking and asynchronous cursors): one row class per result shape, made once and kept.
+
+    The shape is looked up by the result's raw column names: `cursor.description` would build a
+    `Column` object per column for every statement, which cost more than a one-row statement's loading.
+    """
+    result = cursor.pgresult
+    raw = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
+    row_type = _ROW_TYPES.get(raw)
     if row_type is None:
+        names = [name.decode() if name is not None else "" for name in raw]  # libpq's names are the client's UTF-8
         index = {name: i for i, name in reversed(list(enumerate(names)))}  # the first of a repeated name
-        row_type = _ROW_TYPES[names] = type(
-            "PgRow", (PgRow,), {"__slots__": (), "_index": index, "_names": list(names)}
-        )
+        row_type = _ROW_TYPES[raw] = type("PgRow", (PgRow,), {"__slots__": (), "_index": index, "_names": names})
     return row_type
 
 
