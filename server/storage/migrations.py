@@ -381,4 +381,16 @@ MIGRATIONS: list[Migration] = [
         END;
         """,
     ),
+    Migration(
+        11,
+        "each feed row's encoded change, written with the row",
+        """
+        -- The change a pull sends for this row, encoded as JSON when the row was written (at commit,
+        -- from the record's final state in that transaction): pages are assembled from these bytes.
+        -- NULL where the change depends on who asks beyond the audience (a delete, a note with
+        -- attachments, conflicts that only some see) and for rows written before: those are shaped
+        -- at pull time (server/storage/feed_payloads.py says which).
+        ALTER TABLE changes ADD COLUMN payload BLOB;
+        """,
+    ),
 ]

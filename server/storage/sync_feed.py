@@ -55,6 +55,25 @@ def feed_page(tx: Tx, event_id: str, audiences: list[str], after: int, limit: in
     return list(itertools.islice(heapq.merge(*ranges), limit))
 
 
+def feed_page_payloads(
+    tx: Tx, event_id: str, audiences: list[str], after: int, limit: int
+) -> list[tuple[int, str, str, bytes | None]]:
+    """As ``feed_page``, with each row's payload (``changes.payload``: None where the pull shapes the change)."""
+    ranges = [
+        [
+            (int(r[0]), str(r[1]), str(r[2]), None if r[3] is None else bytes(r[3]))
+            for r in tx.execute(
+                "SELECT seq, entity, entity_id, payload FROM changes WHERE event_id = ? AND audience = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (event_id, audience, after, limit),
+            )
+        ]
+        for audience in audiences
+    ]
+    # Positions are unique in an event's feed: the merge never compares two payloads.
+    return list(itertools.islice(heapq.merge(*ranges), limit))
+
+
 def visible_versions(tx: Tx, account: Account) -> dict[str, list[tuple[str, int]]]:
     """(id, version) of every live record the account may see, per entity kind."""
     event_id = account.event_id

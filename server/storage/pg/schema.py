@@ -353,4 +353,13 @@ PG_MIGRATIONS: list[PgMigration] = [
         );
         """,
     ),
+    PgMigration(
+        6,
+        "each feed row's encoded change, written with the row (SQLite 11)",
+        """
+        -- As on SQLite: the JSON a pull sends for the row, or NULL where it is shaped at pull time.
+        -- Written by PgTx.write_feed before it takes the feed clock, so the clock is held no longer.
+        ALTER TABLE changes ADD COLUMN payload bytea;
+        """,
+    ),
 ]
