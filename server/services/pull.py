@@ -39,6 +39,10 @@ SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 Encoding = Literal["json", "msgpack"]
 
+# Off: every change is shaped here, as before feed rows kept payloads — what the tests compare the
+# stored bytes with, and bench.pull_inprocess --ab measures the payloads against.
+USE_PAYLOADS = True
+
 
 class EncodedPull(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A PullResponse whose changes are already encoded (JSON or MessagePack, as the page will be)."""
@@ -162,7 +166,7 @@ def pull(
         cache = ChangeCache(0) if cache is None else cache
         # Payloads are JSON, and kept as the row's audience sees the record: a host's site rows
         # are not (feed_payloads.py), so a host's page is shaped here whole.
-        stored = encoding == "json" and account.role != "host"
+        stored = USE_PAYLOADS and encoding == "json" and account.role != "host"
         changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache, stored=stored)
         summary = None if has_more else summarise(tx, account, cache)
         last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0

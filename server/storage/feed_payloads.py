@@ -203,3 +203,17 @@ def feed_payloads(tx: Tx, rows: Sequence[FeedRow]) -> list[bytes | None]:
                 payload = None
         payloads.append(payload)
     return payloads
+
+
+def stale_payloads(tx: Tx, event_id: str) -> list[tuple[FeedRow, bytes | None, bytes | None]]:
+    """Feed rows of the event whose kept payload is not what their record's state gives now:
+    (row, kept, now). Empty unless a write changed a record without writing its rows again."""
+    found = [
+        ((str(r[0]), str(r[1]), str(r[2]), str(r[3])), None if r[4] is None else bytes(r[4]))
+        for r in tx.execute(
+            "SELECT event_id, entity, entity_id, audience, payload FROM changes WHERE event_id = ? ORDER BY seq",
+            (event_id,),
+        )
+    ]
+    now = feed_payloads(tx, [row for row, _ in found]) if found else []
+    return [(row, kept, fresh) for (row, kept), fresh in zip(found, now, strict=True) if kept != fresh]
