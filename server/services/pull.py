@@ -23,7 +23,7 @@ from server.storage.records import (
     load_records,
     record_client_sync,
 )
-from server.storage.sync_feed import feed_head, feed_page_payloads, purged_seq, visible_versions
+from server.storage.sync_feed import feed_head, feed_page_payloads, purged_seq, summary_sums, visible_versions
 from server.storage.unit import Store, Tx
 from sync.checksum import MASK, record_hash
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
@@ -168,7 +168,7 @@ def pull(
         # are not (feed_payloads.py), so a host's page is shaped here whole.
         stored = USE_PAYLOADS and encoding == "json" and account.role != "host"
         changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache, stored=stored)
-        summary = None if has_more else summarise(tx, account, cache)
+        summary = None if has_more else summarise(tx, account, cache, stored=stored)
         last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0
         seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
@@ -334,8 +334,12 @@ def _viewer(
     return lambda head: None
 
 
-def summarise(tx: Tx, account: Account, cache: ChangeCache) -> dict[str, EntitySummary]:
-    """Per entity kind, how many records the caller may see and their checksum."""
+def summarise(tx: Tx, account: Account, cache: ChangeCache, *, stored: bool = False) -> dict[str, EntitySummary]:
+    """Per entity kind, how many records the caller may see and their checksum (``stored``: from the
+    shares kept with the feed rows, where they are known)."""
+    sums = summary_sums(tx, account) if stored else None
+    if sums is not None:
+        return {entity: EntitySummary(count=n, checksum=f"{share:016x}") for entity, (n, share) in sums.items()}
     return {
         entity: EntitySummary(count=len(pairs), checksum=cache.checksum(pairs))
         for entity, pairs in visible_versions(tx, account).items()

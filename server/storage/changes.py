@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from server.errors import EventNotFoundError
-from server.storage.feed_payloads import feed_payloads
+from server.storage.feed_payloads import feed_values
 from server.storage.unit import Tx
 
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
@@ -42,11 +42,11 @@ def write_payloads(tx: Tx, rows: list[tuple[str, str, str, str]]) -> None:
     is as it was too: its payload is the same either way.
     """
     unique = list(dict.fromkeys(rows))
-    kept = [(p, *row) for row, p in zip(unique, feed_payloads(tx, unique), strict=True) if p is not None]
-    if kept:
-        tx.executemany(
-            "UPDATE changes SET payload = ? WHERE event_id = ? AND entity = ? AND entity_id = ? AND audience = ?", kept
-        )
+    tx.executemany(
+        "UPDATE changes SET payload = ?, counts = ?, share_hi = ?, share_lo = ?"
+        " WHERE event_id = ? AND entity = ? AND entity_id = ? AND audience = ?",
+        [(*values, *row) for row, values in zip(unique, feed_values(tx, unique), strict=True)],
+    )
 
 
 def content_version(tx: Tx, event_id: str) -> int:

@@ -28,7 +28,7 @@ clock is taken: no concurrent writer can change one between its payload and its 
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -38,6 +38,7 @@ from schemas.places import Event, Site
 from schemas.sync import Change, Conflict, Feedback, Note
 from server.storage.records import load_records
 from server.storage.unit import Tx
+from sync.checksum import record_hash
 from sync.rules import feedback_visible, note_visible
 
 # Event-wide entities, served as their read-API Structs.
@@ -174,15 +175,71 @@ def row_reader(entity: str, audience: str, record: dict[str, Any] | None) -> _Re
 _JSON = msgspec.json.Encoder()
 
 
-def feed_payloads(tx: Tx, rows: Sequence[FeedRow]) -> list[bytes | None]:
-    """The payload of each of these feed rows, from the records' state in ``tx`` (None: shaped at pull time)."""
+class FeedValues(NamedTuple):
+    """What a feed row keeps of its record: the payload (None: shaped at pull time), whether the record
+    counts in the audience's summary (``counts``: 0, 1, or 2 for a shared note on its author's row)
+    and its share of the checksum in two 32-bit halves (None where it does not count)."""
+
+    payload: bytes | None
+    counts: int
+    share_hi: int | None
+    share_lo: int | None
+
+
+def row_counts(entity: str, audience: str, record: dict[str, Any] | None) -> int:
+    """Whether ``record`` counts in the summary of a feed row's ``audience`` (see ``summary_sums``).
+
+    The sets are chosen so that each reader's visible records are sums and differences of its
+    audiences' sets: everyone's ``all``; a participant's own ``acct:`` row; an organizer's own row,
+    plus ``org``, minus its own shared notes (counted on both).
+    """
+    if record is None:
+        return 0
+    if entity in _SHAPES:
+        return 1 if audience == "all" else 0
+    if entity == "note":
+        if record["deleted"]:
+            return 0
+        shared = bool(record["share_with_organizers"])
+        if audience == f"acct:{record['author_id']}":
+            return 2 if shared else 1
+        return 1 if audience == "org" and shared else 0
+    if entity == "feedback":
+        return 1 if audience in (f"acct:{record['author_id']}", "org") else 0
+    return 0
+
+
+def feed_values(tx: Tx, rows: Sequence[FeedRow]) -> list[FeedValues]:
+    """What each of these feed rows keeps, from the records' state in ``tx``."""
+    payloads = feed_payloads(tx, rows, records := _records(tx, rows))
+    values: list[FeedValues] = []
+    for (event_id, entity, entity_id, audience), payload in zip(rows, payloads, strict=True):
+        record = records[event_id, entity].get(entity_id)
+        counts = row_counts(entity, audience, record)
+        if counts and record is not None:
+            share = record_hash(entity_id, int(record["version"]))
+            values.append(FeedValues(payload, counts, share >> 32, share & 0xFFFFFFFF))
+        else:
+            values.append(FeedValues(payload, counts, None, None))
+    return values
+
+
+def _records(tx: Tx, rows: Sequence[FeedRow]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for event_id, entity, entity_id, _ in rows:
         wanted[event_id, entity].add(entity_id)
-    records = {
+    return {
         key: load_records(tx, key[0], key[1], sorted(ids), for_share=tx.dialect == "postgresql")
         for key, ids in wanted.items()
     }
+
+
+def feed_payloads(
+    tx: Tx, rows: Sequence[FeedRow], records: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
+) -> list[bytes | None]:
+    """The payload of each of these feed rows, from the records' state in ``tx`` (None: shaped at pull time)."""
+    if records is None:
+        records = _records(tx, rows)
     payloads: list[bytes | None] = []
     # A note edited and its organizers' row are the same bytes when both are kept: encoded once.
     encoded: dict[tuple[str, str, _Reader], bytes] = {}
@@ -205,15 +262,24 @@ def feed_payloads(tx: Tx, rows: Sequence[FeedRow]) -> list[bytes | None]:
     return payloads
 
 
-def stale_payloads(tx: Tx, event_id: str) -> list[tuple[FeedRow, bytes | None, bytes | None]]:
-    """Feed rows of the event whose kept payload is not what their record's state gives now:
+def stale_payloads(tx: Tx, event_id: str) -> list[tuple[FeedRow, FeedValues, FeedValues]]:
+    """Feed rows of the event whose kept values are not what their record's state gives now:
     (row, kept, now). Empty unless a write changed a record without writing its rows again."""
     found = [
-        ((str(r[0]), str(r[1]), str(r[2]), str(r[3])), None if r[4] is None else bytes(r[4]))
+        (
+            (str(r[0]), str(r[1]), str(r[2]), str(r[3])),
+            FeedValues(
+                None if r[4] is None else bytes(r[4]),
+                r[5],
+                None if r[6] is None else int(r[6]),
+                None if r[7] is None else int(r[7]),
+            ),
+        )
         for r in tx.execute(
-            "SELECT event_id, entity, entity_id, audience, payload FROM changes WHERE event_id = ? ORDER BY seq",
+            "SELECT event_id, entity, entity_id, audience, payload, counts, share_hi, share_lo FROM changes"
+            " WHERE event_id = ? ORDER BY seq",
             (event_id,),
         )
     ]
-    now = feed_payloads(tx, [row for row, _ in found]) if found else []
+    now = feed_values(tx, [row for row, _ in found]) if found else []
     return [(row, kept, fresh) for (row, kept), fresh in zip(found, now, strict=True) if kept != fresh]
