@@ -122,7 +122,8 @@ def generate(path: Path, scale: Scale, seed: int = 2026) -> Dataset:
     database = Database(path)
     with database.write() as tx:
         rows = [tuple(r) for r in tx.execute("SELECT event_id, entity, entity_id, audience FROM changes")]
-        write_payloads(tx, rows)  # type: ignore[arg-type]  # four text columns
+        for start in range(0, len(rows), 2000):  # a few thousand records in memory at a time
+            write_payloads(tx, rows[start : start + 2000])  # type: ignore[arg-type]  # four text columns
     database.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
