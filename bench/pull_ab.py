@@ -3,7 +3,7 @@ another source tree, alternating in one run.
 
 ``python -m bench.pull_ab --other DIR [--runs N]``: the large event generated once (by this tree) and copied
 for each server; per run each server measures a new participant's initial sync, the first organizer's,
-and that participant's pull after its second phone pushed 1,000 notes. ``--other`` is a checkout (``git
+and that participant's pull after its second phone pushed 1,000 notes, the trees taking turns to go first. ``--other`` is a checkout (``git
 archive``) whose ``server`` package the second server runs, as in bench.push_ab. A tree from before
 migration 11 serves the copy as it is (its feed rows' payload columns unused).
 """
@@ -45,7 +45,9 @@ def main() -> None:
                 # One pool per server, taken from in the same order: run i pulls as the same new participant on each copy.
                 pools = {name: ParticipantPool(dataset) for name in servers}
                 for i in range(args.runs):
-                    for name, server in servers.items():
+                    # Each tree goes first in every other run: what runs first may meet a busier machine.
+                    order = list(servers.items())
+                    for name, server in order if i % 2 == 0 else order[::-1]:
                         figures = measure_pulls(gen, server, dataset, pools[name], config)
                         line = []
                         for case in CASES:
