@@ -22,6 +22,7 @@ import msgspec
 from bench import corpus
 from server.fixtures import DEMO_FIXTURE, load_fixture, read_fixture
 from server.storage.accounts import hash_token
+from server.storage.changes import write_payloads
 from server.storage.db import Database, migrate
 
 EVENT_ID = "bench-sse-2026"
@@ -116,6 +117,15 @@ def generate(path: Path, scale: Scale, seed: int = 2026) -> Dataset:
     conn.execute("UPDATE events SET content_version = ? WHERE id = ?", (scale.sites + scale.visits, EVENT_ID))
     conn.execute("COMMIT")
     counts["changes"] = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+    conn.close()
+    # Each feed row's payload, as the server writes it at the commit of the change (migration 11).
+    database = Database(path)
+    with database.write() as tx:
+        rows = [tuple(r) for r in tx.execute("SELECT event_id, entity, entity_id, audience FROM changes")]
+        for start in range(0, len(rows), 2000):  # a few thousand records in memory at a time
+            write_payloads(tx, rows[start : start + 2000])  # type: ignore[arg-type]  # four text columns
+    database.close()
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     counts.update(sites=scale.sites, groups=scale.groups, visits=scale.visits, accounts=scale.accounts)

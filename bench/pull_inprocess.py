@@ -1,13 +1,16 @@
 """In-process CPU per pulled change on the large event: the ASGI app called directly, no sockets; CPU time of
 this process (time.process_time) spent inside the app, so other load on the machine matters less.
 
-    python -m bench.pull_inprocess [--rounds 3] [--case organizer|participant|incremental] [--plain]
+    python -m bench.pull_inprocess [--rounds 3] [--case organizer|participant|incremental] [--plain] [--ab]
 
 Generates the large event (bench/dataset.py) in a temporary directory, then, each round, times with gzip
 (as bench.run's changes/s figure does; ``--plain`` without) a fresh participant's initial sync, the first
 organizer's initial sync (limit 5000, as bench.run), and that participant's pull after a second phone of
 theirs pushed 1,000 notes. Prints changes/s per case and round: the first round starts from a fresh
-process (whatever the server keeps per record version is cold), later rounds are warm. For instruction
+process (whatever the server keeps per record version is cold), later rounds are warm. ``--ab`` times
+each case twice per round, alternately, with the feed rows' stored payloads and summary shares
+ignored (``A``: every change shaped at pull time, as before they were kept) and used (``B``),
+and prints the B/A ratio of each case at the end. For instruction
 counts, run one case under callgrind (``--tool=callgrind --collect-atstart=no`` is not needed: divide the
 whole run's count by the changes, or compare two commits on the same case).
 """
@@ -17,6 +20,7 @@ import asyncio
 import gzip
 import logging
 import resource
+import statistics
 import tempfile
 import time
 import uuid
@@ -30,6 +34,7 @@ from bench.dataset import LARGE, SMALL, generate
 from bench.loadgen import Device, note_batches
 from bench.reads_inprocess import http_scope
 from server.app import create_app
+from server.services import pull as pull_service
 from server.settings import Settings
 
 INCREMENTAL_NOTES = 1000
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--case", choices=("organizer", "participant", "incremental"), help="time only this one")
     parser.add_argument("--plain", action="store_true", help="without gzip")
     parser.add_argument("--small", action="store_true", help="the small event (a quick check)")
+    parser.add_argument("--ab", action="store_true", help="alternate shaping every change (A) with payloads (B)")
     args = parser.parse_args()
     logging.getLogger("studyvisit.access").disabled = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +103,8 @@ def main() -> None:
         app = _App(create_app(Settings.from_env(db_path=dataset.path)))
         organizer = dataset.by_role("organizer")[0]
         participants = dataset.by_role("participant")
+
+        rates: dict[tuple[str, str], list[float]] = {}
 
         async def run() -> None:
             for round_ in range(args.rounds):
@@ -107,9 +115,14 @@ def main() -> None:
                 async def timed(
                     name: str, token: str, client: str | None, cursor: str, figures: list[str] = figures
                 ) -> str:
-                    app.cpu = 0.0
-                    changes, reached = await _sync(app, dataset.event_id, token, client, cursor, plain=args.plain)
-                    figures.append(f"{name} {changes:,} changes {changes / app.cpu:9,.0f}/s")
+                    reached = cursor
+                    for mode in ("A", "B") if args.ab else ("",):
+                        # A and B pull from the same cursor; the cursor a caught-up pull reaches is the same.
+                        pull_service.USE_PAYLOADS = mode != "A"
+                        app.cpu = 0.0
+                        changes, reached = await _sync(app, dataset.event_id, token, client, cursor, plain=args.plain)
+                        rates.setdefault((name, mode), []).append(changes / app.cpu)
+                        figures.append(f"{name}{mode} {changes:,} changes {changes / app.cpu:9,.0f}/s")
                     return reached
 
                 cursor = ""
@@ -136,6 +149,10 @@ def main() -> None:
                 print(f"round {round_ + 1}: " + "; ".join(figures), flush=True)
 
         asyncio.run(run())
+        if args.ab:
+            for name in dict.fromkeys(n for n, _ in rates):
+                a, b = statistics.median(rates[name, "A"]), statistics.median(rates[name, "B"])
+                print(f"{name}: A median {a:,.0f}/s, B median {b:,.0f}/s, B/A {b / a:.2f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

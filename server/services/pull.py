@@ -9,13 +9,11 @@ from typing import Any, Literal
 import msgspec
 
 from schemas.accounts import Account
-from schemas.feedback import Question
-from schemas.itinerary import Group, Visit
-from schemas.places import Event, Site
-from schemas.sync import Change, Conflict, EntitySummary, Feedback, Note
+from schemas.sync import EntitySummary
 from server.errors import BadRequestError, DomainError, GoneError
 from server.storage.blob_refs import fetchable_blobs
 from server.storage.db import rfc3339
+from server.storage.feed_payloads import may_resolve_site, shape
 from server.storage.pull_positions import record_pull_position
 from server.storage.records import (
     HEAD_COLUMNS,
@@ -25,20 +23,14 @@ from server.storage.records import (
     load_records,
     record_client_sync,
 )
-from server.storage.sync_feed import feed_head, feed_page, purged_seq, visible_versions
+from server.storage.sync_feed import feed_head, feed_page_payloads, purged_seq, summary_sums, visible_versions
 from server.storage.unit import Store, Tx
 from sync.checksum import MASK, record_hash
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
 
-# Event-wide entities, served as their read-API Structs.
-_SHAPES: dict[str, type[msgspec.Struct]] = {
-    "event": Event,
-    "site": Site,
-    "visit": Visit,
-    "group": Group,
-    "question": Question,
-}
+__all__ = ["ChangeCache", "EncodedPull", "may_resolve_site", "note_caught_up", "pull", "shape", "summarise"]
+
 ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
 # How stale an install's "last synced" time may get before a caught-up pull writes it again: organizers
 # read it in minutes, and a write on every pull would cost pulls the single writer's lock.
@@ -46,6 +38,10 @@ SYNC_TIME_RESOLUTION = timedelta(minutes=1)
 
 
 Encoding = Literal["json", "msgpack"]
+
+# Off: every change is shaped here, as before feed rows kept payloads — what the tests compare the
+# stored bytes with, and bench.pull_inprocess --ab measures the payloads against.
+USE_PAYLOADS = True
 
 
 class EncodedPull(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -164,12 +160,15 @@ def pull(
             position.full_since_purge != purge_mark if position.in_full_pull else after < purge_mark
         ):
             raise GoneError("Deletions since this cursor were purged; pull again from an empty cursor.")
-        rows = feed_page(tx, event_id, listens, after, limit + 1)
+        rows = feed_page_payloads(tx, event_id, listens, after, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         cache = ChangeCache(0) if cache is None else cache
-        changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache)
-        summary = None if has_more else summarise(tx, account, cache)
+        # Payloads are JSON, and kept as the row's audience sees the record: a host's site rows
+        # are not (feed_payloads.py), so a host's page is shaped here whole.
+        stored = USE_PAYLOADS and encoding == "json" and account.role != "host"
+        changes = _changes(tx, account, rows, full=full, encoding=encoding, cache=cache, stored=stored)
+        summary = None if has_more else summarise(tx, account, cache, stored=stored)
         last_id = last_mutation_id(tx, account.id, client_id) if client_id else 0
         seen_at = client_synced_at(tx, account.id, client_id) if client_id and not has_more else None
         # Caught up: the cursor moves past changes meant for others too, so that purging their
@@ -211,20 +210,47 @@ def note_caught_up(
 def _changes(
     tx: Tx,
     account: Account,
-    rows: list[tuple[int, str, str]],
+    rows: list[tuple[int, str, str, bytes | None]],
     *,
     full: bool,
     encoding: Encoding,
     cache: ChangeCache,
+    stored: bool,
 ) -> list[msgspec.Raw]:
-    by_entity: dict[str, list[str]] = defaultdict(list)
+    """The page's changes, one per record in the order of its first row: each row's stored payload
+    where it has one (any of a record's rows: they agree, feed_payloads.py), else shaped here."""
     order: list[tuple[str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for _, entity, entity_id in rows:
-        if (entity, entity_id) not in seen:
-            seen.add((entity, entity_id))
-            order.append((entity, entity_id))
-            by_entity[entity].append(entity_id)
+    payloads: dict[tuple[str, str], bytes | None] = {}
+    for _, entity, entity_id, payload in rows:
+        key = (entity, entity_id)
+        if key not in payloads:
+            order.append(key)
+            payloads[key] = payload if stored else None
+        elif payloads[key] is None and stored:
+            payloads[key] = payload
+    shaped = _shaped(tx, account, [key for key in order if payloads[key] is None], encoding=encoding, cache=cache)
+    changes: list[msgspec.Raw] = []
+    for key in order:
+        payload = payloads[key]
+        if payload is not None:
+            changes.append(msgspec.Raw(payload))  # a stored payload is always a put: never left out
+            continue
+        raw, full_skips = shaped[key]
+        if not (full and full_skips):  # a full pull builds a replica from nothing: nothing to delete
+            changes.append(raw)
+    return changes
+
+
+def _shaped(
+    tx: Tx, account: Account, order: list[tuple[str, str]], *, encoding: Encoding, cache: ChangeCache
+) -> dict[tuple[str, str], tuple[msgspec.Raw, bool]]:
+    """Each of these records' change as ``account`` sees it, through ``cache``, with whether a full
+    pull leaves it out."""
+    if not order:
+        return {}
+    by_entity: dict[str, list[str]] = defaultdict(list)
+    for entity, entity_id in order:
+        by_entity[entity].append(entity_id)
     # Records with a head are looked up in the cache by it; the few others (the event, groups,
     # questions: no updated_at, or deleted and created again at the same version) are read whole.
     heads = {e: load_heads(tx, account.event_id, e, ids) for e, ids in by_entity.items() if e in HEAD_COLUMNS}
@@ -255,7 +281,6 @@ def _changes(
                 continue
             record = records[entity].get(entity_id)
             change = shape(account, entity, entity_id, record, held)
-            # A full pull builds a replica from nothing, so it has nothing to delete.
             entry = (msgspec.Raw(encoder.encode(change)), change.op == "delete" and change.data is None)
             entries[i] = entry
             # Cached only when read in the same state as its head (a write between the two reads is
@@ -263,7 +288,7 @@ def _changes(
             if key is not None and record is not None and key[1:4] == _head_of(record):  # type: ignore[index]
                 built.append((key, entry))
         cache.put_many(built)
-    return [raw for raw, full_skips in entries if not (full and full_skips)]  # type: ignore[misc]
+    return dict(zip(order, entries, strict=True))  # type: ignore[arg-type]  # every entry is set by now
 
 
 def _head_of(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -309,78 +334,12 @@ def _viewer(
     return lambda head: None
 
 
-def may_resolve_site(account: Account, site_id: str) -> bool:
-    """Whether the caller may resolve a site's conflicts, and so is sent them."""
-    return account.role == "organizer" or (account.role == "host" and site_id in account.site_ids)
-
-
-def shape(
-    account: Account,
-    entity: str,
-    entity_id: str,
-    record: dict[str, Any] | None,
-    held: set[str] | frozenset[str] = frozenset(),
-) -> Change:
-    """What the caller gets for one record: its visible state, or a delete that carries none of it."""
-    if record is None:
-        return Change(entity=entity, id=entity_id, op="delete", version=0, data=None)  # type: ignore[arg-type]
-    version = int(record["version"])
-    gone = Change(entity=entity, id=entity_id, op="delete", version=version, data=None)  # type: ignore[arg-type]
-    if entity == "note":
-        if not note_visible(record, account.id, account.role):
-            return gone
-        if record["deleted"]:
-            mine = record["author_id"] == account.id and record["conflicts"]
-            return Change(
-                entity="note",
-                id=entity_id,
-                op="delete",
-                version=version,
-                data={"conflicts": _conflicts(record["conflicts"])} if mine else None,
-            )
-        attachments = [
-            {**a, "status": "available" if a["sha256"] in held else "pending"} for a in record["attachments"]
-        ]
-        data = msgspec.to_builtins(
-            msgspec.convert(
-                {
-                    **record,
-                    "share_with_organizers": bool(record["share_with_organizers"]),
-                    "clock_skewed": bool(record["clock_skewed"]),
-                    "attachments": attachments,
-                },
-                Note,
-            )
-        )
-        if record["author_id"] != account.id:
-            data["conflicts"] = []
-        return Change(entity="note", id=entity_id, op="put", version=version, data=data)
-    if entity == "feedback":
-        if not feedback_visible(record, account.id, account.role, frozenset(account.site_ids)):
-            return gone
-        feedback = msgspec.convert({**record, "clock_skewed": bool(record["clock_skewed"])}, Feedback)
-        if account.role == "host" and record["author_id"] != account.id:
-            feedback.author_id = None  # hosts see what was said, not who said it
-        if record["author_id"] != account.id:
-            feedback.conflicts = []
-        data = msgspec.to_builtins(feedback)
-        if feedback.author_id is None:
-            del data["author_id"]  # absent, not null: hosts are never told that there is an author to hide
-        return Change(entity="feedback", id=entity_id, op="put", version=version, data=data)
-    data = msgspec.to_builtins(msgspec.convert(record, _SHAPES[entity], strict=False))
-    if entity == "site":
-        data["conflicts"] = _conflicts(record["conflicts"]) if may_resolve_site(account, entity_id) else []
-    return Change(entity=entity, id=entity_id, op="put", version=version, data=data)  # type: ignore[arg-type]
-
-
-def _conflicts(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Stored entries omit what was a default when they were written (``reason`` among them):
-    # on the wire every entry carries every field.
-    return msgspec.to_builtins(msgspec.convert(stored, list[Conflict]))
-
-
-def summarise(tx: Tx, account: Account, cache: ChangeCache) -> dict[str, EntitySummary]:
-    """Per entity kind, how many records the caller may see and their checksum."""
+def summarise(tx: Tx, account: Account, cache: ChangeCache, *, stored: bool = False) -> dict[str, EntitySummary]:
+    """Per entity kind, how many records the caller may see and their checksum (``stored``: from the
+    shares kept with the feed rows, where they are known)."""
+    sums = summary_sums(tx, account) if stored else None
+    if sums is not None:
+        return {entity: EntitySummary(count=n, checksum=f"{share:016x}") for entity, (n, share) in sums.items()}
     return {
         entity: EntitySummary(count=len(pairs), checksum=cache.checksum(pairs))
         for entity, pairs in visible_versions(tx, account).items()

@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from server.errors import EventNotFoundError
+from server.storage.feed_payloads import feed_values
 from server.storage.unit import Tx
 
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
@@ -27,8 +28,25 @@ def _write_feed_rows(tx: Any, rows: list[tuple[str, str, str, str]]) -> None:
         tx.queue_feed_rows(rows)
         return
     # SQLite has one writer: AUTOINCREMENT gives positions in commit order. REPLACE deletes the old
-    # row and inserts one at a new position (an upsert would keep the old one).
+    # row and inserts one at a new position (an upsert would keep the old one). Its payload is
+    # written at commit (SqliteTx.finish): later statements of this transaction may still change the record.
     tx.executemany("INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)", rows)
+    tx.feed_rows.extend(rows)
+
+
+def write_payloads(tx: Tx, rows: list[tuple[str, str, str, str]]) -> None:
+    """Give these (event_id, entity, entity_id, audience) feed rows of SQLite their payloads, from the
+    records' state now.
+
+    A row undone since (a savepoint rolled back) matches no row, or the row as it was, whose record
+    is as it was too: its payload is the same either way.
+    """
+    unique = list(dict.fromkeys(rows))
+    tx.executemany(
+        "UPDATE changes SET payload = ?, counts = ?, share_hi = ?, share_lo = ?"
+        " WHERE event_id = ? AND entity = ? AND entity_id = ? AND audience = ?",
+        [(*values, *row) for row, values in zip(unique, feed_values(tx, unique), strict=True)],
+    )
 
 
 def content_version(tx: Tx, event_id: str) -> int:

@@ -92,13 +92,23 @@ class SqliteTx:
     `sqlite3.Connection` itself: no call in between.
     """
 
-    __slots__ = ("conn", "execute", "executemany")
+    __slots__ = ("conn", "execute", "executemany", "feed_rows")
     dialect: Literal["sqlite"] = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.execute = conn.execute
         self.executemany = conn.executemany
+        # Feed rows written in this transaction, whose payloads are written just before it commits.
+        self.feed_rows: list[tuple[str, str, str, str]] = []
+
+    def finish(self) -> None:
+        """Write the payloads of this transaction's feed rows from the records' final state (before COMMIT)."""
+        if self.feed_rows:
+            from server.storage.changes import write_payloads  # changes imports this module
+
+            rows, self.feed_rows = self.feed_rows, []
+            write_payloads(self, rows)
 
     @contextmanager
     def savepoint(self) -> Generator[None]:
@@ -198,7 +208,9 @@ class Database:
             conn = self.conn  # after the wait: a failed write meanwhile may have had it reopened
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield SqliteTx(conn)
+                tx = SqliteTx(conn)
+                yield tx
+                tx.finish()
                 conn.execute("COMMIT")
             except BaseException as exc:
                 self._abandon(conn, exc)
@@ -266,6 +278,7 @@ class Database:
                             piece.result, piece.error = None, exc
                     taken = self._take(GROUP_MAX - len(group))
                     group = group + taken
+                tx.finish()
                 conn.execute("COMMIT")
             except BaseException as exc:
                 self._abandon(conn, exc)  # raises the domain error of a storage failure

@@ -381,4 +381,22 @@ MIGRATIONS: list[Migration] = [
         END;
         """,
     ),
+    Migration(
+        11,
+        "each feed row's encoded change and summary share, written with the row",
+        """
+        -- The change a pull sends for this row, encoded as JSON when the row was written (at commit,
+        -- from the record's final state in that transaction): pages are assembled from these bytes.
+        -- NULL where the change depends on who asks beyond the audience (a delete, a note with
+        -- attachments, conflicts that only some see) and for rows written before: those are shaped
+        -- at pull time (server/storage/feed_payloads.py says which).
+        ALTER TABLE changes ADD COLUMN payload BLOB;
+        -- Whether the row's record counts in the summary of the row's audience (0: no; 1: yes; 2: yes,
+        -- and it is a note shared with the organizers), and its share of the checksum, split in two
+        -- 32-bit halves so that SUM never overflows. NULL counts: written before, not known.
+        ALTER TABLE changes ADD COLUMN counts INTEGER;
+        ALTER TABLE changes ADD COLUMN share_hi INTEGER;
+        ALTER TABLE changes ADD COLUMN share_lo INTEGER;
+        """,
+    ),
 ]

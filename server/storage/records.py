@@ -25,9 +25,13 @@ TABLES: dict[str, str] = {
 }
 
 
-def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Rows of one entity kind by id, as dicts with JSON decoded."""
+def load_records(
+    tx: Tx, event_id: str, entity: str, ids: Iterable[str], *, for_share: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Rows of one entity kind by id, as dicts with JSON decoded (``for_share``: PostgreSQL keeps them
+    from changing until the transaction ends)."""
     table = TABLES[entity]
+    lock = " FOR SHARE" if for_share else ""
     found: dict[str, dict[str, Any]] = {}
     # "+event_id" keeps SQLite on the primary key: with the plain column it may pick an event_id
     # index and walk every note of the event for each chunk. PostgreSQL has no unary + for text.
@@ -37,7 +41,7 @@ def load_records(tx: Tx, event_id: str, entity: str, ids: Iterable[str]) -> dict
             sql, params = f"SELECT * FROM events WHERE id IN ({marks})", chunk
         else:
             sql, params = f"SELECT * FROM {table} WHERE {event_column} = ? AND id IN ({marks})", [event_id, *chunk]
-        for row in tx.execute(sql, params):
+        for row in tx.execute(sql + lock, params):
             found[row["id"]] = row_dict(table, row)
     return found
 

@@ -2,6 +2,7 @@
 
 import heapq
 import itertools
+from typing import Any
 
 from schemas.accounts import Account
 from server.faults import TEST_NAIVE_FEED
@@ -53,6 +54,80 @@ def feed_page(tx: Tx, event_id: str, audiences: list[str], after: int, limit: in
         for audience in audiences
     ]
     return list(itertools.islice(heapq.merge(*ranges), limit))
+
+
+def feed_page_payloads(
+    tx: Tx, event_id: str, audiences: list[str], after: int, limit: int
+) -> list[tuple[int, str, str, bytes | None]]:
+    """As ``feed_page``, with each row's payload (``changes.payload``: None where the pull shapes the change)."""
+    # SQLite's rows hold these types already (tuple() is the whole cost per row); psycopg's bytea may not be bytes.
+    as_row = tuple if tx.dialect == "sqlite" else _pg_feed_row
+    ranges = [
+        [
+            as_row(r)
+            for r in tx.execute(
+                "SELECT seq, entity, entity_id, payload FROM changes WHERE event_id = ? AND audience = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (event_id, audience, after, limit),
+            )
+        ]
+        for audience in audiences
+    ]
+    # Positions are unique in an event's feed: the merge never compares two payloads.
+    if len([r for r in ranges if r]) <= 1:
+        return next((r[:limit] for r in ranges if r), [])  # type: ignore[return-value]
+    return list(itertools.islice(heapq.merge(*ranges), limit))  # type: ignore[arg-type]
+
+
+def _pg_feed_row(r: Any) -> tuple[int, str, str, bytes | None]:
+    return (int(r[0]), str(r[1]), str(r[2]), None if r[3] is None else bytes(r[3]))
+
+
+SUMMARY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
+_EVENT_WIDE = SUMMARY_KINDS[:5]
+_MASK = (1 << 64) - 1
+
+
+def summary_sums(tx: Tx, account: Account) -> dict[str, tuple[int, int]] | None:
+    """Per entity kind, how many records a participant or organizer may see and the sum of their
+    checksum shares (mod 2^64), from the shares its audiences' feed rows keep; None when a row of
+    them was written before rows kept shares (then ``visible_versions`` answers), or for hosts.
+
+    A participant sees everyone's records (``all``) and its own (its ``acct:`` row); an organizer
+    also every shared note and every feedback (``org``), less its own shared notes and feedback,
+    which its own rows count too (counts 2 on its row marks a shared note).
+    """
+    if account.role not in ("participant", "organizer"):
+        return None
+    sums: dict[tuple[str, str, int], tuple[int, int]] = {}
+    own = f"acct:{account.id}"
+    # One audience's range of the feed index: SQLite would rather walk the whole event's rows in
+    # changes_key's order, for the GROUP BY, than sort a few groups.
+    table = "changes INDEXED BY changes_feed" if tx.dialect == "sqlite" else "changes"
+    for audience in ("all", own, *(["org"] if account.role == "organizer" else [])):
+        for entity, counts, rows, hi, lo in tx.execute(
+            f"SELECT entity, counts, COUNT(*), SUM(share_hi), SUM(share_lo) FROM {table}"
+            " WHERE event_id = ? AND audience = ? GROUP BY entity, counts",
+            (account.event_id, audience),
+        ):
+            if counts is None:
+                return None
+            if counts:
+                sums[audience, str(entity), int(counts)] = (int(rows), (int(hi) << 32) + int(lo))
+
+    def total(audience: str, entity: str, *counts: int) -> tuple[int, int]:
+        found = [sums.get((audience, entity, c), (0, 0)) for c in counts]
+        return sum(n for n, _ in found), sum(s for _, s in found)
+
+    result = {entity: total("all", entity, 1) for entity in _EVENT_WIDE}
+    if account.role == "participant":
+        result["note"] = total(own, "note", 1, 2)
+        result["feedback"] = total(own, "feedback", 1)
+    else:
+        mine, shared, mine_shared = total(own, "note", 1, 2), total("org", "note", 1), total(own, "note", 2)
+        result["note"] = (mine[0] + shared[0] - mine_shared[0], mine[1] + shared[1] - mine_shared[1])
+        result["feedback"] = total("org", "feedback", 1)
+    return {entity: (count, share & _MASK) for entity, (count, share) in result.items()}
 
 
 def visible_versions(tx: Tx, account: Account) -> dict[str, list[tuple[str, int]]]:

@@ -33,6 +33,7 @@ from server.errors import (
 )
 from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
+from server.storage.feed_payloads import feed_values
 from server.storage.unit import Tx
 
 T = TypeVar("T")
@@ -271,6 +272,9 @@ class PgTx:
             rows.pop(row, None)
             rows[row] = None
         self._feed.clear()
+        # Payloads and shares first, from the records' final state (locked FOR SHARE until commit): the clock,
+        # taken next, is then held only for the statements that need it.
+        values = {event_id: feed_values(self, list(rows)) for event_id, rows in sorted(by_event.items())}
         for event_id in sorted(by_event):
             rows = list(by_event[event_id])
             top = self.execute(
@@ -280,11 +284,15 @@ class PgTx:
             ).fetchone()
             first = int(top[0]) - len(rows) + 1  # type: ignore[index]  # RETURNING always gives the row
             self.executemany(
-                "INSERT INTO changes (event_id, seq, entity, entity_id, audience) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (event_id, entity, entity_id, audience) DO UPDATE SET seq = excluded.seq",
+                "INSERT INTO changes (event_id, seq, entity, entity_id, audience, payload, counts, share_hi, share_lo)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, entity, entity_id, audience)"
+                " DO UPDATE SET seq = excluded.seq, payload = excluded.payload, counts = excluded.counts,"
+                " share_hi = excluded.share_hi, share_lo = excluded.share_lo",
                 [
-                    (e, first + i, entity, entity_id, audience)
-                    for i, (e, entity, entity_id, audience) in enumerate(rows)
+                    (e, first + i, entity, entity_id, audience, *kept)
+                    for i, ((e, entity, entity_id, audience), kept) in enumerate(
+                        zip(rows, values[event_id], strict=True)
+                    )
                 ],
             )
 

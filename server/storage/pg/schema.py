@@ -353,4 +353,16 @@ PG_MIGRATIONS: list[PgMigration] = [
         );
         """,
     ),
+    PgMigration(
+        6,
+        "each feed row's encoded change and summary share, written with the row (SQLite 11)",
+        """
+        -- As on SQLite: the JSON a pull sends for the row, or NULL where it is shaped at pull time.
+        -- Written by PgTx.write_feed before it takes the feed clock, so the clock is held no longer.
+        ALTER TABLE changes ADD COLUMN payload bytea;
+        ALTER TABLE changes ADD COLUMN counts smallint;
+        ALTER TABLE changes ADD COLUMN share_hi bigint;
+        ALTER TABLE changes ADD COLUMN share_lo bigint;
+        """,
+    ),
 ]
