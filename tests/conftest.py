@@ -46,7 +46,49 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: CI runs it on SQLite, then again with --backend postgres")
 
 
+# The modules that hold the suite's longest tests (a benchmark run, servers killed and restarted, a
+# browser per module), measured with --durations: they run first, so that with `-n 2` the last
+# minutes are many short tests that even out both workers, not one long test that leaves the other
+# idle. Only the order of whole modules changes (a module's tests keep theirs, and so their shared
+# fixtures); a module missing from the list keeps its place after these.
+SLOW_FIRST = (
+    "test_bench_smoke.py",
+    "test_sync_e2e.py",
+    "test_durability.py",
+    "test_sync_convergence.py",
+    "test_fixture_reload.py",
+    "test_pg_servers.py",
+    "test_metrics_workers.py",
+    "test_readme_tour.py",
+    "test_upload_faults.py",
+    "test_pg_feed_servers.py",
+    "test_push_crash.py",
+    "test_web_notes.py",
+    "test_web_organizer_feedback.py",
+    "test_web_participant.py",
+    "test_web_a11y.py",
+    "test_pg_blobs.py",
+    "test_web_feedback.py",
+    "test_web_host.py",
+    "test_web_map.py",
+    "test_web_photos.py",
+    "test_web_programme.py",
+    "test_web_install.py",
+    "test_web_static.py",
+    "test_preview_memory.py",
+    "test_read_cache.py",
+    "test_cli.py",
+    "test_blobs.py",
+)
+
+
+def _slow_rank(item: pytest.Item) -> int:
+    name = item.path.name
+    return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_slow_rank)  # stable: every worker gets the same order, as xdist requires
     if config.getoption("--backend") != "postgres":
         return
     kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]

@@ -6,9 +6,12 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 from tests.conftest import EVENT_ID, LiveServer, Seeded
 from tests.sync_helpers import rows, scalar
+
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
 PUSH = f"/api/v1/events/{EVENT_ID}/sync/push"
 VISIT = "d1-g1-casa-quartiere-san-salvario"

@@ -1,7 +1,7 @@
 """A real server SIGKILLed at named places inside a push: what was acknowledged is stored exactly once,
 and the client's retry after the restart converges (nothing lost, nothing doubled).
 
-The server is `studyvisit serve` (uvicorn, one process) on a free port over a real SQLite file;
+The server is `studyvisit serve` (uvicorn, one process) on a free port over a real database (SQLite or PostgreSQL);
 `STUDYVISIT_FAULT_POINT=name:N` (server/faults.py) kills it the Nth time it passes `name`.
 """
 
@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import EVENT_ID, LiveServer, Seeded
 from tests.sync_helpers import rows, scalar
+
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
 PUSH = f"/api/v1/events/{EVENT_ID}/sync/push"
 VISIT = "d1-g1-casa-quartiere-san-salvario"

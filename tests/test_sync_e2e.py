@@ -8,9 +8,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from sync.client import FieldClient
 from tests.conftest import LiveServer, Seeded
 from tests.sync_helpers import rows
+
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
 VISIT = "d1-g1-casa-quartiere-san-salvario"
 KILLED_NOTES = 1500

@@ -1,4 +1,4 @@
-"""Crash safety of uploads: a real server (uvicorn, real SQLite file, real blob directory) is killed
+"""Crash safety of uploads: a real server (uvicorn, a real database on either engine, a real blob directory) is killed
 with SIGKILL at each named fault point of the upload path (``server/faults.py``), then restarted.
 
 Invariants, whatever the moment of death: no blob is ever served incomplete, every acknowledged
@@ -25,6 +25,8 @@ from sync_helpers import PULL_URL, PUSH_URL, note_put, uid
 from server.app import create_app
 from server.settings import Settings
 from server.storage.blobs import BlobFiles, PartialState, UploadOwner
+
+pytestmark = pytest.mark.both_backends  # CI runs it on SQLite, then on PostgreSQL
 
 AUTHOR = "p-nguyen-thi-hoa"
 BLOBS = f"/api/v1/events/{EVENT_ID}/blobs"
