@@ -12,6 +12,7 @@ from conftest import Seeded
 from litestar import Litestar
 from litestar.testing import TestClient
 from sync_helpers import (
+    CLIENT_A,
     CLIENT_B,
     EVENT_ID,
     G1_SITE,
@@ -29,8 +30,11 @@ from sync_helpers import (
 )
 
 from server.services import pull as pull_service
+from server.services.push import _insert_notes as insert_notes  # pyright: ignore[reportPrivateUsage]
 from server.storage.accounts import get_account
+from server.storage.changes import record_change
 from server.storage.feed_payloads import stale_payloads
+from server.storage.records import NEW_NOTE_COLUMNS
 from server.storage.sync_feed import summary_sums
 
 pytestmark = pytest.mark.both_backends
@@ -254,3 +258,33 @@ def test_notes_created_in_a_batch_keep_the_payload_of_their_final_state(
     assert ("note", unshared) not in notes.records
     assert ("note", deleted) not in notes.records
     assert notes.data("note", kept)["lat"] == 45.0
+
+
+def test_a_created_note_changed_later_in_its_transaction_gets_every_row_from_its_final_state(seeded: Seeded) -> None:
+    # The rows push gives values when it creates a note stand only while the note stays as created: once
+    # a later write of the same transaction records any of its rows again, all of them are built at commit
+    # from its final state (here the organizers' row too, though only the author's was written again).
+    note_id = uid(0x60)
+    now = "2026-12-08T00:00:00.000000Z"
+    row = (
+        note_id, EVENT_ID, P1, CLIENT_A, G1_VISIT, None, "as created", '["t"]', None, None, None, 1, now, None, now, 0,
+    )  # fmt: skip
+    assert len(row) == len(NEW_NOTE_COLUMNS)
+    database = seeded.store()
+    try:
+        with database.write() as tx:
+            insert_notes(tx, [row])
+            tx.execute("UPDATE notes SET body = 'changed', version = 2 WHERE id = ?", (note_id,))
+            record_change(tx, EVENT_ID, "note", note_id, [f"acct:{P1}"])
+        with database.write() as tx:
+            assert stale_payloads(tx, EVENT_ID) == []
+            kept = tx.execute(
+                "SELECT audience, payload FROM changes WHERE entity = 'note' AND entity_id = ? ORDER BY audience",
+                (note_id,),
+            ).fetchall()
+    finally:
+        database.close()
+    assert [(audience, b'"changed"' in bytes(payload)) for audience, payload in kept] == [
+        (f"acct:{P1}", True),
+        ("org", True),
+    ]
