@@ -12,6 +12,7 @@ from conftest import Seeded
 from litestar import Litestar
 from litestar.testing import TestClient
 from sync_helpers import (
+    CLIENT_A,
     CLIENT_B,
     EVENT_ID,
     G1_SITE,
@@ -29,8 +30,11 @@ from sync_helpers import (
 )
 
 from server.services import pull as pull_service
+from server.services.push import _insert_notes as insert_notes  # pyright: ignore[reportPrivateUsage]
 from server.storage.accounts import get_account
+from server.storage.changes import record_change
 from server.storage.feed_payloads import stale_payloads
+from server.storage.records import NEW_NOTE_COLUMNS
 from server.storage.sync_feed import summary_sums
 
 pytestmark = pytest.mark.both_backends
@@ -192,3 +196,95 @@ def test_rows_written_before_payloads_are_shaped_and_summed_as_before(
             assert [summary_sums(tx, a) for a in accounts] == [None, None]
     finally:
         database.close()
+
+
+def test_notes_created_in_a_batch_keep_the_payload_of_their_final_state(
+    client: Client, seeded: Seeded, readers: dict[str, dict[str, str]]
+) -> None:
+    # Push writes new notes' payloads from the values it inserted, not from the rows read back: every
+    # field must come out as a read-back gives it (whole-number coordinates, tags, device times), and a
+    # later mutation of the same batch (same transaction) on one of them must leave its final state.
+    p1 = auth(seeded, P1)
+    kept, edited, unshared, deleted, photo = (uid(0x50 + n) for n in range(5))
+    sha = "cd" * 32
+    attachment = {"sha256": sha, "media_type": "image/jpeg", "bytes": 10, "caption": ""}
+    batch = [
+        mutation(
+            1,
+            "note.put",
+            {
+                "id": kept,
+                "site_id": G1_SITE,
+                "body": "kept as created",
+                "tags": ["b", "a"],
+                "lat": 45,
+                "lon": 7.5,
+                "captured_at": "2026-05-01T10:00:00+02:00",
+                "share_with_organizers": True,
+            },
+            client_time="2026-05-01T10:00:01+02:00",
+        ),
+        note_put(2, edited, body="first", share_with_organizers=True),
+        note_put(3, unshared, body="shared at first", share_with_organizers=True),
+        note_put(4, deleted, body="gone soon"),
+        note_put(5, photo, body="a photo later", share_with_organizers=True),
+        note_put(6, edited, body="second", base_version=1),
+        note_put(7, edited, tags=["x"], base_version=2),
+        note_put(8, unshared, share_with_organizers=False, base_version=1),
+        mutation(9, "note.delete", {"id": deleted, "base_version": 1}),
+        note_put(10, photo, attachments=[attachment], base_version=1),
+    ]
+    applied(push(client, p1, batch))
+    assert_payloads_current(seeded)
+    for account_id, headers in readers.items():
+        assert bodies(client, headers) == shaped(client, headers), account_id
+    database = seeded.store()
+    try:
+        with database.read() as tx:
+            rows = tx.execute(
+                "SELECT entity_id, audience, payload IS NOT NULL FROM changes"
+                " WHERE entity = 'note' AND entity_id IN (?, ?)",
+                (kept, edited),
+            ).fetchall()
+    finally:
+        database.close()
+    # The notes left as created, and the one edited twice, are pulled from their kept bytes.
+    assert sorted((r[0], r[1], bool(r[2])) for r in rows) == sorted(
+        [(kept, f"acct:{P1}", True), (kept, "org", True), (edited, f"acct:{P1}", True), (edited, "org", True)]
+    )
+    notes = pull_all(client, readers[ORGANIZER])
+    assert notes.data("note", edited)["body"] == "second"
+    assert notes.data("note", edited)["tags"] == ["x"]
+    assert ("note", unshared) not in notes.records
+    assert ("note", deleted) not in notes.records
+    assert notes.data("note", kept)["lat"] == 45.0
+
+
+def test_a_created_note_changed_later_in_its_transaction_gets_every_row_from_its_final_state(seeded: Seeded) -> None:
+    # The rows push gives values when it creates a note stand only while the note stays as created: once
+    # a later write of the same transaction records any of its rows again, all of them are built at commit
+    # from its final state (here the organizers' row too, though only the author's was written again).
+    note_id = uid(0x60)
+    now = "2026-12-08T00:00:00.000000Z"
+    row = (
+        note_id, EVENT_ID, P1, CLIENT_A, G1_VISIT, None, "as created", '["t"]', None, None, None, 1, now, None, now, 0,
+    )  # fmt: skip
+    assert len(row) == len(NEW_NOTE_COLUMNS)
+    database = seeded.store()
+    try:
+        with database.write() as tx:
+            insert_notes(tx, [row])
+            tx.execute("UPDATE notes SET body = 'changed', version = 2 WHERE id = ?", (note_id,))
+            record_change(tx, EVENT_ID, "note", note_id, [f"acct:{P1}"])
+        with database.write() as tx:
+            assert stale_payloads(tx, EVENT_ID) == []
+            kept = tx.execute(
+                "SELECT audience, payload FROM changes WHERE entity = 'note' AND entity_id = ? ORDER BY audience",
+                (note_id,),
+            ).fetchall()
+    finally:
+        database.close()
+    assert [(audience, b'"changed"' in bytes(payload)) for audience, payload in kept] == [
+        (f"acct:{P1}", True),
+        ("org", True),
+    ]

@@ -5,6 +5,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from schemas.accounts import Account
 from schemas.problems import Problem
 from schemas.sync import Mutation, MutationResult, PushRequest, PushResponse
@@ -12,9 +14,10 @@ from server.errors import PROBLEM_BASE
 from server.faults import fault_point
 from server.services.appliers import APPLIERS
 from server.services.mutations import Context, Known, MutationRejectedError, new_note_row
-from server.storage.changes import record_changes
+from server.storage.changes import record_new_changes
 from server.storage.db import rfc3339
 from server.storage.engine_errors import storage_failure
+from server.storage.feed_payloads import values_of
 from server.storage.records import (
     NEW_NOTE_COLUMNS,
     claim_ledger,
@@ -175,7 +178,22 @@ def _apply(tx: Tx, account: Account, request: PushRequest, now: datetime) -> Pus
 
 def _insert_notes(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     insert_new_notes(tx, rows)
-    record_changes(tx, [change for row in rows for change in _note_changes(row)])
+    changes = [change for row in rows for change in _note_changes(row)]
+    # Their feed rows' payloads from the values just written, not read back at commit.
+    records = {row[0]: _new_note_record(row) for row in rows}
+    event_ids = {row[1] for row in rows}
+    record_new_changes(tx, changes, values_of(tx, changes, {(e, "note"): records for e in event_ids}))
+
+
+def _new_note_record(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A new note as ``load_records`` would read it back: its row, and the columns' defaults for the rest."""
+    record: dict[str, Any] = dict(zip(NEW_NOTE_COLUMNS, row, strict=True))
+    record["tags"] = msgspec.json.decode(record["tags"])
+    record["deleted"] = 0
+    record["version"] = 1
+    record["conflicts"] = []
+    record["attachments"] = []
+    return record
 
 
 def _note_changes(row: tuple[Any, ...]) -> list[tuple[str, str, str, str]]:

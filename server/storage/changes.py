@@ -1,10 +1,10 @@
 """The change feed behind sync pulls, and the content version behind read caches."""
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from server.errors import EventNotFoundError
-from server.storage.feed_payloads import feed_values
+from server.storage.feed_payloads import FeedValues, feed_values
 from server.storage.unit import Tx
 
 EVENT_WIDE = frozenset({"event", "site", "visit", "group", "question"})
@@ -32,6 +32,32 @@ def _write_feed_rows(tx: Any, rows: list[tuple[str, str, str, str]]) -> None:
     # written at commit (SqliteTx.finish): later statements of this transaction may still change the record.
     tx.executemany("INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience) VALUES (?, ?, ?, ?)", rows)
     tx.feed_rows.extend(rows)
+    if tx.given_rows:
+        # A record created with its rows' values given (record_new_changes) changes again: all its
+        # rows, not only the ones written again now, get their values from its state at commit.
+        for row in rows:
+            tx.feed_rows.extend(tx.given_rows.pop(row[:3], ()))
+
+
+def record_new_changes(tx: Tx, rows: list[tuple[str, str, str, str]], values: list[FeedValues]) -> None:
+    """Feed rows of records created by this transaction, with what each keeps, built by the writer from
+    the state it wrote: no read-back at commit, and on SQLite no UPDATE after the INSERT.
+
+    The values stand unless a later statement of the transaction changes the record; every such write
+    records the record's change again (the feed's invariant), and then every row of the record is given
+    its values at commit from the record's state, as any other (SqliteTx.finish, PgTx.write_feed).
+    """
+    if tx.dialect == "postgresql":
+        cast(Any, tx).queue_feed_rows(rows, values)
+        return
+    given = cast(Any, tx).given_rows
+    for row in rows:
+        given.setdefault(row[:3], []).append(row)
+    tx.executemany(
+        "INSERT OR REPLACE INTO changes (event_id, entity, entity_id, audience, payload, counts, share_hi, share_lo)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row, *kept) for row, kept in zip(rows, values, strict=True)],
+    )
 
 
 def write_payloads(tx: Tx, rows: list[tuple[str, str, str, str]]) -> None:

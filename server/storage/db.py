@@ -92,7 +92,7 @@ class SqliteTx:
     `sqlite3.Connection` itself: no call in between.
     """
 
-    __slots__ = ("conn", "execute", "executemany", "feed_rows")
+    __slots__ = ("conn", "execute", "executemany", "feed_rows", "given_rows")
     dialect: Literal["sqlite"] = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -101,9 +101,13 @@ class SqliteTx:
         self.executemany = conn.executemany
         # Feed rows written in this transaction, whose payloads are written just before it commits.
         self.feed_rows: list[tuple[str, str, str, str]] = []
+        # Rows written with their values (changes.record_new_changes), by record: written again at
+        # commit if the record changes after.
+        self.given_rows: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = {}
 
     def finish(self) -> None:
         """Write the payloads of this transaction's feed rows from the records' final state (before COMMIT)."""
+        self.given_rows.clear()
         if self.feed_rows:
             from server.storage.changes import write_payloads  # changes imports this module
 

@@ -211,7 +211,15 @@ def row_counts(entity: str, audience: str, record: dict[str, Any] | None) -> int
 
 def feed_values(tx: Tx, rows: Sequence[FeedRow]) -> list[FeedValues]:
     """What each of these feed rows keeps, from the records' state in ``tx``."""
-    payloads = feed_payloads(tx, rows, records := _records(tx, rows))
+    return values_of(tx, rows, _records(tx, rows))
+
+
+def values_of(
+    tx: Tx, rows: Sequence[FeedRow], records: dict[tuple[str, str], dict[str, dict[str, Any]]]
+) -> list[FeedValues]:
+    """What each of these feed rows keeps, given its record's final state (as ``load_records`` gives
+    it) in ``records``: a writer that holds the state it wrote passes it, and nothing is read back."""
+    payloads = feed_payloads(tx, rows, records)
     values: list[FeedValues] = []
     for (event_id, entity, entity_id, audience), payload in zip(rows, payloads, strict=True):
         record = records[event_id, entity].get(entity_id)

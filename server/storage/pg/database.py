@@ -33,7 +33,7 @@ from server.errors import (
 )
 from server.faults import TEST_NAIVE_FEED, commit_delay_for_tests
 from server.storage.db import DEFAULT_LOCK_TIMEOUT_S, rfc3339, utcnow
-from server.storage.feed_payloads import feed_values
+from server.storage.feed_payloads import FeedValues, feed_values
 from server.storage.unit import Tx
 
 T = TypeVar("T")
@@ -206,6 +206,8 @@ class PgTx:
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self.conn = conn
         self._feed: list[FeedRow] = []
+        # What rows of records created in this transaction keep, given by their writer: record -> audience -> values.
+        self._known: dict[tuple[str, str, str], dict[str, FeedValues]] = {}
         self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
@@ -245,8 +247,20 @@ class PgTx:
         finally:
             self._depth -= 1
 
-    def queue_feed_rows(self, rows: Iterable[FeedRow]) -> None:
-        """Feed rows to write, with their positions, just before the transaction commits."""
+    def queue_feed_rows(self, rows: Iterable[FeedRow], values: Sequence[FeedValues] | None = None) -> None:
+        """Feed rows to write, with their positions, just before the transaction commits.
+
+        ``values``: what each row keeps, from the state its writer just gave a record it created
+        (see ``record_new_changes``); without them, a row's values come from the record's state at commit,
+        and any values given before for the same record are dropped (a later change makes them stale).
+        """
+        rows = list(rows)
+        if values is None:
+            for row in rows:
+                self._known.pop(row[:3], None)
+        else:
+            for row, kept in zip(rows, values, strict=True):
+                self._known.setdefault(row[:3], {})[row[3]] = kept
         if TEST_NAIVE_FEED:
             # Test-only (server/faults.py): the design that skips, numbered now from a sequence.
             self.executemany(
@@ -265,6 +279,7 @@ class PgTx:
         would leave it; its position is among the last of this transaction's.
         """
         if not self._feed:
+            self._known.clear()
             return
         by_event: dict[str, dict[FeedRow, None]] = {}
         for row in self._feed:
@@ -272,9 +287,16 @@ class PgTx:
             rows.pop(row, None)
             rows[row] = None
         self._feed.clear()
+        known, self._known = self._known, {}
         # Payloads and shares first, from the records' final state (locked FOR SHARE until commit): the clock,
-        # taken next, is then held only for the statements that need it.
-        values = {event_id: feed_values(self, list(rows)) for event_id, rows in sorted(by_event.items())}
+        # taken next, is then held only for the statements that need it. Records this transaction created
+        # and did not change since come with their values (no other transaction sees them before commit).
+        values: dict[str, list[FeedValues]] = {}
+        for event_id, rows in sorted(by_event.items()):
+            given = [known.get(row[:3], {}).get(row[3]) for row in rows]
+            unknown = [row for row, kept in zip(rows, given, strict=True) if kept is None]
+            read = iter(feed_values(self, unknown) if unknown else [])
+            values[event_id] = [next(read) if kept is None else kept for kept in given]
         for event_id in sorted(by_event):
             rows = list(by_event[event_id])
             top = self.execute(
