@@ -10,14 +10,13 @@ migration 11 serves the copy as it is (its feed rows' payload columns unused).
 
 import argparse
 import dataclasses
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 from bench.dataset import LARGE, ParticipantPool, generate
 from bench.measure import FULL, LoadGenerator, measure_pulls
-from bench.servers import studyvisit_server
+from bench.servers import tree_servers
 
 CASES = ("participant_initial", "organizer_initial", "participant_incremental")
 
@@ -33,31 +32,20 @@ def main() -> None:
         dataset = generate(work / "event.db", LARGE)
         trees: dict[str, Path | None] = {"this": None, **{path.name: path.resolve() for path in args.other}}
         rates: dict[tuple[str, str], list[float]] = {}
-        with LoadGenerator() as gen:
-            servers = {}
-            for name, cwd in trees.items():
-                (work / name).mkdir()
-                shutil.copy(dataset.path, work / name / "event.db")
-                server = studyvisit_server(work / name / "event.db", name)
-                server.cwd = cwd
-                servers[name] = server.start()
-            try:
-                # One pool per server, taken from in the same order: run i pulls as the same new participant on each copy.
-                pools = {name: ParticipantPool(dataset) for name in servers}
-                for i in range(args.runs):
-                    # Each tree goes first in every other run: what runs first may meet a busier machine.
-                    order = list(servers.items())
-                    for name, server in order if i % 2 == 0 else order[::-1]:
-                        figures = measure_pulls(gen, server, dataset, pools[name], config)
-                        line = []
-                        for case in CASES:
-                            rate = figures[case]["runs"][-1]["changes_per_s"]
-                            rates.setdefault((name, case), []).append(rate)
-                            line.append(f"{case} {rate:9,.0f}/s")
-                        print(f"run {i + 1} {name:10}: " + "; ".join(line), flush=True)
-            finally:
-                for server in servers.values():
-                    server.stop()
+        with LoadGenerator() as gen, tree_servers(dataset.path, work, trees) as servers:
+            # One pool per server, taken from in the same order: run i pulls as the same new participant on each copy.
+            pools = {name: ParticipantPool(dataset) for name in servers}
+            for i in range(args.runs):
+                # Each tree goes first in every other run: what runs first may meet a busier machine.
+                order = list(servers.items())
+                for name, server in order if i % 2 == 0 else order[::-1]:
+                    figures = measure_pulls(gen, server, dataset, pools[name], config)
+                    line = []
+                    for case in CASES:
+                        rate = figures[case]["runs"][-1]["changes_per_s"]
+                        rates.setdefault((name, case), []).append(rate)
+                        line.append(f"{case} {rate:9,.0f}/s")
+                    print(f"run {i + 1} {name:10}: " + "; ".join(line), flush=True)
         for case in CASES:
             medians = {name: statistics.median(rates[name, case]) for name in trees}
             base = medians.get(next(iter(trees)), 0.0)

@@ -9,7 +9,6 @@ on the same disk in the same minutes.
 
 import argparse
 import os
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from bench.dataset import LARGE, ParticipantPool, generate
 from bench.loadgen import PushJob
 from bench.measure import FULL, LoadGenerator, _devices, _note_rows, _sqlite_push_floor
-from bench.servers import Server, _process_tree, studyvisit_server
+from bench.servers import Server, _process_tree, tree_servers
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
@@ -55,37 +54,26 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in trees}
         cpu_per_note: dict[str, list[float]] = {name: [] for name in trees}
         floors: list[float] = []
-        with LoadGenerator() as gen:
-            servers = {}
-            for name, cwd in trees.items():
-                (work / name).mkdir()
-                shutil.copy(dataset.path, work / name / "event.db")
-                server = studyvisit_server(work / name / "event.db", name)
-                server.cwd = cwd
-                servers[name] = server.start()
-            try:
-                for i in range(args.runs):
-                    for name, server in servers.items():
-                        devices = _devices(dataset, pool, config.push_devices, seed=1_000_000 * (i + 1))
-                        cpu = cpu_seconds(server)
-                        stats = gen.run(PushJob(server.port, dataset.event_id, devices, notes, config.push_batch_size))
-                        if stats.applied != stats.notes:
-                            raise RuntimeError(f"{name}: not every note was applied: {stats}")
-                        cpu_us = (cpu_seconds(server) - cpu) / stats.notes * 1e6
-                        cpu_per_note[name].append(cpu_us)
-                        rows = _note_rows(dataset.event_id, devices, notes, config.push_batch_size)
-                        floor_rate = stats.notes / floor(rows)["seconds"]
-                        floors.append(floor_rate)
-                        rates[name].append(stats.notes_per_s)
-                        print(
-                            f"run {i + 1} {name:10}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
-                            f" ({stats.notes_per_s / floor_rate:.1%}), batch p50 {stats.batch_p50_ms:.0f} ms,"
-                            f" p99 {stats.batch_p99_ms:.0f} ms, server CPU {cpu_us:.1f} µs/note, errors (retried) {stats.errors}",
-                            flush=True,
-                        )
-            finally:
-                for server in servers.values():
-                    server.stop()
+        with LoadGenerator() as gen, tree_servers(dataset.path, work, trees) as servers:
+            for i in range(args.runs):
+                for name, server in servers.items():
+                    devices = _devices(dataset, pool, config.push_devices, seed=1_000_000 * (i + 1))
+                    cpu = cpu_seconds(server)
+                    stats = gen.run(PushJob(server.port, dataset.event_id, devices, notes, config.push_batch_size))
+                    if stats.applied != stats.notes:
+                        raise RuntimeError(f"{name}: not every note was applied: {stats}")
+                    cpu_us = (cpu_seconds(server) - cpu) / stats.notes * 1e6
+                    cpu_per_note[name].append(cpu_us)
+                    rows = _note_rows(dataset.event_id, devices, notes, config.push_batch_size)
+                    floor_rate = stats.notes / floor(rows)["seconds"]
+                    floors.append(floor_rate)
+                    rates[name].append(stats.notes_per_s)
+                    print(
+                        f"run {i + 1} {name:10}: {stats.notes_per_s:8,.0f} notes/s, floor {floor_rate:8,.0f}"
+                        f" ({stats.notes_per_s / floor_rate:.1%}), batch p50 {stats.batch_p50_ms:.0f} ms,"
+                        f" p99 {stats.batch_p99_ms:.0f} ms, server CPU {cpu_us:.1f} µs/note, errors (retried) {stats.errors}",
+                        flush=True,
+                    )
         floor_median = statistics.median(floors)
         for name, values in rates.items():
             median = statistics.median(values)

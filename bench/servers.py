@@ -1,13 +1,16 @@
 """Starting and stopping the servers under test, and reading their peak memory."""
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 
@@ -108,6 +111,24 @@ def studyvisit_server(
     # upload benchmark knows where the server writes and measures the disk there.
     env = {"STUDYVISIT_DATA_DIR": str(db_path.parent)}
     return Server(name, command, "/health", db_path.parent, env=env)
+
+
+@contextlib.contextmanager
+def tree_servers(database: Path, work: Path, trees: dict[str, Path | None]) -> Generator[dict[str, Server]]:
+    """One ``studyvisit serve`` per source tree (None: this one), each on its own copy of ``database``
+    in ``work/<name>``, started in order and stopped at the end: the A/B benches' contestants."""
+    servers: dict[str, Server] = {}
+    try:
+        for name, cwd in trees.items():
+            (work / name).mkdir()
+            shutil.copy(database, work / name / "event.db")
+            server = studyvisit_server(work / name / "event.db", name)
+            server.cwd = cwd
+            servers[name] = server.start()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def floor_server(spec: dict[str, tuple[int, int]], log_dir: Path, workers: int = 1) -> Server:
