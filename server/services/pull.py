@@ -29,7 +29,7 @@ from sync.checksum import MASK, record_hash
 from sync.cursor import Cursor, CursorError, decode_cursor, encode_cursor
 from sync.rules import audiences, feedback_visible, note_visible
 
-__all__ = ["ChangeCache", "EncodedPull", "may_resolve_site", "note_caught_up", "pull", "shape", "summarise"]
+__all__ = ["ChangeCache", "EncodedPull", "note_caught_up", "pull", "summarise"]
 
 ENTITY_KINDS = ("event", "site", "visit", "group", "question", "note", "feedback")
 # How stale an install's "last synced" time may get before a caught-up pull writes it again: organizers
